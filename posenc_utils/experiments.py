@@ -1,0 +1,80 @@
+"""The paper's experiments as functions of a :class:`~posenc_utils.profiles.Profile`.
+
+Each experiment is a function returning tidy DataFrames (one row per measured cell); the
+expensive steps underneath (image sets, encoder features, trained readouts) are cached, so
+an experiment that reuses another's features costs only its readouts.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .features import FeatureSet, extract_features
+from .images import ImageSet, build_image_set
+from .metrics import summarize
+from .profiles import EncoderSpec, Profile, ReadoutSpec
+from .readout import Readout, evaluate, train_readout
+from .targets import PATTERNS
+
+
+@dataclass
+class ProbeResult:
+    """One encoder probed by one readout: per-image metrics and low-resolution predictions."""
+
+    encoder: EncoderSpec
+    readout: Readout
+    per_image: pd.DataFrame  # test_set, image, pattern, spc, mae
+    predictions: dict[str, np.ndarray] = field(default_factory=dict)  # test set -> (N, P, h, w)
+
+    def summary(self) -> pd.DataFrame:
+        df = summarize(self.per_image, ["test_set", "pattern"])
+        return df.assign(encoder=self.encoder.label, arch=self.encoder.name, weights=self.encoder.weights,
+                         padding=self.encoder.padding)
+
+
+def image_sets(profile: Profile) -> tuple[ImageSet, list[ImageSet]]:
+    """The training set and the test sets of ``profile``, materialized (cached)."""
+    train = build_image_set(profile.train_set, profile.image_size)
+    tests = [build_image_set(s, profile.image_size) for s in profile.test_sets]
+    return train, tests
+
+
+def features_for(profile: Profile, spec: EncoderSpec, image_set: ImageSet) -> FeatureSet:
+    """Cached features of one encoder on one image set, with the profile's settings."""
+    return extract_features(spec, image_set, profile.readout.feature_size, profile.seed,
+                            profile.extract_batch_size, profile.feature_dtype)
+
+
+def probe(profile: Profile, spec: EncoderSpec, patterns: tuple[str, ...] = PATTERNS,
+          readout: ReadoutSpec | None = None, taps: tuple[str, ...] | None = None) -> ProbeResult:
+    """Train a readout on the profile's training set and evaluate it on every test set."""
+    readout = readout or profile.readout
+    train, tests = image_sets(profile)
+    trained = train_readout(features_for(profile, spec, train), patterns, readout, profile.image_size,
+                            profile.seed, taps, profile.standardize_features)
+    frames, preds = [], {}
+    for test in tests:
+        per_image, lowres = evaluate(trained, features_for(profile, spec, test), profile.image_size)
+        frames.append(per_image.assign(test_set=test.name))
+        preds[test.name] = lowres
+    return ProbeResult(spec, trained, pd.concat(frames, ignore_index=True), preds)
+
+
+def parse_encoders(texts: list[str] | tuple[str, ...]) -> tuple[EncoderSpec, ...]:
+    """Encoder specs from notebook-parameter strings such as ``"tv:resnet50:random"``."""
+    return tuple(EncoderSpec.parse(t) for t in texts)
+
+
+def table1(profile: Profile, extra_encoders: tuple[EncoderSpec, ...] = ()) -> tuple[pd.DataFrame, dict[str, ProbeResult]]:
+    """Table 1: every encoder x pattern x test set, with SPC, MAE, undefined-SPC count and n images.
+
+    Returns the tidy table and the probe results (for the qualitative figure), keyed by label.
+    """
+    results = {}
+    for spec in profile.encoders + tuple(extra_encoders):
+        results[spec.label] = probe(profile, spec)
+    table = pd.concat([r.summary() for r in results.values()], ignore_index=True)
+    cols = ["encoder", "arch", "weights", "padding", "pattern", "test_set", "spc", "mae", "spc_undefined", "n_images"]
+    return table[cols], results

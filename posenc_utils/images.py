@@ -1,0 +1,291 @@
+"""Image sets: synthetic test images, shipped photographs, generated training images, folders.
+
+Every set is materialized once as an (N, S, S, 3) uint8 array in the cache, keyed by how it
+was made, and memory-mapped from there; a large folder (DUTS-TR) streams to disk image by
+image and never sits whole in memory. Training and test images come from disjoint sources:
+training sets are generated (dead leaves) or a training folder, test photos are crops of
+photographs shipped inside installed packages.
+"""
+from __future__ import annotations
+
+import importlib.util
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+from PIL import Image
+from scipy.ndimage import gaussian_filter
+
+from . import cache, paths
+from .progress import progress
+from .profiles import ImageSetSpec
+
+GENERATOR_VERSION = 1  # bump when a generator changes its output, to invalidate cached sets
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+# Photographs that ship inside wheels the study installs: (package, path inside it).
+SHIPPED_PHOTOS = (
+    ("skimage", "data/astronaut.png"), ("skimage", "data/chelsea.png"), ("skimage", "data/coffee.png"),
+    ("skimage", "data/rocket.jpg"), ("skimage", "data/motorcycle_left.png"),
+    ("skimage", "data/motorcycle_right.png"), ("skimage", "data/hubble_deep_field.jpg"),
+    ("skimage", "data/camera.png"), ("skimage", "data/coins.png"), ("skimage", "data/moon.png"),
+    ("skimage", "data/clock_motion.png"), ("skimage", "data/page.png"), ("skimage", "data/text.png"),
+    ("skimage", "data/brick.png"), ("skimage", "data/grass.png"), ("skimage", "data/gravel.png"),
+    ("sklearn", "datasets/images/china.jpg"), ("sklearn", "datasets/images/flower.jpg"),
+    ("matplotlib", "mpl-data/sample_data/grace_hopper.jpg"),
+)
+
+# Standard layouts of the paper's datasets: the sub-folders that may hold the images.
+DATASETS = {
+    "DUTS-TR": dict(
+        folder="DUTS-TR", image_dirs=("DUTS-TR-Image",),
+        layout="DUTS-TR/DUTS-TR-Image/*.jpg (masks in DUTS-TR/DUTS-TR-Mask are not needed)",
+        source="http://saliencydetection.net/duts/ (DUTS-TR.zip, 10,553 images)",
+    ),
+    "PASCAL-S": dict(
+        folder="PASCAL-S", image_dirs=("Imgs", "images", "Images", "imgs", "image", "datasets/imgs/pascal", "."),
+        layout="PASCAL-S/Imgs/*.jpg (or PASCAL-S/images/, or the images directly in PASCAL-S/)",
+        source="https://cbs.ic.gatech.edu/salobj/ (PASCAL-S, 850 images)",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """A materialized set of images: (N, S, S, 3) uint8, memory-mapped from the cache."""
+
+    name: str
+    key: str
+    path: Path
+    n: int
+    size: int
+    description: str
+
+    def load(self) -> np.ndarray:
+        return np.load(self.path, mmap_mode="r")
+
+    def as_float(self, idx=slice(None)) -> np.ndarray:
+        """Images ``idx`` as float32 in [0, 1], shape (n, S, S, 3)."""
+        return self.load()[idx].astype(np.float32) / 255.0
+
+
+# ---------------------------------------------------------------- generators
+
+
+def synthetic_image(kind: str, size: int, seed: int = 0) -> np.ndarray:
+    """The paper's content-free test images: all black, all white, or Gaussian noise."""
+    if kind == "black":
+        return np.zeros((size, size, 3), np.uint8)
+    if kind == "white":
+        return np.full((size, size, 3), 255, np.uint8)
+    if kind == "noise":
+        rng = np.random.default_rng(seed)
+        return (np.clip(0.5 + 0.25 * rng.standard_normal((size, size, 3)), 0, 1) * 255).round().astype(np.uint8)
+    raise ValueError(f"unknown synthetic image {kind!r}: choose black, white or noise")
+
+
+def dead_leaves_image(size: int, rng: np.random.Generator) -> np.ndarray:
+    """One dead-leaves image: occluding shapes with power-law sizes, textures and blur.
+
+    The dead-leaves model reproduces natural-image statistics (scale invariance,
+    occlusion edges); textured leaves and a random blur keep it from looking like flat discs.
+    """
+    img = np.empty((size, size, 3), np.float32)
+    img[:] = rng.uniform(0.1, 0.9, 3)
+    rmin, rmax = 0.02 * size, 0.5 * size
+    n_leaves = int(rng.integers(300, 700))
+    u = rng.random(n_leaves)
+    radii = (rmin**-2 - u * (rmin**-2 - rmax**-2)) ** -0.5  # density ~ r^-3
+    for r in radii:
+        cy, cx = rng.uniform(-0.1, 1.1, 2) * size
+        y0, y1 = int(max(cy - r, 0)), int(min(cy + r + 1, size))
+        x0, x1 = int(max(cx - r, 0)), int(min(cx + r + 1, size))
+        if y0 >= y1 or x0 >= x1:
+            continue
+        yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+        dy, dx = yy - cy, xx - cx
+        theta = rng.uniform(0, np.pi)
+        c, s = np.cos(theta), np.sin(theta)
+        a, b = r, r * rng.uniform(0.4, 1.0)
+        u_, v_ = dx * c + dy * s, -dx * s + dy * c
+        if rng.random() < 0.7:
+            mask = (u_ / a) ** 2 + (v_ / b) ** 2 <= 1
+        else:
+            mask = (np.abs(u_) <= a * 0.8) & (np.abs(v_) <= b * 0.8)
+        colour = np.clip(rng.normal(0.5, 0.22, 3), 0, 1).astype(np.float32)
+        shade = np.ones_like(u_)
+        if rng.random() < 0.5:  # a grating texture
+            freq = rng.uniform(0.05, 0.4)
+            shade = shade + 0.25 * np.sin(freq * u_ + rng.uniform(0, 2 * np.pi))
+        if rng.random() < 0.5:  # a smooth shading ramp
+            shade = shade + 0.3 * (v_ / max(b, 1.0))
+        patch = colour[None, None, :] * shade[..., None]
+        img[y0:y1, x0:x1][mask] = patch[mask]
+    sigma = rng.uniform(0.0, 1.5)
+    if sigma > 0.2:
+        img = gaussian_filter(img, sigma=(sigma, sigma, 0))
+    img += rng.normal(0, rng.uniform(0.0, 0.03), img.shape).astype(np.float32)
+    return (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
+
+
+def shipped_photo_paths() -> list[Path]:
+    """The photographs inside installed wheels (scikit-image, scikit-learn, matplotlib)."""
+    found = []
+    for package, rel in SHIPPED_PHOTOS:
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            continue
+        p = Path(spec.submodule_search_locations[0]) / rel
+        if p.exists():
+            found.append(p)
+    if not found:
+        raise FileNotFoundError(
+            "no shipped photographs found: install scikit-image, scikit-learn and matplotlib "
+            "(the set-up command of the README does)"
+        )
+    return found
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """An image file as (H, W, 3) uint8 RGB (grayscale, RGBA and palette images are converted)."""
+    with Image.open(path) as im:
+        if im.mode in ("RGBA", "LA", "P"):
+            im = im.convert("RGBA")
+            bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
+            im = Image.alpha_composite(bg, im)
+        return np.asarray(im.convert("RGB"))
+
+
+def resize(img: np.ndarray, size: int) -> np.ndarray:
+    """Resize to ``size`` x ``size`` (bilinear, aspect not kept, as the paper resized to 224x224)."""
+    if img.shape[:2] == (size, size):
+        return img
+    return np.asarray(Image.fromarray(img).resize((size, size), Image.BILINEAR))
+
+
+def photo_crops(n: int, size: int, seed: int) -> Iterator[np.ndarray]:
+    """``n`` random square crops (35-100% of the short side, random flips) of the shipped photos."""
+    rng = np.random.default_rng(seed)
+    photos = [read_rgb(p) for p in shipped_photo_paths()]
+    order = rng.permutation(len(photos))
+    for i in range(n):
+        img = photos[order[i % len(photos)]]
+        h, w = img.shape[:2]
+        side = int(rng.uniform(0.35, 1.0) * min(h, w))
+        y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+        crop = img[y : y + side, x : x + side]
+        if rng.random() < 0.5:
+            crop = crop[:, ::-1]
+        yield resize(np.ascontiguousarray(crop), size)
+
+
+# ---------------------------------------------------------------- folders (paper profile)
+
+
+def dataset_folder(dataset: str, root: Path | None = None) -> Path:
+    """The folder holding a paper dataset's images, or a clear error saying what is missing."""
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}: known are {', '.join(DATASETS)}")
+    info = DATASETS[dataset]
+    base = Path(root or paths.raw_data_root()) / info["folder"]
+    for sub in info["image_dirs"]:
+        d = base / sub
+        if d.is_dir() and list_images(d):
+            return d
+    raise FileNotFoundError(
+        f"{dataset} images not found under {base}. Expected layout: {paths.raw_data_root()}/"
+        f"{info['layout']}. Download it from {info['source']}, unpack it there, or set "
+        f"POSENC_DATA_ROOT to the folder that holds {info['folder']}/."
+    )
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files directly inside ``folder``, sorted by name."""
+    return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def folder_images(folder: Path, size: int, n: int | None = None) -> tuple[int, Callable[[np.ndarray], int]]:
+    """Capacity and a ``fill`` function that streams a folder's images into an array.
+
+    Unreadable files are skipped; one warning at the end counts them.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder {folder} does not exist")
+    files = list_images(folder)[: n or None]
+    if not files:
+        raise FileNotFoundError(f"image folder {folder} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+
+    def fill(out: np.ndarray) -> int:
+        k, bad = 0, []
+        for f in progress(files, f"reading {folder.name}"):
+            try:
+                out[k] = resize(read_rgb(f), size)
+                k += 1
+            except Exception as err:  # PIL raises many types for broken files
+                bad.append(f"{f.name} ({type(err).__name__})")
+        if bad:
+            warnings.warn(f"skipped {len(bad)} unreadable of {len(files)} files in {folder}: {', '.join(bad[:5])}"
+                          + (" ..." if len(bad) > 5 else ""), stacklevel=2)
+        if k == 0:
+            raise ValueError(f"none of the {len(files)} files in {folder} could be read as an image")
+        return k
+
+    return len(files), fill
+
+
+# ---------------------------------------------------------------- building sets
+
+
+def _source(spec: ImageSetSpec, size: int) -> tuple[int, Callable[[np.ndarray], int | None], dict]:
+    """(capacity, fill function, key material) for an image-set spec."""
+    if spec.kind in ("black", "white", "noise"):
+        n = spec.n or 1
+
+        def fill(out):
+            for i in range(n):
+                out[i] = synthetic_image(spec.kind, size, spec.seed + i)
+
+        return n, fill, {}
+    if spec.kind == "dead_leaves":
+        def fill(out):
+            rng = np.random.default_rng(spec.seed)
+            for i in progress(range(spec.n), "dead leaves"):
+                out[i] = dead_leaves_image(size, rng)
+
+        return spec.n, fill, {}
+    if spec.kind == "photo_crops":
+        def fill(out):
+            for i, img in enumerate(photo_crops(spec.n, size, spec.seed)):
+                out[i] = img
+
+        return spec.n, fill, {"photos": [p.name for p in shipped_photo_paths()]}
+    if spec.kind == "folder":
+        folder = dataset_folder(spec.dataset)
+        n, fill = folder_images(folder, size, spec.n)
+        files = list_images(folder)[:n]
+        fingerprint = cache.make_key([(f.name, f.stat().st_size, int(f.stat().st_mtime)) for f in files])
+        return n, fill, {"folder": str(folder), "files": fingerprint}
+    raise ValueError(f"unknown image-set kind {spec.kind!r}")
+
+
+def build_image_set(spec: ImageSetSpec, size: int) -> ImageSet:
+    """Materialize (or reuse from the cache) the images of ``spec`` at ``size`` x ``size``."""
+    if size < 16:
+        raise ValueError(f"image size {size} is too small: the encoders need at least 16 px")
+    n, fill, extra = _source(spec, size)
+    key_spec = {"spec": spec.__dict__, "size": size, "version": GENERATOR_VERSION, **extra}
+    key = cache.make_key(key_spec)
+    folder = paths.cache_dir() / "images"
+    data, meta = folder / f"{spec.name}-{size}-{key}.npy", folder / f"{spec.name}-{size}-{key}.json"
+    arr = cache.open_array_entry(data, meta, {"key": key})
+    if arr is None:
+        arr = cache.write_array_entry(data, meta, (n, size, size, 3), "uint8", {"key": key, **key_spec}, fill)
+    desc = {
+        "dead_leaves": "generated dead-leaves images", "photo_crops": "crops of shipped photographs",
+        "folder": f"{spec.dataset} images", "black": "all-black image", "white": "all-white image",
+        "noise": "Gaussian noise image",
+    }[spec.kind]
+    return ImageSet(spec.name, key, data, int(arr.shape[0]), size, desc)

@@ -1,0 +1,174 @@
+"""The three run profiles (``quick`` | ``offline`` | ``paper``): the single source of every setting.
+
+A notebook picks a profile by name and may override fields; nothing else in the study holds
+a size, a count, an epoch number or an encoder list.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+PROFILES = ("quick", "offline", "paper")
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """Which encoder to probe: architecture, weights and padding mode."""
+
+    name: str  # posenet | vgg16 | resnet152 | efficientnet_lite0 | tv:<torchvision model name>
+    weights: str = "random"  # random | imagenet | hed
+    padding: str = "zeros"  # zeros | none | reflect | replicate | circular
+    taps: tuple[str, ...] | None = None  # module names to tap; None: the encoder's defaults
+
+    @property
+    def label(self) -> str:
+        """Row label used in every table and figure, always naming the weights."""
+        if self.name == "posenet":
+            return "PosENet"
+        pretty = {"vgg16": "VGG16", "resnet152": "ResNet152", "efficientnet_lite0": "EfficientNet-Lite0"}
+        arch = pretty.get(self.name, self.name.removeprefix("tv:"))
+        weights = {"random": "random init", "imagenet": "ImageNet", "hed": "HED"}.get(self.weights, self.weights)
+        pad = "" if self.padding == "zeros" else f", padding {self.padding}"
+        return f"{arch} ({weights}{pad})"
+
+    @classmethod
+    def parse(cls, text: str) -> "EncoderSpec":
+        """Parse ``name[:weights[:padding]]``, e.g. ``tv:resnet50:random`` or ``vgg16:hed``."""
+        parts = text.split(":")
+        if parts[0] == "tv":
+            if len(parts) < 2 or not parts[1]:
+                raise ValueError(f"{text!r}: write a torchvision model as 'tv:<model>[:weights[:padding]]'")
+            parts = [f"tv:{parts[1]}"] + parts[2:]
+        if len(parts) > 3:
+            raise ValueError(f"{text!r}: expected 'name[:weights[:padding]]'")
+        return cls(*parts)
+
+
+@dataclass(frozen=True)
+class ImageSetSpec:
+    """A set of images: how it is made (``kind``), how many, and with which seed."""
+
+    name: str  # the label used in tables (photos, black, white, noise, DUTS-TR, PASCAL-S, ...)
+    kind: str  # dead_leaves | photo_crops | black | white | noise | folder
+    n: int | None = 1  # number of images (None: all the images of a folder)
+    seed: int = 0
+    dataset: str | None = None  # for kind == "folder": a key of images.DATASETS
+
+
+@dataclass(frozen=True)
+class ReadoutSpec:
+    """The position encoding module (PEM) and how it is trained (PAPER.md section 1 and 3)."""
+
+    n_layers: int = 1
+    kernel: int = 3
+    padding: int = 0
+    feature_size: int = 28
+    epochs: int = 15
+    batch_size: int = 32
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    lr_step: int = 10  # epochs before the learning rate is multiplied by lr_gamma
+    lr_gamma: float = 0.1
+
+    @property
+    def label(self) -> str:
+        k = f"{self.kernel}x{self.kernel}"
+        return f"{self.n_layers} layer{'s' if self.n_layers > 1 else ''}, {k}, pad {self.padding}"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Everything that decides one run of the study."""
+
+    name: str
+    description: str
+    image_size: int
+    train_set: ImageSetSpec
+    test_sets: tuple[ImageSetSpec, ...]
+    encoders: tuple[EncoderSpec, ...]
+    readout: ReadoutSpec = field(default_factory=ReadoutSpec)
+    seed: int = 0
+    extract_batch_size: int = 8
+    feature_dtype: str = "float16"  # on-disk dtype of cached features (halves disk and I/O)
+    # Standardize each feature channel (training-set mean/std) before the PEM. A per-channel
+    # affine map the first convolution could absorb, so it changes no capacity, only the
+    # conditioning of SGD: random-init ResNet152 activations reach 1e8 and diverge without it.
+    # The authors' code feeds raw features; the paper profile does the same.
+    standardize_features: bool = True
+    # What a paper test set is called here, for "paper vs reproduced" (our name -> paper's name).
+    paper_test_names: tuple[tuple[str, str], ...] = (
+        ("photos", "PASCAL-S"), ("PASCAL-S", "PASCAL-S"), ("black", "black"), ("white", "white"), ("noise", "noise"),
+    )
+
+    def with_overrides(self, **changes) -> "Profile":
+        """A copy with some fields replaced (``readout`` may be given as a dict of its fields)."""
+        if isinstance(changes.get("readout"), dict):
+            changes["readout"] = dataclasses.replace(self.readout, **changes["readout"])
+        return dataclasses.replace(self, **changes)
+
+
+SYNTHETIC_TESTS = (
+    ImageSetSpec("black", "black"),
+    ImageSetSpec("white", "white"),
+    ImageSetSpec("noise", "noise", seed=1),
+)
+
+OFFLINE_ENCODERS = (
+    EncoderSpec("posenet", "none"),
+    EncoderSpec("vgg16", "hed"),
+    EncoderSpec("efficientnet_lite0", "imagenet"),
+    EncoderSpec("vgg16", "random"),
+    EncoderSpec("resnet152", "random"),
+)
+
+
+def _quick() -> Profile:
+    return Profile(
+        name="quick",
+        description="CI-sized smoke run: 64 px images, 32 training and 8 test photos, 2 epochs",
+        image_size=64,
+        train_set=ImageSetSpec("dead_leaves", "dead_leaves", n=32, seed=0),
+        test_sets=(ImageSetSpec("photos", "photo_crops", n=8, seed=0),) + SYNTHETIC_TESTS,
+        encoders=OFFLINE_ENCODERS,
+        readout=ReadoutSpec(epochs=2, batch_size=8),
+    )
+
+
+def _offline() -> Profile:
+    return Profile(
+        name="offline",
+        description=(
+            "the paper's settings on what can be had offline: 224 px, 500 generated dead-leaves "
+            "training images, 60 photo crops + black/white/noise for testing, 15 epochs"
+        ),
+        image_size=224,
+        train_set=ImageSetSpec("dead_leaves", "dead_leaves", n=500, seed=0),
+        test_sets=(ImageSetSpec("photos", "photo_crops", n=60, seed=0),) + SYNTHETIC_TESTS,
+        encoders=OFFLINE_ENCODERS,
+    )
+
+
+def _paper() -> Profile:
+    return Profile(
+        name="paper",
+        description="the paper's exact setup: DUTS-TR for training, PASCAL-S + black/white/noise for testing",
+        image_size=224,
+        train_set=ImageSetSpec("DUTS-TR", "folder", n=None, dataset="DUTS-TR"),
+        test_sets=(ImageSetSpec("PASCAL-S", "folder", n=None, dataset="PASCAL-S"),) + SYNTHETIC_TESTS,
+        encoders=(
+            EncoderSpec("posenet", "none"),
+            EncoderSpec("vgg16", "imagenet"),
+            EncoderSpec("resnet152", "imagenet"),
+        ),
+        standardize_features=False,
+    )
+
+
+def get_profile(name: str, **overrides) -> Profile:
+    """The named profile, with optional field overrides (see :meth:`Profile.with_overrides`)."""
+    makers = {"quick": _quick, "offline": _offline, "paper": _paper}
+    if name not in makers:
+        raise ValueError(f"unknown profile {name!r}: choose one of {', '.join(PROFILES)}")
+    prof = makers[name]()
+    return prof.with_overrides(**overrides) if overrides else prof

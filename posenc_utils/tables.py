@@ -1,0 +1,65 @@
+"""The paper's published numbers beside ours, and writing tables as CSV and Markdown."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from . import paths
+from .profiles import Profile
+
+# Which paper row each of our architectures is compared with. EfficientNet-Lite0 stands in
+# for the paper's ResNet152 (both residual ImageNet networks); the label says so.
+PAPER_MODEL = {"posenet": "PosENet", "vgg16": "VGG16", "resnet152": "ResNet152", "efficientnet_lite0": "ResNet152"}
+PAPER_WEIGHTS = {"posenet": "none", "vgg16": "ImageNet", "resnet152": "ImageNet", "efficientnet_lite0": "ImageNet"}
+
+
+def paper_numbers(table: str) -> pd.DataFrame:
+    """The paper's published rows of one table (``table1`` .. ``table6``)."""
+    df = pd.read_csv(paths.PAPER_TABLES_CSV)
+    out = df[df["table"] == table]
+    if out.empty:
+        raise ValueError(f"no published numbers for {table!r}; known: {sorted(df['table'].unique())}")
+    return out.reset_index(drop=True)
+
+
+def with_paper(ours: pd.DataFrame, profile: Profile, table: str = "table1") -> pd.DataFrame:
+    """``ours`` plus the paper's SPC/MAE for the matching row, and which paper row that is."""
+    paper = paper_numbers(table).rename(columns={"model": "paper_model", "test_set": "paper_test_set",
+                                                 "spc": "paper_spc", "mae": "paper_mae"})
+    test_names = dict(profile.paper_test_names)
+    df = ours.assign(
+        paper_model=ours["arch"].map(PAPER_MODEL),
+        paper_test_set=ours["test_set"].map(test_names),
+    )
+    df = df.merge(paper[["pattern", "paper_model", "paper_test_set", "paper_spc", "paper_mae"]],
+                  on=["pattern", "paper_model", "paper_test_set"], how="left")
+    has = df["paper_spc"].notna()
+    df["compared_with"] = ""
+    df.loc[has, "compared_with"] = (df.loc[has, "paper_model"] + " ("
+                                    + df.loc[has, "arch"].map(PAPER_WEIGHTS) + ") on "
+                                    + df.loc[has, "paper_test_set"])
+    return df.drop(columns=["paper_model", "paper_test_set"])
+
+
+def spc_overview(df: pd.DataFrame) -> pd.DataFrame:
+    """A wide view: one row per encoder x pattern, one 'SPC ours (paper)' column per test set."""
+    def cell(r):
+        paper = "" if pd.isna(r.get("paper_spc")) else f" ({r['paper_spc']:.2f})"
+        undefined = f" [{int(r['spc_undefined'])} undef.]" if r["spc_undefined"] else ""
+        return f"{r['spc']:.2f}{paper}{undefined}"
+
+    wide = df.assign(cell=df.apply(cell, axis=1)).pivot_table(
+        index=["encoder", "pattern"], columns="test_set", values="cell", aggfunc="first", sort=False)
+    wide.columns.name = None
+    return wide.reset_index()
+
+
+def write_table(df: pd.DataFrame, out_dir: Path, name: str, caption: str = "") -> Path:
+    """Write ``name``.csv (full precision) and ``name``.md (rounded, with a caption)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out_dir / f"{name}.csv", index=False)
+    md = df.to_markdown(index=False, floatfmt=".3f")
+    (out_dir / f"{name}.md").write_text((f"{caption}\n\n" if caption else "") + md + "\n")
+    return out_dir / f"{name}.csv"
