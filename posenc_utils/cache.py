@@ -32,6 +32,7 @@ def atomic_path(final: Path) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp")
     os.close(fd)
     tmp = Path(tmp)
+    os.chmod(tmp, 0o644)  # mkstemp makes files private; cache entries are ordinary files
     try:
         yield tmp
         os.replace(tmp, final)

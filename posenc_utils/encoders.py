@@ -121,18 +121,18 @@ def _identity(x):
     return x
 
 
-def _imagenet_norm(x):
+def imagenet_normalize(x):
     mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
     return (x - mean) / std
 
 
-def _caffe_bgr(x):
+def caffe_bgr(x):
     mean = torch.tensor(CAFFE_MEAN_BGR, device=x.device).view(1, 3, 1, 1)
     return x.flip(1) * 255.0 - mean
 
 
-def _lite_norm(x):
+def lite_normalize(x):
     return (x * 255.0 - 127.0) / 128.0
 
 
@@ -276,10 +276,10 @@ def _vgg16(spec: EncoderSpec, seed: int) -> Encoder:
         vgg = torchvision.models.vgg16(weights=None)
     if spec.weights == "imagenet":
         vgg.load_state_dict(load_imagenet_state_dict("vgg16"))
-        pre, conv = _imagenet_norm, "RGB, ImageNet mean/std"
+        pre, conv = imagenet_normalize, "RGB, ImageNet mean/std"
     elif spec.weights == "hed":
         load_hed_into_vgg16(vgg.features)
-        pre, conv = _caffe_bgr, "BGR, 0..255, minus the Caffe mean"
+        pre, conv = caffe_bgr, "BGR, 0..255, minus the Caffe mean"
     else:
         pre, conv = _identity, "RGB in [0, 1] (as the authors' code)"
     vgg.classifier = nn.Identity()  # 120M parameters the probe never uses
@@ -300,7 +300,7 @@ def _resnet152(spec: EncoderSpec, seed: int) -> Encoder:
         net = torchvision.models.resnet152(weights=None)
     if spec.weights == "imagenet":
         net.load_state_dict(load_imagenet_state_dict("resnet152"))
-        pre, conv = _imagenet_norm, "RGB, ImageNet mean/std"
+        pre, conv = imagenet_normalize, "RGB, ImageNet mean/std"
     else:
         pre, conv = _identity, "RGB in [0, 1] (as the authors' code)"
     set_padding(net, spec.padding)
@@ -352,7 +352,7 @@ def _efficientnet_lite0(spec: EncoderSpec, seed: int, image_size: int) -> Encode
     taps = spec.taps or _efficientnet_taps(net, image_size)
     set_padding(net, spec.padding)
     names = tuple(f"stage{i + 1}" for i in range(len(taps))) if spec.taps is None else taps
-    return Encoder(spec, TapModel(net, taps, call=net.extract_features), taps, names, _lite_norm,
+    return Encoder(spec, TapModel(net, taps, call=net.extract_features), taps, names, lite_normalize,
                    "RGB, (x*255 - 127) / 128 (EfficientNet-Lite convention)")
 
 
@@ -393,7 +393,7 @@ def _torchvision_model(spec: EncoderSpec, seed: int) -> Encoder:
         net = torchvision.models.get_model(arch, weights=None)
     if spec.weights == "imagenet":
         net.load_state_dict(load_imagenet_state_dict(arch))
-        pre, conv = _imagenet_norm, "RGB, ImageNet mean/std"
+        pre, conv = imagenet_normalize, "RGB, ImageNet mean/std"
     elif spec.weights == "random":
         pre, conv = _identity, "RGB in [0, 1]"
     else:
@@ -450,6 +450,23 @@ def build_encoder(spec: EncoderSpec, seed: int = 0, image_size: int = 224) -> En
         outs = enc(torch.zeros(1, 3, image_size, image_size))
     enc.channels = tuple(int(o.shape[1]) for o in outs)
     return enc
+
+
+def hed_edge_map(encoder: Encoder, images01: torch.Tensor) -> torch.Tensor:
+    """HED's fused edge probability (B, H, W) computed on a VGG16 encoder's five taps.
+
+    Uses the side-output (dsn1..5) and fuse 1x1 convolutions of the HED file whatever the
+    encoder's weights, so HED weights versus random weights compare backbones only.
+    """
+    if encoder.spec.name != "vgg16" or encoder.spec.taps is not None:
+        raise ValueError("hed_edge_map needs a vgg16 encoder with its default five taps")
+    w = {k: torch.from_numpy(v) for k, v in hed_weights().items()}
+    h, wd = images01.shape[-2:]
+    with torch.no_grad():
+        sides = [F.interpolate(F.conv2d(t, w[f"dsn{k + 1}.weight"], w[f"dsn{k + 1}.bias"]), size=(h, wd),
+                               mode="bilinear", align_corners=False) for k, t in enumerate(encoder(images01))]
+        fused = F.conv2d(torch.cat(sides, 1), w["fuse.weight"], w["fuse.bias"])
+    return torch.sigmoid(fused)[:, 0]
 
 
 def resize_taps(outs: list[torch.Tensor], size: int) -> torch.Tensor:

@@ -289,3 +289,12 @@ def build_image_set(spec: ImageSetSpec, size: int) -> ImageSet:
         "noise": "Gaussian noise image",
     }[spec.kind]
     return ImageSet(spec.name, key, data, int(arr.shape[0]), size, desc)
+
+
+def describe(train: ImageSet, tests: list[ImageSet]) -> "pd.DataFrame":
+    """One row per image set: its role, name, size, count and where the images come from."""
+    import pandas as pd
+
+    rows = [dict(role="train", name=train.name, images=train.n, size=train.size, source=train.description)]
+    rows += [dict(role="test", name=t.name, images=t.n, size=t.size, source=t.description) for t in tests]
+    return pd.DataFrame(rows)

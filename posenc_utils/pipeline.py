@@ -1,0 +1,94 @@
+"""Run the study's notebooks in order with papermill (``python -m posenc_utils.pipeline``).
+
+``run``: execute every notebook for one profile; executed copies go to ``build/<profile>/``,
+never over the sources. ``prepare``: write parameterized, unexecuted copies (for nbval, which
+cannot inject parameters itself).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from . import paths
+from .profiles import PROFILES
+
+
+def notebooks() -> list[Path]:
+    """The study's notebooks in pipeline order (``NN_name.ipynb``)."""
+    return sorted(paths.NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
+
+
+def _parameters(nb: Path, profile: str, output_dir: str) -> dict:
+    """The parameters to inject, checked against the notebook's parameters cell."""
+    import papermill
+
+    declared = papermill.inspect_notebook(str(nb))
+    wanted = {"profile": profile, "output_dir": output_dir}
+    unknown = [k for k in wanted if k not in declared]
+    if unknown:
+        raise ValueError(f"{nb.name} declares no parameter(s) {unknown} in its 'parameters' cell")
+    return wanted
+
+
+def run(profile: str, output_dir: str = "", only: list[str] | None = None, timeout: int = 6 * 3600) -> list[Path]:
+    """Execute the notebooks (all, or those whose name contains one of ``only``) for ``profile``."""
+    import papermill
+
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)}")
+    dest = paths.BUILD_DIR / profile
+    dest.mkdir(parents=True, exist_ok=True)
+    done = []
+    for nb in notebooks():
+        if only and not any(o in nb.name for o in only):
+            continue
+        t0 = time.perf_counter()
+        print(f"[{profile}] {nb.name} ...", flush=True)
+        papermill.execute_notebook(
+            str(nb), str(dest / nb.name), parameters=_parameters(nb, profile, output_dir),
+            kernel_name="python3", cwd=str(nb.parent), execution_timeout=timeout, progress_bar=False,
+        )
+        print(f"[{profile}] {nb.name} done in {time.perf_counter() - t0:.0f} s", flush=True)
+        done.append(dest / nb.name)
+    return done
+
+
+def prepare(profile: str, dest: Path) -> list[Path]:
+    """Write unexecuted copies of every notebook with ``profile`` injected (for nbval)."""
+    import papermill
+
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    out = []
+    for nb in notebooks():
+        papermill.execute_notebook(str(nb), str(dest / nb.name), parameters=_parameters(nb, profile, ""),
+                                   prepare_only=True, kernel_name="python3")
+        out.append(dest / nb.name)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m posenc_utils.pipeline", description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="execute every notebook for a profile")
+    r.add_argument("--profile", default="offline", choices=PROFILES)
+    r.add_argument("--output-dir", default="", help="root for tables and figures (default: figures/)")
+    r.add_argument("--only", nargs="*", help="run only notebooks whose name contains one of these")
+    p = sub.add_parser("prepare", help="write parameterized copies for nbval")
+    p.add_argument("--profile", default="quick", choices=PROFILES)
+    p.add_argument("--dest", type=Path, default=paths.BUILD_DIR / "nbval")
+    args = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    if args.cmd == "run":
+        run(args.profile, args.output_dir, args.only)
+        print(f"all notebooks done in {time.perf_counter() - t0:.0f} s")
+    else:
+        for path in prepare(args.profile, args.dest):
+            print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
