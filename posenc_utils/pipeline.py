@@ -7,6 +7,8 @@ cannot inject parameters itself).
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -40,7 +42,7 @@ def run(profile: str, output_dir: str = "", only: list[str] | None = None, timeo
         raise ValueError(f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)}")
     dest = paths.BUILD_DIR / profile
     dest.mkdir(parents=True, exist_ok=True)
-    done = []
+    done, times, t_all = [], {}, time.perf_counter()
     for nb in notebooks():
         if only and not any(o in nb.name for o in only):
             continue
@@ -50,8 +52,13 @@ def run(profile: str, output_dir: str = "", only: list[str] | None = None, timeo
             str(nb), str(dest / nb.name), parameters=_parameters(nb, profile, output_dir),
             kernel_name="python3", cwd=str(nb.parent), execution_timeout=timeout, progress_bar=False,
         )
-        print(f"[{profile}] {nb.name} done in {time.perf_counter() - t0:.0f} s", flush=True)
+        times[nb.name] = round(time.perf_counter() - t0, 1)
+        print(f"[{profile}] {nb.name} done in {times[nb.name]:.0f} s", flush=True)
         done.append(dest / nb.name)
+    if not only:  # a full run: record how long the main job took, for the README
+        record = {"profile": profile, "notebooks_s": times, "total_s": round(time.perf_counter() - t_all, 1),
+                  "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d")}
+        (paths.output_dir(profile, output_dir or None) / "pipeline_times.json").write_text(json.dumps(record, indent=1))
     return done
 
 
