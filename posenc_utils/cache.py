@@ -88,6 +88,8 @@ def write_array_entry(data_path: Path, meta_path: Path, shape: tuple[int, ...], 
     nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
     ensure_free_space(Path(data_path).parent, nbytes, f"cache entry {Path(data_path).name}")
     meta_path.unlink(missing_ok=True)  # the entry is invalid until the new sidecar lands
+    for stale in Path(data_path).parent.glob(f".{Path(data_path).name}.*.tmp"):
+        stale.unlink(missing_ok=True)  # left by a run killed while writing this same entry
     with atomic_path(data_path) as tmp:
         arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
         kept = fill(arr)

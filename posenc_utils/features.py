@@ -1,8 +1,10 @@
 """Encoder features, computed once per (encoder, weights, padding, image set, size) and cached.
 
 Each tap is bilinearly resized to the readout's input size (28 x 28) and all taps are
-concatenated along channels, as the PEM sees them. The result is stored as one (N, C, 28, 28)
-array (float16 by default) and memory-mapped, so a large image set streams from disk. float16
+concatenated along channels, as the PEM sees them. The result is stored as one channels-last
+(N, 28, 28, C) array (float16 by default) and memory-mapped, so a large image set streams from
+disk; channels-last is the layout CPU convolutions with thousands of channels run fastest on,
+so a batch becomes a tensor without any transposing copy. float16
 cannot hold the activations of a deep random-init residual network (1e8 in ResNet152), so
 each tap is stored divided by a power of two chosen from the first batch; :meth:`FeatureSet.read`
 undoes it exactly.
@@ -24,7 +26,7 @@ from .images import ImageSet
 from .profiles import EncoderSpec
 from .progress import progress
 
-FEATURES_VERSION = 1
+FEATURES_VERSION = 2  # 2: channels-last layout on disk
 FLOAT16_HEADROOM = 2.0**10  # scale so the first batch's largest value is 1/1024 of float16's max
 
 # Seconds spent in each phase of feature extraction (read by the benchmark command).
@@ -57,15 +59,20 @@ class FeatureSet:
             start += c
         return out
 
-    def read(self, idx) -> np.ndarray:
-        """Features of images ``idx`` as float32 (N, C, size, size), in the encoder's own scale."""
+    def channel_scales(self) -> np.ndarray:
+        """Per-channel factor that undoes the float16 storage scaling, shape (C,)."""
+        return np.concatenate([np.full(c, s, np.float32) for c, s in zip(self.channels, self.tap_scales)])
+
+    def read(self, idx) -> torch.Tensor:
+        """Features of images ``idx`` as a float32 (N, C, size, size) tensor in channels-last memory
+        layout, in the encoder's own scale. Indices are read in sorted order (sequential on disk)."""
         arr = np.load(self.path, mmap_mode="r")
-        idx = np.sort(np.atleast_1d(np.arange(self.n)[idx]))  # sorted reads are sequential on disk
-        x = arr[idx].astype(np.float32)
-        for sl, s in zip(self.tap_slices().values(), self.tap_scales):
-            if s != 1.0:
-                x[:, sl] *= s
-        return x
+        idx = np.sort(np.atleast_1d(np.arange(self.n)[idx]))
+        x = torch.from_numpy(np.ascontiguousarray(arr[idx])).float()
+        scales = self.channel_scales()
+        if (scales != 1).any():
+            x *= torch.from_numpy(scales)
+        return x.permute(0, 3, 1, 2)
 
 
 def feature_key(spec: EncoderSpec, seed: int, image_set: ImageSet, size: int, dtype: str) -> str:
@@ -113,13 +120,13 @@ def extract_features(spec: EncoderSpec, image_set: ImageSet, size: int = 28, see
                         f"{spec.label} features on {image_set.name} overflow {dtype}; rerun with "
                         f"feature_dtype='float32' in the profile"
                     )
-                out[start:start + len(feats)] = feats
+                out[start:start + len(feats)] = feats.transpose(0, 2, 3, 1)
                 TIMINGS["resize_and_store"] += time.perf_counter() - t2
 
         meta = {"key": key, "encoder": spec.__dict__, "image_set": image_set.name, "taps": list(enc.tap_names),
                 "channels": list(channels), "input_convention": enc.input_convention,
                 "tap_scales": scales}  # filled by the first batch, before the sidecar is written
-        arr = cache.write_array_entry(data, meta_path, (n, sum(channels), size, size), dtype, meta, fill)
+        arr = cache.write_array_entry(data, meta_path, (n, size, size, sum(channels)), dtype, meta, fill)
     meta = cache.read_json(meta_path)
     return FeatureSet(spec, image_set.name, key, data, int(arr.shape[0]), tuple(meta["taps"]),
                       tuple(meta["channels"]), tuple(meta["tap_scales"]), size)

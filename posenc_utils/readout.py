@@ -9,6 +9,7 @@ seed and its pattern, so a multi-head run equals separate single-pattern runs (a
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -93,22 +94,48 @@ def channel_index(features: FeatureSet, taps: tuple[str, ...] | None) -> np.ndar
     return np.concatenate([np.arange(slices[t].start, slices[t].stop) for t in taps])
 
 
-def _batch(features: FeatureSet, idx: np.ndarray, chans: np.ndarray | None, device) -> torch.Tensor:
-    x = features.read(idx)
-    if chans is not None:
-        x = x[:, chans]
-    return torch.from_numpy(x).to(device)
+def ram_budget_bytes() -> int:
+    """How much float32 feature data may be held in memory (``POSENC_RAM_BUDGET_GB``, default 35% of RAM)."""
+    if "POSENC_RAM_BUDGET_GB" in os.environ:
+        return int(float(os.environ["POSENC_RAM_BUDGET_GB"]) * 1e9)
+    return int(0.35 * os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
 
 
-def _channel_stats(features: FeatureSet, chans, batch: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+class FeatureBatches:
+    """Batches of readout inputs as float32 channels-last tensors, on ``device``.
+
+    When the whole (channel-selected) array fits :func:`ram_budget_bytes` it is read and
+    converted from float16 once, so epochs cost only compute; otherwise each batch streams
+    from the memory-mapped file.
+    """
+
+    def __init__(self, features: FeatureSet, chans: np.ndarray | None, device):
+        self.features, self.device = features, device
+        self.chans = None if chans is None else torch.from_numpy(chans)
+        c = features.n_channels if chans is None else len(chans)
+        self.in_ram = None
+        if features.n * c * features.size**2 * 4 <= ram_budget_bytes():
+            self.in_ram = torch.cat([self._read(np.arange(s, min(s + 256, features.n)))
+                                     for s in range(0, features.n, 256)])
+
+    def _read(self, idx: np.ndarray) -> torch.Tensor:
+        x = self.features.read(idx)
+        return x if self.chans is None else x[:, self.chans]
+
+    def __call__(self, idx: np.ndarray) -> torch.Tensor:
+        idx = np.sort(idx)
+        x = self._read(idx) if self.in_ram is None else self.in_ram[torch.from_numpy(idx)]
+        return x.contiguous(memory_format=torch.channels_last).to(self.device)
+
+
+def _channel_stats(batches: FeatureBatches, n: int, batch: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean and std over all training images and pixels (float64 accumulation)."""
-    s = s2 = None
-    count = 0
-    for start in range(0, features.n, batch):
-        x = _batch(features, np.arange(start, min(start + batch, features.n)), chans, "cpu").double()
-        a, b = x.sum(dim=(0, 2, 3)), (x * x).sum(dim=(0, 2, 3))
-        s, s2 = (a, b) if s is None else (s + a, s2 + b)
-        count += x.shape[0] * x.shape[2] * x.shape[3]
+    s = s2 = 0.0
+    for start in range(0, n, batch):
+        x = batches(np.arange(start, min(start + batch, n))).cpu().permute(0, 2, 3, 1)
+        x = x.reshape(-1, x.shape[-1]).double()
+        s, s2 = s + x.sum(0), s2 + (x * x).sum(0)
+    count = n * batches.features.size**2
     mean = s / count
     std = (s2 / count - mean**2).clamp_min(0).sqrt().clamp_min(1e-6)
     return mean.float().view(1, -1, 1, 1), std.float().view(1, -1, 1, 1)
@@ -140,9 +167,10 @@ def train_readout(features: FeatureSet, patterns: tuple[str, ...], spec: Readout
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     t0 = time.perf_counter()
+    batches = FeatureBatches(features, chans, device)
     if standardize:
-        model.in_mean, model.in_std = _channel_stats(features, chans)
-    model.to(device).train()
+        model.in_mean, model.in_std = _channel_stats(batches, features.n)
+    model.to(device, memory_format=torch.channels_last).train()
     target = torch.from_numpy(target_stack(patterns, image_size)).unsqueeze(0).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=spec.lr_step, gamma=spec.lr_gamma)
@@ -153,7 +181,7 @@ def train_readout(features: FeatureSet, patterns: tuple[str, ...], spec: Readout
         total, seen = torch.zeros(len(patterns), dtype=torch.float64), 0
         for start in range(0, features.n, spec.batch_size):
             idx = order[start:start + spec.batch_size]
-            x = _batch(features, idx, chans, device)
+            x = batches(idx)
             pred = upsample(model(x), image_size)
             per_head = ((pred - target) ** 2).mean(dim=(0, 2, 3))
             opt.zero_grad(set_to_none=True)
@@ -183,12 +211,13 @@ def evaluate(readout: Readout, features: FeatureSet, image_size: int, batch_size
     raw outputs (before upsampling), small enough to keep for figures.
     """
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = readout.model.to(device).eval()
+    model = readout.model.to(device, memory_format=torch.channels_last).eval()
+    batches = FeatureBatches(features, readout.channel_index, device)
     targets = target_stack(readout.patterns, image_size)
     rows, lowres = [], []
     for start in range(0, features.n, batch_size):
         idx = np.arange(start, min(start + batch_size, features.n))
-        out = model(_batch(features, idx, readout.channel_index, device))
+        out = model(batches(idx))
         lowres.append(out.cpu().numpy().astype(np.float16))
         pred = upsample(out, image_size).cpu().numpy()
         for h, p in enumerate(readout.patterns):
