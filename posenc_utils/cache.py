@@ -46,12 +46,14 @@ def write_json(path: Path, obj: Any) -> None:
         tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, default=str))
 
 
-def read_json(path: Path) -> Any | None:
-    """Read JSON, or None when the file is missing or unreadable (a broken sidecar is a miss)."""
+def read_json(path: Path) -> dict | None:
+    """Read a JSON object, or None when the file is missing, unreadable or not an object
+    (a broken sidecar is a cache miss, never a crash)."""
     try:
-        return json.loads(Path(path).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        obj = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
+    return obj if isinstance(obj, dict) else None
 
 
 def ensure_free_space(folder: Path, nbytes: int, what: str) -> None:

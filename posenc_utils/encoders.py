@@ -446,8 +446,17 @@ def build_encoder(spec: EncoderSpec, seed: int = 0, image_size: int = 224) -> En
     enc.module.eval()
     for p in enc.module.parameters():
         p.requires_grad_(False)
-    with torch.no_grad():
-        outs = enc(torch.zeros(1, 3, image_size, image_size))
+    try:
+        with torch.no_grad():
+            outs = enc(torch.zeros(1, 3, image_size, image_size))
+    except RuntimeError as e:
+        if "size" not in str(e).lower():
+            raise
+        raise ValueError(
+            f"{spec.label} cannot run on {image_size}x{image_size} images with padding {spec.padding!r}: "
+            f"without padding every k x k convolution shrinks the maps by k-1 pixels (VGG16 needs at "
+            f"least 196 px). Use larger images or another padding mode. ({e})"
+        ) from e
     enc.channels = tuple(int(o.shape[1]) for o in outs)
     return enc
 

@@ -151,6 +151,10 @@ def shipped_photo_paths() -> list[Path]:
 def read_rgb(path: Path) -> np.ndarray:
     """An image file as (H, W, 3) uint8 RGB (grayscale, RGBA and palette images are converted)."""
     with Image.open(path) as im:
+        if im.mode.startswith("I"):  # 16/32-bit grey: rescale to 8 bits (PIL's convert would clip)
+            a = np.asarray(im).astype(np.float64)
+            top = 65535.0 if im.mode.startswith("I;16") or 255 < a.max() <= 65535 else max(a.max(), 255.0)
+            return np.repeat((np.clip(a / top, 0, 1) * 255).round().astype(np.uint8)[..., None], 3, axis=2)
         if im.mode in ("RGBA", "LA", "P"):
             im = im.convert("RGBA")
             bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
@@ -189,13 +193,14 @@ def dataset_folder(dataset: str, root: Path | None = None) -> Path:
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}: known are {', '.join(DATASETS)}")
     info = DATASETS[dataset]
-    base = Path(root or paths.raw_data_root()) / info["folder"]
+    root = Path(root or paths.raw_data_root())
+    base = root / info["folder"]
     for sub in info["image_dirs"]:
         d = base / sub
         if d.is_dir() and list_images(d):
             return d
     raise FileNotFoundError(
-        f"{dataset} images not found under {base}. Expected layout: {paths.raw_data_root()}/"
+        f"{dataset} images not found under {base}. Expected layout: {root}/"
         f"{info['layout']}. Download it from {info['source']}, unpack it there, or set "
         f"POSENC_DATA_ROOT to the folder that holds {info['folder']}/."
     )

@@ -1,0 +1,202 @@
+"""Cache keys, atomic array entries, failure safety, trimming and the free-space check."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from posenc_utils import cache, paths
+
+
+def leftovers(folder):
+    return [n for n in os.listdir(folder) if ".tmp" in n or n.endswith(".trim.npy")]
+
+
+def fill_with(values):
+    def fill(out):
+        out[:] = values
+
+    return fill
+
+
+def test_make_key_stable_and_sensitive():
+    spec = {"a": 1, "b": [1, 2], "c": {"x": "y"}}
+    k = cache.make_key(spec)
+    assert isinstance(k, str) and len(k) == 16
+    assert k == cache.make_key({"c": {"x": "y"}, "b": [1, 2], "a": 1})  # key order does not matter
+    assert set(k) <= set("0123456789abcdef")
+    assert k != cache.make_key({**spec, "a": 2})
+    assert k != cache.make_key({**spec, "b": [2, 1]})
+    assert k != cache.make_key({**spec, "d": None})
+    assert cache.make_key({"p": paths.DATA_DIR}) == cache.make_key({"p": str(paths.DATA_DIR)})
+
+
+def test_make_key_is_stable_across_processes():
+    # a fixed input has a fixed key (sha256 of sorted JSON), not a per-process hash
+    import hashlib
+
+    spec = {"size": 32, "name": "x"}
+    blob = json.dumps(spec, sort_keys=True).encode()
+    assert cache.make_key(spec) == hashlib.sha256(blob).hexdigest()[:16]
+
+
+def test_round_trip(tmp_path):
+    data, meta = tmp_path / "e.npy", tmp_path / "e.json"
+    values = np.arange(24, dtype=np.float32).reshape(4, 6)
+    arr = cache.write_array_entry(data, meta, (4, 6), "float32", {"key": "k1", "note": "x"}, fill_with(values))
+    assert np.array_equal(arr, values)
+    got = cache.open_array_entry(data, meta, {"key": "k1"})
+    assert got is not None and np.array_equal(got, values)
+    assert isinstance(got, np.memmap)
+    side = json.loads(meta.read_text())
+    assert side["shape"] == [4, 6] and side["dtype"] == "float32" and side["note"] == "x"
+    assert cache.open_array_entry(data, meta, {"key": "other"}) is None
+    assert leftovers(tmp_path) == []
+
+
+def test_failing_fill_leaves_no_entry(tmp_path):
+    good_data, good_meta = tmp_path / "good.npy", tmp_path / "good.json"
+    cache.write_array_entry(good_data, good_meta, (2, 3), "uint8", {"key": "g"}, fill_with(7))
+    good_bytes = good_data.read_bytes()
+
+    data, meta = tmp_path / "bad.npy", tmp_path / "bad.json"
+
+    def fill(out):
+        out[0] = 1
+        raise RuntimeError("killed midway")
+
+    with pytest.raises(RuntimeError, match="killed midway"):
+        cache.write_array_entry(data, meta, (5, 3), "uint8", {"key": "b"}, fill)
+    assert cache.open_array_entry(data, meta, {"key": "b"}) is None
+    assert not data.exists() and not meta.exists()
+    assert leftovers(tmp_path) == []
+    # the earlier entry at another key is untouched
+    assert good_data.read_bytes() == good_bytes
+    assert np.array_equal(cache.open_array_entry(good_data, good_meta, {"key": "g"}), np.full((2, 3), 7))
+
+
+def test_rewrite_failure_invalidates_old_entry_at_same_key(tmp_path):
+    data, meta = tmp_path / "e.npy", tmp_path / "e.json"
+    cache.write_array_entry(data, meta, (2,), "float32", {"key": "k"}, fill_with(1.0))
+
+    def fill(out):
+        raise KeyboardInterrupt  # even a Ctrl-C must not leave a half entry
+
+    with pytest.raises(KeyboardInterrupt):
+        cache.write_array_entry(data, meta, (2,), "float32", {"key": "k"}, fill)
+    assert cache.open_array_entry(data, meta, {"key": "k"}) is None
+    assert leftovers(tmp_path) == []
+
+
+def test_stale_temp_files_of_the_same_entry_are_cleaned(tmp_path):
+    data, meta = tmp_path / "e.npy", tmp_path / "e.json"
+    stale = tmp_path / ".e.npy.abc123.tmp"  # what a run killed while writing e.npy leaves behind
+    stale.write_bytes(b"half written")
+    other = tmp_path / ".f.npy.xyz789.tmp"  # another entry's temp file (perhaps being written now)
+    other.write_bytes(b"someone else's")
+    cache.write_array_entry(data, meta, (2,), "float32", {"key": "k"}, fill_with(3.0))
+    assert not stale.exists()
+    assert other.exists(), "only the stale files of the entry being written are removed"
+    assert np.array_equal(cache.open_array_entry(data, meta, {"key": "k"}), [3.0, 3.0])
+
+
+def test_missing_or_broken_sidecar_is_a_miss(tmp_path):
+    data, meta = tmp_path / "e.npy", tmp_path / "e.json"
+    cache.write_array_entry(data, meta, (3, 2), "float32", {"key": "k"}, fill_with(2.0))
+    assert cache.open_array_entry(data, meta, {"key": "k"}) is not None
+    meta.write_text('{"key": "k", "shape": [3,')  # truncated JSON
+    assert cache.open_array_entry(data, meta, {"key": "k"}) is None
+    meta.write_bytes(b"\x00" * 64)  # zero-filled after a crash
+    assert cache.open_array_entry(data, meta, {"key": "k"}) is None
+    meta.write_text(json.dumps({"key": "k", "shape": [4, 2], "dtype": "float32"}))  # wrong shape
+    assert cache.open_array_entry(data, meta, {"key": "k"}) is None
+    meta.unlink()
+    assert cache.open_array_entry(data, meta, {"key": "k"}) is None
+
+
+def test_missing_or_truncated_data_is_a_miss(tmp_path):
+    data, meta = tmp_path / "e.npy", tmp_path / "e.json"
+    cache.write_array_entry(data, meta, (64, 64), "float32", {"key": "k"}, fill_with(2.0))
+    raw = data.read_bytes()
+    data.write_bytes(raw[: len(raw) // 2])
+    assert cache.open_array_entry(data, meta, {"key": "k"}) is None
+    data.write_bytes(b"garbage")
+    assert cache.open_array_entry(data, meta, {"key": "k"}) is None
+    data.unlink()
+    assert cache.open_array_entry(data, meta, {"key": "k"}) is None
+
+
+def test_binary_junk_sidecar_is_a_miss(tmp_path):
+    data, meta = tmp_path / "e.npy", tmp_path / "e.json"
+    cache.write_array_entry(data, meta, (3,), "float32", {"key": "k"}, fill_with(1.0))
+    meta.write_bytes(b"\xff\xfe\x89PNG junk \xc3\x28")
+    assert cache.open_array_entry(data, meta, {"key": "k"}) is None
+
+
+def test_non_object_json_sidecar_is_a_miss(tmp_path):
+    data, meta = tmp_path / "e.npy", tmp_path / "e.json"
+    cache.write_array_entry(data, meta, (3,), "float32", {"key": "k"}, fill_with(1.0))
+    meta.write_text("[1, 2, 3]")
+    assert cache.open_array_entry(data, meta, {"key": "k"}) is None
+
+
+def test_read_json(tmp_path):
+    assert cache.read_json(tmp_path / "absent.json") is None
+    cache.write_json(tmp_path / "a" / "x.json", {"b": 1, "a": [1, 2]})
+    assert cache.read_json(tmp_path / "a" / "x.json") == {"a": [1, 2], "b": 1}
+    assert leftovers(tmp_path / "a") == []
+
+
+def test_trim_when_fill_returns_fewer(tmp_path):
+    data, meta = tmp_path / "e.npy", tmp_path / "e.json"
+
+    def fill(out):
+        out[:] = np.arange(5)[:, None]
+        return 3
+
+    arr = cache.write_array_entry(data, meta, (5, 2), "int16", {"key": "k"}, fill)
+    assert arr.shape == (3, 2)
+    assert np.array_equal(arr, np.arange(3)[:, None].repeat(2, 1))
+    assert json.loads(meta.read_text())["shape"] == [3, 2]
+    assert cache.open_array_entry(data, meta, {"key": "k"}).shape == (3, 2)
+    assert np.load(data).shape == (3, 2)  # the file itself was trimmed
+    assert leftovers(tmp_path) == []
+
+
+def test_fill_returning_full_count_keeps_shape(tmp_path):
+    data, meta = tmp_path / "e.npy", tmp_path / "e.json"
+    arr = cache.write_array_entry(data, meta, (4,), "float32", {"key": "k"}, lambda out: 4)
+    assert arr.shape == (4,)
+
+
+def test_ensure_free_space(tmp_path):
+    cache.ensure_free_space(tmp_path / "sub", 1000, "a small thing")  # plenty of room; creates the folder
+    assert (tmp_path / "sub").is_dir()
+    with pytest.raises(OSError, match="POSENC_CACHE_DIR") as e:
+        cache.ensure_free_space(tmp_path, 10**18, "an absurd entry")
+    assert "an absurd entry" in str(e.value) and str(tmp_path) in str(e.value)
+
+
+def test_write_entry_checks_space_first(tmp_path):
+    data, meta = tmp_path / "huge.npy", tmp_path / "huge.json"
+    called = []
+    with pytest.raises(OSError, match="not enough disk space"):
+        cache.write_array_entry(data, meta, (10**9, 10**9), "uint8", {"key": "k"}, called.append)
+    assert called == [] and os.listdir(tmp_path) == []
+
+
+def test_atomic_path(tmp_path):
+    final = tmp_path / "f.txt"
+    with cache.atomic_path(final) as tmp:
+        tmp.write_text("hello")
+        assert not final.exists()
+    assert final.read_text() == "hello"
+    with pytest.raises(ValueError):
+        with cache.atomic_path(final) as tmp:
+            tmp.write_text("half")
+            raise ValueError
+    assert final.read_text() == "hello"
+    assert oct(final.stat().st_mode & 0o777) == oct(0o644)
+    assert leftovers(tmp_path) == []

@@ -1,0 +1,104 @@
+"""SPC and MAE against scipy / numpy, undefined SPC, and the summary table."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import spearmanr
+
+from posenc_utils import metrics
+from posenc_utils.metrics import mae, spc, summarize
+
+
+def scipy_spc(pred, target):
+    """scipy's Spearman correlation of each prediction with one shared target."""
+    pred = np.asarray(pred).reshape(len(pred), -1)
+    return np.array([spearmanr(p, np.ravel(target)).statistic for p in pred])
+
+
+def test_spc_matches_scipy_shared_target():
+    rng = np.random.default_rng(0)
+    pred = rng.random((6, 50))
+    target = rng.random(50)
+    np.testing.assert_allclose(spc(pred, target), scipy_spc(pred, target), atol=1e-12)
+
+
+def test_spc_matches_scipy_with_ties():
+    rng = np.random.default_rng(1)
+    pred = np.round(rng.random((5, 8, 8)) * 4) / 4  # only 5 distinct values: many ties
+    target = np.round(rng.random((8, 8)) * 3)
+    got = spc(pred, target)
+    assert got.shape == (5,)
+    np.testing.assert_allclose(got, scipy_spc(pred, target), atol=1e-12)
+
+
+def test_spc_matches_scipy_per_image_target():
+    rng = np.random.default_rng(2)
+    pred = rng.random((4, 6, 6))
+    target = np.round(pred + 0.3 * rng.standard_normal((4, 6, 6)), 1)
+    ref = np.array([spearmanr(p.ravel(), t.ravel()).statistic for p, t in zip(pred, target)])
+    np.testing.assert_allclose(spc(pred, target), ref, atol=1e-12)
+    # a per-image target differs from broadcasting the first one
+    assert not np.allclose(spc(pred, target), spc(pred, target[0]))
+
+
+def test_spc_perfect_and_reversed():
+    t = np.linspace(0, 1, 30)
+    pred = np.stack([t**3, -t, t])
+    np.testing.assert_allclose(spc(pred, t), [1.0, -1.0, 1.0])
+
+
+def test_constant_prediction_is_nan():
+    rng = np.random.default_rng(3)
+    target = rng.random((7, 7))
+    pred = rng.random((3, 7, 7))
+    pred[1] = 0.5  # exactly constant
+    pred[2] = 0.5 + rng.random((7, 7)) * metrics.CONSTANT_RANGE * 0.5  # float noise below the threshold
+    s = spc(pred, target)
+    assert np.isfinite(s[0])
+    assert np.isnan(s[1]) and np.isnan(s[2])
+    # just above the threshold it is a real (ranked) prediction again
+    above = 0.5 + np.linspace(0, 10 * metrics.CONSTANT_RANGE, 49).reshape(1, 7, 7)
+    assert np.isfinite(spc(above, target)[0])
+
+
+def test_constant_target_is_nan():
+    pred = np.random.default_rng(4).random((2, 10))
+    assert np.isnan(spc(pred, np.ones(10))).all()
+
+
+def test_mae_matches_numpy():
+    rng = np.random.default_rng(5)
+    pred, target = rng.random((4, 9, 9)), rng.random((9, 9))
+    np.testing.assert_allclose(mae(pred, target), np.abs(pred - target).mean(axis=(1, 2)), rtol=1e-12)
+    per_image = rng.random((4, 9, 9))
+    np.testing.assert_allclose(mae(pred, per_image), np.abs(pred - per_image).mean(axis=(1, 2)), rtol=1e-12)
+
+
+@pytest.mark.parametrize("fn", [spc, mae])
+@pytest.mark.parametrize("target_shape", [(5, 5), (3, 4, 4), (2, 4, 4), (17,)])
+def test_mismatched_shapes(fn, target_shape):
+    pred = np.random.default_rng(6).random((4, 4, 4))
+    with pytest.raises(ValueError, match="do not match"):
+        fn(pred, np.zeros(target_shape))
+
+
+def test_summarize_counts_undefined_as_zero():
+    per_image = pd.DataFrame({
+        "test_set": ["a"] * 4 + ["b"] * 2,
+        "pattern": ["H", "H", "H", "V", "H", "H"],
+        "spc": [0.6, np.nan, 0.9, 0.2, np.nan, np.nan],
+        "mae": [0.1, 0.2, 0.3, 0.4, 0.5, 0.7],
+    })
+    out = summarize(per_image, ["test_set", "pattern"]).set_index(["test_set", "pattern"])
+    assert len(out) == 3
+    assert out.loc[("a", "H"), "spc"] == pytest.approx((0.6 + 0.0 + 0.9) / 3)
+    assert out.loc[("a", "H"), "spc_undefined"] == 1
+    assert out.loc[("a", "H"), "n_images"] == 3
+    assert out.loc[("a", "H"), "mae"] == pytest.approx(0.2)
+    assert out.loc[("a", "V"), "spc"] == pytest.approx(0.2)
+    assert out.loc[("a", "V"), "spc_undefined"] == 0
+    assert out.loc[("b", "H"), "spc"] == 0.0
+    assert out.loc[("b", "H"), "spc_undefined"] == 2
+    assert out.loc[("b", "H"), "n_images"] == 2
+    assert out.loc[("b", "H"), "mae"] == pytest.approx(0.6)

@@ -1,0 +1,144 @@
+"""The paper profile end to end on tiny stand-in datasets, and its clear errors when data or weights are missing."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from posenc_utils import experiments, plots
+from posenc_utils.profiles import EncoderSpec, get_profile
+
+PATTERNS = ("H", "V", "G", "HS", "VS")
+TEST_SETS = ("PASCAL-S", "black", "white", "noise")
+ENCODERS = (EncoderSpec("posenet", "none"), EncoderSpec("vgg16", "random"))
+
+
+def make_datasets(root):
+    """DUTS-TR/DUTS-TR-Image with 6 small random images and PASCAL-S/Imgs with 3, in the papers' layouts."""
+    rng = np.random.default_rng(0)
+    for folder, n, ext in (("DUTS-TR/DUTS-TR-Image", 6, "jpg"), ("PASCAL-S/Imgs", 3, "jpg")):
+        d = root / folder
+        d.mkdir(parents=True)
+        for i in range(n):
+            h, w = int(rng.integers(30, 50)), int(rng.integers(30, 50))
+            Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(d / f"{i:04d}.{ext}")
+    return root
+
+
+def tiny_paper_profile(**extra):
+    return get_profile("paper", image_size=32, readout={"epochs": 1, "batch_size": 4}, **extra)
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    return make_datasets(tmp_path_factory.mktemp("raw"))
+
+
+@pytest.fixture(scope="module")
+def table1_run(data_root, tmp_path_factory):
+    """experiments.table1 for the paper profile on the stand-in data (computed once for the module)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("POSENC_DATA_ROOT", str(data_root))
+        mp.setenv("POSENC_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+        mp.setenv("CI", "1")
+        profile = tiny_paper_profile(encoders=ENCODERS)
+        table, results = experiments.table1(profile)
+        train, tests = experiments.image_sets(profile)
+    return profile, table, results, train, tests
+
+
+def test_table1_shape(table1_run):
+    profile, table, results, train, tests = table1_run
+    assert list(table.columns) == ["encoder", "arch", "weights", "padding", "pattern", "test_set", "spc", "mae",
+                                   "spc_undefined", "n_images"]
+    assert len(table) == 2 * 5 * 4
+    assert set(table.test_set) == set(TEST_SETS)
+    assert set(table.pattern) == set(PATTERNS)
+    assert set(table.encoder) == {"PosENet", "VGG16 (random init)"} == set(results)
+    assert not table.duplicated(["encoder", "pattern", "test_set"]).any()
+    n = table.set_index(["encoder", "pattern", "test_set"])["n_images"]
+    assert (n.xs("PASCAL-S", level="test_set") == 3).all()
+    assert (n.drop("PASCAL-S", level="test_set") == 1).all()
+    assert table.spc.between(-1, 1).all() and table.mae.between(0, 1).all()
+    assert (table.spc_undefined <= table.n_images).all()
+
+
+def test_table1_image_sets(table1_run):
+    profile, table, results, train, tests = table1_run
+    assert train.name == "DUTS-TR" and train.n == 6 and train.size == 32
+    assert [t.name for t in tests] == list(TEST_SETS)
+    assert [t.n for t in tests] == [3, 1, 1, 1]
+
+
+def test_posenet_on_constant_images_is_undefined(table1_run):
+    # PosENet sees the image itself; on an all-black or all-white image its 3x3 convolution
+    # gives a constant map: no ranking, so SPC is undefined (reported as 0 and counted)
+    _, table, *_ = table1_run
+    pos = table[(table.encoder == "PosENet") & table.test_set.isin(["black", "white"])]
+    assert len(pos) == 10
+    assert (pos.spc_undefined == 1).all() and (pos.spc == 0).all()
+
+
+def test_table1_probe_results(table1_run):
+    profile, table, results, train, tests = table1_run
+    r = results["VGG16 (random init)"]
+    assert r.readout.patterns == PATTERNS
+    assert set(r.predictions) == set(TEST_SETS)
+    assert r.predictions["PASCAL-S"].shape == (3, 5, 26, 26)
+    assert len(r.per_image) == (3 + 1 + 1 + 1) * 5
+    assert r.readout.model.body[0].in_channels == 1472
+    summary = r.summary()
+    assert set(summary.encoder) == {"VGG16 (random init)"} and len(summary) == 20
+
+
+def test_figures(table1_run, tmp_path):
+    profile, table, results, train, tests = table1_run
+    f3 = plots.fig3_samples_and_targets(train, tests, tmp_path / "fig3.png")
+    f4 = plots.fig4_qualitative(results, tests[0], 1, tmp_path / "figs" / "fig4.png")
+    for path in (tmp_path / "fig3.png", tmp_path / "figs" / "fig4.png"):
+        assert path.exists() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f4.axes[0].get_title() == "input"
+    assert len(f4.axes) == 5 * (2 + len(results))
+    assert len(f3.axes) == 2 * max(3 + 3 + 1 + 1 + 1, 5)
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+
+
+def test_paper_encoders_without_weights_name_the_file(data_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("POSENC_DATA_ROOT", str(data_root))
+    monkeypatch.setenv("POSENC_OFFLINE", "1")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch"))
+    profile = tiny_paper_profile()
+    assert EncoderSpec("vgg16", "imagenet") in profile.encoders
+    with pytest.raises(FileNotFoundError) as e:
+        experiments.table1(profile)
+    msg = str(e.value)
+    assert "vgg16-397923af.pth" in msg
+    assert str(tmp_path / "empty-torch" / "hub" / "checkpoints") in msg
+
+
+def test_paper_profile_without_data(tmp_path, monkeypatch):
+    monkeypatch.setenv("POSENC_DATA_ROOT", str(tmp_path / "no-data"))
+    with pytest.raises(FileNotFoundError) as e:
+        experiments.image_sets(get_profile("paper"))
+    msg = str(e.value)
+    assert "DUTS-TR" in msg and "DUTS-TR-Image" in msg
+    assert "http://saliencydetection.net/duts/" in msg
+
+
+def test_paper_profile_without_pascal(tmp_path, monkeypatch):
+    root = tmp_path / "raw"
+    make_datasets(root)
+    import shutil
+
+    shutil.rmtree(root / "PASCAL-S")
+    monkeypatch.setenv("POSENC_DATA_ROOT", str(root))
+    with pytest.raises(FileNotFoundError, match="PASCAL-S") as e:
+        experiments.image_sets(tiny_paper_profile())
+    assert "cbs.ic.gatech.edu/salobj" in str(e.value)
+
+
+def test_parse_encoders():
+    assert experiments.parse_encoders(["tv:resnet50:random", "vgg16:random:none"]) == (
+        EncoderSpec("tv:resnet50", "random"), EncoderSpec("vgg16", "random", "none"))

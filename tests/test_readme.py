@@ -1,0 +1,26 @@
+"""The README's example for probing one's own network runs as written."""
+import re
+
+from posenc_utils import paths
+
+
+def _example() -> str:
+    text = (paths.PROJ_ROOT / "README.md").read_text()
+    section = text.split("### Probe your own network", 1)[1]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def test_readme_probe_example_runs(capsys):
+    code = _example()
+    assert 'get_profile("quick")' in code  # stays CI-sized
+    exec(compile(code, "README.md", "exec"), {})
+    printed = capsys.readouterr().out
+    # one printed row per test set x pattern of the quick profile (4 x 5), plus the header
+    assert printed.count("\n") >= 21
+    assert "photos" in printed and "spc" in printed
+
+
+def test_readme_has_generated_sections_markers():
+    text = (paths.PROJ_ROOT / "README.md").read_text()
+    for name in ("headline", "deviations"):
+        assert f"<!-- {name}:start -->" in text and f"<!-- {name}:end -->" in text

@@ -1,0 +1,213 @@
+"""The PEM readout: shapes, independent heads, determinism, the readout cache, channel selection, evaluation."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from posenc_utils import images, readout
+from posenc_utils.features import extract_features
+from posenc_utils.profiles import EncoderSpec, ImageSetSpec, ReadoutSpec
+from posenc_utils.readout import PEM, channel_index, evaluate, head_seed, train_readout
+from posenc_utils.targets import PATTERNS
+
+IMAGE_SIZE = 32
+SPEC = ReadoutSpec(epochs=2, batch_size=4)
+
+
+@pytest.fixture
+def image_set():
+    return images.build_image_set(ImageSetSpec("dead_leaves", "dead_leaves", n=8), IMAGE_SIZE)
+
+
+@pytest.fixture
+def posenet_features(image_set):
+    return extract_features(EncoderSpec("posenet", "none"), image_set)
+
+
+@pytest.fixture
+def vgg_features(image_set):
+    return extract_features(EncoderSpec("vgg16", "random"), image_set)
+
+
+# ---------------------------------------------------------------- the module
+
+
+@pytest.mark.parametrize("n_layers, kernel, padding, out", [
+    (1, 3, 0, 26), (2, 3, 0, 24), (1, 7, 0, 22), (1, 3, 1, 28), (2, 7, 3, 28), (1, 1, 0, 28),
+])
+def test_pem_output_shapes(n_layers, kernel, padding, out):
+    m = PEM(6, [head_seed(0, p) for p in ("H", "V")], n_layers, kernel, padding)
+    y = m(torch.rand(2, 6, 28, 28))
+    assert y.shape == (2, 2, out, out)
+    assert (y >= 0).all() and (y <= 1).all(), "sigmoid output"
+
+
+def test_pem_structure():
+    m = PEM(4, [1, 2, 3], n_layers=2)
+    first, second = m.body[0], m.body[3]
+    assert first.out_channels == 12 and first.groups == 1
+    assert second.in_channels == 12 and second.out_channels == 3 and second.groups == 3
+    assert (first.bias == 0).all() and (second.bias == 0).all()
+    assert isinstance(m.body[-1], torch.nn.Sigmoid)
+
+
+def test_head_seed():
+    assert head_seed(0, "H") == head_seed(0, "H")
+    assert len({head_seed(0, p) for p in PATTERNS} | {head_seed(1, "H")}) == 6
+    # a head's initial weights depend only on its own seed, not on the other heads
+    a = PEM(5, [head_seed(0, "G")])
+    b = PEM(5, [head_seed(0, p) for p in PATTERNS])
+    assert torch.equal(a.body[0].weight, b.body[0].weight[2:3])
+
+
+# ---------------------------------------------------------------- independent heads
+
+
+def _head_state(model: PEM, h: int, n_heads: int) -> dict[str, torch.Tensor]:
+    """Head ``h``'s slice of every per-channel parameter and buffer of a multi-head PEM."""
+    out = {}
+    for k, v in model.state_dict().items():
+        if k in ("in_mean", "in_std") or v.dim() == 0:
+            out[k] = v
+        else:
+            per = v.shape[0] // n_heads
+            out[k] = v[h * per:(h + 1) * per]
+    return out
+
+
+@pytest.mark.parametrize("which, n_layers", [("posenet", 1), ("posenet", 2), ("vgg", 1)])
+def test_heads_are_independent(which, n_layers, request):
+    feats = request.getfixturevalue(f"{which}_features")
+    spec = ReadoutSpec(epochs=2, batch_size=4, n_layers=n_layers)
+    multi = train_readout(feats, PATTERNS, spec, IMAGE_SIZE, use_cache=False)
+    per_image, _ = evaluate(multi, feats, IMAGE_SIZE)
+    assert len(multi.history) == 2 and all(len(h) == 5 for h in multi.history)
+    for h, p in enumerate(PATTERNS):
+        single = train_readout(feats, (p,), spec, IMAGE_SIZE, use_cache=False)
+        ms, ss = _head_state(multi.model, h, len(PATTERNS)), single.model.state_dict()
+        assert set(ms) == set(ss)
+        for k in ss:
+            assert ms[k].shape == ss[k].shape, (p, k)
+            assert torch.allclose(ms[k].float(), ss[k].float(), atol=1e-5, rtol=1e-4), (p, k)
+        np.testing.assert_allclose([e[h] for e in multi.history], [e[0] for e in single.history], rtol=1e-4)
+        single_rows, _ = evaluate(single, feats, IMAGE_SIZE)
+        multi_rows = per_image[per_image.pattern == p].reset_index(drop=True)
+        assert list(multi_rows.image) == list(single_rows.image)
+        # float32 round-off differs between a 5-output and a 1-output convolution over 1472
+        # channels; after 2 epochs it moves weights by ~1e-6 and predictions by <= ~4e-5
+        # (measured), while a coupling between heads would move them by the size of an SGD step.
+        np.testing.assert_allclose(multi_rows.mae, single_rows.mae, atol=2e-4)
+        np.testing.assert_allclose(multi_rows.spc.fillna(9), single_rows.spc.fillna(9), atol=5e-3)
+
+
+def test_training_changes_the_weights_and_lowers_the_loss(posenet_features):
+    spec = ReadoutSpec(epochs=3, batch_size=4, lr=0.1)
+    r = train_readout(posenet_features, ("H", "V"), spec, IMAGE_SIZE, use_cache=False)
+    init = PEM(3, [head_seed(0, "H"), head_seed(0, "V")])
+    assert not torch.equal(r.model.body[0].weight, init.body[0].weight)
+    assert all(np.isfinite(h).all() for h in r.history)
+    assert r.history[-1][0] < r.history[0][0] or r.history[-1][1] < r.history[0][1]
+
+
+def test_determinism(vgg_features):
+    a = train_readout(vgg_features, ("H", "G"), SPEC, IMAGE_SIZE, use_cache=False)
+    b = train_readout(vgg_features, ("H", "G"), SPEC, IMAGE_SIZE, use_cache=False)
+    assert a.history == b.history
+    sa, sb = a.model.state_dict(), b.model.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    ea, _ = evaluate(a, vgg_features, IMAGE_SIZE)
+    eb, _ = evaluate(b, vgg_features, IMAGE_SIZE)
+    pd.testing.assert_frame_equal(ea, eb)
+    c = train_readout(vgg_features, ("H", "G"), SPEC, IMAGE_SIZE, seed=1, use_cache=False)
+    assert c.history != a.history, "another seed is another run"
+
+
+def test_streaming_equals_in_ram(vgg_features, monkeypatch):
+    """Training features held in RAM or streamed batch by batch from the file give the same readout."""
+    in_ram = train_readout(vgg_features, ("H", "VS"), SPEC, IMAGE_SIZE, use_cache=False)
+    assert readout.FeatureBatches(vgg_features, None, "cpu").in_ram is not None  # 8 images fit in RAM
+    monkeypatch.setenv("POSENC_RAM_BUDGET_GB", "0")
+    assert readout.ram_budget_bytes() == 0
+    assert readout.FeatureBatches(vgg_features, None, "cpu").in_ram is None  # ... now they stream
+    streamed = train_readout(vgg_features, ("H", "VS"), SPEC, IMAGE_SIZE, use_cache=False)
+    assert streamed.history == in_ram.history
+    sa, sb = in_ram.model.state_dict(), streamed.model.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    ea, la = evaluate(in_ram, vgg_features, IMAGE_SIZE)
+    eb, lb = evaluate(streamed, vgg_features, IMAGE_SIZE)
+    pd.testing.assert_frame_equal(ea, eb)
+    assert np.array_equal(la, lb)
+
+
+# ---------------------------------------------------------------- the readout cache
+
+
+def test_readout_cache(vgg_features, monkeypatch):
+    first = train_readout(vgg_features, ("H", "V"), SPEC, IMAGE_SIZE)
+    assert first.key and (readout.paths.cache_dir() / "readouts" / f"{first.key}.pt").exists()
+
+    def no_training(*a, **k):
+        raise AssertionError("trained again instead of loading the cached readout")
+
+    monkeypatch.setattr(torch.optim, "SGD", no_training)
+    second = train_readout(vgg_features, ("H", "V"), SPEC, IMAGE_SIZE)
+    assert second.key == first.key
+    assert second.history == first.history
+    assert second.train_seconds == pytest.approx(first.train_seconds)
+    s1, s2 = first.model.state_dict(), second.model.state_dict()
+    assert all(torch.equal(s1[k], s2[k]) for k in s1)
+    assert not second.model.training
+    # anything that decides the result is part of the key: these train (and hit the patched SGD)
+    for kwargs in (dict(patterns=("H",)), dict(spec=ReadoutSpec(epochs=1, batch_size=4)), dict(seed=3),
+                   dict(taps=("relu1_2",)), dict(standardize=True)):
+        args = dict(features=vgg_features, patterns=("H", "V"), spec=SPEC, image_size=IMAGE_SIZE) | kwargs
+        with pytest.raises(AssertionError, match="trained again"):
+            train_readout(**args)
+    with pytest.raises(AssertionError, match="trained again"):
+        train_readout(vgg_features, ("H", "V"), SPEC, IMAGE_SIZE, use_cache=False)
+
+
+# ---------------------------------------------------------------- channels and evaluation
+
+
+def test_channel_index(vgg_features):
+    assert channel_index(vgg_features, None) is None
+    idx = channel_index(vgg_features, ("relu1_2", "relu3_3"))
+    assert np.array_equal(idx, np.r_[0:64, 192:448])
+    with pytest.raises(ValueError, match="unknown tap") as e:
+        channel_index(vgg_features, ("relu1_2", "conv9"))
+    assert "relu5_3" in str(e.value)  # lists the available taps
+    r = train_readout(vgg_features, ("H",), SPEC, IMAGE_SIZE, taps=("relu5_3",), use_cache=False)
+    assert r.model.body[0].in_channels == 512
+    assert np.array_equal(r.channel_index, np.arange(960, 1472))
+    rows, low = evaluate(r, vgg_features, IMAGE_SIZE)
+    assert len(rows) == 8 and low.shape == (8, 1, 26, 26)
+
+
+def test_standardize(vgg_features):
+    r = train_readout(vgg_features, ("H",), SPEC, IMAGE_SIZE, standardize=True, use_cache=False)
+    x = np.asarray(vgg_features.read(slice(None)), dtype=np.float64)
+    np.testing.assert_allclose(r.model.in_mean.flatten().numpy(), x.mean(axis=(0, 2, 3)), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(r.model.in_std.flatten().numpy(), np.maximum(x.std(axis=(0, 2, 3)), 1e-6),
+                               rtol=1e-3, atol=1e-6)
+
+
+def test_evaluate(vgg_features):
+    r = train_readout(vgg_features, PATTERNS, SPEC, IMAGE_SIZE, use_cache=False)
+    rows, low = evaluate(r, vgg_features, IMAGE_SIZE, batch_size=3)
+    assert list(rows.columns) == ["image", "pattern", "spc", "mae"]
+    assert len(rows) == 8 * 5
+    assert sorted(rows.groupby("pattern").size().to_dict().items()) == sorted((p, 8) for p in PATTERNS)
+    assert sorted(rows.image.unique()) == list(range(8))
+    defined = rows.spc.dropna()
+    assert len(defined) > 0 and defined.between(-1, 1).all()
+    assert rows.mae.between(0, 1).all()
+    assert low.shape == (8, 5, 26, 26) and low.dtype == np.float16
+    # the metrics are those of the upsampled low-resolution predictions
+    from posenc_utils.metrics import mae
+    from posenc_utils.targets import target_map
+
+    up = readout.upsample(torch.from_numpy(low[:, 0:1].astype(np.float32)), IMAGE_SIZE)[:, 0].numpy()
+    np.testing.assert_allclose(rows[rows.pattern == "H"].mae, mae(up, target_map("H", IMAGE_SIZE)), atol=2e-3)
