@@ -195,6 +195,10 @@ def deviations(profile: Profile) -> list[str]:
         out.append("random-init VGG16 / ResNet152 (seeded, frozen) are probed as well: position from "
                    "architecture and padding alone; the paper has no such rows, they are compared with its "
                    "ImageNet rows")
+    if any(e.weights == "imagenet" and (e.name in ("vgg16", "resnet152") or e.name.startswith("tv:"))
+           for e in profile.encoders):
+        out.append("ImageNet-weight torchvision encoders get ImageNet mean/std input normalization (the "
+                   "weights' own convention); the authors' code fed [0, 1] images")
     if profile.standardize_features:
         out.append("each feature channel is standardized (training-set mean/std) before the PEM; the authors' "
                    "code feeds raw features, which makes SGD diverge on random-init ResNet152 (activations ~1e8)")

@@ -115,8 +115,11 @@ class FeatureBatches:
         c = features.n_channels if chans is None else len(chans)
         self.in_ram = None
         if features.n * c * features.size**2 * 4 <= ram_budget_bytes():
-            self.in_ram = torch.cat([self._read(np.arange(s, min(s + 256, features.n)))
-                                     for s in range(0, features.n, 256)])
+            size = features.size  # filled chunk by chunk: no second full-size copy at any time
+            self.in_ram = torch.empty((features.n, c, size, size)).contiguous(memory_format=torch.channels_last)
+            for s in range(0, features.n, 64):
+                idx = np.arange(s, min(s + 64, features.n))
+                self.in_ram[s:s + len(idx)] = self._read(idx)
 
     def _read(self, idx: np.ndarray) -> torch.Tensor:
         x = self.features.read(idx)
