@@ -35,6 +35,16 @@ def headline(profile: str = "offline") -> str:
     return "\n".join(lines)
 
 
+def deviations_markdown() -> str:
+    """Every profile's deviations: offline and paper in full, quick as what it adds to offline."""
+    offline, paper = deviations(get_profile("offline")), deviations(get_profile("paper"))
+    quick = [d for d in deviations(get_profile("quick")) if d not in offline]
+    lines = ["**offline** (the main job):", *(f"- {d}" for d in offline), "",
+             "**paper**:", *(f"- {d}" for d in paper), "",
+             "**quick**: as offline, and:", *(f"- {d}" for d in quick)]
+    return "\n".join(lines)
+
+
 def replace_section(text: str, name: str, body: str) -> str:
     pattern = re.compile(rf"(<!-- {name}:start -->\n).*?(\n<!-- {name}:end -->)", re.S)
     if not pattern.search(text):
@@ -45,8 +55,7 @@ def replace_section(text: str, name: str, body: str) -> str:
 def main() -> int:
     text = README.read_text()
     text = replace_section(text, "headline", headline("offline"))
-    devs = "\n".join(f"- {d}" for d in deviations(get_profile("offline")))
-    text = replace_section(text, "deviations", devs)
+    text = replace_section(text, "deviations", deviations_markdown())
     README.write_text(text)
     print(f"updated {README}")
     return 0
