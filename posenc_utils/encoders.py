@@ -347,8 +347,6 @@ def _efficientnet_lite0(spec: EncoderSpec, seed: int, image_size: int) -> Encode
             "padding 'none' is not meaningful for efficientnet_lite0: its residual blocks add "
             "maps that would no longer have the same size."
         )
-    if spec.weights not in ("imagenet", "random"):
-        raise ValueError(f"efficientnet_lite0 has weights 'imagenet' or 'random', not {spec.weights!r}")
     net = efficientnet_lite0_model(seed, pretrained=spec.weights == "imagenet", image_size=image_size)
     net.eval()
     taps = spec.taps or _efficientnet_taps(net, image_size)
@@ -396,10 +394,8 @@ def _torchvision_model(spec: EncoderSpec, seed: int) -> Encoder:
     if spec.weights == "imagenet":
         net.load_state_dict(load_imagenet_state_dict(arch))
         pre, conv = imagenet_normalize, "RGB, ImageNet mean/std"
-    elif spec.weights == "random":
-        pre, conv = _identity, "RGB in [0, 1]"
     else:
-        raise ValueError(f"torchvision models have weights 'random' or 'imagenet', not {spec.weights!r}")
+        pre, conv = _identity, "RGB in [0, 1]"
     net.eval()
     taps = spec.taps or auto_taps(net)
     set_padding(net, spec.padding)
@@ -422,29 +418,35 @@ class _PosENetInput(nn.Module):
         return [x]
 
 
+# The weights each architecture can be built with ("tv:" stands for every torchvision model).
+WEIGHTS = {
+    "posenet": ("none",), "vgg16": ("random", "imagenet", "hed"), "resnet152": ("random", "imagenet"),
+    "efficientnet_lite0": ("imagenet", "random"), "tv:": ("random", "imagenet"),
+}
+
+
 def build_encoder(spec: EncoderSpec, seed: int = 0, image_size: int = 224) -> Encoder:
     """Build the frozen encoder for ``spec`` (eval mode, no gradients, on the CPU)."""
-    if spec.padding not in PADDING_MODES:
-        raise ValueError(f"unknown padding mode {spec.padding!r}: choose one of {', '.join(PADDING_MODES)}")
-    if spec.name == "posenet":
-        enc = Encoder(spec, _PosENetInput(), ("image",), ("image",), _identity, "RGB in [0, 1]")
-    elif spec.name == "vgg16":
-        if spec.weights not in ("random", "imagenet", "hed"):
-            raise ValueError(f"vgg16 has weights 'random', 'imagenet' or 'hed', not {spec.weights!r}")
-        enc = _vgg16(spec, seed)
-    elif spec.name == "resnet152":
-        if spec.weights not in ("random", "imagenet"):
-            raise ValueError(f"resnet152 has weights 'random' or 'imagenet', not {spec.weights!r}")
-        enc = _resnet152(spec, seed)
-    elif spec.name == "efficientnet_lite0":
-        enc = _efficientnet_lite0(spec, seed, image_size)
-    elif spec.name.startswith("tv:"):
-        enc = _torchvision_model(spec, seed)
-    else:
+    arch = "tv:" if spec.name.startswith("tv:") else spec.name
+    if arch not in WEIGHTS:
         raise ValueError(
             f"unknown encoder {spec.name!r}: use posenet, vgg16, resnet152, efficientnet_lite0 "
             f"or tv:<torchvision model name>"
         )
+    if spec.weights not in WEIGHTS[arch]:
+        raise ValueError(f"{spec.name} has weights {' or '.join(map(repr, WEIGHTS[arch]))}, not {spec.weights!r}")
+    if spec.padding not in PADDING_MODES:
+        raise ValueError(f"unknown padding mode {spec.padding!r}: choose one of {', '.join(PADDING_MODES)}")
+    if arch == "posenet":
+        enc = Encoder(spec, _PosENetInput(), ("image",), ("image",), _identity, "RGB in [0, 1]")
+    elif arch == "vgg16":
+        enc = _vgg16(spec, seed)
+    elif arch == "resnet152":
+        enc = _resnet152(spec, seed)
+    elif arch == "efficientnet_lite0":
+        enc = _efficientnet_lite0(spec, seed, image_size)
+    else:
+        enc = _torchvision_model(spec, seed)
     enc.module.eval()
     for p in enc.module.parameters():
         p.requires_grad_(False)
