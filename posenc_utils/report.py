@@ -32,6 +32,13 @@ def headline(profile: str = "offline") -> str:
         t = json.loads(times.read_text())
         lines += ["", f"The main job (`make reproduce`, every notebook) took {t['total_s'] / 60:.0f} min on "
                       f"{t['cpus']} CPU cores ({t['date']}); a rerun reuses the cache and takes a fraction of that."]
+    bench = out / "benchmark_table1.json"
+    if bench.exists():
+        b = json.loads(bench.read_text())
+        lines += ["", f"`make bench` (Table 1 alone, cold cache, {b['device']}): {b['wall_s'] / 60:.1f} min wall, "
+                      f"peak memory {b['peak_rss_gb']:.1f} GB, {100 * b['encoder_forward_share']:.0f}% of the time in "
+                      f"encoder forward passes, {b['readout_training_s'] / 60:.1f} min training the readouts "
+                      f"(`figures/{profile}/benchmark_table1.json`)."]
     return "\n".join(lines)
 
 
