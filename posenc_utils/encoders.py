@@ -171,8 +171,12 @@ def set_padding(net: nn.Module, mode: str) -> nn.Module:
 
 
 def imagenet_weights_file(arch: str) -> tuple[Path, str]:
-    """(local path, url) of torchvision's ImageNet weights for ``arch``."""
-    enum = torchvision.models.get_model_weights(arch).DEFAULT
+    """(local path, url) of torchvision's ImageNet weights for ``arch``.
+
+    The original release (``IMAGENET1K_V1``) where there is one: the weights of the paper's time
+    (torchvision's default for ResNet152 is a later, differently trained V2)."""
+    weights = torchvision.models.get_model_weights(arch)
+    enum = getattr(weights, "IMAGENET1K_V1", weights.DEFAULT)
     url = enum.url
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name, url
 

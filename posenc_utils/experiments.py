@@ -62,6 +62,33 @@ def probe(profile: Profile, spec: EncoderSpec, patterns: tuple[str, ...] = PATTE
     return ProbeResult(spec, trained, pd.concat(frames, ignore_index=True), preds)
 
 
+def missing_inputs(profile: Profile) -> list[str]:
+    """What the profile needs from outside and cannot find: dataset folders and weight files.
+
+    Checked before a run starts, so a paper-profile run stops at once with the full list
+    instead of failing in the middle of a notebook.
+    """
+    import os
+
+    from .encoders import imagenet_weights_file
+    from .images import dataset_folder
+
+    missing = []
+    for spec in (profile.train_set, *profile.test_sets):
+        if spec.kind == "folder":
+            try:
+                dataset_folder(spec.dataset)
+            except FileNotFoundError as err:
+                missing.append(str(err))
+    offline = os.environ.get("POSENC_OFFLINE", "0") == "1"
+    for enc in profile.encoders:
+        if enc.weights == "imagenet" and enc.name != "efficientnet_lite0" and offline:
+            path, url = imagenet_weights_file(enc.name.removeprefix("tv:"))
+            if not path.exists():
+                missing.append(f"ImageNet weights for {enc.name}: {path} (download {url})")
+    return missing
+
+
 def parse_encoders(texts: list[str] | tuple[str, ...]) -> tuple[EncoderSpec, ...]:
     """Encoder specs from notebook-parameter strings such as ``"tv:resnet50:random"``."""
     return tuple(EncoderSpec.parse(t) for t in texts)

@@ -40,6 +40,12 @@ def run(profile: str, output_dir: str = "", only: list[str] | None = None, timeo
 
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)}")
+    from .experiments import missing_inputs
+    from .profiles import get_profile
+
+    missing = missing_inputs(get_profile(profile))
+    if missing:
+        raise FileNotFoundError(f"the {profile} profile cannot run; missing:\n- " + "\n- ".join(missing))
     dest = paths.BUILD_DIR / profile
     dest.mkdir(parents=True, exist_ok=True)
     done, times, t_all = [], {}, time.perf_counter()
@@ -89,7 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     if args.cmd == "run":
-        run(args.profile, args.output_dir, args.only)
+        try:
+            run(args.profile, args.output_dir, args.only)
+        except FileNotFoundError as err:
+            print(err, file=sys.stderr)
+            return 2
         print(f"all notebooks done in {time.perf_counter() - t0:.0f} s")
     else:
         for path in prepare(args.profile, args.dest):

@@ -272,7 +272,7 @@ def test_missing_weights_offline_names_the_file(tmp_path, monkeypatch):
     assert str(home / "hub" / "checkpoints") in msg
     assert "POSENC_OFFLINE" in msg and "TORCH_HOME" in msg
     assert isinstance(e.value, FileNotFoundError)
-    with pytest.raises(encoders.WeightsNotFoundError, match="resnet152-f82ba261.pth"):
+    with pytest.raises(encoders.WeightsNotFoundError, match="resnet152-394f9c45.pth"):
         encoders.load_imagenet_state_dict("resnet152")
 
 

@@ -142,3 +142,16 @@ def test_paper_profile_without_pascal(tmp_path, monkeypatch):
 def test_parse_encoders():
     assert experiments.parse_encoders(["tv:resnet50:random", "vgg16:random:none"]) == (
         EncoderSpec("tv:resnet50", "random"), EncoderSpec("vgg16", "random", "none"))
+
+
+def test_missing_inputs_lists_everything_before_a_run(capsys):
+    from posenc_utils import experiments, pipeline
+
+    missing = experiments.missing_inputs(get_profile("paper"))
+    text = "\n".join(missing)
+    assert len(missing) == 4, missing  # two dataset folders, two weight files
+    assert "DUTS-TR-Image" in text and "PASCAL-S" in text
+    assert "vgg16-397923af.pth" in text and "resnet152-394f9c45.pth" in text  # the original V1 weights
+    assert experiments.missing_inputs(get_profile("quick")) == []
+    assert pipeline.main(["run", "--profile", "paper"]) == 2
+    assert "cannot run" in capsys.readouterr().err
