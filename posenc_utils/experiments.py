@@ -82,8 +82,8 @@ def missing_inputs(profile: Profile) -> list[str]:
                 missing.append(str(err))
     offline = os.environ.get("POSENC_OFFLINE", "0") == "1"
     for enc in profile.encoders:
-        if enc.weights == "imagenet" and enc.name != "efficientnet_lite0" and offline:
-            path, url = imagenet_weights_file(enc.name.removeprefix("tv:"))
+        if enc.torchvision_imagenet_arch and offline:
+            path, url = imagenet_weights_file(enc.torchvision_imagenet_arch)
             if not path.exists():
                 missing.append(f"ImageNet weights for {enc.name}: {path} (download {url})")
     return missing

@@ -31,6 +31,15 @@ class EncoderSpec:
         pad = "" if self.padding == "zeros" else f", padding {self.padding}"
         return f"{arch} ({weights}{pad})"
 
+    @property
+    def torchvision_imagenet_arch(self) -> str | None:
+        """The torchvision model whose ImageNet weights file this spec loads, or None."""
+        if self.weights != "imagenet":
+            return None
+        if self.name in ("vgg16", "resnet152"):
+            return self.name
+        return self.name.removeprefix("tv:") if self.name.startswith("tv:") else None
+
     @classmethod
     def parse(cls, text: str) -> "EncoderSpec":
         """Parse ``name[:weights[:padding]]``, e.g. ``tv:resnet50:random`` or ``vgg16:hed``."""
@@ -195,8 +204,7 @@ def deviations(profile: Profile) -> list[str]:
         out.append("random-init VGG16 / ResNet152 (seeded, frozen) are probed as well: position from "
                    "architecture and padding alone; the paper has no such rows, they are compared with its "
                    "ImageNet rows")
-    if any(e.weights == "imagenet" and (e.name in ("vgg16", "resnet152") or e.name.startswith("tv:"))
-           for e in profile.encoders):
+    if any(e.torchvision_imagenet_arch for e in profile.encoders):
         out.append("ImageNet-weight torchvision encoders get ImageNet mean/std input normalization (the "
                    "weights' own convention); the authors' code fed [0, 1] images")
     if profile.standardize_features:

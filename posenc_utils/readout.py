@@ -131,8 +131,9 @@ class FeatureBatches:
         return x.contiguous(memory_format=torch.channels_last).to(self.device)
 
 
-def _channel_stats(batches: FeatureBatches, n: int, batch: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+def _channel_stats(batches: FeatureBatches, batch: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean and std over all training images and pixels (float64 accumulation)."""
+    n = batches.features.n
     s = s2 = 0.0
     for start in range(0, n, batch):
         x = batches(np.arange(start, min(start + batch, n))).cpu().permute(0, 2, 3, 1)
@@ -172,7 +173,7 @@ def train_readout(features: FeatureSet, patterns: tuple[str, ...], spec: Readout
     t0 = time.perf_counter()
     batches = FeatureBatches(features, chans, device)
     if standardize:
-        model.in_mean, model.in_std = _channel_stats(batches, features.n)
+        model.in_mean, model.in_std = _channel_stats(batches)
     model.to(device, memory_format=torch.channels_last).train()
     target = torch.from_numpy(target_stack(patterns, image_size)).unsqueeze(0).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay)

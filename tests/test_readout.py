@@ -111,15 +111,21 @@ def test_training_changes_the_weights_and_lowers_the_loss(posenet_features):
     assert r.history[-1][0] < r.history[0][0] or r.history[-1][1] < r.history[0][1]
 
 
-def test_determinism(vgg_features):
-    a = train_readout(vgg_features, ("H", "G"), SPEC, IMAGE_SIZE, use_cache=False)
-    b = train_readout(vgg_features, ("H", "G"), SPEC, IMAGE_SIZE, use_cache=False)
+def _assert_identical_readouts(a, b, features):
+    """Same loss history, bit-identical weights, and identical metrics and predictions."""
     assert a.history == b.history
     sa, sb = a.model.state_dict(), b.model.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
-    ea, _ = evaluate(a, vgg_features, IMAGE_SIZE)
-    eb, _ = evaluate(b, vgg_features, IMAGE_SIZE)
+    ea, la = evaluate(a, features, IMAGE_SIZE)
+    eb, lb = evaluate(b, features, IMAGE_SIZE)
     pd.testing.assert_frame_equal(ea, eb)
+    assert np.array_equal(la, lb)
+
+
+def test_determinism(vgg_features):
+    a = train_readout(vgg_features, ("H", "G"), SPEC, IMAGE_SIZE, use_cache=False)
+    b = train_readout(vgg_features, ("H", "G"), SPEC, IMAGE_SIZE, use_cache=False)
+    _assert_identical_readouts(a, b, vgg_features)
     c = train_readout(vgg_features, ("H", "G"), SPEC, IMAGE_SIZE, seed=1, use_cache=False)
     assert c.history != a.history, "another seed is another run"
 
@@ -132,13 +138,7 @@ def test_streaming_equals_in_ram(vgg_features, monkeypatch):
     assert readout.ram_budget_bytes() == 0
     assert readout.FeatureBatches(vgg_features, None, "cpu").in_ram is None  # ... now they stream
     streamed = train_readout(vgg_features, ("H", "VS"), SPEC, IMAGE_SIZE, use_cache=False)
-    assert streamed.history == in_ram.history
-    sa, sb = in_ram.model.state_dict(), streamed.model.state_dict()
-    assert all(torch.equal(sa[k], sb[k]) for k in sa)
-    ea, la = evaluate(in_ram, vgg_features, IMAGE_SIZE)
-    eb, lb = evaluate(streamed, vgg_features, IMAGE_SIZE)
-    pd.testing.assert_frame_equal(ea, eb)
-    assert np.array_equal(la, lb)
+    _assert_identical_readouts(in_ram, streamed, vgg_features)
 
 
 # ---------------------------------------------------------------- the readout cache
