@@ -1,8 +1,11 @@
-"""On-disk cache primitives: content keys, atomic writes, and a free-space check.
+"""On-disk cache primitives: content keys, atomic writes, checksums and a free-space check.
 
 A cache entry is a data file plus a JSON sidecar written *after* it, both via a temporary
 file and ``os.replace``. An entry counts only when its sidecar exists and agrees with the
 data, so a run killed mid-write leaves at most a stray temporary file, never a half entry.
+The sidecar also holds a checksum of the data file (xxh3-128, read in chunks at memory
+speed), verified the first time a process opens the entry: a file damaged in place (same
+size, valid header, other bytes) is reported by name and recomputed, never used.
 """
 from __future__ import annotations
 
@@ -12,10 +15,12 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
+import xxhash
 
 
 def make_key(spec: dict[str, Any]) -> str:
@@ -68,8 +73,55 @@ def ensure_free_space(folder: Path, nbytes: int, what: str) -> None:
         )
 
 
+CHUNK_BYTES = 16 * 2**20  # read size for checksums and copies: large enough for full speed, small in RAM
+
+# Entries whose checksum this process has verified: path -> (size, mtime_ns, checksum).
+_VERIFIED: dict[str, tuple[int, int, str]] = {}
+
+
+def file_checksum(path: Path) -> str:
+    """xxh3-128 of a file's bytes, read in chunks (never the whole file in memory)."""
+    h = xxhash.xxh3_128()
+    buf = bytearray(CHUNK_BYTES)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as f:
+        while n := f.readinto(buf):
+            h.update(view[:n])
+    return h.hexdigest()
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns
+
+
+def verify_file(data_path: Path, meta_path: Path, meta: dict[str, Any]) -> bool:
+    """Whether ``data_path`` still has the checksum its sidecar recorded (hashed once per process).
+
+    A legacy sidecar without a checksum gets one now (trust on first use). On a mismatch the
+    warning names the entry, so the caller can recompute it.
+    """
+    data_path = Path(data_path)
+    stamp = _stamp(data_path)
+    recorded = meta.get("checksum")
+    seen = _VERIFIED.get(str(data_path))
+    if recorded and seen == (*stamp, recorded):
+        return True
+    actual = file_checksum(data_path)
+    if recorded is None:
+        write_json(meta_path, {**meta, "checksum": actual})
+    elif actual != recorded:
+        warnings.warn(f"cache entry {data_path} is damaged (its content no longer matches the checksum "
+                      f"recorded when it was written); it is recomputed", stacklevel=3)
+        _VERIFIED.pop(str(data_path), None)
+        return False
+    _VERIFIED[str(data_path)] = (*stamp, actual)
+    return True
+
+
 def open_array_entry(data_path: Path, meta_path: Path, expect: dict[str, Any]) -> np.ndarray | None:
-    """Memory-map a cached array when its sidecar matches ``expect``; None on any mismatch."""
+    """Memory-map a cached array when its sidecar matches ``expect`` and its checksum holds;
+    None on any mismatch (missing, truncated, damaged or stale entries are all misses)."""
     meta = read_json(meta_path)
     if meta is None or any(meta.get(k) != v for k, v in expect.items()) or not Path(data_path).exists():
         return None
@@ -77,12 +129,82 @@ def open_array_entry(data_path: Path, meta_path: Path, expect: dict[str, Any]) -
         arr = np.load(data_path, mmap_mode="r")
     except (ValueError, OSError):
         return None
-    return arr if list(arr.shape) == meta.get("shape") else None
+    if list(arr.shape) != meta.get("shape") or not verify_file(data_path, meta_path, meta):
+        return None
+    return arr
+
+
+class RowWriter:
+    """Write access to a new ``.npy`` file by rows, with positioned writes instead of a memory map.
+
+    ``out[i] = row`` and ``out[a:b] = rows`` write straight to the file: unlike a writable
+    memory map, written pages never count toward the process's resident memory.
+    """
+
+    def __init__(self, path: Path, shape: tuple[int, ...], dtype: str):
+        self.shape, self.dtype = tuple(shape), np.dtype(dtype)
+        self.row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+        with open(path, "wb") as f:
+            np.lib.format.write_array_header_1_0(
+                f, {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": self.shape})
+            self.offset = f.tell()
+            f.truncate(self.offset + self.shape[0] * self.row_bytes)
+        self._fd = os.open(path, os.O_WRONLY)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __setitem__(self, key, value) -> None:
+        start, stop, step = (key, key + 1, 1) if isinstance(key, (int, np.integer)) else key.indices(self.shape[0])
+        if step != 1 or not 0 <= start < stop <= self.shape[0]:
+            raise IndexError(f"rows {key} of an array of {self.shape[0]} rows: write contiguous rows in range")
+        rows = np.ascontiguousarray(np.broadcast_to(np.asarray(value, self.dtype), (stop - start,) + self.shape[1:]))
+        self.write_bytes(self.offset + start * self.row_bytes, memoryview(rows).cast("B"))
+
+    def write_bytes(self, pos: int, data) -> None:
+        data = memoryview(data)
+        while data:
+            n = os.pwrite(self._fd, data, pos)
+            data, pos = data[n:], pos + n
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = None
+
+
+def npy_layout(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
+    """(shape, dtype, byte offset of the data) of a C-ordered ``.npy`` file, from its header alone."""
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read(f)
+        if fortran:
+            raise ValueError(f"{path} is stored in Fortran order; the cache writes C order only")
+        return tuple(shape), np.dtype(dtype), f.tell()
+
+
+def _copy_rows(src: Path, dst: Path, shape: tuple[int, ...], dtype: str, rows: int) -> None:
+    """Write the first ``rows`` rows of the ``.npy`` file ``src`` to a new ``.npy`` file ``dst``, in chunks."""
+    writer = RowWriter(dst, (rows,) + tuple(shape[1:]), dtype)
+    try:
+        remaining = rows * writer.row_bytes
+        with open(src, "rb") as f:
+            f.seek(npy_layout(src)[2])
+            pos = writer.offset
+            while remaining:
+                chunk = f.read(min(CHUNK_BYTES, remaining))
+                writer.write_bytes(pos, chunk)
+                pos, remaining = pos + len(chunk), remaining - len(chunk)
+    finally:
+        writer.close()
 
 
 def write_array_entry(data_path: Path, meta_path: Path, shape: tuple[int, ...], dtype: str,
                       meta: dict[str, Any], fill) -> np.ndarray:
-    """Create an array entry of ``shape`` by calling ``fill(memmap)``, atomically, then its sidecar.
+    """Create an array entry of ``shape`` by calling ``fill(writer)`` (a :class:`RowWriter`),
+    atomically, then its sidecar with the file's checksum.
 
     ``fill`` may return a smaller count ``k`` to keep only the first ``k`` rows (for image
     folders with unreadable files). Returns the finished array, memory-mapped read-only.
@@ -93,19 +215,20 @@ def write_array_entry(data_path: Path, meta_path: Path, shape: tuple[int, ...], 
     for stale in Path(data_path).parent.glob(f".{Path(data_path).name}.*.tmp"):
         stale.unlink(missing_ok=True)  # left by a run killed while writing this same entry
     with atomic_path(data_path) as tmp:
-        arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
-        kept = fill(arr)
-        arr.flush()
-        del arr
+        writer = RowWriter(tmp, shape, dtype)
+        try:
+            kept = fill(writer)
+        finally:
+            writer.close()
         if kept is not None and kept != shape[0]:
             trimmed = tmp.with_name(tmp.name + ".trim.npy")
             try:
-                full = np.load(tmp, mmap_mode="r")
-                np.save(trimmed, full[:kept])
-                del full
+                _copy_rows(tmp, trimmed, shape, dtype, kept)
                 os.replace(trimmed, tmp)
             finally:
                 trimmed.unlink(missing_ok=True)
             shape = (kept,) + tuple(shape[1:])
-    write_json(meta_path, {**meta, "shape": list(shape), "dtype": dtype})
+        checksum = file_checksum(tmp)
+    write_json(meta_path, {**meta, "shape": list(shape), "dtype": dtype, "checksum": checksum})
+    _VERIFIED[str(data_path)] = (*_stamp(data_path), checksum)
     return np.load(data_path, mmap_mode="r")

@@ -66,9 +66,13 @@ class Encoder:
     def label(self) -> str:
         return self.spec.label
 
-    @torch.no_grad()
     def __call__(self, images01: torch.Tensor) -> list[torch.Tensor]:
-        return self.module(self.preprocess(images01))
+        """Tap activations of a batch of RGB images in [0, 1], (B, 3, H, W).
+
+        Runs in inference mode on channels-last tensors: the fastest CPU convolutions, and the
+        same layout as the stored features (measured in ``make bench``)."""
+        with torch.inference_mode():
+            return self.module(self.preprocess(images01.contiguous(memory_format=torch.channels_last)))
 
     def to(self, device) -> "Encoder":
         self.module.to(device)
@@ -445,7 +449,7 @@ def build_encoder(spec: EncoderSpec, seed: int = 0, image_size: int = 224) -> En
         enc = _efficientnet_lite0(spec, seed, image_size)
     else:
         enc = _torchvision_model(spec, seed)
-    enc.module.eval()
+    enc.module.eval().to(memory_format=torch.channels_last)
     for p in enc.module.parameters():
         p.requires_grad_(False)
     try:
@@ -482,4 +486,5 @@ def hed_edge_map(encoder: Encoder, images01: torch.Tensor) -> torch.Tensor:
 
 def resize_taps(outs: list[torch.Tensor], size: int) -> torch.Tensor:
     """Bilinearly resize every tap to ``size`` x ``size`` (align_corners=True, as the authors) and concatenate."""
-    return torch.cat([F.interpolate(o.float(), size=(size, size), mode="bilinear", align_corners=True) for o in outs], 1)
+    out = torch.cat([F.interpolate(o.float(), size=(size, size), mode="bilinear", align_corners=True) for o in outs], 1)
+    return out.contiguous(memory_format=torch.channels_last)

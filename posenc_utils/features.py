@@ -2,9 +2,10 @@
 
 Each tap is bilinearly resized to the readout's input size (28 x 28) and all taps are
 concatenated along channels, as the PEM sees them. The result is stored as one channels-last
-(N, 28, 28, C) array (float16 by default) and memory-mapped, so a large image set streams from
-disk; channels-last is the layout CPU convolutions with thousands of channels run fastest on,
-so a batch becomes a tensor without any transposing copy. float16
+(N, 28, 28, C) array (float16 by default): one image's features are one contiguous block, the
+layout the readout's matrix products read directly. Readers fetch whole images with positioned
+reads (:class:`FeatureReader`), never through a memory map, so a feature file larger than RAM
+streams from disk and never counts toward the process's resident memory. float16
 cannot hold the activations of a deep random-init residual network (1e8 in ResNet152), so
 each tap is stored divided by a power of two chosen from the first batch; :meth:`FeatureSet.read`
 undoes it exactly.
@@ -12,6 +13,7 @@ undoes it exactly.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -66,13 +68,68 @@ class FeatureSet:
     def read(self, idx) -> torch.Tensor:
         """Features of images ``idx`` as a float32 (N, C, size, size) tensor in channels-last memory
         layout, in the encoder's own scale. Indices are read in sorted order (sequential on disk)."""
-        arr = np.load(self.path, mmap_mode="r")
         idx = np.sort(np.atleast_1d(np.arange(self.n)[idx]))
-        x = torch.from_numpy(np.ascontiguousarray(arr[idx])).float()
+        with FeatureReader(self) as reader:
+            raw = reader.read(idx)
+        x = torch.from_numpy(raw).float().view(len(idx), self.size, self.size, self.n_channels)
         scales = self.channel_scales()
         if (scales != 1).any():
             x *= torch.from_numpy(scales)
         return x.permute(0, 3, 1, 2)
+
+
+class FeatureReader:
+    """Whole images' stored features by positioned reads (``os.preadv``), as (k, size*size, C) arrays.
+
+    Reading through the page cache instead of a memory map keeps a streamed file out of the
+    process's resident memory; consecutive indices are fetched with one read.
+    """
+
+    _fd = None
+
+    def __init__(self, features: FeatureSet):
+        shape, dtype, self.offset = cache.npy_layout(features.path)
+        self.row_shape = (features.size * features.size, features.n_channels)
+        if tuple(shape) != (features.n, features.size, features.size, features.n_channels):
+            raise ValueError(f"{features.path} holds an array of shape {shape}, not the features described "
+                             f"by its sidecar; delete it to recompute")
+        self.dtype = np.dtype(dtype)
+        self.row_bytes = int(np.prod(self.row_shape)) * self.dtype.itemsize
+        self.n = features.n
+        self._fd = os.open(features.path, os.O_RDONLY)
+
+    def read(self, idx: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Rows ``idx`` (sorted, in range) into ``out`` (allocated when None); returns the filled rows."""
+        idx = np.asarray(idx)
+        if out is None:
+            out = np.empty((len(idx), *self.row_shape), self.dtype)
+        if len(out) < len(idx) or out.shape[1:] != self.row_shape or out.dtype != self.dtype:
+            raise ValueError(f"buffer {out.shape} {out.dtype} cannot hold {len(idx)} rows of {self.row_shape} {self.dtype}")
+        out = out[:len(idx)]
+        runs = np.split(np.arange(len(idx)), np.flatnonzero(np.diff(idx) != 1) + 1)
+        for run in runs:
+            view = memoryview(out[run[0]:run[-1] + 1]).cast("B")
+            pos = self.offset + int(idx[run[0]]) * self.row_bytes
+            while view:
+                n = os.preadv(self._fd, [view], pos)
+                if n == 0:
+                    raise EOFError(f"feature file ended early at byte {pos}; delete it to recompute")
+                view, pos = view[n:], pos + n
+        return out
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> "FeatureReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self):
+        self.close()
 
 
 def feature_key(spec: EncoderSpec, seed: int, image_set: ImageSet, size: int, dtype: str) -> str:
@@ -101,12 +158,13 @@ def extract_features(spec: EncoderSpec, image_set: ImageSet, size: int = 28, see
         n, channels = len(images), enc.channels
         scales: list[float] = []
 
-        def fill(out: np.ndarray) -> None:
+        def fill(out: cache.RowWriter) -> None:
+            inv_scale = None
             for start in progress(range(0, n, batch_size), f"{spec.label} on {image_set.name}",
                                   total=math.ceil(n / batch_size)):
                 t1 = time.perf_counter()
-                x = torch.from_numpy(np.asarray(images[start:start + batch_size], np.float32) / 255.0)
-                x = x.permute(0, 3, 1, 2).to(device)
+                batch = np.asarray(images[start:start + batch_size], np.float32) / 255.0
+                x = torch.from_numpy(batch).permute(0, 3, 1, 2).to(device)  # NHWC memory: channels-last
                 outs = enc(x)
                 if device.startswith("cuda"):
                     torch.cuda.synchronize()
@@ -114,13 +172,17 @@ def extract_features(spec: EncoderSpec, image_set: ImageSet, size: int = 28, see
                 TIMINGS["encoder_forward"] += t2 - t1
                 if not scales:
                     scales.extend(_tap_scale(o, dtype) for o in outs)
-                feats = resize_taps([o / s for o, s in zip(outs, scales)], size).cpu().numpy()
-                if not np.isfinite(feats.astype(dtype)).all():
+                    inv_scale = torch.cat([torch.full((c,), 1.0 / s) for c, s in zip(channels, scales)]).to(device)
+                feats = resize_taps(outs, size).permute(0, 2, 3, 1)  # (B, size, size, C), contiguous
+                if (inv_scale != 1).any():
+                    feats = feats * inv_scale  # a power of two: exact
+                feats = feats.to(getattr(torch, dtype)).cpu()
+                if not torch.isfinite(feats).all():
                     raise FloatingPointError(
                         f"{spec.label} features on {image_set.name} overflow {dtype}; rerun with "
                         f"feature_dtype='float32' in the profile"
                     )
-                out[start:start + len(feats)] = feats.transpose(0, 2, 3, 1)
+                out[start:start + len(feats)] = feats.numpy()
                 TIMINGS["resize_and_store"] += time.perf_counter() - t2
 
         meta = {"key": key, "encoder": spec.__dict__, "image_set": image_set.name, "taps": list(enc.tap_names),

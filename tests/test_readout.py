@@ -10,7 +10,7 @@ from posenc_utils import images, readout
 from posenc_utils.features import extract_features
 from posenc_utils.profiles import EncoderSpec, ImageSetSpec, ReadoutSpec
 from posenc_utils.readout import PEM, channel_index, evaluate, head_seed, train_readout
-from posenc_utils.targets import PATTERNS
+from posenc_utils.targets import PATTERNS, target_stack
 
 IMAGE_SIZE = 32
 SPEC = ReadoutSpec(epochs=2, batch_size=4)
@@ -130,15 +130,20 @@ def test_determinism(vgg_features):
     assert c.history != a.history, "another seed is another run"
 
 
-def test_streaming_equals_in_ram(vgg_features, monkeypatch):
-    """Training features held in RAM or streamed batch by batch from the file give the same readout."""
-    in_ram = train_readout(vgg_features, ("H", "VS"), SPEC, IMAGE_SIZE, use_cache=False)
-    assert readout.FeatureBatches(vgg_features, None, "cpu").in_ram is not None  # 8 images fit in RAM
-    monkeypatch.setenv("POSENC_RAM_BUDGET_GB", "0")
-    assert readout.ram_budget_bytes() == 0
-    assert readout.FeatureBatches(vgg_features, None, "cpu").in_ram is None  # ... now they stream
-    streamed = train_readout(vgg_features, ("H", "VS"), SPEC, IMAGE_SIZE, use_cache=False)
-    _assert_identical_readouts(in_ram, streamed, vgg_features)
+def test_feature_stream_reads_what_is_stored(vgg_features):
+    """Batches come from the file by positioned reads, one ahead, into two reused buffers."""
+    stream = readout.FeatureStream(vgg_features, None, "cpu", max_batch=3)
+    lists = [np.array([0, 1, 2]), np.array([4, 6]), np.array([3, 5, 7]), np.array([7])]
+    stored = np.load(vgg_features.path).reshape(8, 28 * 28, -1)
+    seen = []
+    for idx, x in stream.batches(lists):
+        assert x.dtype == torch.float16 and x.shape == (len(idx), 28 * 28, 1472)
+        assert np.array_equal(x.numpy(), stored[idx])
+        seen.append(x.data_ptr())
+    assert len(set(seen)) == 2, "two buffers, reused"
+    stream.close()
+    ref = stream.reference_batch(torch.from_numpy(stored[[2, 5]]))
+    np.testing.assert_array_equal(ref.numpy(), vgg_features.read([2, 5]).numpy())
 
 
 # ---------------------------------------------------------------- the readout cache
@@ -211,3 +216,115 @@ def test_evaluate(vgg_features):
 
     up = readout.upsample(torch.from_numpy(low[:, 0:1].astype(np.float32)), IMAGE_SIZE)[:, 0].numpy()
     np.testing.assert_allclose(rows[rows.pattern == "H"].mae, mae(up, target_map("H", IMAGE_SIZE)), atol=2e-3)
+
+
+# ---------------------------------------------------------------- the fast engine equals the reference
+
+
+def _stored_batch(n_images=3, side=28, channels=(24, 40), scales=(1.0, 8.0), seed=0):
+    """A batch as the cache stores it (float16, divided by per-tap powers of two) and the same
+    features in the encoder's scale, (B, C, side, side)."""
+    g = torch.Generator().manual_seed(seed)
+    c = sum(channels)
+    stored = (torch.rand(n_images, side * side, c, generator=g) * 4).half()
+    scale = torch.cat([torch.full((k,), s) for k, s in zip(channels, scales)])
+    encoder_scale = (stored.float() * scale).view(n_images, side, side, c).permute(0, 3, 1, 2)
+    return stored, scale, encoder_scale
+
+
+@pytest.mark.parametrize("n_layers", [1, 2])
+@pytest.mark.parametrize("kernel", [1, 3, 7])
+@pytest.mark.parametrize("padding", [0, 1, 2])
+def test_fast_engine_equals_reference(kernel, padding, n_layers):
+    """Folded standardization + matrix-product convolution + quadratic-form loss equal the explicit
+    standardize -> convolve -> upsample -> MSE: outputs, per-head losses and every gradient."""
+    stored, scale, x = _stored_batch()
+    c = x.shape[1]
+    chans = np.r_[3:20, 30:64]  # two stored ranges, as a selection of taps gives
+    model = PEM(len(chans), [head_seed(0, p) for p in PATTERNS], n_layers, kernel, padding).train()
+    if n_layers > 1:
+        # ReLU's kink turns a round-off difference at a value ~1e-7 into a different gradient; a
+        # smooth activation keeps the comparison about the engines (which differ in layer 1 only)
+        model.body[2] = torch.nn.ELU()
+    g = torch.Generator().manual_seed(1)
+    model.in_mean = torch.rand(1, len(chans), 1, 1, generator=g) * 3
+    model.in_std = torch.rand(1, len(chans), 1, 1, generator=g) + 0.3
+    targets = target_stack(PATTERNS, 40)
+
+    ref = model(x[:, chans])
+    loss_ref = ((readout.upsample(ref, 40) - torch.from_numpy(targets)[None]) ** 2).mean(dim=(0, 2, 3))
+    grads_ref = torch.autograd.grad(loss_ref.sum(), list(model.parameters()))
+
+    ranges = readout.channel_ranges(chans, c)
+    assert ranges == ((3, 20), (30, 64))
+    fast = model.forward_stored(stored, ranges, scale[chans], 28)
+    loss_fast = readout.UpsampledMSE(targets, fast.shape[-1])(fast)
+    grads_fast = torch.autograd.grad(loss_fast.sum(), list(model.parameters()))
+
+    assert fast.shape == ref.shape == (3, 5, model.out_size(28), model.out_size(28))
+    torch.testing.assert_close(fast, ref, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(loss_fast, loss_ref, atol=1e-6, rtol=1e-5)
+    top = max(float(gr.abs().max()) for gr in grads_ref)
+    for (name, _), a, b in zip(model.named_parameters(), grads_fast, grads_ref):
+        torch.testing.assert_close(a, b, atol=1e-5 * top, rtol=1e-3, msg=name)
+
+
+def test_first_layer_matrix_folds_the_affine_maps():
+    stored, scale, x = _stored_batch(channels=(5, 3), scales=(2.0, 0.5))
+    model = PEM(8, [1, 2], kernel=3)
+    model.in_mean, model.in_std = torch.rand(1, 8, 1, 1) * 5, torch.rand(1, 8, 1, 1) + 0.1
+    w, offset = model.first_layer_matrix(scale)
+    assert w.shape == (8, 9 * 2) and offset.shape == (18,)
+    std_features = ((x - model.in_mean) / model.in_std).permute(0, 2, 3, 1).reshape(-1, 8)
+    wm = model.body[0].weight.permute(1, 2, 3, 0).reshape(8, 18)
+    torch.testing.assert_close(stored.float().reshape(-1, 8) @ w - offset, std_features @ wm, atol=1e-4, rtol=1e-4)
+
+
+def test_upsampled_mse_and_bilinear_matrix():
+    a = readout.bilinear_matrix(26, 224)
+    p = torch.rand(4, 3, 26, 26, dtype=torch.float64)
+    torch.testing.assert_close(a @ p @ a.t(), readout.upsample(p, 224), atol=1e-12, rtol=0)
+    targets = target_stack(("H", "G", "VS"), 224)
+    explicit = ((readout.upsample(p, 224) - torch.from_numpy(targets).double()) ** 2).mean(dim=(0, 2, 3))
+    torch.testing.assert_close(readout.UpsampledMSE(targets, 26)(p).double(), explicit, atol=1e-6, rtol=1e-6)
+
+
+def test_column_chunks_cover_the_selection_once():
+    ranges = ((3, 20), (30, 64), (100, 101))
+    chunks = readout._column_chunks(ranges, 10)
+    assert [(c0, c1) for c0, c1, _ in chunks] == [(0, 10), (10, 20), (20, 30), (30, 40), (40, 50), (50, 52)]
+    stored = [a + i for c0, c1, parts in chunks for a, e, o in parts for i in range(e - a)]
+    assert stored == list(range(3, 20)) + list(range(30, 64)) + [100]
+    for c0, c1, parts in chunks:
+        assert sum(e - a for a, e, _ in parts) == c1 - c0 and parts[0][2] == 0
+
+
+def test_float_blocks_split_large_batches(monkeypatch):
+    """Blocks of a few images and a chunk of channels reproduce the whole product."""
+    stored, scale, _ = _stored_batch(n_images=5, side=8, channels=(30, 34))
+    w = torch.randn(64, 7)
+    whole = stored.float().reshape(-1, 64) @ w
+    monkeypatch.setattr(readout, "BLOCK_FLOATS", 64 * 20)  # < one image: channels split, one image per block
+    y = readout._StoredProduct.apply(w, stored, ((0, 64),))
+    torch.testing.assert_close(y, whole, atol=1e-4, rtol=1e-5)
+    blocks = list(readout._float_blocks(stored, ((0, 64),)))
+    assert len(blocks) > 5 and all(b.shape[0] == 64 for _r, _c, b in blocks)
+
+
+def test_trained_readout_same_spc_as_reference(vgg_features):
+    """Training by the fast engine gives the reference engine's SPC (round-off may differ, not results)."""
+    spec = ReadoutSpec(epochs=3, batch_size=4)
+    fast = train_readout(vgg_features, PATTERNS, spec, IMAGE_SIZE, standardize=True, use_cache=False)
+    ref = train_readout(vgg_features, PATTERNS, spec, IMAGE_SIZE, standardize=True, use_cache=False,
+                        engine="reference")
+    np.testing.assert_allclose(fast.history, ref.history, rtol=1e-3)
+    a, _ = evaluate(fast, vgg_features, IMAGE_SIZE)
+    b, _ = evaluate(ref, vgg_features, IMAGE_SIZE)
+    spc_a, spc_b = a.groupby("pattern").spc.mean(), b.groupby("pattern").spc.mean()
+    assert spc_a.notna().all()
+    assert (spc_a - spc_b).abs().max() <= 0.01, (spc_a - spc_b)
+
+
+def test_unknown_engine(vgg_features):
+    with pytest.raises(ValueError, match="engine"):
+        train_readout(vgg_features, ("H",), SPEC, IMAGE_SIZE, engine="turbo", use_cache=False)
