@@ -155,7 +155,10 @@ class RowWriter:
         return self.shape[0]
 
     def __setitem__(self, key, value) -> None:
-        start, stop, step = (key, key + 1, 1) if isinstance(key, (int, np.integer)) else key.indices(self.shape[0])
+        if isinstance(key, (int, np.integer)):
+            start, stop, step = int(key), int(key) + 1, 1
+        else:  # explicit bounds: slice.indices would silently clip a slice that runs past the end
+            start, stop, step = key.start or 0, self.shape[0] if key.stop is None else key.stop, key.step or 1
         if step != 1 or not 0 <= start < stop <= self.shape[0]:
             raise IndexError(f"rows {key} of an array of {self.shape[0]} rows: write contiguous rows in range")
         rows = np.ascontiguousarray(np.broadcast_to(np.asarray(value, self.dtype), (stop - start,) + self.shape[1:]))

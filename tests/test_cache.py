@@ -200,3 +200,86 @@ def test_atomic_path(tmp_path):
     assert final.read_text() == "hello"
     assert oct(final.stat().st_mode & 0o777) == oct(0o644)
     assert leftovers(tmp_path) == []
+
+
+# ---------------------------------------------------------------- checksums
+
+
+def _damage_in_place(path, keep_mtime=False):
+    """Overwrite a .npy file's data with zeros: same size, valid header, other content."""
+    st = os.stat(path)
+    offset = cache.npy_layout(path)[2]
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        f.write(b"\0" * (st.st_size - offset))
+    if keep_mtime:
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_checksum_recorded_and_verified(tmp_path):
+    data, meta = tmp_path / "e.npy", tmp_path / "e.json"
+    cache.write_array_entry(data, meta, (8, 16), "float32", {"key": "k"}, fill_with(np.arange(16.0)))
+    side = json.loads(meta.read_text())
+    assert side["checksum"] == cache.file_checksum(data) and len(side["checksum"]) == 32
+    assert cache.open_array_entry(data, meta, {"key": "k"}) is not None
+
+
+@pytest.mark.parametrize("new_process", [True, False])
+def test_damaged_entry_is_a_miss_with_a_warning(tmp_path, monkeypatch, new_process):
+    data, meta = tmp_path / "e.npy", tmp_path / "e.json"
+    cache.write_array_entry(data, meta, (8, 16), "float32", {"key": "k"}, fill_with(1.5))
+    _damage_in_place(data)
+    if new_process:
+        monkeypatch.setattr(cache, "_VERIFIED", {})
+    arr = np.load(data, mmap_mode="r")
+    assert arr.shape == (8, 16) and not arr.any(), "the damage keeps a valid header and size"
+    with pytest.warns(UserWarning, match=r"e\.npy is damaged"):
+        assert cache.open_array_entry(data, meta, {"key": "k"}) is None
+    cache.write_array_entry(data, meta, (8, 16), "float32", {"key": "k"}, fill_with(1.5))  # recomputed
+    assert np.array_equal(cache.open_array_entry(data, meta, {"key": "k"}), np.full((8, 16), 1.5))
+
+
+def test_checksum_is_verified_once_per_process(tmp_path, monkeypatch):
+    data, meta = tmp_path / "e.npy", tmp_path / "e.json"
+    cache.write_array_entry(data, meta, (4,), "float32", {"key": "k"}, fill_with(2.0))
+    monkeypatch.setattr(cache, "_VERIFIED", {})
+    calls = []
+    real = cache.file_checksum
+    monkeypatch.setattr(cache, "file_checksum", lambda p: calls.append(p) or real(p))
+    for _ in range(3):
+        assert cache.open_array_entry(data, meta, {"key": "k"}) is not None
+    assert len(calls) == 1
+    # a file changed behind the process's back (new mtime) is hashed again
+    _damage_in_place(data)
+    with pytest.warns(UserWarning, match="damaged"):
+        assert cache.open_array_entry(data, meta, {"key": "k"}) is None
+    assert len(calls) == 2
+
+
+def test_legacy_sidecar_without_checksum_gets_one(tmp_path, monkeypatch):
+    data, meta = tmp_path / "e.npy", tmp_path / "e.json"
+    cache.write_array_entry(data, meta, (4,), "float32", {"key": "k"}, fill_with(2.0))
+    side = json.loads(meta.read_text())
+    del side["checksum"]
+    meta.write_text(json.dumps(side))
+    monkeypatch.setattr(cache, "_VERIFIED", {})
+    assert cache.open_array_entry(data, meta, {"key": "k"}) is not None
+    assert json.loads(meta.read_text())["checksum"] == cache.file_checksum(data)
+
+
+def test_row_writer(tmp_path):
+    path = tmp_path / "w.npy"
+    w = cache.RowWriter(path, (5, 2, 3), "float16")
+    w[0] = np.ones((2, 3))
+    w[2:4] = np.full((2, 2, 3), 7.0)
+    w[4] = 5
+    w.close()
+    arr = np.load(path)
+    assert arr.shape == (5, 2, 3) and arr.dtype == np.float16
+    assert (arr[0] == 1).all() and (arr[1] == 0).all() and (arr[2:4] == 7).all() and (arr[4] == 5).all()
+    w = cache.RowWriter(path, (5, 2), "uint8")
+    for bad in (slice(0, 6), slice(0, 4, 2), 5):
+        with pytest.raises(IndexError):
+            w[bad] = 1
+    w.close()
+    assert cache.npy_layout(path)[:2] == ((5, 2), np.dtype("uint8"))

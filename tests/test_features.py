@@ -171,3 +171,29 @@ def test_failure_during_fill_leaves_no_entry(tiny_set, monkeypatch):
     ref = reference_features(VGG, tiny_set)
     np.testing.assert_allclose(read_np(fs), ref, rtol=2e-3, atol=1e-6 * np.abs(ref).max())
     assert cache_leftovers() == []
+
+
+def test_damaged_feature_file_is_recomputed(tiny_set, monkeypatch):
+    """Features overwritten in place (same size, valid header) are detected, named and recomputed."""
+    first = extract_features(VGG, tiny_set)
+    good = read_np(first)
+    offset = cache.npy_layout(first.path)[2]
+    with open(first.path, "r+b") as f:
+        f.seek(offset)
+        f.write(b"\0" * (first.path.stat().st_size - offset))
+    assert not read_np(first).any()
+    monkeypatch.setattr(cache, "_VERIFIED", {})  # as a new process would
+    with pytest.warns(UserWarning, match=first.path.name):
+        again = extract_features(VGG, tiny_set)
+    assert again.key == first.key
+    assert np.array_equal(read_np(again), good)
+
+
+def test_reader_reads_rows_and_refuses_small_buffers(tiny_set):
+    fs = extract_features(VGG, tiny_set)
+    stored = np.load(fs.path)
+    with features.FeatureReader(fs) as r:
+        got = r.read(np.array([0, 1, 3]))
+        assert np.array_equal(got, stored[[0, 1, 3]].reshape(3, 28 * 28, 1472))
+        with pytest.raises(ValueError, match="cannot hold"):
+            r.read(np.array([0, 1]), out=np.empty((1, 28 * 28, 1472), np.float16))

@@ -328,3 +328,17 @@ def test_trained_readout_same_spc_as_reference(vgg_features):
 def test_unknown_engine(vgg_features):
     with pytest.raises(ValueError, match="engine"):
         train_readout(vgg_features, ("H",), SPEC, IMAGE_SIZE, engine="turbo", use_cache=False)
+
+
+def test_damaged_readout_is_retrained(vgg_features, monkeypatch):
+    first = train_readout(vgg_features, ("H",), SPEC, IMAGE_SIZE)
+    weights = readout.paths.cache_dir() / "readouts" / f"{first.key}.pt"
+    blob = bytearray(weights.read_bytes())
+    blob[-64:] = bytes(64)  # same size, other bytes
+    weights.write_bytes(bytes(blob))
+    monkeypatch.setattr(readout.cache, "_VERIFIED", {})
+    with pytest.warns(UserWarning, match=f"{first.key}.pt is damaged"):
+        again = train_readout(vgg_features, ("H",), SPEC, IMAGE_SIZE)
+    assert again.history == first.history
+    s1, s2 = first.model.state_dict(), again.model.state_dict()
+    assert all(torch.equal(s1[k], s2[k]) for k in s1)
