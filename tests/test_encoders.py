@@ -219,7 +219,7 @@ def _save_random_state_dict(arch: str, seed: int, small_prefix: str | None = Non
     torch.manual_seed(seed)
     sd = torchvision.models.get_model(arch, weights=None).state_dict()
     if small_prefix:
-        sd = {k: v if k.startswith(small_prefix) else torch.zeros(1, dtype=v.dtype).expand(v.shape)
+        sd = {k: v if k.startswith(small_prefix) or v.dim() == 0 else torch.zeros(1, dtype=v.dtype).expand(v.shape)
               for k, v in sd.items()}
     path, _url = encoders.imagenet_weights_file(arch)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -379,3 +379,28 @@ def test_efficientnet_lite0_random_differs(lite0):
     a = dict(lite0.named_parameters())["_conv_stem.weight"]
     b = dict(rnd.named_parameters())["_conv_stem.weight"]
     assert a.shape == b.shape and not torch.equal(a, b)
+
+
+@pytest.mark.parametrize("weights, input_, expected", [
+    ("random", "auto", "_identity"), ("random", "imagenet", "imagenet_normalize"),
+    ("hed", "auto", "caffe_bgr"), ("hed", "unit", "_identity"),
+])
+def test_input_convention_option(weights, input_, expected):
+    enc = build_encoder(EncoderSpec("vgg16", weights, input=input_), image_size=32)
+    assert enc.preprocess is getattr(encoders, expected)
+
+
+def test_imagenet_input_option_and_authors_taps(tmp_path, monkeypatch):
+    """The paper profile's ResNet152: ImageNet weights fed [0, 1] images, tapped at layer1..4 (3840 ch)."""
+    from posenc_utils.profiles import RESNET152_AUTHORS_TAPS
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "th"))
+    _save_random_state_dict("resnet152", seed=5, small_prefix="layer1.")
+    spec = EncoderSpec("resnet152", "imagenet", taps=RESNET152_AUTHORS_TAPS, input="unit")
+    enc = build_encoder(spec, image_size=32)
+    assert enc.preprocess is encoders._identity and "[0, 1]" in enc.input_convention
+    assert enc.tap_names == RESNET152_AUTHORS_TAPS and sum(enc.channels) == 3840
+    assert build_encoder(EncoderSpec("resnet152", "imagenet"), image_size=32).preprocess is encoders.imagenet_normalize
+    assert spec.label == "ResNet152 (ImageNet, taps layer1-4, [0,1] input)"
+    with pytest.raises(ValueError, match="input convention"):
+        build_encoder(EncoderSpec("vgg16", "random", input="bgr"), image_size=32)

@@ -110,7 +110,7 @@ def test_paper_encoders_without_weights_name_the_file(data_root, tmp_path, monke
     monkeypatch.setenv("POSENC_OFFLINE", "1")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch"))
     profile = tiny_paper_profile()
-    assert EncoderSpec("vgg16", "imagenet") in profile.encoders
+    assert EncoderSpec("vgg16", "imagenet", input="unit") in profile.encoders
     with pytest.raises(FileNotFoundError) as e:
         experiments.table1(profile)
     msg = str(e.value)

@@ -28,6 +28,9 @@ def test_profiles():
     assert [t.name for t in offline.test_sets] == ["photos", "black", "white", "noise"]
     assert {(e.name, e.weights) for e in paper.encoders} == {
         ("posenet", "none"), ("vgg16", "imagenet"), ("resnet152", "imagenet")}
+    # as the authors' released code: [0, 1] images, ResNet152 at layer1..4
+    assert all(e.input == "unit" for e in paper.encoders if e.weights == "imagenet")
+    assert next(e for e in paper.encoders if e.name == "resnet152").taps == ("layer1", "layer2", "layer3", "layer4")
     assert EncoderSpec("vgg16", "hed") in offline.encoders
     assert not paper.standardize_features and offline.standardize_features
     assert profiles.PROFILES == ("quick", "offline", "paper")
@@ -172,7 +175,15 @@ def test_deviations():
     assert len(paper) < len(offline)
     paper_text = " ".join(paper)
     assert "dead-leaves" not in paper_text and "HED" not in paper_text and "standardized" not in paper_text
-    assert any("five stages" in d for d in paper)  # the ResNet tap choice differs from the authors' code
+    assert any("five stages" in d for d in offline)  # offline's ResNet tap choice differs from the authors' code
+    # the paper profile follows the authors' code and lists those choices
+    assert any("layer1..4" in d and "authors' released code" in d for d in paper)
+    assert any("[0, 1]" in d and "authors' released code" in d for d in paper)
+    assert not any("five stages" in d or "mean/std input normalization" in d for d in paper)
+    five = get_profile("paper", encoders=(EncoderSpec("resnet152", "imagenet", taps=profiles.RESNET152_FIVE_STAGES),))
+    assert any("five stages" in d for d in deviations(five))
+    normalized = get_profile("paper", encoders=(EncoderSpec("vgg16", "imagenet", input="imagenet"),))
+    assert any("mean/std input normalization" in d for d in deviations(normalized))
     quick = " ".join(deviations(get_profile("quick")))
     assert "64x64" in quick and "2 epochs, batch 8" in quick
     assert "64x64" not in text
