@@ -160,8 +160,8 @@ def extract_features(spec: EncoderSpec, image_set: ImageSet, size: int = 28, see
 
         def fill(out: cache.RowWriter) -> None:
             inv_scale = None
-            for start in progress(range(0, n, batch_size), f"{spec.label} on {image_set.name}",
-                                  total=math.ceil(n / batch_size)):
+            for start in progress(range(0, n, batch_size), f"{spec.label} on {n} {image_set.name} images",
+                                  total=math.ceil(n / batch_size), unit="batches"):
                 t1 = time.perf_counter()
                 batch = np.asarray(images[start:start + batch_size], np.float32) / 255.0
                 x = torch.from_numpy(batch).permute(0, 3, 1, 2).to(device)  # NHWC memory: channels-last

@@ -225,7 +225,7 @@ def folder_images(folder: Path, size: int, n: int | None = None) -> tuple[int, C
 
     def fill(out: np.ndarray) -> int:
         k, bad = 0, []
-        for f in progress(files, f"reading {folder.name}"):
+        for f in progress(files, f"reading {folder.name}", unit="images"):
             try:
                 out[k] = resize(read_rgb(f), size)
                 k += 1
@@ -257,7 +257,7 @@ def _source(spec: ImageSetSpec, size: int) -> tuple[int, Callable[[np.ndarray], 
     if spec.kind == "dead_leaves":
         def fill(out):
             rng = np.random.default_rng(spec.seed)
-            for i in progress(range(spec.n), "dead leaves"):
+            for i in progress(range(spec.n), f"{spec.n} dead-leaves images", unit="images"):
                 out[i] = dead_leaves_image(size, rng)
 
         return spec.n, fill, {}

@@ -48,6 +48,7 @@ def run(profile: str, output_dir: str = "", only: list[str] | None = None, timeo
         raise FileNotFoundError(f"the {profile} profile cannot run; missing:\n- " + "\n- ".join(missing))
     dest = paths.BUILD_DIR / profile
     dest.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("POSENC_PROGRESS", "lines")  # the kernels inherit it: a line per phase, no bars
     done, times, t_all = [], {}, time.perf_counter()
     for nb in notebooks():
         if only and not any(o in nb.name for o in only):

@@ -433,7 +433,7 @@ def train_readout(features: FeatureSet, patterns: tuple[str, ...], spec: Readout
         sched = torch.optim.lr_scheduler.StepLR(opt, step_size=spec.lr_step, gamma=spec.lr_gamma)
         gen = torch.Generator().manual_seed(seed)
         history, epoch_seconds = [], []
-        for _epoch in progress(range(spec.epochs), f"readout on {features.encoder.label}"):
+        for _epoch in progress(range(spec.epochs), f"readout on {features.encoder.label}", unit="epochs"):
             t_epoch = time.perf_counter()
             order = torch.randperm(features.n, generator=gen).numpy()
             index_lists = [np.sort(order[s:s + spec.batch_size]) for s in range(0, features.n, spec.batch_size)]
