@@ -495,7 +495,24 @@ def hed_edge_map(encoder: Encoder, images01: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(fused)[:, 0]
 
 
-def resize_taps(outs: list[torch.Tensor], size: int) -> torch.Tensor:
-    """Bilinearly resize every tap to ``size`` x ``size`` (align_corners=True, as the authors) and concatenate."""
-    out = torch.cat([F.interpolate(o.float(), size=(size, size), mode="bilinear", align_corners=True) for o in outs], 1)
-    return out.contiguous(memory_format=torch.channels_last)
+def resize_taps(outs: list[torch.Tensor], size: int, divide_by: tuple[float, ...] | None = None,
+                dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Bilinearly resize every tap to ``size`` x ``size`` (align_corners=True, as the authors) and
+    concatenate them along channels; optionally divide tap i by ``divide_by[i]`` and store as ``dtype``.
+
+    Returns (B, C, size, size) in channels-last memory: a view of one (B, size, size, C) array that
+    each tap is written into once (no concatenation copy). A tap already at ``size`` is copied as is
+    (bilinear resizing to the same size is the identity).
+    """
+    b, c = outs[0].shape[0], sum(o.shape[1] for o in outs)
+    out = torch.empty(b, size, size, c, dtype=dtype, device=outs[0].device)
+    start = 0
+    for i, o in enumerate(outs):
+        r = o.float()
+        if r.shape[-2:] != (size, size):
+            r = F.interpolate(r, size=(size, size), mode="bilinear", align_corners=True)
+        if divide_by is not None and divide_by[i] != 1:
+            r = r * (1.0 / divide_by[i])  # a power of two: exact
+        out[..., start:start + o.shape[1]].copy_(r.permute(0, 2, 3, 1))
+        start += o.shape[1]
+    return out.permute(0, 3, 1, 2)
