@@ -1,9 +1,20 @@
-"""Benchmark Table 1 from a cold cache: wall time, peak memory, and where the time goes.
+"""Benchmark Table 1 from a cold cache, against the floor this machine sets in the same run.
 
 ``python -m posenc_utils.bench --profile offline`` computes every image set, feature array and
-readout of Table 1 in a temporary cache (so nothing is reused), then reports the wall time,
-the peak resident memory, the share spent in encoder forward passes (the irreducible part)
-and the rest (overhead to cut), and writes ``benchmark_table1.json`` beside the profile's tables.
+readout of Table 1 in an empty temporary cache, then measures, in the same process:
+
+* the **encoder floor**: for each encoder, the best time per image of a bare forward pass of its
+  network up to its last tap (channels-last, inference mode, no hooks, no preprocessing, the best
+  of batch sizes 1..16), times the images it must see. No implementation of the study can extract
+  features faster than that, so ``wall / floor`` (the headline) says how far the whole run is from
+  what this machine can do, whatever the machine;
+* the machine's dense matrix-product GFLOP/s, beside the readout's achieved GFLOP/s and the
+  encoders' own;
+* peak resident memory (``ru_maxrss``, as ``/usr/bin/time -v`` reports it: memory-mapped file
+  pages that were touched count), time per phase, the encoder overhead ratio (extraction with
+  resizing and storing, over the floor) and seconds per readout epoch for each encoder.
+
+It writes ``benchmark_table1.json`` beside the profile's tables.
 """
 from __future__ import annotations
 
@@ -17,46 +28,170 @@ import tempfile
 import time
 
 import torch
+import torch.nn as nn
 
 
-def run(profile_name: str, output_dir: str = "", keep_cache: bool = False) -> dict:
-    from . import experiments, features, paths
+def bare_network(spec, image_size: int) -> nn.Module | None:
+    """The encoder's network up to its last tap, as plain torchvision modules (no hooks, no
+    preprocessing, random weights: speed does not depend on them). None for PosENet."""
+    import torchvision
+
+    from .encoders import VGG16_TAPS, efficientnet_lite0_model, set_padding
+
+    if spec.name == "posenet":
+        return None
+    if spec.name == "vgg16":
+        last = max(int(t) for t in (spec.taps or VGG16_TAPS))
+        return set_padding(torchvision.models.vgg16(weights=None).features[:last + 1], spec.padding)
+    if spec.name == "resnet152":
+        net = set_padding(torchvision.models.resnet152(weights=None), spec.padding)
+        order = [name for name, _ in net.named_children()]
+        last = max(order.index(t) for t in (spec.taps or ("layer4",)))
+        return nn.Sequential(*list(net.children())[:last + 1])
+    if spec.name == "efficientnet_lite0":
+        from .encoders import _efficientnet_taps
+
+        net = set_padding(efficientnet_lite0_model(pretrained=False, image_size=image_size).eval(), spec.padding)
+        taps = spec.taps or _efficientnet_taps(net, image_size)
+        last = max(int(t.split(".")[1]) for t in taps)
+
+        class Stem(nn.Module):
+            def forward(self, x):
+                return net._swish(net._bn0(net._conv_stem(x)))
+
+        return nn.Sequential(Stem(), *list(net._blocks)[:last + 1])
+    net = torchvision.models.get_model(spec.name.removeprefix("tv:"), weights=None)
+    return set_padding(net, spec.padding)  # any torchvision model: the whole network
+
+
+def best_forward(net: nn.Module, image_size: int, batch_sizes=(1, 2, 4, 8, 16), repeats: int = 2) -> dict:
+    """Best seconds per image of ``net`` over batch sizes (channels-last, inference mode)."""
+    net = net.eval().to(memory_format=torch.channels_last)
+    per_batch = {}
+    with torch.inference_mode():
+        for b in batch_sizes:
+            x = torch.rand(b, 3, image_size, image_size).contiguous(memory_format=torch.channels_last)
+            net(x)  # warm-up: first calls allocate and choose algorithms
+            best = float("inf")
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                net(x)
+                best = min(best, time.perf_counter() - t0)
+            per_batch[b] = best / b
+    batch = min(per_batch, key=per_batch.get)
+    return {"s_per_image": per_batch[batch], "batch_size": batch, "by_batch_size": per_batch}
+
+
+def forward_gflop(net: nn.Module, image_size: int) -> float:
+    """Floating-point operations (GFLOP) of one image's forward pass, counted by torch."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter, torch.inference_mode():
+        net(torch.rand(1, 3, image_size, image_size).contiguous(memory_format=torch.channels_last))
+    return counter.get_total_flops() / 1e9
+
+
+def dense_matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """The machine's dense float32 matrix-product speed (best of ``repeats``)."""
+    a, b = torch.rand(n, n), torch.rand(n, n)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
+
+
+def peak_rss_gb() -> float:
+    """Peak resident memory of this process so far (Linux reports kilobytes)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+
+
+def run(profile_name: str, output_dir: str = "", keep_cache: bool = False, profile=None,
+        batch_sizes=(1, 2, 4, 8, 16)) -> dict:
+    """Benchmark Table 1 of ``profile_name`` (or of ``profile``, a Profile) and write the JSON report."""
+    from . import experiments, paths, timing
     from .profiles import get_profile
 
-    profile = get_profile(profile_name)
+    profile = profile or get_profile(profile_name)
+    timing.reset()
     with tempfile.TemporaryDirectory(prefix="posenc-bench-") as tmp:
         if not keep_cache:
             os.environ["POSENC_CACHE_DIR"] = tmp
-        features.TIMINGS.clear()
         t0 = time.perf_counter()
-        t_sets = time.perf_counter()
-        experiments.image_sets(profile)
-        t_sets = time.perf_counter() - t_sets
+        train, tests = experiments.image_sets(profile)
         _, results = experiments.table1(profile)
         wall = time.perf_counter() - t0
-    train_s = sum(r.readout.train_seconds for r in results.values())
-    fwd = features.TIMINGS["encoder_forward"]
+    rss = peak_rss_gb()
+    n_images = train.n + sum(t.n for t in tests)
+    phases = {k: round(v, 1) for k, v in sorted(timing.SECONDS.items(), key=lambda kv: -kv[1])}
+    phases["other"] = round(wall - sum(timing.SECONDS.values()), 1)
+
+    matmul = dense_matmul_gflops()
+    encoders, floor = {}, 0.0
+    for spec in profile.encoders:
+        net = bare_network(spec, profile.image_size)
+        r = results[spec.label].readout
+        epochs = sorted(r.epoch_seconds)
+        entry = {
+            "readout_s_per_epoch": round(epochs[len(epochs) // 2], 2) if epochs else None,
+            "readout_gflops": round(r.gflop / len(epochs) / epochs[len(epochs) // 2], 1) if epochs else None,
+            "readout_train_s": round(r.train_seconds, 1),
+        }
+        if net is not None:
+            fwd = best_forward(net, profile.image_size, batch_sizes)
+            ex = timing.EXTRACTIONS[spec.label]
+            extraction = ex["encoder_forward"] + ex["resize_and_store"] + ex["encoder_build"]
+            gflop = forward_gflop(net, profile.image_size)
+            entry.update({
+                "floor_s_per_image": round(fwd["s_per_image"], 5),
+                "floor_batch_size": fwd["batch_size"],
+                "floor_s": round(fwd["s_per_image"] * n_images, 2),
+                "extraction_s": round(extraction, 1),
+                "extraction_s_per_image": round(extraction / max(ex["images"], 1), 4),
+                "encoder_overhead_ratio": round(extraction / (fwd["s_per_image"] * max(ex["images"], 1)), 3),
+                "encoder_gflop_per_image": round(gflop, 2),
+                "encoder_gflops_at_floor": round(gflop / fwd["s_per_image"], 1),
+            })
+            floor += fwd["s_per_image"] * n_images
+        encoders[spec.label] = entry
     report = {
         "profile": profile_name,
-        "wall_s": round(wall, 1),
-        "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2),
-        "encoder_forward_s": round(fwd, 1),
-        "encoder_forward_share": round(fwd / wall, 3),
-        "encoder_build_s": round(features.TIMINGS["encoder_build"], 1),
-        "resize_and_store_s": round(features.TIMINGS["resize_and_store"], 1),
-        "image_sets_s": round(t_sets, 1),
-        "readout_training_s": round(train_s, 1),
-        "other_s": round(wall - fwd - features.TIMINGS["encoder_build"] - features.TIMINGS["resize_and_store"]
-                         - t_sets - train_s, 1),
+        "cold_cache": not keep_cache,
+        "wall_s": round(wall, 2),
+        "encoder_floor_s": round(floor, 2),
+        "wall_over_floor": round(wall / floor, 2) if floor else None,
+        "peak_rss_gb": round(rss, 2),
+        "images_per_encoder": n_images,
+        "phases_s": phases,
+        "dense_matmul_gflops": round(matmul, 1),
+        "encoders": encoders,
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU x{os.cpu_count()}",
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "cold_cache": not keep_cache,
+        "date": time.strftime("%Y-%m-%d"),
     }
     out = paths.output_dir(profile_name, output_dir or None) / "benchmark_table1.json"
     out.write_text(json.dumps(report, indent=1))
     return report
+
+
+def summary(report: dict) -> str:
+    """A few lines of plain text: the headline, then per encoder."""
+    lines = [f"Table 1 ({report['profile']}, cold cache: {report['cold_cache']}, {report['device']}): "
+             f"{report['wall_s'] / 60:.1f} min wall = {report['wall_over_floor']}x the encoder floor "
+             f"({report['encoder_floor_s'] / 60:.1f} min), peak RSS {report['peak_rss_gb']:.2f} GB",
+             "phases (s): " + ", ".join(f"{k} {v}" for k, v in report["phases_s"].items()),
+             f"dense matrix product: {report['dense_matmul_gflops']} GFLOP/s"]
+    for label, e in report["encoders"].items():
+        enc = (f"; extraction {e['extraction_s_per_image']:.3f} s/image = {e['encoder_overhead_ratio']}x the bare "
+               f"forward ({e['floor_s_per_image']:.3f} s/image at batch {e['floor_batch_size']}, "
+               f"{e['encoder_gflops_at_floor']} GFLOP/s)") if "floor_s" in e else ""
+        lines.append(f"  {label}: readout {e['readout_s_per_epoch']} s/epoch, {e['readout_gflops']} GFLOP/s{enc}")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,10 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--output-dir", default="")
     ap.add_argument("--keep-cache", action="store_true", help="use the normal cache (measures a warm rerun)")
     args = ap.parse_args(argv)
-    report = run(args.profile, args.output_dir, args.keep_cache)
-    width = max(map(len, report))
-    for k, v in report.items():
-        print(f"{k:<{width}}  {v}")
+    os.environ.setdefault("POSENC_PROGRESS", "lines")
+    print(summary(run(args.profile, args.output_dir, args.keep_cache)))
     return 0
 
 

@@ -22,6 +22,8 @@ from typing import Any, Iterator
 import numpy as np
 import xxhash
 
+from . import timing
+
 
 def make_key(spec: dict[str, Any]) -> str:
     """A short stable hash of everything that determines a result."""
@@ -84,7 +86,7 @@ def file_checksum(path: Path) -> str:
     h = xxhash.xxh3_128()
     buf = bytearray(CHUNK_BYTES)
     view = memoryview(buf)
-    with open(path, "rb", buffering=0) as f:
+    with timing.phase("checksum"), open(path, "rb", buffering=0) as f:
         while n := f.readinto(buf):
             h.update(view[:n])
     return h.hexdigest()

@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import cache, paths
+from . import cache, paths, timing
 from .encoders import build_encoder, resize_taps
 from .images import ImageSet
 from .profiles import EncoderSpec
@@ -32,8 +31,6 @@ from .progress import progress
 FEATURES_VERSION = 2  # 2: channels-last layout on disk
 FLOAT16_HEADROOM = 2.0**10  # scale so the first batch's largest value is 1/1024 of float16's max
 
-# Seconds spent in each phase of feature extraction (read by the benchmark command).
-TIMINGS: dict[str, float] = defaultdict(float)
 
 
 @dataclass(frozen=True)
@@ -172,7 +169,6 @@ def extract_features(spec: EncoderSpec, image_set: ImageSet, size: int = 28, see
                     if device.startswith("cuda"):
                         torch.cuda.synchronize()
                     t2 = time.perf_counter()
-                    TIMINGS["encoder_forward"] += t2 - t1
                     if not scales:
                         scales.extend(_tap_scale(o, dtype) for o in outs)
                     _check_range(outs, scales, dtype, f"{spec.label} features on {image_set.name}")
@@ -181,11 +177,11 @@ def extract_features(spec: EncoderSpec, image_set: ImageSet, size: int = 28, see
                     if pending is not None:
                         pending.result()
                     pending = writer.submit(out.__setitem__, slice(start, start + len(rows)), rows)
-                    TIMINGS["resize_and_store"] += time.perf_counter() - t2
+                    _record(spec, forward=t2 - t1, store=time.perf_counter() - t2, images=len(rows))
                 if pending is not None:
                     t2 = time.perf_counter()
                     pending.result()
-                    TIMINGS["resize_and_store"] += time.perf_counter() - t2
+                    _record(spec, store=time.perf_counter() - t2)
 
         meta = {"key": key, "encoder": spec.__dict__, "image_set": image_set.name, "taps": list(enc.tap_names),
                 "channels": list(channels), "input_convention": enc.input_convention,
@@ -206,8 +202,16 @@ def _encoder(spec: EncoderSpec, seed: int, size: int, device: str):
         _LAST_ENCODER.clear()
         t0 = time.perf_counter()
         _LAST_ENCODER[memo_key] = build_encoder(spec, seed, size).to(device)
-        TIMINGS["encoder_build"] += time.perf_counter() - t0
+        _record(spec, build=time.perf_counter() - t0)
     return _LAST_ENCODER[memo_key]
+
+
+def _record(spec: EncoderSpec, forward: float = 0.0, store: float = 0.0, build: float = 0.0, images: int = 0) -> None:
+    """Book extraction time per phase and per encoder (the benchmark's encoder overhead ratio)."""
+    for name, seconds in (("encoder_forward", forward), ("resize_and_store", store), ("encoder_build", build)):
+        timing.add(name, seconds)
+        timing.EXTRACTIONS[spec.label][name] += seconds
+    timing.EXTRACTIONS[spec.label]["images"] += images
 
 
 def _check_range(outs: list[torch.Tensor], scales: list[float], dtype: str, what: str) -> None:

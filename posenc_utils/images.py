@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
-from . import cache, paths
+from . import cache, paths, timing
 from .progress import progress
 from .profiles import ImageSetSpec
 
@@ -287,7 +287,11 @@ def build_image_set(spec: ImageSetSpec, size: int) -> ImageSet:
     data, meta = folder / f"{spec.name}-{size}-{key}.npy", folder / f"{spec.name}-{size}-{key}.json"
     arr = cache.open_array_entry(data, meta, {"key": key})
     if arr is None:
-        arr = cache.write_array_entry(data, meta, (n, size, size, 3), "uint8", {"key": key, **key_spec}, fill)
+        def timed_fill(out):
+            with timing.phase("image_sets"):
+                return fill(out)
+
+        arr = cache.write_array_entry(data, meta, (n, size, size, 3), "uint8", {"key": key, **key_spec}, timed_fill)
     desc = {
         "dead_leaves": "generated dead-leaves images", "photo_crops": "crops of shipped photographs",
         "folder": f"{spec.dataset} images", "black": "all-black image", "white": "all-white image",

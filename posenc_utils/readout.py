@@ -35,7 +35,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import cache, paths
+from . import cache, paths, timing
 from .features import FeatureReader, FeatureSet
 from .metrics import mae, spc
 from .profiles import ReadoutSpec
@@ -458,6 +458,7 @@ def train_readout(features: FeatureSet, patterns: tuple[str, ...], spec: Readout
         stream.close()
     model.cpu().eval()
     seconds = time.perf_counter() - t0
+    timing.add("readout_training", seconds)
     gflop = spec.epochs * _first_layer_gflop(model, features.n, features.size)
     with cache.atomic_path(weights_path) as tmp:
         torch.save(model.state_dict(), tmp)
@@ -476,7 +477,13 @@ def evaluate(readout: Readout, features: FeatureSet, image_size: int, batch_size
     Returns a DataFrame (image, pattern, spc, mae) and an array (N, patterns, h, w) of the PEM's
     raw outputs (before upsampling), small enough to keep for figures.
     """
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    with timing.phase("evaluation"):
+        return _evaluate(readout, features, image_size, batch_size,
+                         device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def _evaluate(readout: Readout, features: FeatureSet, image_size: int, batch_size: int,
+              device: str) -> tuple[pd.DataFrame, np.ndarray]:
     model = readout.model.to(device, memory_format=torch.channels_last).eval()
     stream = FeatureStream(features, readout.channel_index, device, batch_size)
     targets = target_stack(readout.patterns, image_size)
