@@ -66,9 +66,11 @@ def bare_network(spec, image_size: int) -> nn.Module | None:
 
 def best_forward(net: nn.Module, image_size: int, batch_sizes=(1, 2, 4, 8, 16), repeats: int = 2) -> dict:
     """Best seconds per image of ``net`` over batch sizes (channels-last, inference mode)."""
+    from .encoders import flush_denormals
+
     net = net.eval().to(memory_format=torch.channels_last)
     per_batch = {}
-    with torch.inference_mode():
+    with torch.inference_mode(), flush_denormals():  # as the study's encoders run
         for b in batch_sizes:
             x = torch.rand(b, 3, image_size, image_size).contiguous(memory_format=torch.channels_last)
             net(x)  # warm-up: first calls allocate and choose algorithms

@@ -50,6 +50,20 @@ class PaddingNotSupportedError(ValueError):
     """A padding mode that makes no sense for an architecture (e.g. 'none' with residual adds)."""
 
 
+@contextlib.contextmanager
+def flush_denormals():
+    """Treat float32 values below ~1.2e-38 as zero while the block runs.
+
+    x86 arithmetic on such (denormal) values is many times slower, and they are zero in float16
+    storage anyway: HED's VGG16 ran at 0.36 s/image with them and 0.24 without (a random-weight
+    VGG16 of the same shape: 0.24)."""
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
+
+
 @dataclass
 class Encoder:
     """A frozen network with named taps, its input convention, and what it is."""
@@ -71,7 +85,7 @@ class Encoder:
 
         Runs in inference mode on channels-last tensors: the fastest CPU convolutions, and the
         same layout as the stored features (measured in ``make bench``)."""
-        with torch.inference_mode():
+        with torch.inference_mode(), flush_denormals():
             return self.module(self.preprocess(images01.contiguous(memory_format=torch.channels_last)))
 
     def to(self, device) -> "Encoder":

@@ -62,8 +62,13 @@ def run(profile: str, output_dir: str = "", only: list[str] | None = None, timeo
         times[nb.name] = round(time.perf_counter() - t0, 1)
         print(f"[{profile}] {nb.name} done in {times[nb.name]:.0f} s", flush=True)
         done.append(dest / nb.name)
-    if not only:  # a full run: record how long the main job took, for the README
+    if not only:  # a full run: record how long the main job took and its peak memory, for the README
+        import resource
+
+        # the kernels are this process's children: their peak resident memory, as /usr/bin/time -v reports it
+        kernels = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6
         record = {"profile": profile, "notebooks_s": times, "total_s": round(time.perf_counter() - t_all, 1),
+                  "peak_rss_gb": round(max(kernels, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6), 2),
                   "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d")}
         (paths.output_dir(profile, output_dir or None) / "pipeline_times.json").write_text(json.dumps(record, indent=1))
     return done

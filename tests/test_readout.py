@@ -304,7 +304,7 @@ def test_float_blocks_split_large_batches(monkeypatch):
     stored, scale, _ = _stored_batch(n_images=5, side=8, channels=(30, 34))
     w = torch.randn(64, 7)
     whole = stored.float().reshape(-1, 64) @ w
-    monkeypatch.setattr(readout, "BLOCK_FLOATS", 64 * 20)  # < one image: channels split, one image per block
+    monkeypatch.setattr(readout, "BLOCK_FLOATS", 64 * 8)  # an image is > 4 blocks wide: channels split
     y = readout._StoredProduct.apply(w, stored, ((0, 64),))
     torch.testing.assert_close(y, whole, atol=1e-4, rtol=1e-5)
     blocks = list(readout._float_blocks(stored, ((0, 64),)))
