@@ -150,6 +150,7 @@ def run(profile_name: str, output_dir: str = "", keep_cache: bool = False, profi
             entry.update({
                 "floor_s_per_image": round(fwd["s_per_image"], 5),
                 "floor_batch_size": fwd["batch_size"],
+                "floor_s_per_image_by_batch_size": {b: round(v, 5) for b, v in fwd["by_batch_size"].items()},
                 "floor_s": round(fwd["s_per_image"] * n_images, 2),
                 "extraction_s": round(extraction, 1),
                 "extraction_s_per_image": round(extraction / max(ex["images"], 1), 4),

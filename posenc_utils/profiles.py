@@ -114,7 +114,7 @@ class Profile:
     encoders: tuple[EncoderSpec, ...]
     readout: ReadoutSpec = field(default_factory=ReadoutSpec)
     seed: int = 0
-    extract_batch_size: int = 8
+    extract_batch_size: int | None = None  # images per encoder forward pass; None: features.default_batch_size
     feature_dtype: str = "float16"  # on-disk dtype of cached features (halves disk and I/O)
     # Standardize each feature channel (training-set mean/std) before the PEM. A per-channel
     # affine map the first convolution could absorb, so it changes no capacity, only the

@@ -68,6 +68,54 @@ def test_dead_leaves_deterministic():
     assert a.std() > 5, "a dead-leaves image is not flat"
 
 
+def _dead_leaves_reference(size, rng):
+    """The first, plain implementation (full coordinate grids, shading everywhere): the optimized
+    generator must draw and paint exactly the same images (cached sets depend on it)."""
+    from scipy.ndimage import gaussian_filter
+
+    img = np.empty((size, size, 3), np.float32)
+    img[:] = rng.uniform(0.1, 0.9, 3)
+    rmin, rmax = 0.02 * size, 0.5 * size
+    u = rng.random(int(rng.integers(300, 700)))
+    for r in (rmin**-2 - u * (rmin**-2 - rmax**-2)) ** -0.5:
+        cy, cx = rng.uniform(-0.1, 1.1, 2) * size
+        y0, y1 = int(max(cy - r, 0)), int(min(cy + r + 1, size))
+        x0, x1 = int(max(cx - r, 0)), int(min(cx + r + 1, size))
+        if y0 >= y1 or x0 >= x1:
+            continue
+        yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+        dy, dx = yy - cy, xx - cx
+        theta = rng.uniform(0, np.pi)
+        c, s = np.cos(theta), np.sin(theta)
+        a, b = r, r * rng.uniform(0.4, 1.0)
+        u_, v_ = dx * c + dy * s, -dx * s + dy * c
+        if rng.random() < 0.7:
+            mask = (u_ / a) ** 2 + (v_ / b) ** 2 <= 1
+        else:
+            mask = (np.abs(u_) <= a * 0.8) & (np.abs(v_) <= b * 0.8)
+        colour = np.clip(rng.normal(0.5, 0.22, 3), 0, 1).astype(np.float32)
+        shade = np.ones_like(u_)
+        if rng.random() < 0.5:
+            freq = rng.uniform(0.05, 0.4)
+            shade = shade + 0.25 * np.sin(freq * u_ + rng.uniform(0, 2 * np.pi))
+        if rng.random() < 0.5:
+            shade = shade + 0.3 * (v_ / max(b, 1.0))
+        patch = colour[None, None, :] * shade[..., None]
+        img[y0:y1, x0:x1][mask] = patch[mask]
+    sigma = rng.uniform(0.0, 1.5)
+    if sigma > 0.2:
+        img = gaussian_filter(img, sigma=(sigma, sigma, 0))
+    img += rng.normal(0, rng.uniform(0.0, 0.03), img.shape).astype(np.float32)
+    return (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
+
+
+@pytest.mark.parametrize("size", [32, 96])
+def test_dead_leaves_equal_the_plain_implementation(size):
+    fast, plain = np.random.default_rng(11), np.random.default_rng(11)
+    for _ in range(4):  # a sequence: each image must also leave the generator where the plain one does
+        assert np.array_equal(images.dead_leaves_image(size, fast), _dead_leaves_reference(size, plain))
+
+
 def test_photo_crops():
     crops = list(images.photo_crops(3, 32, seed=0))
     assert len(crops) == 3
