@@ -122,9 +122,12 @@ class _StoredProduct(torch.autograd.Function):
         ctx.ranges = ranges
         n = w.shape[1]
         w = F.pad(w, (0, _padded_columns(n) - n))
-        y = torch.zeros(x.shape[0] * x.shape[1], w.shape[1], device=w.device)
+        y = torch.empty(x.shape[0] * x.shape[1], w.shape[1], device=w.device)
         for rows, cols, block in _float_blocks(x, ranges):
-            y[rows].addmm_(block, w[cols])
+            if cols.start == 0:
+                torch.mm(block, w[cols], out=y[rows])
+            else:  # a later chunk of channels of the same rows
+                y[rows].addmm_(block, w[cols])
         return y[:, :n]
 
     @staticmethod
@@ -172,7 +175,7 @@ def shift_sum(y: torch.Tensor, kernel: int, padding: int) -> torch.Tensor:
     """
     if padding:
         y = F.pad(y, (0, 0, 0, 0, padding, padding, padding, padding))
-    return _ShiftSum.apply(y, kernel).permute(0, 3, 1, 2)
+    return _ShiftSum.apply(y, kernel).permute(0, 3, 1, 2).contiguous()  # BatchNorm runs 2x faster on NCHW
 
 
 # ---------------------------------------------------------------- the module
@@ -241,10 +244,16 @@ class PEM(nn.Module):
                        side: int) -> torch.Tensor:
         """Fast form: a stored batch (B, side*side, C_total) (channels ``ranges`` selected) -> (B, heads, h, w)."""
         conv = self.body[0]
+        k, o = self.kernel, conv.out_channels
         w, offset = self.first_layer_matrix(storage_scale)
-        y = _StoredProduct.apply(w, x, ranges) - offset
-        y = y.view(x.shape[0], side, side, self.kernel * self.kernel, conv.out_channels)
-        out = shift_sum(y, self.kernel, self.padding) + conv.bias.view(1, -1, 1, 1)
+        y = _StoredProduct.apply(w, x, ranges)
+        bias = conv.bias
+        if self.padding:  # subtract before padding: a padded position contributes nothing to any tap
+            y = y - offset
+        else:  # every output sums every tap: the offset is one constant per output channel
+            bias = bias - offset.view(k * k, o).sum(0)
+        y = y.reshape(x.shape[0], side, side, k * k, o)
+        out = shift_sum(y, k, self.padding) + bias.view(1, -1, 1, 1)
         return self.body[1:](out)
 
 
