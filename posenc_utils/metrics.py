@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
+import torch
 
 
 def _flatten(pred: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -24,6 +24,23 @@ def _flatten(pred: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarr
 CONSTANT_RANGE = 1e-6  # a prediction whose values span less than this is constant
 
 
+def average_ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks (1-based, ties get their average rank) along the last axis of a 2-D array, as
+    ``scipy.stats.rankdata(x, axis=1, method="average")`` (a test checks it) but 2-3x faster: a
+    multi-threaded sort, then each run of equal values gets the mean of its first and last position."""
+    x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64))
+    n, p = x.shape
+    v, order = torch.sort(x, dim=1)
+    idx = torch.arange(p).expand(n, p)
+    starts = torch.ones(n, p, dtype=torch.bool)
+    starts[:, 1:] = v[:, 1:] != v[:, :-1]
+    ends = torch.ones(n, p, dtype=torch.bool)
+    ends[:, :-1] = starts[:, 1:]
+    first = torch.cummax(torch.where(starts, idx, 0), dim=1).values
+    last = torch.cummin(torch.where(ends, idx, p).flip(1), dim=1).values.flip(1)
+    return torch.empty(n, p, dtype=torch.float64).scatter_(1, order, (first + last).double() / 2 + 1).numpy()
+
+
 def spc(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
     """Spearman correlation of each prediction with the target over all pixels.
 
@@ -35,8 +52,8 @@ def spc(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
     """
     p, t = _flatten(pred, target)
     constant = (np.ptp(p, axis=1) < CONSTANT_RANGE) | (np.ptp(t, axis=1) < CONSTANT_RANGE)
-    rp = rankdata(p, axis=1, method="average")
-    rt = rankdata(t, axis=1, method="average")
+    rp = average_ranks(p)
+    rt = average_ranks(t)
     rp -= rp.mean(axis=1, keepdims=True)
     rt -= rt.mean(axis=1, keepdims=True)
     num = (rp * rt).sum(axis=1)

@@ -102,3 +102,18 @@ def test_summarize_counts_undefined_as_zero():
     assert out.loc[("b", "H"), "spc_undefined"] == 2
     assert out.loc[("b", "H"), "n_images"] == 2
     assert out.loc[("b", "H"), "mae"] == pytest.approx(0.6)
+
+
+def test_average_ranks_equal_scipy():
+    from scipy.stats import rankdata
+
+    from posenc_utils.metrics import average_ranks
+
+    rng = np.random.default_rng(0)
+    x = rng.random((6, 500))
+    x[0, :100] = 0.25  # a long tie
+    x[1] = np.round(x[1], 1)  # many ties
+    x[2] = 1.0  # all equal
+    x[3, ::2] = x[3, 1::2]  # pairs
+    np.testing.assert_array_equal(average_ranks(x), rankdata(x, axis=1, method="average"))
+    np.testing.assert_array_equal(average_ranks(x[:1, :1]), [[1.0]])
