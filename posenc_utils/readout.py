@@ -25,7 +25,6 @@ Two engines compute the same function:
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -37,7 +36,7 @@ import torch.nn.functional as F
 
 from . import cache, paths, timing
 from .encoders import flush_denormals
-from .features import FeatureReader, FeatureSet
+from .features import FeatureMap, FeatureSet
 from .metrics import mae, spc
 from .profiles import ReadoutSpec
 from .progress import progress
@@ -82,28 +81,57 @@ def _column_chunks(ranges: tuple[tuple[int, int], ...], width: int) -> list[tupl
     return chunks
 
 
-def _float_blocks(x: torch.Tensor, ranges: tuple[tuple[int, int], ...]):
-    """(rows, columns, float32 block) over a stored batch ``x`` (B, P, C_total): one image at a time
-    (a few when they are small; part of the channels when one is very wide). The float16 ->
-    float32 conversion happens in a small reused buffer that stays in cache for the matrix
-    product that follows (block sizes measured with ``make bench``)."""
-    b, p, c_total = x.shape
+@dataclass
+class StoredBatch:
+    """Images ``idx`` of a stored feature array ``source`` (N, side*side, C_total): a batch that is
+    never copied as a whole on a CPU (each image is converted from where it lies)."""
+
+    source: torch.Tensor
+    idx: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.idx)
+
+    def gather(self, device=None) -> torch.Tensor:
+        """A copy of the batch's rows, (B, side*side, C_total), on ``device``."""
+        rows = self.source if len(self.idx) == len(self.source) and (self.idx == np.arange(len(self.idx))).all() \
+            else self.source[torch.from_numpy(np.asarray(self.idx))]
+        return rows.to(device) if device is not None else rows
+
+
+def as_batch(x) -> StoredBatch:
+    """A (B, P, C) tensor of stored features as a batch of all its images."""
+    return x if isinstance(x, StoredBatch) else StoredBatch(x, np.arange(len(x)))
+
+
+def _float_blocks(batch: StoredBatch, ranges: tuple[tuple[int, int], ...]):
+    """(rows, columns, float32 block) over a stored batch: one image at a time (a few when they
+    are small; part of the channels when one is very wide), converted from float16 straight from
+    where it is stored into a small reused buffer that stays in cache for the matrix product that
+    follows (block sizes measured with ``make bench``). On a GPU: the whole batch in one block."""
+    src = batch.source
+    b, (p, c_total) = len(batch), src.shape[1:]
     c = sum(e - a for a, e in ranges)
-    if x.is_cuda:  # one block: the GPU wants large products
+    if src.is_cuda:
         per, width = b, c
     else:
         # whole images (several when small); channels are split only when one image is very wide
         width = c if p * c <= 4 * BLOCK_FLOATS else -(-c // -(-p * c // BLOCK_FLOATS))  # equal chunks
         per = max(1, BLOCK_FLOATS // (p * width))
+    if src.dtype == torch.float32 and ranges == ((0, c_total),) and per >= b:
+        yield slice(0, b * p), slice(0, c), batch.gather().reshape(b * p, c_total)
+        return
     chunks = _column_chunks(ranges, width)
-    buf = torch.empty(min(per, b) * p * width, device=x.device)
+    buf = torch.empty(min(per, b) * p * width, device=src.device)
     for i0 in range(0, b, per):
         i1 = min(b, i0 + per)
+        images = src[int(batch.idx[i0])].unsqueeze(0) if i1 - i0 == 1 \
+            else src[torch.from_numpy(np.asarray(batch.idx[i0:i1])).to(src.device)]
         rows = slice(i0 * p, i1 * p)
         for c0, c1, parts in chunks:
             out = buf[:(i1 - i0) * p * (c1 - c0)].view((i1 - i0) * p, c1 - c0)
             for a, e, o in parts:
-                out[:, o:o + e - a].copy_(x[i0:i1, :, a:e].reshape(-1, e - a))
+                out[:, o:o + e - a].copy_(images[:, :, a:e].reshape(-1, e - a))
             yield rows, slice(c0, c1), out
 
 
@@ -118,11 +146,11 @@ class _StoredProduct(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, w, x, ranges):
-        ctx.save_for_backward(x)
-        ctx.ranges = ranges
+        x = as_batch(x)
+        ctx.batch, ctx.ranges = x, ranges
         n = w.shape[1]
         w = F.pad(w, (0, _padded_columns(n) - n))
-        y = torch.empty(x.shape[0] * x.shape[1], w.shape[1], device=w.device)
+        y = torch.empty(len(x) * x.source.shape[1], w.shape[1], device=w.device)
         for rows, cols, block in _float_blocks(x, ranges):
             if cols.start == 0:
                 torch.mm(block, w[cols], out=y[rows])
@@ -132,11 +160,10 @@ class _StoredProduct(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, gy):
-        (x,) = ctx.saved_tensors
         n = gy.shape[1]
         gy = F.pad(gy, (0, _padded_columns(n) - n)).contiguous()
         gw = torch.zeros(sum(e - a for a, e in ctx.ranges), gy.shape[1], device=gy.device)
-        for rows, cols, block in _float_blocks(x, ctx.ranges):
+        for rows, cols, block in _float_blocks(ctx.batch, ctx.ranges):
             gw[cols].addmm_(block.t(), gy[rows])
         return gw[:, :n], None, None
 
@@ -240,9 +267,10 @@ class PEM(nn.Module):
         offset = (self.in_mean.view(c) * inv_std) @ wm
         return wm * (storage_scale.to(wm) * inv_std)[:, None], offset
 
-    def forward_stored(self, x: torch.Tensor, ranges: tuple[tuple[int, int], ...], storage_scale: torch.Tensor,
+    def forward_stored(self, x, ranges: tuple[tuple[int, int], ...], storage_scale: torch.Tensor,
                        side: int) -> torch.Tensor:
-        """Fast form: a stored batch (B, side*side, C_total) (channels ``ranges`` selected) -> (B, heads, h, w)."""
+        """Fast form: a stored batch (a :class:`StoredBatch` or a (B, side*side, C_total) tensor;
+        channels ``ranges`` selected) -> (B, heads, h, w)."""
         conv = self.body[0]
         k, o = self.kernel, conv.out_channels
         w, offset = self.first_layer_matrix(storage_scale)
@@ -252,7 +280,7 @@ class PEM(nn.Module):
             y = y - offset
         else:  # every output sums every tap: the offset is one constant per output channel
             bias = bias - offset.view(k * k, o).sum(0)
-        y = y.reshape(x.shape[0], side, side, k * k, o)
+        y = y.reshape(len(x), side, side, k * k, o)
         out = shift_sum(y, k, self.padding) + bias.view(1, -1, 1, 1)
         return self.body[1:](out)
 
@@ -301,48 +329,41 @@ def upsample(pred: torch.Tensor, size: int) -> torch.Tensor:
 
 
 class FeatureStream:
-    """Batches of stored features for a readout, read one batch ahead on a background thread.
+    """Batches of stored features for a readout, used in place from the mapped feature file.
 
-    Memory holds two batches at most, whatever the size of the feature file (positioned reads
-    through the page cache; nothing is memory-mapped).
+    The next batch's rows are read ahead by the kernel (asynchronously) while this one computes,
+    and a batch's pages leave the process's memory once it is done: resident memory stays at a
+    batch or two, whatever the size of the feature file.
     """
 
-    def __init__(self, features: FeatureSet, chans: np.ndarray | None, device, max_batch: int):
+    def __init__(self, features: FeatureSet, chans: np.ndarray | None, device):
         self.features, self.device = features, torch.device(device)
-        self.reader = FeatureReader(features)
+        self.map = FeatureMap(features)
         self.ranges = channel_ranges(chans, features.n_channels)
         scales = features.channel_scales()
         self.scale = torch.from_numpy(scales if chans is None else scales[chans]).to(self.device)
         self.n_channels = sum(e - a for a, e in self.ranges)
-        rows = (max_batch, *self.reader.row_shape)
-        self._buffers = [np.empty(rows, self.reader.dtype) for _ in range(2)]
 
-    def _load(self, idx: np.ndarray, slot: int) -> torch.Tensor:
-        return torch.from_numpy(self.reader.read(idx, self._buffers[slot]))
+    def batches(self, index_lists: list[np.ndarray]) -> Iterator[tuple[np.ndarray, StoredBatch]]:
+        """Yield (indices, batch) for each index list; a CPU batch is valid until the next is requested."""
+        for k, idx in enumerate(index_lists):
+            if k + 1 < len(index_lists):
+                self.map.prefetch(index_lists[k + 1])
+            if self.device.type == "cpu":
+                yield idx, StoredBatch(self.map.tensor, idx)
+            else:
+                yield idx, as_batch(StoredBatch(self.map.tensor, idx).gather(self.device))
+            self.map.release(idx)
 
-    def batches(self, index_lists: list[np.ndarray]) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
-        """Yield (indices, stored batch (B, side*side, C_total) on the device) for each index list.
-
-        A yielded CPU batch is valid until the next one is requested (its buffer is then refilled).
-        """
-        if not index_lists:
-            return
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            pending = pool.submit(self._load, index_lists[0], 0)
-            for k, idx in enumerate(index_lists):
-                x = pending.result()
-                if k + 1 < len(index_lists):  # the other buffer: the consumer is done with batch k - 1
-                    pending = pool.submit(self._load, index_lists[k + 1], (k + 1) % 2)
-                yield idx, x.to(self.device)
-
-    def reference_batch(self, x: torch.Tensor) -> torch.Tensor:
+    def reference_batch(self, x) -> torch.Tensor:
         """A stored batch as the reference engine sees it: float32 (B, C, side, side) in the encoder's scale."""
         side = self.features.size
-        parts = [x[:, :, a:e] for a, e in self.ranges]
+        rows = as_batch(x).gather(self.device)
+        parts = [rows[:, :, a:e] for a, e in self.ranges]
         full = (torch.cat(parts, 2) if len(parts) > 1 else parts[0]).float() * self.scale
-        return full.view(len(x), side, side, -1).permute(0, 3, 1, 2)
+        return full.view(len(rows), side, side, -1).permute(0, 3, 1, 2)
 
-    def channel_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def channel_stats(self, batch: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-channel mean and std of the selected channels over all images and pixels.
 
         Squares of float16 values are exact in float32; sums run in float32 within a block of a few
@@ -351,7 +372,6 @@ class FeatureStream:
         n = self.features.n
         s = torch.zeros(self.n_channels, dtype=torch.float64, device=self.device)
         s2 = torch.zeros_like(s)
-        batch = len(self._buffers[0])
         chunks = [np.arange(i, min(i + batch, n)) for i in range(0, n, batch)]
         for _idx, x in self.batches(chunks):
             for _rows, cols, block in _float_blocks(x, self.ranges):  # float32 within a block, float64 across
@@ -365,7 +385,7 @@ class FeatureStream:
         return mean.float().view(1, -1, 1, 1), std.float().view(1, -1, 1, 1)
 
     def close(self) -> None:
-        self.reader.close()
+        self.map.close()
 
 
 # ---------------------------------------------------------------- training and evaluation
@@ -477,7 +497,7 @@ def train_readout(features: FeatureSet, patterns: tuple[str, ...], spec: Readout
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     t0 = time.perf_counter()
-    stream = FeatureStream(features, chans, device, spec.batch_size)
+    stream = FeatureStream(features, chans, device)
     try:
         with flush_denormals():
             if standardize:
@@ -515,7 +535,7 @@ def evaluate(readout: Readout, features: FeatureSet, image_size: int, batch_size
 def _evaluate(readout: Readout, features: FeatureSet, image_size: int, batch_size: int,
               device: str) -> tuple[pd.DataFrame, np.ndarray]:
     model = readout.model.to(device, memory_format=torch.channels_last).eval()
-    stream = FeatureStream(features, readout.channel_index, device, batch_size)
+    stream = FeatureStream(features, readout.channel_index, device)
     targets = target_stack(readout.patterns, image_size)
     rows, lowres = [], []
     chunks = [np.arange(s, min(s + batch_size, features.n)) for s in range(0, features.n, batch_size)]

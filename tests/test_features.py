@@ -189,35 +189,14 @@ def test_damaged_feature_file_is_recomputed(tiny_set, monkeypatch):
     assert np.array_equal(read_np(again), good)
 
 
-def test_reader_reads_rows_and_refuses_small_buffers(tiny_set):
+def test_feature_map_rows(tiny_set):
     fs = extract_features(VGG, tiny_set)
     stored = np.load(fs.path)
-    with features.FeatureReader(fs) as r:
-        got = r.read(np.array([0, 1, 3]))
-        assert np.array_equal(got, stored[[0, 1, 3]].reshape(3, 28 * 28, 1472))
-        with pytest.raises(ValueError, match="cannot hold"):
-            r.read(np.array([0, 1]), out=np.empty((1, 28 * 28, 1472), np.float16))
-
-
-def test_range_check_refuses_overflow_and_nan():
-    ok = [torch.full((1, 2, 4, 4), 100.0)]
-    features._check_range(ok, [1.0], "float16", "x")
-    features._check_range([torch.full((1, 2, 4, 4), 1e6)], [1.0], "float32", "x")  # float32 holds it
-    big = torch.full((1, 2, 4, 4), 1e6).contiguous(memory_format=torch.channels_last)
-    with pytest.raises(FloatingPointError, match="overflow float16"):
-        features._check_range([big], [1.0], "float16", "taps of x")
-    features._check_range([big], [32.0], "float16", "x")  # divided by its scale it fits
-    nan = torch.zeros(1, 2, 4, 4)
-    nan[0, 1, 2, 3] = float("nan")
-    with pytest.raises(FloatingPointError, match="not finite"):
-        features._check_range([nan], [1.0], "float16", "x")
-
-
-def test_resize_taps_writes_scaled_float16():
-    outs = [torch.rand(2, 4, 16, 16).contiguous(memory_format=torch.channels_last) * 8, torch.rand(2, 3, 28, 28)]
-    r = encoders.resize_taps(outs, 28, divide_by=(4.0, 1.0), dtype=torch.float16)
-    assert r.dtype == torch.float16 and r.shape == (2, 7, 28, 28)
-    assert r.is_contiguous(memory_format=torch.channels_last)
-    ref = encoders.resize_taps(outs, 28)
-    torch.testing.assert_close(r[:, :4].float(), ref[:, :4] / 4, atol=2e-3, rtol=1e-3)
-    assert torch.equal(ref[:, 4:], outs[1]), "a tap already at the size is copied as is"
+    with features.FeatureMap(fs) as m:
+        assert m.array.shape == (5, 28 * 28, 1472) and m.tensor.dtype == torch.float16
+        assert np.array_equal(m.rows([0, 1, 3]), stored[[0, 1, 3]].reshape(3, 28 * 28, 1472))
+        m.prefetch([2, 4])
+        m.release([0, 1, 2, 3, 4])  # released rows read back from the page cache when touched again
+        assert np.array_equal(m.array[4], stored[4].reshape(28 * 28, 1472))
+        pages = m._pages([1, 2, 4])
+        assert [p[0] % 4096 for p in pages] == [0, 0] and len(pages) == 2  # runs merged, page-aligned

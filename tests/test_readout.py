@@ -131,19 +131,50 @@ def test_determinism(vgg_features):
 
 
 def test_feature_stream_reads_what_is_stored(vgg_features):
-    """Batches come from the file by positioned reads, one ahead, into two reused buffers."""
-    stream = readout.FeatureStream(vgg_features, None, "cpu", max_batch=3)
+    """Batches are views of the mapped feature file, prefetched and released batch by batch."""
+    stream = readout.FeatureStream(vgg_features, None, "cpu")
     lists = [np.array([0, 1, 2]), np.array([4, 6]), np.array([3, 5, 7]), np.array([7])]
     stored = np.load(vgg_features.path).reshape(8, 28 * 28, -1)
-    seen = []
-    for idx, x in stream.batches(lists):
+    for idx, batch in stream.batches(lists):
+        x = batch.gather()
         assert x.dtype == torch.float16 and x.shape == (len(idx), 28 * 28, 1472)
         assert np.array_equal(x.numpy(), stored[idx])
-        seen.append(x.data_ptr())
-    assert len(set(seen)) == 2, "two buffers, reused"
-    stream.close()
+        assert batch.source.data_ptr() == stream.map.tensor.data_ptr(), "no copy of the file"
     ref = stream.reference_batch(torch.from_numpy(stored[[2, 5]]))
     np.testing.assert_array_equal(ref.numpy(), vgg_features.read([2, 5]).numpy())
+    stream.close()
+
+
+def _rss_file_mb() -> float:
+    """This process's resident file-backed memory (what a mapped file adds to /usr/bin/time's peak)."""
+    for line in open("/proc/self/status"):
+        if line.startswith("RssFile:"):
+            return int(line.split()[1]) / 1024
+    pytest.skip("no RssFile in /proc/self/status")
+
+
+def test_streaming_a_file_keeps_resident_memory_flat(tmp_path, monkeypatch):
+    """Reading every image of a 240 MB feature file leaves at most one release drop resident."""
+    from posenc_utils import cache, features
+    from posenc_utils.features import FeatureSet
+
+    monkeypatch.setattr(features, "RELEASE_BYTES", 32 * 2**20)
+
+    n, c = 300, 512
+    path = tmp_path / "f.npy"
+    cache.write_array_entry(path, tmp_path / "f.json", (n, 28, 28, c), "float16", {"key": "k"},
+                            lambda out: [out.__setitem__(slice(i, i + 50), 1.0) for i in range(0, n, 50)] and None)
+    fs = FeatureSet(EncoderSpec("vgg16"), "x", "k", path, n, ("a",), (c,), (1.0,), 28)
+    stream = readout.FeatureStream(fs, None, "cpu")
+    before = _rss_file_mb()
+    total = 0.0
+    for _idx, batch in stream.batches([np.arange(i, i + 20) for i in range(0, n, 20)]):
+        for _r, _c, block in readout._float_blocks(batch, stream.ranges):
+            total += float(block[::28 * 28, 0].sum())  # the first pixel of each image in the block
+    grown = _rss_file_mb() - before
+    stream.close()
+    assert total == n, "every image was read"
+    assert grown < 32 + 20, f"resident file memory grew by {grown:.0f} MB for a 240 MB file"
 
 
 # ---------------------------------------------------------------- the readout cache
@@ -307,7 +338,7 @@ def test_float_blocks_split_large_batches(monkeypatch):
     monkeypatch.setattr(readout, "BLOCK_FLOATS", 64 * 8)  # an image is > 4 blocks wide: channels split
     y = readout._StoredProduct.apply(w, stored, ((0, 64),))
     torch.testing.assert_close(y, whole, atol=1e-4, rtol=1e-5)
-    blocks = list(readout._float_blocks(stored, ((0, 64),)))
+    blocks = list(readout._float_blocks(readout.as_batch(stored), ((0, 64),)))
     assert len(blocks) > 5 and all(b.shape[0] == 64 for _r, _c, b in blocks)
 
 
