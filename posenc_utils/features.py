@@ -191,8 +191,7 @@ def extract_features(spec: EncoderSpec, image_set: ImageSet, size: int = 28, see
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         batch_size = batch_size or default_batch_size(spec, device)
         enc = _encoder(spec, seed, image_set.size, device)
-        images = image_set.load()
-        n, channels = len(images), enc.channels
+        n, channels = image_set.n, enc.channels
         scales: list[float] = []
 
         def fill(out: cache.RowWriter) -> None:
@@ -202,7 +201,7 @@ def extract_features(spec: EncoderSpec, image_set: ImageSet, size: int = 28, see
                 for start in progress(range(0, n, batch_size), f"{spec.label} on {n} {image_set.name} images",
                                       total=math.ceil(n / batch_size), unit="batches"):
                     t1 = time.perf_counter()
-                    batch = np.asarray(images[start:start + batch_size], np.float32) / 255.0
+                    batch = image_set.rows(start, start + batch_size).astype(np.float32) / 255.0
                     x = torch.from_numpy(batch).permute(0, 3, 1, 2).to(device)  # NHWC memory: channels-last
                     outs = enc(x)
                     if device.startswith("cuda"):

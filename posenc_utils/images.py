@@ -66,6 +66,15 @@ class ImageSet:
     def load(self) -> np.ndarray:
         return np.load(self.path, mmap_mode="r")
 
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        """Images ``start:stop`` read from the file (not through a memory map: streaming a large
+        set image by image never holds it in this process's memory)."""
+        shape, dtype, offset = cache.npy_layout(self.path)
+        stop = min(stop, shape[0])
+        per = int(np.prod(shape[1:]))
+        flat = np.fromfile(self.path, dtype, count=(stop - start) * per, offset=offset + start * per * dtype.itemsize)
+        return flat.reshape(stop - start, *shape[1:])
+
     def as_float(self, idx=slice(None)) -> np.ndarray:
         """Images ``idx`` as float32 in [0, 1], shape (n, S, S, 3)."""
         return self.load()[idx].astype(np.float32) / 255.0

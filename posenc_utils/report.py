@@ -31,9 +31,16 @@ def headline(profile: str = "offline") -> str:
     if times.exists():
         t = json.loads(times.read_text())
         memory = f", peak memory {t['peak_rss_gb']:.1f} GB" if "peak_rss_gb" in t else ""
+        bench = out / "benchmark_table1.json"
+        floor = ""
+        if bench.exists():
+            b = json.loads(bench.read_text())
+            floor = (f", {t['total_s'] / b['encoder_floor_s']:.2f}x the encoder floor of the latest `make bench` "
+                     f"({b['encoder_floor_s'] / 60:.1f} min on {b['date']}; a separate run, and this shared machine's "
+                     f"speed drifts by tens of percent, so the ratio is approximate)")
         lines += ["", f"The main job (`make reproduce`, every notebook, cold cache) took {t['total_s'] / 60:.1f} min on "
-                      f"{t['cpus']} CPU cores{memory} ({t['date']}); a rerun reuses the cache and takes a fraction "
-                      f"of that. Where the time goes: see Benchmark below."]
+                      f"{t['cpus']} CPU cores{floor}{memory} ({t['date']}); a rerun reuses the cache and takes a "
+                      f"fraction of that. Where the time goes: see Benchmark below."]
     return "\n".join(lines)
 
 
@@ -77,10 +84,10 @@ def deviations_markdown() -> str:
 
 
 def replace_section(text: str, name: str, body: str) -> str:
-    pattern = re.compile(rf"(<!-- {name}:start -->\n).*?(\n<!-- {name}:end -->)", re.S)
+    pattern = re.compile(rf"(<!-- {name}:start -->\n)(?:.*?\n)?(<!-- {name}:end -->)", re.S)
     if not pattern.search(text):
         raise ValueError(f"README.md has no <!-- {name}:start --> ... <!-- {name}:end --> markers")
-    return pattern.sub(lambda m: m.group(1) + body + m.group(2), text)
+    return pattern.sub(lambda m: m.group(1) + body + "\n" + m.group(2), text)
 
 
 def main() -> int:

@@ -350,3 +350,11 @@ def test_describe():
     df = images.describe(tr, [te])
     assert list(df["role"]) == ["train", "test"]
     assert list(df["images"]) == [2, 1]
+
+
+def test_rows_read_without_a_memory_map():
+    s = images.build_image_set(ImageSetSpec("dead_leaves", "dead_leaves", n=5), 32)
+    all_ = np.load(s.path)
+    assert np.array_equal(s.rows(1, 3), all_[1:3])
+    assert np.array_equal(s.rows(3, 99), all_[3:]), "a range past the end stops at the end"
+    assert s.rows(0, 5).dtype == np.uint8 and not isinstance(s.rows(0, 5), np.memmap)
