@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from .images import ImageSet
-from .readout import upsample
+from .engine import upsample
 from .targets import PATTERN_NAMES, PATTERNS, target_map
 
 

@@ -1,0 +1,289 @@
+"""The readout's fast engine: exact rewrites of the PEM's first layer and loss, and feeding it.
+
+Three rewrites make a readout's time its first layer's arithmetic (``readout.PEM.forward_stored``
+puts them together; the tests check each against the plain form):
+
+* the first convolution is **one matrix product** of the stored float16 features, converted a
+  few images at a time into a small buffer that stays in cache, with a (C, k*k*O) weight matrix;
+  a shifted sum of the product's k*k column blocks gives the convolution (zero padding included);
+* the per-channel standardization and the float16 storage scale are an affine map **folded into
+  that matrix** (``PEM.first_layer_matrix``), so no feature value is touched per batch;
+* bilinear **upsampling is linear and separable** (``up(P) = A P A^T``), so the MSE of the
+  upsampled map against a fixed target is a quadratic form evaluated at the PEM's resolution
+  with small precomputed matrices (:class:`UpsampledMSE`).
+
+Features are used in place from the mapped cache file (:class:`FeatureStream`): no batch is
+copied, and resident memory does not grow with the file.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .features import FeatureMap, FeatureSet
+
+BLOCK_FLOATS = 3 * 2**19  # float32 values converted per matrix product (~6 MB): stays in cache
+
+
+def channel_ranges(chans: np.ndarray | None, n_channels: int) -> tuple[tuple[int, int], ...]:
+    """Selected channels as contiguous (start, stop) ranges (taps are contiguous channel blocks)."""
+    if chans is None:
+        return ((0, n_channels),)
+    chans = np.asarray(chans)
+    cuts = np.flatnonzero(np.diff(chans) != 1) + 1
+    return tuple((int(r[0]), int(r[-1]) + 1) for r in np.split(chans, cuts))
+
+
+def _column_chunks(ranges: tuple[tuple[int, int], ...], width: int) -> list[tuple[int, int, list]]:
+    """Split the selected channels into chunks of at most ``width``: (first, last) in selected
+    channels and the (stored start, stored stop, selected start) pieces that fill each chunk."""
+    pieces, pos = [], 0
+    for a, e in ranges:
+        pieces.append((a, e, pos))
+        pos += e - a
+    chunks = []
+    for c0 in range(0, pos, width):
+        c1 = min(pos, c0 + width)
+        parts = [(a + max(c0, o) - o, a + min(c1, o + e - a) - o, max(c0, o) - c0)
+                 for a, e, o in pieces if o < c1 and o + e - a > c0]
+        chunks.append((c0, c1, parts))
+    return chunks
+
+
+@dataclass
+class StoredBatch:
+    """Images ``idx`` of a stored feature array ``source`` (N, side*side, C_total): a batch that is
+    never copied as a whole on a CPU (each image is converted from where it lies)."""
+
+    source: torch.Tensor
+    idx: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.idx)
+
+    def gather(self, device=None) -> torch.Tensor:
+        """A copy of the batch's rows, (B, side*side, C_total), on ``device``."""
+        rows = self.source if len(self.idx) == len(self.source) and (self.idx == np.arange(len(self.idx))).all() \
+            else self.source[torch.from_numpy(np.asarray(self.idx))]
+        return rows.to(device) if device is not None else rows
+
+
+def as_batch(x) -> StoredBatch:
+    """A (B, P, C) tensor of stored features as a batch of all its images."""
+    return x if isinstance(x, StoredBatch) else StoredBatch(x, np.arange(len(x)))
+
+
+def _float_blocks(batch: StoredBatch, ranges: tuple[tuple[int, int], ...]):
+    """(rows, columns, float32 block) over a stored batch: one image at a time (a few when they
+    are small; part of the channels when one is very wide), converted from float16 straight from
+    where it is stored into a small reused buffer that stays in cache for the matrix product that
+    follows (block sizes measured with ``make bench``). On a GPU: the whole batch in one block."""
+    src = batch.source
+    b, (p, c_total) = len(batch), src.shape[1:]
+    c = sum(e - a for a, e in ranges)
+    if src.is_cuda:
+        per, width = b, c
+    else:
+        # whole images (several when small); channels are split only when one image is very wide
+        width = c if p * c <= 4 * BLOCK_FLOATS else -(-c // -(-p * c // BLOCK_FLOATS))  # equal chunks
+        per = max(1, BLOCK_FLOATS // (p * width))
+    if src.dtype == torch.float32 and ranges == ((0, c_total),) and per >= b:
+        yield slice(0, b * p), slice(0, c), batch.gather().reshape(b * p, c_total)
+        return
+    chunks = _column_chunks(ranges, width)
+    buf = torch.empty(min(per, b) * p * width, device=src.device)
+    for i0 in range(0, b, per):
+        i1 = min(b, i0 + per)
+        images = src[int(batch.idx[i0])].unsqueeze(0) if i1 - i0 == 1 \
+            else src[torch.from_numpy(np.asarray(batch.idx[i0:i1])).to(src.device)]
+        rows = slice(i0 * p, i1 * p)
+        for c0, c1, parts in chunks:
+            out = buf[:(i1 - i0) * p * (c1 - c0)].view((i1 - i0) * p, c1 - c0)
+            for a, e, o in parts:
+                out[:, o:o + e - a].copy_(images[:, :, a:e].reshape(-1, e - a))
+            yield rows, slice(c0, c1), out
+
+
+def _padded_columns(n: int) -> int:
+    """Columns a product is computed with: a multiple of 16 (MKL's AVX2 kernels run ~1.5x faster on
+    45 columns padded to 48 than on 45; measured with ``make bench``)."""
+    return -(-n // 16) * 16
+
+
+class _StoredProduct(torch.autograd.Function):
+    """``Y = X @ W`` for stored features ``X`` (no gradient) and a weight matrix ``W`` (gradient)."""
+
+    @staticmethod
+    def forward(ctx, w, x, ranges):
+        x = as_batch(x)
+        ctx.batch, ctx.ranges = x, ranges
+        n = w.shape[1]
+        w = F.pad(w, (0, _padded_columns(n) - n))
+        y = torch.empty(len(x) * x.source.shape[1], w.shape[1], device=w.device)
+        for rows, cols, block in _float_blocks(x, ranges):
+            if cols.start == 0:
+                torch.mm(block, w[cols], out=y[rows])
+            else:  # a later chunk of channels of the same rows
+                y[rows].addmm_(block, w[cols])
+        return y[:, :n]
+
+    @staticmethod
+    def backward(ctx, gy):
+        n = gy.shape[1]
+        gy = F.pad(gy, (0, _padded_columns(n) - n)).contiguous()
+        gw = torch.zeros(sum(e - a for a, e in ctx.ranges), gy.shape[1], device=gy.device)
+        for rows, cols, block in _float_blocks(ctx.batch, ctx.ranges):
+            gw[cols].addmm_(block.t(), gy[rows])
+        return gw[:, :n], None, None
+
+
+class _ShiftSum(torch.autograd.Function):
+    """Sum of the k*k shifted tap blocks of ``y`` (B, H, W, k*k, O) -> (B, h, w, O); its gradient
+    writes each shifted window once into one zero tensor (autograd's slice backward would
+    allocate a full-size zero tensor per tap)."""
+
+    @staticmethod
+    def forward(ctx, y, kernel):
+        ctx.kernel, ctx.shape = kernel, y.shape
+        h, w = y.shape[1] - kernel + 1, y.shape[2] - kernel + 1
+        out = y[:, 0:h, 0:w, 0].clone()
+        for t in range(1, kernel * kernel):
+            kh, kw = divmod(t, kernel)
+            out += y[:, kh:kh + h, kw:kw + w, t]
+        return out
+
+    @staticmethod
+    def backward(ctx, gout):
+        k = ctx.kernel
+        gy = gout.new_zeros(ctx.shape)
+        h, w = gout.shape[1], gout.shape[2]
+        for t in range(k * k):
+            kh, kw = divmod(t, k)
+            gy[:, kh:kh + h, kw:kw + w, t] = gout
+        return gy, None
+
+
+def shift_sum(y: torch.Tensor, kernel: int, padding: int) -> torch.Tensor:
+    """A convolution from its per-tap products: ``y`` (B, H, W, k*k, O) -> (B, O, H', W').
+
+    Output (i, j) sums ``y[i + kh, j + kw, kh*k + kw]`` over the taps; zero padding of the input
+    is zero padding of ``y``, since a padded position contributes nothing to any tap.
+    """
+    if padding:
+        y = F.pad(y, (0, 0, 0, 0, padding, padding, padding, padding))
+    return _ShiftSum.apply(y, kernel).permute(0, 3, 1, 2).contiguous()  # BatchNorm runs 2x faster on NCHW
+
+
+# ---------------------------------------------------------------- the module
+
+
+def bilinear_matrix(n_in: int, n_out: int) -> torch.Tensor:
+    """(n_out, n_in) float64 matrix of 1-D linear interpolation as ``F.interpolate`` does it
+    (align_corners=False); 2-D bilinear upsampling of P is ``A @ P @ A.T``."""
+    eye = torch.eye(n_in, dtype=torch.float64).view(n_in, 1, 1, n_in)
+    return F.interpolate(eye, size=(1, n_out), mode="bilinear", align_corners=False).view(n_in, n_out).t()
+
+
+class UpsampledMSE:
+    """Per-head mean squared error of upsampled predictions against fixed target maps, evaluated
+    at the prediction's own resolution.
+
+    With ``U = A P A^T``: ``|U - T|^2 = <P, M P M> - 2 <P, A^T T A> + |T|^2`` where ``M = A^T A``;
+    M (h x h), ``A^T T A`` (one h x h per pattern) and ``|T|^2`` are precomputed, in float64.
+    """
+
+    def __init__(self, targets: np.ndarray, low: int):
+        t = torch.from_numpy(np.asarray(targets, np.float64))  # (heads, S, S)
+        a = bilinear_matrix(low, t.shape[-1])
+        self.m = a.t() @ a
+        self.t_low = a.t() @ t @ a
+        self.t_sq = (t * t).sum((1, 2))
+        self.pixels = t.shape[-1] * t.shape[-2]
+
+    def to(self, device) -> "UpsampledMSE":
+        self.m, self.t_low, self.t_sq = self.m.to(device), self.t_low.to(device), self.t_sq.to(device)
+        return self
+
+    def __call__(self, pred: torch.Tensor) -> torch.Tensor:
+        """(B, heads, h, h) predictions -> (heads,) mean over images and pixels."""
+        p = pred.double()
+        quad = (p * (self.m @ p @ self.m)).sum((2, 3))
+        lin = (p * self.t_low).sum((2, 3))
+        return ((quad - 2 * lin + self.t_sq) / self.pixels).mean(0).float()
+
+
+def upsample(pred: torch.Tensor, size: int) -> torch.Tensor:
+    """PEM output to the image size (bilinear, align_corners=False, as the authors)."""
+    return F.interpolate(pred, size=(size, size), mode="bilinear", align_corners=False)
+
+
+# ---------------------------------------------------------------- feeding features
+
+
+class FeatureStream:
+    """Batches of stored features for a readout, used in place from the mapped feature file.
+
+    The next batch's rows are read ahead by the kernel (asynchronously) while this one computes,
+    and a batch's pages leave the process's memory once it is done: resident memory stays at a
+    batch or two, whatever the size of the feature file.
+    """
+
+    def __init__(self, features: FeatureSet, chans: np.ndarray | None, device):
+        self.features, self.device = features, torch.device(device)
+        self.map = FeatureMap(features)
+        self.ranges = channel_ranges(chans, features.n_channels)
+        scales = features.channel_scales()
+        self.scale = torch.from_numpy(scales if chans is None else scales[chans]).to(self.device)
+        self.n_channels = sum(e - a for a, e in self.ranges)
+
+    def batches(self, index_lists: list[np.ndarray]) -> Iterator[tuple[np.ndarray, StoredBatch]]:
+        """Yield (indices, batch) for each index list; a CPU batch is valid until the next is requested."""
+        for k, idx in enumerate(index_lists):
+            if k + 1 < len(index_lists):
+                self.map.prefetch(index_lists[k + 1])
+            if self.device.type == "cpu":
+                yield idx, StoredBatch(self.map.tensor, idx)
+            else:
+                yield idx, as_batch(StoredBatch(self.map.tensor, idx).gather(self.device))
+            self.map.release(idx)
+
+    def reference_batch(self, x) -> torch.Tensor:
+        """A stored batch as the reference engine sees it: float32 (B, C, side, side) in the encoder's scale."""
+        side = self.features.size
+        rows = as_batch(x).gather(self.device)
+        parts = [rows[:, :, a:e] for a, e in self.ranges]
+        full = (torch.cat(parts, 2) if len(parts) > 1 else parts[0]).float() * self.scale
+        return full.view(len(rows), side, side, -1).permute(0, 3, 1, 2)
+
+    def channel_stats(self, batch: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-channel mean and std of the selected channels over all images and pixels.
+
+        Squares of float16 values are exact in float32; sums run in float32 within a block of a few
+        images and in float64 across blocks, then the power-of-two storage scale is applied.
+        """
+        n = self.features.n
+        s = torch.zeros(self.n_channels, dtype=torch.float64, device=self.device)
+        s2 = torch.zeros_like(s)
+        chunks = [np.arange(i, min(i + batch, n)) for i in range(0, n, batch)]
+        for _idx, x in self.batches(chunks):
+            for _rows, cols, block in _float_blocks(x, self.ranges):  # float32 within a block, float64 across
+                s[cols] += block.sum(0).double()
+                s2[cols] += (block * block).sum(0).double()
+        count = n * self.features.size**2
+        scale = self.scale.double()
+        mean = s / count * scale
+        var = s2 / count * scale**2 - mean**2
+        std = var.clamp_min(0).sqrt().clamp_min(1e-6)
+        return mean.float().view(1, -1, 1, 1), std.float().view(1, -1, 1, 1)
+
+    def close(self) -> None:
+        self.map.close()
+
+
+def stored_product(w: torch.Tensor, x, ranges: tuple[tuple[int, int], ...]) -> torch.Tensor:
+    """``X @ w`` for a stored batch ``x`` (its channels ``ranges``), differentiable in ``w``."""
+    return _StoredProduct.apply(w, x, ranges)
