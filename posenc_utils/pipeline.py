@@ -49,6 +49,7 @@ def run(profile: str, output_dir: str = "", only: list[str] | None = None, timeo
     dest = paths.BUILD_DIR / profile
     dest.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("POSENC_PROGRESS", "lines")  # the kernels inherit it: a line per phase, no bars
+    cache_state = "cold" if cache_is_empty() else "warm"
     done, times, t_all = [], {}, time.perf_counter()
     for nb in notebooks():
         if only and not any(o in nb.name for o in only):
@@ -67,11 +68,31 @@ def run(profile: str, output_dir: str = "", only: list[str] | None = None, timeo
 
         # the kernels are this process's children: their peak resident memory, as /usr/bin/time -v reports it
         kernels = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6
-        record = {"profile": profile, "notebooks_s": times, "total_s": round(time.perf_counter() - t_all, 1),
-                  "peak_rss_gb": round(max(kernels, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6), 2),
-                  "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d")}
-        (paths.output_dir(profile, output_dir or None) / "pipeline_times.json").write_text(json.dumps(record, indent=1))
+        run_record = {"notebooks_s": times, "total_s": round(time.perf_counter() - t_all, 1),
+                      "peak_rss_gb": round(max(kernels, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6), 2),
+                      "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d")}
+        record_times(paths.output_dir(profile, output_dir or None) / "pipeline_times.json", profile, cache_state,
+                     run_record)
     return done
+
+
+def cache_is_empty() -> bool:
+    """Whether the cache holds no image set, feature array or readout yet (a cold run)."""
+    root = paths.cache_dir()
+    return not any(p.is_file() for sub in ("images", "features", "readouts") for p in (root / sub).glob("*.json"))
+
+
+def record_times(path: Path, profile: str, cache_state: str, run_record: dict) -> dict:
+    """Keep the latest run of each kind ("cold": from an empty cache, "warm": reusing it) in ``path``."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        record = {}
+    if "cold" not in record and "total_s" in record:  # the earlier single-run layout was a cold run
+        record = {"cold": {k: v for k, v in record.items() if k != "profile"}}
+    record = {"profile": profile, **{k: v for k, v in record.items() if k in ("cold", "warm")}, cache_state: run_record}
+    path.write_text(json.dumps(record, indent=1))
+    return record
 
 
 def prepare(profile: str, dest: Path) -> list[Path]:

@@ -30,17 +30,22 @@ def headline(profile: str = "offline") -> str:
     times = out / "pipeline_times.json"
     if times.exists():
         t = json.loads(times.read_text())
-        memory = f", peak memory {t['peak_rss_gb']:.1f} GB" if "peak_rss_gb" in t else ""
-        bench = out / "benchmark_table1.json"
-        floor = ""
-        if bench.exists():
-            b = json.loads(bench.read_text())
-            floor = (f", {t['total_s'] / b['encoder_floor_s']:.2f}x the encoder floor of the latest `make bench` "
-                     f"({b['encoder_floor_s'] / 60:.1f} min on {b['date']}; a separate run, and this shared machine's "
-                     f"speed drifts by tens of percent, so the ratio is approximate)")
-        lines += ["", f"The main job (`make reproduce`, every notebook, cold cache) took {t['total_s'] / 60:.1f} min on "
-                      f"{t['cpus']} CPU cores{floor}{memory} ({t['date']}); a rerun reuses the cache and takes a "
-                      f"fraction of that. Where the time goes: see Benchmark below."]
+        if "cold" in t:
+            cold = t["cold"]
+            bench = out / "benchmark_table1.json"
+            floor = ""
+            if bench.exists():
+                b = json.loads(bench.read_text())
+                floor = (f", {cold['total_s'] / b['encoder_floor_s']:.2f}x the encoder floor of the latest `make bench` "
+                         f"({b['encoder_floor_s'] / 60:.1f} min on {b['date']}; a separate run, and this shared machine's "
+                         f"speed drifts by tens of percent, so the ratio is approximate)")
+            lines += ["", f"The main job (`make reproduce`, every notebook) took {cold['total_s'] / 60:.1f} min from an "
+                          f"empty cache on {cold['cpus']} CPU cores{floor}, peak memory {cold['peak_rss_gb']:.1f} GB "
+                          f"({cold['date']})."]
+        if "warm" in t:
+            lines[-1] += (f" A rerun reusing the cache took {t['warm']['total_s']:.0f} s "
+                          f"({t['warm']['date']}).")
+        lines[-1] += " Where the time goes: see Benchmark below."
     return "\n".join(lines)
 
 

@@ -77,3 +77,18 @@ def test_pipeline_parameters_check(tmp_path):
         pipeline._parameters(bad, "quick", "")
     with pytest.raises(ValueError, match="unknown profile"):
         pipeline.run("fastest")
+
+
+def test_pipeline_records_cold_and_warm_runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("POSENC_CACHE_DIR", str(tmp_path / "cache"))
+    assert pipeline.cache_is_empty()
+    (tmp_path / "cache" / "features").mkdir(parents=True)
+    (tmp_path / "cache" / "features" / "x.json").write_text("{}")
+    assert not pipeline.cache_is_empty()
+    path = tmp_path / "pipeline_times.json"
+    path.write_text(json.dumps({"profile": "offline", "total_s": 600.0, "cpus": 2}))  # the earlier layout
+    rec = pipeline.record_times(path, "offline", "warm", {"total_s": 40.0})
+    assert rec == {"profile": "offline", "cold": {"total_s": 600.0, "cpus": 2}, "warm": {"total_s": 40.0}}
+    rec = pipeline.record_times(path, "offline", "cold", {"total_s": 550.0})
+    assert rec["cold"] == {"total_s": 550.0} and rec["warm"] == {"total_s": 40.0}
+    assert json.loads(path.read_text()) == rec
