@@ -10,6 +10,7 @@ size, valid header, other bytes) is reported by name and recomputed, never used.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -29,6 +30,20 @@ def make_key(spec: dict[str, Any]) -> str:
     """A short stable hash of everything that determines a result."""
     blob = json.dumps(spec, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def key_fields(spec) -> dict[str, Any]:
+    """A dataclass's fields for a cache key: those without a default, and those set to another
+    value than their default. A field added later with a default therefore changes no key, and
+    no cache entry made before it is lost."""
+    out = {}
+    for f in dataclasses.fields(spec):
+        value = getattr(spec, f.name)
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else dataclasses.MISSING)
+        if default is dataclasses.MISSING or value != default:
+            out[f.name] = value
+    return out
 
 
 @contextlib.contextmanager

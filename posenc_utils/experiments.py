@@ -7,6 +7,7 @@ an experiment that reuses another's features costs only its readouts.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -47,16 +48,25 @@ def features_for(profile: Profile, spec: EncoderSpec, image_set: ImageSet) -> Fe
                             profile.extract_batch_size, profile.feature_dtype)
 
 
+FeatureSource = Callable[[Profile, EncoderSpec, ImageSet], FeatureSet]
+
+
 def probe(profile: Profile, spec: EncoderSpec, patterns: tuple[str, ...] = PATTERNS,
-          readout: ReadoutSpec | None = None, taps: tuple[str, ...] | None = None) -> ProbeResult:
-    """Train a readout on the profile's training set and evaluate it on every test set."""
+          readout: ReadoutSpec | None = None, taps: tuple[str, ...] | None = None,
+          sets: tuple[ImageSet, list[ImageSet]] | None = None, features: FeatureSource | None = None) -> ProbeResult:
+    """Train a readout on the profile's training set and evaluate it on every test set.
+
+    ``sets`` replaces the profile's (train, tests) image sets and ``features`` how their features
+    are had (default: :func:`features_for`), e.g. a view of a larger set's cached features.
+    """
     readout = readout or profile.readout
-    train, tests = image_sets(profile)
-    trained = train_readout(features_for(profile, spec, train), patterns, readout, profile.image_size,
+    train, tests = sets or image_sets(profile)
+    features = features or features_for
+    trained = train_readout(features(profile, spec, train), patterns, readout, profile.image_size,
                             profile.seed, taps, profile.standardize_features)
     frames, preds = [], {}
     for test in tests:
-        per_image, lowres = evaluate(trained, features_for(profile, spec, test), profile.image_size)
+        per_image, lowres = evaluate(trained, features(profile, spec, test), profile.image_size)
         frames.append(per_image.assign(test_set=test.name))
         preds[test.name] = lowres
     return ProbeResult(spec, trained, pd.concat(frames, ignore_index=True), preds)

@@ -12,6 +12,7 @@ undoes it exactly.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import mmap
 import time
@@ -59,6 +60,12 @@ class FeatureSet:
             start += c
         return out
 
+    def head(self, n: int) -> "FeatureSet":
+        """The features of the first ``n`` images (a view of the same file, with its own key)."""
+        if n >= self.n:
+            return self
+        return dataclasses.replace(self, n=n, key=f"{self.key}-head{n}")
+
     def channel_scales(self) -> np.ndarray:
         """Per-channel factor that undoes the float16 storage scaling, shape (C,)."""
         return np.concatenate([np.full(c, s, np.float32) for c, s in zip(self.channels, self.tap_scales)])
@@ -91,7 +98,7 @@ class FeatureMap:
 
     def __init__(self, features: FeatureSet):
         shape, dtype, offset = cache.npy_layout(features.path)
-        if tuple(shape) != (features.n, features.size, features.size, features.n_channels):
+        if shape[0] < features.n or tuple(shape[1:]) != (features.size, features.size, features.n_channels):
             raise ValueError(f"{features.path} holds an array of shape {shape}, not the features described "
                              f"by its sidecar; delete it to recompute")
         self.n, self.row_shape = features.n, (features.size * features.size, features.n_channels)
@@ -160,7 +167,7 @@ class FeatureMap:
 def feature_key(spec: EncoderSpec, seed: int, image_set: ImageSet, size: int, dtype: str) -> str:
     """Everything that determines a feature array. The seed matters only for random weights."""
     return cache.make_key({
-        "encoder": spec.__dict__, "seed": seed if spec.weights == "random" else None,
+        "encoder": cache.key_fields(spec), "seed": seed if spec.weights == "random" else None,
         "images": image_set.key, "feature_size": size, "dtype": dtype, "version": FEATURES_VERSION,
     })
 

@@ -8,6 +8,7 @@ photographs shipped inside installed packages.
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import warnings
 from dataclasses import dataclass
@@ -66,11 +67,17 @@ class ImageSet:
     def load(self) -> np.ndarray:
         return np.load(self.path, mmap_mode="r")
 
+    def head(self, n: int) -> "ImageSet":
+        """The first ``n`` images, as a set of its own (its own cache keys for features computed on it)."""
+        if n >= self.n:
+            return self
+        return dataclasses.replace(self, n=n, key=f"{self.key}-head{n}", description=f"{self.description}, first {n}")
+
     def rows(self, start: int, stop: int) -> np.ndarray:
         """Images ``start:stop`` read from the file (not through a memory map: streaming a large
         set image by image never holds it in this process's memory)."""
         shape, dtype, offset = cache.npy_layout(self.path)
-        stop = min(stop, shape[0])
+        stop = min(stop, self.n)
         per = int(np.prod(shape[1:]))
         flat = np.fromfile(self.path, dtype, count=(stop - start) * per, offset=offset + start * per * dtype.itemsize)
         return flat.reshape(stop - start, *shape[1:])
@@ -303,7 +310,7 @@ def build_image_set(spec: ImageSetSpec, size: int) -> ImageSet:
     if size < 16:
         raise ValueError(f"image size {size} is too small: the encoders need at least 16 px")
     n, fill, extra = _source(spec, size)
-    key_spec = {"spec": spec.__dict__, "size": size, "version": GENERATOR_VERSION, **extra}
+    key_spec = {"spec": cache.key_fields(spec), "size": size, "version": GENERATOR_VERSION, **extra}
     key = cache.make_key(key_spec)
     folder = paths.cache_dir() / "images"
     data, meta = folder / f"{spec.name}-{size}-{key}.npy", folder / f"{spec.name}-{size}-{key}.json"

@@ -12,7 +12,8 @@ from .engine import upsample
 from .targets import PATTERN_NAMES, PATTERNS, target_map
 
 
-def _off(ax):
+def off_axes(ax):
+    """No ticks: an image panel."""
     ax.set_xticks([])
     ax.set_yticks([])
 
@@ -25,7 +26,7 @@ def fig3_samples_and_targets(train: ImageSet, tests: list[ImageSet], path: Path,
     ncol = max(len(samples), len(PATTERNS))
     fig, axes = plt.subplots(2, ncol, figsize=(1.9 * ncol, 4.4))
     for ax in axes.ravel():
-        _off(ax)
+        off_axes(ax)
         ax.set_frame_on(False)
     for ax, (img, title) in zip(axes[0], samples):
         ax.imshow(img)
@@ -37,7 +38,7 @@ def fig3_samples_and_targets(train: ImageSet, tests: list[ImageSet], path: Path,
         ax.set_frame_on(True)
     fig.suptitle(f"Sample images ({train.size}x{train.size}) and the five ground-truth position maps", fontsize=10)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
     return fig
 
 
@@ -62,16 +63,17 @@ def fig4_qualitative(results: dict, test_set: ImageSet, index: int, path: Path,
             low = torch.from_numpy(res.predictions[test_set.name][index:index + 1, h:h + 1].astype(np.float32))
             axes[r, 2 + c].imshow(upsample(low, size)[0, 0].numpy(), cmap="gray", vmin=0, vmax=1)
         for ax in axes[r]:
-            _off(ax)
+            off_axes(ax)
     for c, title in enumerate(["input", "ground truth"] + labels):
         axes[0, c].set_title(title.replace(" (", "\n("), fontsize=7)
     fig.suptitle(f"Predicted position maps on {test_set.name} image #{index}", fontsize=10)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
     return fig
 
 
-def _save(fig: plt.Figure, path: Path) -> None:
+def save_figure(fig: plt.Figure, path: Path) -> None:
+    """Write ``fig`` as PNG (folders made as needed)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")

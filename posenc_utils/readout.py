@@ -214,7 +214,7 @@ def train_readout(features: FeatureSet, patterns: tuple[str, ...], spec: Readout
     patterns = tuple(patterns)
     chans = channel_index(features, taps)
     key = cache.make_key({
-        "features": features.key, "patterns": patterns, "spec": spec.__dict__, "image_size": image_size,
+        "features": features.key, "patterns": patterns, "spec": cache.key_fields(spec), "image_size": image_size,
         "seed": seed, "taps": taps, "standardize": standardize, "version": READOUT_VERSION,
         **({"engine": engine} if engine != "fast" else {}),
     })

@@ -24,33 +24,37 @@ def paper_numbers(table: str) -> pd.DataFrame:
 
 
 def with_paper(ours: pd.DataFrame, profile: Profile, table: str = "table1") -> pd.DataFrame:
-    """``ours`` plus the paper's SPC/MAE for the matching row, and which paper row that is."""
+    """``ours`` plus the paper's SPC/MAE for the matching row, and which paper row that is.
+
+    Rows match on pattern, model (our architecture's paper counterpart) and test set, and on the
+    paper's ``setting`` too where ``ours`` has a ``paper_setting`` column (e.g. Table 4's "padding 1")."""
     paper = paper_numbers(table).rename(columns={"model": "paper_model", "test_set": "paper_test_set",
-                                                 "spc": "paper_spc", "mae": "paper_mae"})
+                                                 "spc": "paper_spc", "mae": "paper_mae", "setting": "paper_setting"})
     test_names = dict(profile.paper_test_names)
     df = ours.assign(
         paper_model=ours["arch"].map(PAPER_MODEL),
         paper_test_set=ours["test_set"].map(test_names),
     )
-    df = df.merge(paper[["pattern", "paper_model", "paper_test_set", "paper_spc", "paper_mae"]],
-                  on=["pattern", "paper_model", "paper_test_set"], how="left")
+    on = ["pattern", "paper_model", "paper_test_set"] + (["paper_setting"] if "paper_setting" in ours else [])
+    df = df.merge(paper[on + ["paper_spc", "paper_mae"]], on=on, how="left")
     has = df["paper_spc"].notna()
     df["compared_with"] = ""
+    setting = (", " + df.loc[has, "paper_setting"]) if "paper_setting" in ours else ""
     df.loc[has, "compared_with"] = (df.loc[has, "paper_model"] + " ("
-                                    + df.loc[has, "arch"].map(PAPER_WEIGHTS) + ") on "
+                                    + df.loc[has, "arch"].map(PAPER_WEIGHTS) + setting + ") on "
                                     + df.loc[has, "paper_test_set"])
     return df.drop(columns=["paper_model", "paper_test_set"])
 
 
-def spc_overview(df: pd.DataFrame) -> pd.DataFrame:
-    """A wide view: one row per encoder x pattern, one 'SPC ours (paper)' column per test set."""
+def spc_overview(df: pd.DataFrame, index: tuple[str, ...] = ("encoder", "pattern")) -> pd.DataFrame:
+    """A wide view: one row per ``index`` (encoder x pattern), one 'SPC ours (paper)' column per test set."""
     def cell(r):
         paper = "" if pd.isna(r.get("paper_spc")) else f" ({r['paper_spc']:.2f})"
         undefined = f" [{int(r['spc_undefined'])} undef.]" if r["spc_undefined"] else ""
         return f"{r['spc']:.2f}{paper}{undefined}"
 
     wide = df.assign(cell=df.apply(cell, axis=1)).pivot_table(
-        index=["encoder", "pattern"], columns="test_set", values="cell", aggfunc="first", sort=False)
+        index=list(index), columns="test_set", values="cell", aggfunc="first", sort=False)
     wide.columns.name = None
     return wide.reset_index()
 

@@ -1,0 +1,226 @@
+"""Notebook 03's experiments: canvases, padding-mode bookkeeping, distance to the border, claim 7."""
+from __future__ import annotations
+
+import dataclasses
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from posenc_utils import cache, encoders, padding
+from posenc_utils.encoders import build_encoder
+from posenc_utils.experiments import ProbeResult
+from posenc_utils.images import build_image_set
+from posenc_utils.profiles import EncoderSpec, ImageSetSpec, get_profile
+from posenc_utils.targets import PATTERNS, target_map
+
+# ---------------------------------------------------------------- the canvas
+
+
+@pytest.mark.parametrize("mode, value", [("canvas:0.5", 0.5), ("canvas:1", 1.0), ("canvas:mean", "mean"),
+                                         ("zeros", None), ("reflect", None)])
+def test_canvas_value(mode, value):
+    assert encoders.canvas_value(mode) == value
+
+
+def test_bad_canvas_is_named():
+    with pytest.raises(ValueError, match="canvas:<number"):
+        encoders.canvas_value("canvas:grey")
+    with pytest.raises(ValueError, match="canvas:<value>"):
+        encoders.check_padding_mode("mirror")
+
+
+def _affine(x):  # a per-channel affine preprocessing, like ImageNet normalization
+    return (x - torch.tensor([0.4, 0.5, 0.6]).view(1, 3, 1, 1)) / 0.25
+
+
+@pytest.mark.parametrize("value", [0.0, 0.5, 1.0, "mean"])
+def test_canvas_pads_the_image_with_its_value(value):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 4, 3, padding=1)
+    net = nn.Sequential(conv, nn.ReLU())
+    ref = nn.Conv2d(3, 4, 3, padding=0)
+    ref.load_state_dict(conv.state_dict())
+    encoders.apply_canvas(net, value, _affine)
+    img = torch.rand(2, 3, 8, 8)
+    fill = img.mean(dim=(2, 3), keepdim=True) if value == "mean" else torch.full((1, 3, 1, 1), value)
+    framed = fill.expand(2, 3, 10, 10).clone()
+    framed[..., 1:-1, 1:-1] = img
+    expected = torch.relu(ref(_affine(framed)))
+    torch.testing.assert_close(net(_affine(img)), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_canvas_zero_on_random_vgg_is_zero_padding():
+    a = build_encoder(EncoderSpec("vgg16", "random"), 0, 32)
+    b = build_encoder(EncoderSpec("vgg16", "random", "canvas:0"), 0, 32)
+    c = build_encoder(EncoderSpec("vgg16", "random", "canvas:1"), 0, 32)
+    x = torch.rand(1, 3, 32, 32)
+    assert all(torch.equal(p, q) for p, q in zip(a(x), b(x)))
+    out_a, out_c = a(x)[0], c(x)[0]
+    assert not torch.equal(out_a[..., 0, :], out_c[..., 0, :]), "a white canvas changes the border"
+    torch.testing.assert_close(out_a[..., 2:-2, 2:-2], out_c[..., 2:-2, 2:-2])  # not the interior of relu1_2
+    assert sum(p.numel() for p in a.module.parameters()) == sum(p.numel() for p in c.module.parameters())
+
+
+def test_canvas_refused_for_posenet():
+    with pytest.raises(encoders.PaddingNotSupportedError, match="no padding"):
+        build_encoder(EncoderSpec("posenet", "none", "canvas:1"), 0, 32)
+
+
+def test_as_built_canvas():
+    np.testing.assert_allclose(padding.as_built_canvas(EncoderSpec("vgg16", "random")), 0.0, atol=1e-7)
+
+
+def test_border_contrast():
+    black = build_image_set(ImageSetSpec("black", "black"), 32)
+    white = build_image_set(ImageSetSpec("white", "white"), 32)
+    assert padding.border_contrast(black, np.zeros(3)) == 0.0
+    assert padding.border_contrast(black, np.ones(3)) == 1.0
+    assert padding.border_contrast(white, np.full(3, 0.25)) == pytest.approx(0.75)
+    assert padding.border_contrast(white, "mean") == 0.0
+
+
+def test_too_small_images_give_a_short_reason():
+    with pytest.raises(encoders.ImageTooSmallError) as err:
+        build_encoder(EncoderSpec("vgg16", "random", "none"), 0, 64)
+    assert "64 px" in err.value.reason and len(err.value.reason) < 80
+
+
+# ---------------------------------------------------------------- padding modes
+
+
+def _fake_result(spec: EncoderSpec, tests, value: float = 0.5) -> ProbeResult:
+    rows = [dict(test_set=t, image=i, pattern=p, spc=value, mae=0.1) for t in tests for i in range(2) for p in PATTERNS]
+    return ProbeResult(spec, SimpleNamespace(patterns=PATTERNS), pd.DataFrame(rows))
+
+
+def test_padding_modes_marks_what_cannot_apply(monkeypatch, tmp_path):
+    prof = get_profile("quick", image_size=32, ablation_train_n=4, ablation_test_n=2)
+    names = [t.name for t in prof.test_sets]
+
+    def probe(profile, spec, **kw):
+        if spec.name == "resnet152" and spec.padding == "none":
+            raise encoders.PaddingNotSupportedError("long message: without padding ...", reason="residual adds")
+        return _fake_result(spec, names)
+
+    monkeypatch.setattr(padding, "probe", probe)
+    table, runs = padding.padding_modes(prof)
+    assert len(table) == len(prof.encoders) * len(padding.MODES) * 5 * len(names)
+    na = table[table.status == "n/a"]
+    assert set(na.encoder) == {"PosENet", "ResNet152 (random init)"}
+    assert set(na[na.encoder == "ResNet152 (random init)"].padding) == {"none"}
+    assert (na[na.encoder != "PosENet"].reason == "residual adds").all() and na.spc.isna().all()
+    assert table[table.status == "ok"].spc.eq(0.5).all()
+    assert len(runs) == (len(prof.encoders) - 1) * len(padding.MODES) - 1
+    fig = padding.plot_padding_modes(table, tmp_path / "modes.png")
+    assert (tmp_path / "modes.png").exists() and len(fig.axes) >= 5
+
+
+# ---------------------------------------------------------------- distance to the border
+
+
+def test_distance_to_border():
+    d = padding.distance_to_border(5)
+    assert d.tolist() == [[0, 0, 0, 0, 0], [0, 1, 1, 1, 0], [0, 1, 2, 1, 0], [0, 1, 1, 1, 0], [0, 0, 0, 0, 0]]
+    assert padding.distance_to_border(224).max() == 111 and (padding.distance_to_border(224) == 0).sum() == 4 * 223
+
+
+def test_border_distance_bins_a_known_error():
+    size, c = 32, 0.3
+    spec = EncoderSpec("vgg16", "random", "reflect")
+    res = _fake_result(spec, ["photos"])
+    res.predictions = {"photos": np.full((2, 5, 6, 6), c, np.float16)}  # a constant map upsamples to itself
+    errors, regions = padding.border_distance({"x": res}, "photos", size, bin_px=4)
+    assert set(errors.encoder) == {"VGG16 (random init)"} and set(errors.padding) == {"reflect"}
+    assert sorted(errors.distance.unique()) == [0, 4, 8, 12]
+    dist = padding.distance_to_border(size)
+    for b in (0, 4, 8, 12):
+        sel = (dist // 4) * 4 == b
+        expected = np.mean([np.abs(target_map(p, size)[sel] - np.float16(c)).mean() for p in "HVG"])
+        got = errors[errors.distance == b].error
+        np.testing.assert_allclose(got, expected, rtol=1e-5)
+    assert regions.spc.isna().all(), "a constant prediction has no rank correlation"
+    summary = padding.region_summary(regions)
+    assert summary[["border band", "centre", "centre_minus_border"]].eq(0).all().all()
+
+
+def test_region_summary_of_a_constructed_case():
+    regions = pd.DataFrame([dict(encoder="E", padding=m, image=i, pattern=p, region=r,
+                                 spc=(0.9 if r == "border band" else 0.3) if m == "zeros" else 0.5)
+                            for m in ("zeros", "none") for i in range(3) for p in "HV"
+                            for r in ("border band", "centre")])
+    s = padding.region_summary(regions).set_index("padding")
+    assert s.loc["zeros", "border band"] == pytest.approx(0.9) and s.loc["zeros", "centre"] == pytest.approx(0.3)
+    assert s.loc["zeros", "centre_minus_border"] == pytest.approx(-0.6)
+    assert s.loc["none", "centre_minus_border"] == pytest.approx(0.0)
+
+
+# ---------------------------------------------------------------- claim 7
+
+
+def _table4(posenet=(0.0, 0.3, 0.35), vgg=(0.6, 0.2)):
+    rows = []
+    for setting, v in zip(("PEM padding 0", "PEM padding 1", "PEM padding 2"), posenet):
+        rows += [dict(encoder="PosENet", setting=setting, pattern=p, test_set="photos", spc=v) for p in PATTERNS]
+    for setting, v in zip(("with padding", "without padding"), vgg):
+        rows += [dict(encoder="VGG16 (HED)", setting=setting, pattern=p, test_set="photos", spc=v) for p in PATTERNS]
+    rows += [dict(r, test_set="black", spc=-r["spc"]) for r in rows]  # other test sets do not count
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("posenet, vgg, verdict", [
+    ((0.0, 0.3, 0.35), (0.6, 0.2), "holds"),
+    ((0.0, 0.05, 0.35), (0.6, 0.2), "does not hold"),  # padding 1 adds too little
+    ((0.0, 0.3, 0.35), (0.6, 0.5), "does not hold"),  # VGG16 keeps 83% without padding
+    ((0.0, 0.1, 0.1), (0.6, 0.42), "holds"),  # both exactly at the thresholds
+])
+def test_claim7_rule(posenet, vgg, verdict):
+    out = padding.claim7(_table4(posenet, vgg))
+    assert out["verdict"] == verdict
+    assert out["vgg16_kept"]["VGG16 (HED)"] == pytest.approx(vgg[1] / vgg[0])
+    assert f"{posenet[1]:.2f}" in out["statement"] and verdict in out["statement"]
+
+
+# ---------------------------------------------------------------- cache keys and heads
+
+
+def test_key_fields_ignore_defaults():
+    @dataclasses.dataclass(frozen=True)
+    class Old:
+        name: str
+        n: int = 1
+
+    @dataclasses.dataclass(frozen=True)
+    class New:
+        name: str
+        n: int = 1
+        extra: str = "auto"
+
+    assert cache.make_key(cache.key_fields(Old("a", 2))) == cache.make_key(cache.key_fields(New("a", 2)))
+    assert cache.make_key(cache.key_fields(New("a", 2, "x"))) != cache.make_key(cache.key_fields(New("a", 2)))
+    assert cache.key_fields(New("a")) == {"name": "a"}
+
+
+def test_image_set_head():
+    full = build_image_set(ImageSetSpec("noise", "noise", n=5, seed=1), 16)
+    head = full.head(3)
+    assert head.n == 3 and head.key != full.key and full.head(9) is full
+    np.testing.assert_array_equal(head.rows(0, 10), full.rows(0, 3))
+
+
+def test_ablation_sets_view_larger_cached_sets():
+    prof = get_profile("quick", image_size=32, table4_image_size=None, table4_train_n=8, ablation_train_n=4,
+                       ablation_test_n=2)
+    train, tests, views = padding.ablation_sets(prof)
+    t4_train, t4_tests = padding.table4_sets(prof)
+    assert train.n == 4 and t4_train.n == 8 and tests[0].n == 2 and t4_tests[0].n == prof.test_sets[0].n
+    full_key = train.key.rsplit("-head", 1)[0]
+    assert views[(train.key, "zeros")][0].key == full_key  # Table 1's features, with padding
+    assert views[(train.key, "none")][0].key == t4_train.key  # Table 4's, without
+    assert views[(tests[0].key, "none")][0].key == t4_tests[0].key
+    assert (tests[1].key, "zeros") not in views, "a one-image test set is not a head of anything"
+    other = padding.ablation_sets(prof.with_overrides(table4_image_size=64))[2]
+    assert not any(p == "none" for _, p in other), "features at another image size are not viewed"
