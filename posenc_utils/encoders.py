@@ -4,6 +4,7 @@ An :class:`Encoder` maps a batch of RGB images in [0, 1] (B, 3, H, W) to the lis
 tap activations. Built-in encoders:
 
 * ``posenet``: no network; the "features" are the image itself (PosENet alone, the control).
+* ``coords``: no network; the "features" are each pixel's x and y (the positive control).
 * ``vgg16``: torchvision VGG16 ``features``, taps relu1_2 .. relu5_3 (PAPER.md section 1);
   weights ``random`` (seeded), ``imagenet`` (torchvision's file) or ``hed`` (HED edge detector).
 * ``resnet152``: torchvision ResNet152, five taps: the stem (conv1-bn1-relu, 64 ch at 1/2)
@@ -535,9 +536,20 @@ class _PosENetInput(nn.Module):
         return [x]
 
 
+class _Coordinates(nn.Module):
+    """The positive control (CoordConv, Liu et al. 2018): the 'features' are two channels holding
+    each pixel's x and y in [0, 1], whatever the image; a readout on them shows what it can express."""
+
+    def forward(self, x):
+        b, _, h, w = x.shape
+        ys = torch.linspace(0, 1, h, dtype=x.dtype).view(1, 1, h, 1).expand(b, 1, h, w)
+        xs = torch.linspace(0, 1, w, dtype=x.dtype).view(1, 1, 1, w).expand(b, 1, h, w)
+        return [torch.cat([xs, ys], 1).contiguous(memory_format=torch.channels_last)]
+
+
 # The weights each architecture can be built with ("tv:" stands for every torchvision model).
 WEIGHTS = {
-    "posenet": ("none",), "vgg16": ("random", "imagenet", "hed"), "resnet152": ("random", "imagenet"),
+    "posenet": ("none",), "coords": ("none",), "vgg16": ("random", "imagenet", "hed"), "resnet152": ("random", "imagenet"),
     "efficientnet_lite0": ("imagenet", "random"), "tv:": ("random", "imagenet"),
 }
 
@@ -557,6 +569,8 @@ def build_encoder(spec: EncoderSpec, seed: int = 0, image_size: int = 224) -> En
         raise ValueError(f"unknown input convention {spec.input!r}: choose one of {', '.join(INPUTS)}")
     if arch == "posenet":
         enc = Encoder(spec, _PosENetInput(), ("image",), ("image",), _identity, "RGB in [0, 1]")
+    elif arch == "coords":
+        enc = Encoder(spec, _Coordinates(), ("coords",), ("coords",), _identity, "ignored: x and y in [0, 1]")
     else:
         built = dataclasses.replace(spec, padding="zeros")
         base = _as_built(built, seed, image_size if arch == "efficientnet_lite0" else 0)
@@ -566,7 +580,7 @@ def build_encoder(spec: EncoderSpec, seed: int = 0, image_size: int = 224) -> En
         if spec.padding == "none":
             _check_no_padding(enc, arch)
     if canvas_value(spec.padding) is not None:
-        if arch == "posenet":
+        if arch in ("posenet", "coords"):
             raise PaddingNotSupportedError("PosENet has no encoder: there is no padding to put a canvas in",
                                            reason="no encoder, nothing is padded")
         apply_canvas(enc.module, canvas_value(spec.padding), enc.preprocess)

@@ -49,6 +49,19 @@ def features_for(profile: Profile, spec: EncoderSpec, image_set: ImageSet) -> Fe
 
 
 FeatureSource = Callable[[Profile, EncoderSpec, ImageSet], FeatureSet]
+Views = dict[tuple[str, str], tuple[ImageSet, int]]  # (image set key, padding) -> (larger set, first n)
+
+
+def view_features(views: Views) -> FeatureSource:
+    """A feature source that views the cached features of a larger set for its first images (e.g.
+    Table 1's full training set for a head of it) instead of computing them again."""
+    def features(profile: Profile, spec: EncoderSpec, image_set: ImageSet) -> FeatureSet:
+        if (image_set.key, spec.padding) in views:
+            larger, n = views[(image_set.key, spec.padding)]
+            return features_for(profile, spec, larger).head(n)
+        return features_for(profile, spec, image_set)
+
+    return features
 
 
 def probe(profile: Profile, spec: EncoderSpec, patterns: tuple[str, ...] = PATTERNS,

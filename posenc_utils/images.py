@@ -198,6 +198,13 @@ def resize(img: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(img).resize((size, size), Image.BILINEAR))
 
 
+def photo_sources(n: int, seed: int) -> np.ndarray:
+    """Which shipped photograph each of the ``n`` crops of :func:`photo_crops` comes from (an index):
+    crops of one photograph are not independent, so intervals resample photographs, not crops."""
+    order = np.random.default_rng(seed).permutation(len(shipped_photo_paths()))  # photo_crops' first draw
+    return order[np.arange(n) % len(order)]
+
+
 def photo_crops(n: int, size: int, seed: int) -> Iterator[np.ndarray]:
     """``n`` random square crops (35-100% of the short side, random flips) of the shipped photos."""
     rng = np.random.default_rng(seed)

@@ -80,3 +80,21 @@ def summarize(per_image: pd.DataFrame, by: list[str]) -> pd.DataFrame:
         n_images=("spc", "size"),
     )
     return out.reset_index()
+
+
+def cluster_bootstrap_ci(values: np.ndarray, groups: np.ndarray | None = None, stat=np.mean, n_boot: int = 2000,
+                         level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``stat(values)``, resampling whole groups (e.g. the source
+    photograph of each crop: crops of one photograph are not independent). Without ``groups``
+    every value is its own group (the ordinary bootstrap)."""
+    values = np.asarray(values, dtype=np.float64)
+    groups = np.arange(len(values)) if groups is None else np.asarray(groups)
+    ids = np.unique(groups)
+    members = [np.flatnonzero(groups == g) for g in ids]
+    rng = np.random.default_rng(seed)
+    stats = np.empty(n_boot)
+    for b in range(n_boot):
+        pick = rng.integers(0, len(ids), len(ids))
+        stats[b] = stat(values[np.concatenate([members[i] for i in pick])])
+    tail = (1 - level) / 2
+    return float(np.quantile(stats, tail)), float(np.quantile(stats, 1 - tail))

@@ -27,8 +27,7 @@ import torch
 from . import tables
 from .encoders import PaddingNotSupportedError, canvas_value
 from .engine import upsample
-from .experiments import ProbeResult, features_for, image_sets, probe
-from .features import FeatureSet
+from .experiments import ProbeResult, Views, image_sets, probe, view_features
 from .images import ImageSet
 from .metrics import spc
 from .plots import off_axes, save_figure
@@ -77,7 +76,7 @@ def table4(profile: Profile) -> tuple[pd.DataFrame, dict[str, ProbeResult]]:
     train_full = image_sets(prof)[0]
     views = {(sets[0].key, "zeros"): (train_full, sets[0].n)} if sets[0].key != train_full.key else {}  # Table 1's
     for spec, setting, paper_setting, readout in runs:
-        result = probe(prof, spec, readout=readout, sets=sets, features=_viewing(views))
+        result = probe(prof, spec, readout=readout, sets=sets, features=view_features(views))
         base = dataclasses.replace(spec, padding="zeros").label
         results[f"{base}, {setting}"] = result
         frames.append(_summary(result, setting, paper_setting=paper_setting).assign(encoder=base))
@@ -116,9 +115,6 @@ def fig6_padding_gaussian(results: dict[str, ProbeResult], tests: list[ImageSet]
 # ---------------------------------------------------------------- padding modes and the canvas
 
 
-Views = dict[tuple[str, str], tuple[ImageSet, int]]  # (image set key, padding) -> (larger set, n)
-
-
 def ablation_sets(profile: Profile) -> tuple[ImageSet, list[ImageSet], Views]:
     """The image sets of the beyond-the-paper experiments: the first ``ablation_train_n`` training
     images and ``ablation_test_n`` images of each test set; and which larger sets' cached features
@@ -139,18 +135,6 @@ def ablation_sets(profile: Profile) -> tuple[ImageSet, list[ImageSet], Views]:
             [head(t, profile.ablation_test_n, t4) for t, t4 in zip(tests, t4_tests)], views)
 
 
-def _viewing(views: Views):
-    """A feature source that views the cached features of a larger set (Table 1's, with zero
-    padding; Table 4's, without) for its first images, instead of computing them again."""
-    def features(profile: Profile, spec: EncoderSpec, image_set: ImageSet) -> FeatureSet:
-        if (image_set.key, spec.padding) in views:
-            larger, n = views[(image_set.key, spec.padding)]
-            return features_for(profile, spec, larger).head(n)
-        return features_for(profile, spec, image_set)
-
-    return features
-
-
 def _not_applicable(spec: EncoderSpec, mode: str, reason: str, tests: list[ImageSet]) -> pd.DataFrame:
     return pd.DataFrame([dict(encoder=spec.label, arch=spec.name, weights=spec.weights, padding=mode, setting=mode,
                               pattern=p, test_set=t.name, spc=np.nan, mae=np.nan, spc_undefined=0, n_images=0,
@@ -162,7 +146,7 @@ def padding_modes(profile: Profile) -> tuple[pd.DataFrame, dict[str, ProbeResult
     """SPC and MAE of every encoder under every padding mode (zeros, reflect, replicate, circular,
     none), on the ablation sets; a mode that cannot apply is a row marked "n/a" with the reason."""
     train, tests, views = ablation_sets(profile)
-    source = _viewing(views)
+    source = view_features(views)
     frames, results = [], {}
     for base in profile.encoders:
         for mode in MODES:
@@ -204,7 +188,7 @@ def canvas(profile: Profile) -> tuple[pd.DataFrame, dict[str, ProbeResult]]:
     image's mean colour) instead of what its zero padding stands for, with the contrast between
     the content at the border and the canvas, per test set (the as-built canvas included)."""
     train, tests, views = ablation_sets(profile)
-    source = _viewing(views)
+    source = view_features(views)
     frames, results = [], {}
     for base in (e for e in profile.encoders if e.name != "posenet"):
         built = as_built_canvas(base)
@@ -239,6 +223,10 @@ def plot_padding_modes(table: pd.DataFrame, path: Path, test_set: str = "photos"
         labels = grid.map(lambda v: "n/a" if pd.isna(v) else f"{v:.2f}")
         sns.heatmap(grid, ax=ax, vmin=-0.2, vmax=1, cmap="viridis", annot=labels, fmt="", cbar=k == len(patterns) - 1,
                     annot_kws={"fontsize": 7}, linewidths=0.5, linecolor="white")
+        ax.set_facecolor("0.92")  # cells where the mode does not apply
+        for (i, j), v in np.ndenumerate(grid.to_numpy()):
+            if pd.isna(v):
+                ax.text(j + 0.5, i + 0.5, "n/a", ha="center", va="center", fontsize=7, color="0.4")
         ax.set_title(p, fontsize=9)
         ax.set_xlabel("")
         ax.set_ylabel("" if k else "encoder")
@@ -343,6 +331,7 @@ def plot_border_distance(errors: pd.DataFrame, path: Path, title: str) -> plt.Fi
     grid.set_axis_labels("distance to the nearest border (px)", "|target - prediction|")
     grid.figure.suptitle(title, fontsize=10)
     grid.figure.tight_layout()
+    sns.move_legend(grid, "upper left", bbox_to_anchor=(1.0, 0.9))
     save_figure(grid.figure, path)
     return grid.figure
 

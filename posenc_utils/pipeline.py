@@ -49,7 +49,7 @@ def run(profile: str, output_dir: str = "", only: list[str] | None = None, timeo
     dest = paths.BUILD_DIR / profile
     dest.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("POSENC_PROGRESS", "lines")  # the kernels inherit it: a line per phase, no bars
-    cache_state = "cold" if cache_is_empty() else "warm"
+    entries_before = cache_entries()
     done, times, t_all = [], {}, time.perf_counter()
     for nb in notebooks():
         if only and not any(o in nb.name for o in only):
@@ -71,26 +71,40 @@ def run(profile: str, output_dir: str = "", only: list[str] | None = None, timeo
         run_record = {"notebooks_s": times, "total_s": round(time.perf_counter() - t_all, 1),
                       "peak_rss_gb": round(max(kernels, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6), 2),
                       "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d")}
-        record_times(paths.output_dir(profile, output_dir or None) / "pipeline_times.json", profile, cache_state,
+        state = run_state(entries_before, cache_entries())
+        record_times(paths.output_dir(profile, output_dir or None) / "pipeline_times.json", profile, state,
                      run_record)
     return done
 
 
+def cache_entries() -> set[str]:
+    """The cache's entries (image sets, feature arrays, readouts), by their sidecar names."""
+    root = paths.cache_dir()
+    return {f"{sub}/{p.name}" for sub in ("images", "features", "readouts") for p in (root / sub).glob("*.json")}
+
+
 def cache_is_empty() -> bool:
     """Whether the cache holds no image set, feature array or readout yet (a cold run)."""
-    root = paths.cache_dir()
-    return not any(p.is_file() for sub in ("images", "features", "readouts") for p in (root / sub).glob("*.json"))
+    return not cache_entries()
+
+
+def run_state(before: set[str], after: set[str]) -> str:
+    """"cold": the run started from an empty cache; "warm": it computed nothing new (every entry
+    was cached); "partial": anything between (not a number the README reports)."""
+    if not before:
+        return "cold"
+    return "warm" if after <= before else "partial"
 
 
 def record_times(path: Path, profile: str, cache_state: str, run_record: dict) -> dict:
-    """Keep the latest run of each kind ("cold": from an empty cache, "warm": reusing it) in ``path``."""
+    """Keep the latest run of each kind (see :func:`run_state`) in ``path``."""
     try:
         record = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         record = {}
     if "cold" not in record and "total_s" in record:  # the earlier single-run layout was a cold run
         record = {"cold": {k: v for k, v in record.items() if k != "profile"}}
-    record = {"profile": profile, **{k: v for k, v in record.items() if k in ("cold", "warm")}, cache_state: run_record}
+    record = {"profile": profile, **{k: v for k, v in record.items() if k in ("cold", "warm", "partial")}, cache_state: run_record}
     path.write_text(json.dumps(record, indent=1))
     return record
 

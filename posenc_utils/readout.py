@@ -48,14 +48,16 @@ def head_seed(seed: int, pattern: str) -> int:
 class PEM(nn.Module):
     """Stack of k x k convolutions predicting one map per head (PAPER.md section 1).
 
-    Non-final layers: Conv(C -> C, k, pad p) -> BatchNorm -> ReLU; final layer:
+    Non-final layers: Conv(C -> C, k, pad p) -> BatchNorm -> ReLU (C -> ``width`` -> ``width`` ... when
+    ``width`` is set: a narrower readout where C -> C cannot be afforded); final layer:
     Conv(C -> 1, k, pad p) -> BatchNorm -> Sigmoid; Xavier-uniform weights, zero bias.
     ``in_mean`` / ``in_std`` standardize the input channels (identity unless set).
     ``forward`` takes features in the encoder's scale (the reference form); ``forward_stored``
     takes the cached float16 features and computes the same function by the fast engine.
     """
 
-    def __init__(self, in_channels: int, head_seeds: list[int], n_layers: int = 1, kernel: int = 3, padding: int = 0):
+    def __init__(self, in_channels: int, head_seeds: list[int], n_layers: int = 1, kernel: int = 3, padding: int = 0,
+                 width: int | None = None):
         super().__init__()
         heads = len(head_seeds)
         self.kernel, self.padding = kernel, padding
@@ -65,7 +67,7 @@ class PEM(nn.Module):
         c_in, groups = in_channels, 1
         for i in range(n_layers):
             last = i == n_layers - 1
-            c_out = heads * (1 if last else in_channels)
+            c_out = heads * (1 if last else (width or in_channels))
             conv = nn.Conv2d(c_in, c_out, kernel, padding=padding, groups=groups)
             self._init_per_head(conv, head_seeds, layer=i)
             layers += [conv, nn.BatchNorm2d(c_out), nn.Sigmoid() if last else nn.ReLU(inplace=True)]
@@ -219,7 +221,7 @@ def train_readout(features: FeatureSet, patterns: tuple[str, ...], spec: Readout
         **({"engine": engine} if engine != "fast" else {}),
     })
     in_ch = features.n_channels if chans is None else len(chans)
-    model = PEM(in_ch, [head_seed(seed, p) for p in patterns], spec.n_layers, spec.kernel, spec.padding)
+    model = PEM(in_ch, [head_seed(seed, p) for p in patterns], spec.n_layers, spec.kernel, spec.padding, spec.width)
     folder = paths.cache_dir() / "readouts"
     weights_path, meta_path = folder / f"{key}.pt", folder / f"{key}.json"
     meta = cache.read_json(meta_path) if use_cache else None

@@ -2,7 +2,7 @@
 
 ``python -m posenc_utils.report`` rewrites the text between ``<!-- NAME:start -->`` and
 ``<!-- NAME:end -->`` for ``headline`` (Table 1 SPC, ours beside the paper's, and what the main
-job cost), ``deviations`` and ``benchmark`` (``make bench``'s report), from ``figures/offline/``.
+job cost), ``padding`` and ``layers`` (notebooks 03 and 04), ``deviations`` and ``benchmark`` (``make bench``'s report), from ``figures/offline/``.
 Nothing in those sections is typed by hand.
 """
 from __future__ import annotations
@@ -47,6 +47,70 @@ def headline(profile: str = "offline") -> str:
                           f"({t['warm']['date']}).")
         lines[-1] += " Where the time goes: see Benchmark below."
     return "\n".join(lines)
+
+
+def padding_section(profile: str = "offline") -> str:
+    """Markdown: notebook 03's findings (claim 7, Table 4, padding modes, canvas, border regions),
+    read from the profile's products."""
+    out = paths.FIGURES_DIR / profile
+    if not (out / "table4_padding.csv").exists():
+        return "Not run yet: `make reproduce` runs notebook 03."
+    t4 = pd.read_csv(out / "table4_padding.csv")
+    t4_mean = t4.pivot_table(index=["encoder", "setting"], columns="test_set", values="spc", sort=False)
+    modes = pd.read_csv(out / "padding_modes.csv")
+    ok = modes[(modes.status == "ok") & (modes.test_set == "photos")]
+    mode_mean = ok.pivot_table(index="encoder", columns="padding", values="spc", sort=False)
+    mode_mean = mode_mean.reindex(columns=[m for m in ("zeros", "reflect", "replicate", "circular", "none")
+                                           if m in mode_mean.columns])
+    canvas = pd.read_csv(out / "canvas.csv")
+    canvas_mean = canvas.pivot_table(index=["encoder", "setting"], columns="test_set", values="spc", sort=False)
+    regions = pd.read_csv(out / "border_regions.csv")
+    fmt = dict(floatfmt=".2f")
+    return "\n".join([
+        (out / "claim7.md").read_text().strip(), "",
+        f"Table 4 (`figures/{profile}/table4_padding.md`; Fig 6: `fig6_padding_gaussian.png`), mean SPC over the "
+        f"five patterns:", "", t4_mean.to_markdown(**fmt), "",
+        "Padding modes, mean SPC over the five patterns on photos (empty: the mode does not apply, reason in "
+        "`padding_modes.csv`; figure: `fig_padding_modes.png`):", "", mode_mean.to_markdown(**fmt), "",
+        "The canvas the image is padded with, mean SPC over the patterns (`canvas.csv`, `fig_canvas.png`):", "",
+        canvas_mean.to_markdown(**fmt), "",
+        "SPC of the H, V, G readouts on the border band versus the centre of the test photos (`border_regions.csv`; "
+        "error against the distance to the border: `fig_border_distance.png`, `border_distance.csv`):", "",
+        regions.to_markdown(index=False, **fmt),
+    ])
+
+
+def layers_section(profile: str = "offline") -> str:
+    """Markdown: notebook 04's findings (claims 5, 6, 8; Tables 2 and 3; content error; the positive control)."""
+    out = paths.FIGURES_DIR / profile
+    if not (out / "table2a_readout_depth.csv").exists():
+        return "Not run yet: `make reproduce` runs notebook 04."
+    fmt = dict(floatfmt=".2f")
+
+    def photos_mean(name: str, patterns) -> pd.DataFrame:
+        df = pd.read_csv(out / f"{name}.csv")
+        df = df[(df.test_set == "photos") & df.pattern.isin(patterns)]
+        return df.pivot_table(index="setting", columns="encoder", values="spc", sort=False)
+
+    t3 = pd.read_csv(out / "table3_per_stage.csv")
+    t3 = t3[t3.test_set == "photos"].pivot_table(index="setting", columns="encoder", values="spc", sort=False)
+    control = pd.read_csv(out / "positive_control.csv").pivot_table(index="setting", columns="pattern", values="spc",
+                                                                     sort=False)
+    content = pd.read_csv(out / "content_error.csv")
+    return "\n".join([
+        (out / "claims_5_6_8.md").read_text().strip(), "",
+        "Table 2 (`table2a_readout_depth.md`, `table2b_kernel_size.md`; Fig 5: `fig5_readout_capacity.png`), mean SPC "
+        "on photos over H, G, HS:", "",
+        pd.concat([photos_mean("table2a_readout_depth", ("H", "G", "HS")),
+                   photos_mean("table2b_kernel_size", ("H", "G", "HS"))]).to_markdown(**fmt), "",
+        "The positive control, the same readouts on the pixel coordinates (`positive_control.md`), SPC:", "",
+        control.to_markdown(**fmt), "",
+        "Table 3 (`table3_per_stage.md`, `fig_stage_trend.png`), mean SPC on photos over the five patterns:", "",
+        t3.to_markdown(**fmt), "",
+        "Fig 7 (`fig7_error_maps.png`): error on content / elsewhere, with 95% intervals resampling source "
+        "photographs (`content_error.md`):", "",
+        content.to_markdown(index=False, **fmt),
+    ])
 
 
 def benchmark(profile: str = "offline") -> str:
@@ -98,6 +162,8 @@ def replace_section(text: str, name: str, body: str) -> str:
 def main() -> int:
     text = README.read_text()
     text = replace_section(text, "headline", headline("offline"))
+    text = replace_section(text, "padding", padding_section("offline"))
+    text = replace_section(text, "layers", layers_section("offline"))
     text = replace_section(text, "deviations", deviations_markdown())
     text = replace_section(text, "benchmark", benchmark("offline"))
     README.write_text(text)

@@ -92,3 +92,9 @@ def test_pipeline_records_cold_and_warm_runs(tmp_path, monkeypatch):
     rec = pipeline.record_times(path, "offline", "cold", {"total_s": 550.0})
     assert rec["cold"] == {"total_s": 550.0} and rec["warm"] == {"total_s": 40.0}
     assert json.loads(path.read_text()) == rec
+
+
+def test_run_state():
+    assert pipeline.run_state(set(), {"features/a.json"}) == "cold"
+    assert pipeline.run_state({"features/a.json"}, {"features/a.json"}) == "warm"
+    assert pipeline.run_state({"features/a.json"}, {"features/a.json", "readouts/b.json"}) == "partial"

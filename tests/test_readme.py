@@ -22,5 +22,5 @@ def test_readme_probe_example_runs(capsys):
 
 def test_readme_has_generated_sections_markers():
     text = (paths.PROJ_ROOT / "README.md").read_text()
-    for name in ("headline", "deviations", "benchmark"):
+    for name in ("headline", "padding", "layers", "deviations", "benchmark"):
         assert f"<!-- {name}:start -->" in text and f"<!-- {name}:end -->" in text
