@@ -98,14 +98,14 @@ def _float_blocks(batch: StoredBatch, ranges: tuple[tuple[int, int], ...]):
     buf = torch.empty(min(per, b) * p * width, device=src.device)
     for i0 in range(0, b, per):
         i1 = min(b, i0 + per)
-        images = src[int(batch.idx[i0])].unsqueeze(0) if i1 - i0 == 1 \
-            else src[torch.from_numpy(np.asarray(batch.idx[i0:i1])).to(src.device)]
         rows = slice(i0 * p, i1 * p)
         for c0, c1, parts in chunks:
-            out = buf[:(i1 - i0) * p * (c1 - c0)].view((i1 - i0) * p, c1 - c0)
-            for a, e, o in parts:
-                out[:, o:o + e - a].copy_(images[:, :, a:e].reshape(-1, e - a))
-            yield rows, slice(c0, c1), out
+            out = buf[:(i1 - i0) * p * (c1 - c0)].view(i1 - i0, p, c1 - c0)
+            for j in range(i0, i1):  # only the selected channels are read (never whole rows of a wide array)
+                image = src[int(batch.idx[j])]
+                for a, e, o in parts:
+                    out[j - i0, :, o:o + e - a].copy_(image[:, a:e])
+            yield rows, slice(c0, c1), out.view((i1 - i0) * p, c1 - c0)
 
 
 def _padded_columns(n: int) -> int:

@@ -69,9 +69,11 @@ def readout_capacity(profile: Profile) -> tuple[pd.DataFrame, pd.DataFrame, dict
     source = view_features(views)
     frames, results = {"table2a": [], "table2b": []}, {}
     for spec in _capacity_encoders(profile):
-        results[spec.label] = {}
+        results[spec.label], done = {}, {}
         for table, setting, paper_setting, readout in capacity_settings(profile):
-            res = probe(profile, spec, readout=readout, sets=(train, tests), features=source)
+            if readout not in done:  # 1 layer 3x3 is in both tables: trained and evaluated once
+                done[readout] = probe(profile, spec, readout=readout, sets=(train, tests), features=source)
+            res = done[readout]
             results[spec.label].setdefault(setting, res)
             frames[table].append(res.summary().assign(setting=setting, paper_setting=paper_setting))
     out = []

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import sys
 import time
 from pathlib import Path
@@ -50,7 +51,7 @@ def run(profile: str, output_dir: str = "", only: list[str] | None = None, timeo
     dest.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("POSENC_PROGRESS", "lines")  # the kernels inherit it: a line per phase, no bars
     entries_before = cache_entries()
-    done, times, t_all = [], {}, time.perf_counter()
+    done, times, peaks, t_all = [], {}, {}, time.perf_counter()
     for nb in notebooks():
         if only and not any(o in nb.name for o in only):
             continue
@@ -61,14 +62,13 @@ def run(profile: str, output_dir: str = "", only: list[str] | None = None, timeo
             kernel_name="python3", cwd=str(nb.parent), execution_timeout=timeout, progress_bar=False,
         )
         times[nb.name] = round(time.perf_counter() - t0, 1)
+        peaks[nb.name] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6, 2)  # running max
         print(f"[{profile}] {nb.name} done in {times[nb.name]:.0f} s", flush=True)
         done.append(dest / nb.name)
     if not only:  # a full run: record how long the main job took and its peak memory, for the README
-        import resource
-
         # the kernels are this process's children: their peak resident memory, as /usr/bin/time -v reports it
         kernels = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6
-        run_record = {"notebooks_s": times, "total_s": round(time.perf_counter() - t_all, 1),
+        run_record = {"notebooks_s": times, "peak_rss_gb_so_far": peaks, "total_s": round(time.perf_counter() - t_all, 1),
                       "peak_rss_gb": round(max(kernels, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6), 2),
                       "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d")}
         state = run_state(entries_before, cache_entries())
