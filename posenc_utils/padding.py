@@ -359,9 +359,9 @@ def claim7(table: pd.DataFrame, test_set: str = "photos", patterns=("H", "G", "H
     part_a = all(g >= 0.1 for g in gains.values())
     part_b = bool(vggs) and all(k <= 0.7 for k in kept.values())
     verdict = "holds" if part_a and part_b else "does not hold"
-    text = (f"Claim 7 {verdict} on {test_set} (mean SPC over {', '.join(patterns)}). PosENet: padding 0 -> "
-            f"{pos['PEM padding 0']:.2f}, padding 1 -> {pos['PEM padding 1']:.2f}, padding 2 -> {pos['PEM padding 2']:.2f} "
-            f"({'a' if part_a else 'not a'} gain of at least 0.1 each). "
+    text = (f"Claim 7 {verdict} on {test_set} (mean SPC over {', '.join(patterns)}). (a) {'holds' if part_a else 'fails'}: "
+            f"PosENet with padding 0 -> {pos['PEM padding 0']:.2f}, padding 1 -> {pos['PEM padding 1']:.2f}, padding 2 -> "
+            f"{pos['PEM padding 2']:.2f}. (b) {'holds' if part_b else 'fails'}: "
             + " ".join(f"{e}: with padding {mean[(e, 'with padding')]:.2f}, without {mean[(e, 'without padding')]:.2f} "
                        f"({100 * kept[e]:.0f}% kept)." for e in vggs))
     return {"rule": CLAIM7_RULE, "verdict": verdict, "posenet_gain": gains, "vgg16_kept": kept,

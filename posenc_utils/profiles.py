@@ -200,7 +200,7 @@ def _offline() -> Profile:
         # Notebook 03 within its 5-minute budget on 2 cores (measured: see the README): every padding
         # variant of every encoder is a new feature extraction.
         table4_train_n=100,
-        ablation_train_n=32,
+        ablation_train_n=24,
         ablation_test_n=8,
         canvas_values=("0", "1", "mean"),
         # Notebook 04 within its 4-minute budget: C -> C stacked layers on 1472 channels are ~1e15

@@ -3,12 +3,14 @@
 ``POSENC_PROGRESS`` picks the mode (``bar`` | ``lines`` | ``off``). By default: ``off`` when ``CI``
 or ``POSENC_NO_PROGRESS`` is set; otherwise ``bar``, a tqdm bar (one live widget in JupyterLab,
 with ipywidgets installed; a text bar in a terminal). The papermill pipeline sets ``lines``: each
-loop then prints a single line when it ends (what it did, how long it took), so an executed
+loop then prints a single line when it ends (what it did, how long it took, the process's peak
+memory so far), so an executed
 notebook reads like the notebook instead of holding hundreds of bar updates.
 """
 from __future__ import annotations
 
 import os
+import resource
 import time
 from typing import Iterable, Iterator, TypeVar
 
@@ -33,7 +35,9 @@ def _lines(it: Iterable[T], desc: str, unit: str) -> Iterator[T]:
         count += 1
     seconds = time.perf_counter() - t0
     if count > 1:
-        print(f"{desc}: {count} {unit} in {seconds:.1f} s ({seconds / count:.2f} s each)", flush=True)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # GB (Linux reports kB)
+        print(f"{desc}: {count} {unit} in {seconds:.1f} s ({seconds / count:.2f} s each; peak memory so far "
+              f"{peak:.1f} GB)", flush=True)
 
 
 def progress(it: Iterable[T], desc: str, total: int | None = None, unit: str = "steps") -> Iterable[T]:
