@@ -149,8 +149,12 @@ class FeatureMap:
         return out
 
     def close(self) -> None:
+        """Unmap the file. Its pages leave this process's resident memory even when a view of it is
+        still alive somewhere (the mapping then lives on, and a later read faults the pages in again
+        from the page cache): without this, every closed but still viewed file stayed resident."""
         self.tensor = self.array = None
         if self._mm is not None:
+            self._mm.madvise(mmap.MADV_DONTNEED, 0, len(self._mm))
             try:
                 self._mm.close()
             except BufferError:  # a view is still alive somewhere: the mapping goes with it

@@ -129,12 +129,12 @@ def plot_stage_trend(table: pd.DataFrame, path: Path, test_set: str = "photos") 
 
 def positive_control(profile: Profile) -> pd.DataFrame:
     """Every Table 2 readout trained on coordinate channels (x, y) instead of features: what it can
-    express at all. The input is the same for every image, so one test set says everything."""
+    express at all. The input is the same for every image, so one test image says everything."""
     train, tests, _ = capacity_sets(profile)
     spec = EncoderSpec("coords", "none")
     frames = []
     for table, setting, _paper, readout in capacity_settings(profile):
-        res = probe(profile, spec, readout=readout, sets=(train, tests[:1]))
+        res = probe(profile, spec, readout=readout, sets=(train, [tests[0].head(1)]))
         frames.append(res.summary().assign(setting=setting, table=table))
     return pd.concat(frames, ignore_index=True)[["encoder", "table", "setting", "pattern", "test_set", "spc", "mae"]]
 

@@ -209,6 +209,23 @@ def canvas(profile: Profile) -> tuple[pd.DataFrame, dict[str, ProbeResult]]:
     return pd.concat(frames, ignore_index=True)[cols], results
 
 
+def canvas_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Per encoder: how SPC follows the input-level contrast (Spearman correlation, over canvases and test
+    sets, of the mean SPC over patterns with the border contrast), and SPC on the black image as built
+    and on a white canvas."""
+    from scipy.stats import spearmanr
+
+    df = table.groupby(["encoder", "setting", "test_set"], sort=False).agg(
+        spc=("spc", "mean"), contrast=("border_contrast", "first")).reset_index()
+    rows = []
+    for enc, d in df.groupby("encoder", sort=False):
+        black = d[d.test_set == "black"].set_index("setting").spc
+        rows.append(dict(encoder=enc, spc_vs_contrast=float(spearmanr(d.contrast, d.spc).statistic),
+                         black_as_built=float(black.get("as built", np.nan)),
+                         black_on_white=float(black.get("canvas 1", np.nan))))
+    return pd.DataFrame(rows)
+
+
 def plot_padding_modes(table: pd.DataFrame, path: Path, test_set: str = "photos") -> plt.Figure:
     """A heat map per pattern: SPC on ``test_set`` by encoder (rows) and padding mode (columns); n/a marked."""
     import seaborn as sns
@@ -255,7 +272,7 @@ def plot_canvas(table: pd.DataFrame, path: Path) -> plt.Figure:
     axes[0, 0].set_ylabel("SPC, mean over patterns")
     if axes[0, -1].get_legend() is not None:
         axes[0, -1].legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    fig.suptitle("Position follows the contrast between the image and what it is padded with", fontsize=10)
+    fig.suptitle("SPC against the contrast between the image's border and the canvas it is padded with", fontsize=10)
     fig.tight_layout()
     save_figure(fig, path)
     return fig

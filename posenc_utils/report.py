@@ -27,6 +27,14 @@ def headline(profile: str = "offline") -> str:
     md = spc_overview(table).to_markdown(index=False)
     lines = [f"Table 1, `{profile}` profile: SPC ours (paper's in parentheses; `[k undef.]`: k images with a "
              f"constant prediction, counted as 0). Source: `figures/{profile}/table1_position_info.csv`.", "", md]
+    more = [(name, f"figures/{profile}/{name}") for name in (
+        "table4_padding.md", "fig6_padding_gaussian.png", "claim7.md", "padding_modes.md", "fig_padding_modes.png",
+        "canvas.md", "fig_canvas.png", "fig_border_distance.png", "border_regions.md", "table2a_readout_depth.md",
+        "table2b_kernel_size.md", "fig5_readout_capacity.png", "table3_per_stage.md", "fig_stage_trend.png",
+        "fig7_error_maps.png", "content_error.md", "positive_control.md", "claims_5_6_8.md") if (out / name).exists()]
+    if more:
+        lines += ["", "More products of the main job (notebooks 03 and 04, summarized in the sections below): "
+                  + ", ".join(f"[`{name}`]({link})" for name, link in more) + "."]
     times = out / "pipeline_times.json"
     if times.exists():
         t = json.loads(times.read_text())
@@ -41,7 +49,9 @@ def headline(profile: str = "offline") -> str:
                          f"speed drifts by tens of percent, so the ratio is approximate)")
             lines += ["", f"The main job (`make reproduce`, every notebook) took {cold['total_s'] / 60:.1f} min from an "
                           f"empty cache on {cold['cpus']} CPU cores{floor}, peak memory {cold['peak_rss_gb']:.1f} GB "
-                          f"({cold['date']})."]
+                          f"({cold['date']}). Per notebook: "
+                          + ", ".join(f"{k.split('_')[0]} {v / 60:.1f} min" for k, v in cold["notebooks_s"].items())
+                          + "."]
         if "warm" in t:
             lines[-1] += (f" A rerun reusing the cache took {t['warm']['total_s']:.0f} s "
                           f"({t['warm']['date']}).")

@@ -200,3 +200,26 @@ def test_feature_map_rows(tiny_set):
         assert np.array_equal(m.array[4], stored[4].reshape(28 * 28, 1472))
         pages = m._pages([1, 2, 4])
         assert [p[0] % 4096 for p in pages] == [0, 0] and len(pages) == 2  # runs merged, page-aligned
+
+
+def _resident_kb(path) -> int:
+    """Resident kB of this process's mappings of ``path`` (from /proc/self/smaps)."""
+    total, inside = 0, False
+    for line in open("/proc/self/smaps"):
+        if "-" in line.split(" ", 1)[0] and len(line.split()) >= 5:
+            inside = line.rstrip().endswith(str(path))
+        elif inside and line.startswith("Rss:"):
+            total += int(line.split()[1])
+    return total
+
+
+def test_closed_feature_map_leaves_memory_even_with_a_live_view(tiny_set):
+    fs = extract_features(VGG, tiny_set)
+    stored = np.load(fs.path)
+    m = features.FeatureMap(fs)
+    view = m.tensor[1]  # a view outliving the map: the mapping cannot be unmapped
+    assert float(view.float().sum()) == float(torch.from_numpy(stored[1]).float().sum())
+    assert _resident_kb(fs.path) > 1000
+    m.close()
+    assert _resident_kb(fs.path) < 100, "the pages left this process's resident memory"
+    assert np.array_equal(view.numpy(), stored[1].reshape(28 * 28, 1472))  # and the view still reads right
