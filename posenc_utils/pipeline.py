@@ -80,7 +80,8 @@ def run(profile: str, output_dir: str = "", only: list[str] | None = None, timeo
 def cache_entries() -> set[str]:
     """The cache's entries (image sets, feature arrays, readouts), by their sidecar names."""
     root = paths.cache_dir()
-    return {f"{sub}/{p.name}" for sub in ("images", "features", "readouts") for p in (root / sub).glob("*.json")}
+    return {f"{sub}/{p.name}" for sub in ("images", "features", "readouts", "evaluations")
+            for p in (root / sub).glob("*.json")}
 
 
 def cache_is_empty() -> bool:

@@ -255,17 +255,43 @@ def train_readout(features: FeatureSet, patterns: tuple[str, ...], spec: Readout
     return Readout(model, patterns, chans, history, key, seconds, engine, epoch_seconds, gflop)
 
 
+EVALUATION_VERSION = 1
+
+
 @torch.no_grad()
 def evaluate(readout: Readout, features: FeatureSet, image_size: int, batch_size: int = 16,
-             device: str | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+             device: str | None = None, use_cache: bool = True) -> tuple[pd.DataFrame, np.ndarray]:
     """Per-image SPC and MAE of every head on ``features``, and the low-resolution predictions.
 
     Returns a DataFrame (image, pattern, spc, mae) and an array (N, patterns, h, w) of the PEM's
-    raw outputs (before upsampling), small enough to keep for figures.
+    raw outputs (before upsampling), small enough to keep for figures. Cached by the readout's and
+    the features' keys, so a rerun of a notebook computes no metric again.
     """
+    key = cache.make_key({"readout": readout.key, "features": features.key, "image_size": image_size,
+                          "batch_size": batch_size, "version": EVALUATION_VERSION})
+    folder = paths.cache_dir() / "evaluations"
+    data_path, meta_path = folder / f"{key}.npz", folder / f"{key}.json"
+    use_cache = use_cache and bool(readout.key)
+    meta = cache.read_json(meta_path) if use_cache else None
+    if (meta is not None and meta.get("key") == key and data_path.exists()
+            and cache.verify_file(data_path, meta_path, meta)):
+        with np.load(data_path) as z:
+            df = pd.DataFrame({"image": z["image"], "pattern": z["pattern"].astype(str), "spc": z["spc"],
+                               "mae": z["mae"]})
+            return df, z["lowres"]
     with timing.phase("evaluation"), flush_denormals():
-        return _evaluate(readout, features, image_size, batch_size,
-                         device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        df, lowres = _evaluate(readout, features, image_size, batch_size,
+                               device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if use_cache:
+        folder.mkdir(parents=True, exist_ok=True)
+        with cache.atomic_path(data_path) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, image=df.image.to_numpy(), pattern=df.pattern.to_numpy(dtype=str),
+                         spc=df.spc.to_numpy(), mae=df.mae.to_numpy(), lowres=lowres)
+            checksum = cache.file_checksum(tmp)
+        cache.write_json(meta_path, {"key": key, "checksum": checksum, "readout": readout.key,
+                                     "features": features.key})
+    return df, lowres
 
 
 def _evaluate(readout: Readout, features: FeatureSet, image_size: int, batch_size: int,

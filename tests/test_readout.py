@@ -373,3 +373,18 @@ def test_damaged_readout_is_retrained(vgg_features, monkeypatch):
     assert again.history == first.history
     s1, s2 = first.model.state_dict(), again.model.state_dict()
     assert all(torch.equal(s1[k], s2[k]) for k in s1)
+
+
+def test_evaluation_is_cached(vgg_features, monkeypatch):
+    r = train_readout(vgg_features, PATTERNS, SPEC, IMAGE_SIZE)
+    rows, low = evaluate(r, vgg_features, IMAGE_SIZE, batch_size=3)
+
+    def never(*a, **k):
+        raise AssertionError("evaluated again")
+
+    monkeypatch.setattr(readout, "_evaluate", never)
+    rows2, low2 = evaluate(r, vgg_features, IMAGE_SIZE, batch_size=3)
+    pd.testing.assert_frame_equal(rows, rows2)
+    assert np.array_equal(low, low2) and low2.dtype == np.float16
+    with pytest.raises(AssertionError, match="evaluated again"):
+        evaluate(r, vgg_features, IMAGE_SIZE, batch_size=4)  # another batch size is another entry
