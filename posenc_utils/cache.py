@@ -18,7 +18,7 @@ import shutil
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import xxhash
@@ -134,6 +134,22 @@ def verify_file(data_path: Path, meta_path: Path, meta: dict[str, Any]) -> bool:
         return False
     _VERIFIED[str(data_path)] = (*stamp, actual)
     return True
+
+
+def read_file_entry(data_path: Path, meta_path: Path, key: str) -> dict[str, Any] | None:
+    """The sidecar of a cached file entry when it is for ``key`` and the file still has its checksum; else None."""
+    meta = read_json(meta_path)
+    if meta is not None and meta.get("key") == key and Path(data_path).exists() and verify_file(data_path, meta_path, meta):
+        return meta
+    return None
+
+
+def write_file_entry(data_path: Path, meta_path: Path, meta: dict[str, Any], write: Callable[[Path], None]) -> None:
+    """Write a file entry atomically by ``write(temporary path)``, then its sidecar: ``meta`` and the file's checksum."""
+    with atomic_path(data_path) as tmp:
+        write(tmp)
+        checksum = file_checksum(tmp)
+    write_json(meta_path, {**meta, "checksum": checksum})
 
 
 def open_array_entry(data_path: Path, meta_path: Path, expect: dict[str, Any]) -> np.ndarray | None:

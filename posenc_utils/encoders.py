@@ -575,13 +575,12 @@ def build_encoder(spec: EncoderSpec, seed: int = 0, image_size: int = 224) -> En
         built = dataclasses.replace(spec, padding="zeros")
         base = _as_built(built, seed, image_size if arch == "efficientnet_lite0" else 0)
         enc = dataclasses.replace(base, spec=spec, module=base.module.copy())
-        if spec.padding != "zeros" and canvas_value(spec.padding) is None:
-            set_padding(enc.module, spec.padding)
+        set_padding(enc.module, spec.padding)  # nothing to do for zeros or a canvas
         if spec.padding == "none":
             _check_no_padding(enc, arch)
     if canvas_value(spec.padding) is not None:
         if arch in ("posenet", "coords"):
-            raise PaddingNotSupportedError("PosENet has no encoder: there is no padding to put a canvas in",
+            raise PaddingNotSupportedError(f"{spec.label} has no encoder: there is no padding to put a canvas in",
                                            reason="no encoder, nothing is padded")
         apply_canvas(enc.module, canvas_value(spec.padding), enc.preprocess)
     enc.module.eval().to(memory_format=torch.channels_last)

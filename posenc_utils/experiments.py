@@ -11,7 +11,9 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
+import torch
 
+from .engine import upsample
 from .features import FeatureSet, extract_features
 from .images import ImageSet, build_image_set
 from .metrics import summarize
@@ -28,6 +30,13 @@ class ProbeResult:
     readout: Readout
     per_image: pd.DataFrame  # test_set, image, pattern, spc, mae
     predictions: dict[str, np.ndarray] = field(default_factory=dict)  # test set -> (N, P, h, w)
+
+    def upsampled(self, test_set: str, pattern: str, size: int, images=slice(None)) -> np.ndarray:
+        """The ``pattern`` head's predictions on ``test_set`` (images ``images``), upsampled to ``size``
+        as the metrics see them: (N, size, size)."""
+        h = self.readout.patterns.index(pattern)
+        low = torch.from_numpy(self.predictions[test_set][images, h:h + 1].astype(np.float32))
+        return upsample(low, size)[:, 0].numpy()
 
     def summary(self) -> pd.DataFrame:
         df = summarize(self.per_image, ["test_set", "pattern"])
@@ -62,6 +71,13 @@ def view_features(views: Views) -> FeatureSource:
         return features_for(profile, spec, image_set)
 
     return features
+
+
+def head_of(full: ImageSet, n: int | None) -> tuple[ImageSet, Views]:
+    """The first ``n`` images of ``full`` (all of them when ``n`` is None), and the view that lets
+    them use ``full``'s cached zero-padded features (Table 1's) instead of computing their own."""
+    head = full.head(n) if n else full
+    return head, ({(head.key, "zeros"): (full, head.n)} if head.key != full.key else {})
 
 
 def probe(profile: Profile, spec: EncoderSpec, patterns: tuple[str, ...] = PATTERNS,

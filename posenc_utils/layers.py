@@ -18,12 +18,10 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import torch
 from scipy import ndimage
 
 from . import tables
-from .engine import upsample
-from .experiments import ProbeResult, image_sets, probe, view_features
+from .experiments import ProbeResult, head_of, image_sets, probe, view_features
 from .images import ImageSet, photo_sources
 from .metrics import cluster_bootstrap_ci
 from .plots import off_axes, save_figure
@@ -39,9 +37,7 @@ def capacity_sets(profile: Profile) -> tuple[ImageSet, list[ImageSet], dict]:
     """Training set of Tables 2 and 3 (the first ``capacity_train_n`` images) and the test sets, with
     the view of Table 1's cached features for that head."""
     train, tests = image_sets(profile)
-    n = profile.capacity_train_n
-    head = train.head(n) if n else train
-    views = {(head.key, "zeros"): (train, head.n)} if head.key != train.key else {}
+    head, views = head_of(train, profile.capacity_train_n)
     return head, tests, views
 
 
@@ -145,12 +141,8 @@ def positive_control(profile: Profile) -> pd.DataFrame:
 def error_maps(result: ProbeResult, test_set: ImageSet, patterns=("H", "V", "G")) -> np.ndarray:
     """Per-pixel mean |target - prediction| over ``patterns`` at the image size, (N, S, S)."""
     size = test_set.size
-    errs = []
-    for p in patterns:
-        h = result.readout.patterns.index(p)
-        low = torch.from_numpy(result.predictions[test_set.name][:, h:h + 1].astype(np.float32))
-        errs.append(np.abs(upsample(low, size)[:, 0].numpy() - target_map(p, size)[None]))
-    return np.mean(errs, axis=0)
+    return np.mean([np.abs(result.upsampled(test_set.name, p, size) - target_map(p, size)[None]) for p in patterns],
+                   axis=0)
 
 
 def content_maps(images: np.ndarray, sigma: float = 2.0) -> np.ndarray:

@@ -26,13 +26,12 @@ import torch
 
 from . import tables
 from .encoders import PaddingNotSupportedError, canvas_value
-from .engine import upsample
-from .experiments import ProbeResult, Views, image_sets, probe, view_features
+from .experiments import ProbeResult, Views, head_of, image_sets, probe, view_features
 from .images import ImageSet
 from .metrics import spc
 from .plots import off_axes, save_figure
 from .profiles import EncoderSpec, Profile
-from .targets import target_map
+from .targets import PATTERNS, target_map
 
 MODES = ("zeros", "reflect", "replicate", "circular", "none")
 TABLE_COLUMNS = ["encoder", "arch", "weights", "padding", "setting", "pattern", "test_set", "spc", "mae",
@@ -55,7 +54,7 @@ def table4_profile(profile: Profile) -> Profile:
 def table4_sets(profile: Profile) -> tuple[ImageSet, list[ImageSet]]:
     """Table 4's training set (the first ``table4_train_n`` images) and test sets (all)."""
     train, tests = image_sets(table4_profile(profile))
-    return (train.head(profile.table4_train_n) if profile.table4_train_n else train), tests
+    return head_of(train, profile.table4_train_n)[0], tests
 
 
 def table4(profile: Profile) -> tuple[pd.DataFrame, dict[str, ProbeResult]]:
@@ -72,11 +71,10 @@ def table4(profile: Profile) -> tuple[pd.DataFrame, dict[str, ProbeResult]]:
             runs += [(dataclasses.replace(spec, padding="zeros"), "with padding", "with padding", prof.readout),
                      (dataclasses.replace(spec, padding="none"), "without padding", "without padding", prof.readout)]
     frames, results = [], {}
-    sets = table4_sets(profile)
-    train_full = image_sets(prof)[0]
-    views = {(sets[0].key, "zeros"): (train_full, sets[0].n)} if sets[0].key != train_full.key else {}  # Table 1's
+    train_full, tests = image_sets(prof)
+    train, views = head_of(train_full, profile.table4_train_n)
     for spec, setting, paper_setting, readout in runs:
-        result = probe(prof, spec, readout=readout, sets=sets, features=view_features(views))
+        result = probe(prof, spec, readout=readout, sets=(train, tests), features=view_features(views))
         base = dataclasses.replace(spec, padding="zeros").label
         results[f"{base}, {setting}"] = result
         frames.append(_summary(result, setting, paper_setting=paper_setting).assign(encoder=base))
@@ -96,12 +94,10 @@ def fig6_padding_gaussian(results: dict[str, ProbeResult], tests: list[ImageSet]
         axes[0, c + 1].imshow(t.rows(i, i + 1)[0])
         axes[0, c + 1].set_title(t.name, fontsize=8)
     for r, (label, res) in enumerate(results.items(), start=1):
-        h = res.readout.patterns.index(pattern)
         axes[r, 0].text(0.95, 0.5, label.replace(", ", ",\n"), ha="right", va="center", fontsize=7,
                         transform=axes[r, 0].transAxes)
         for c, (t, i) in enumerate(cols):
-            low = torch.from_numpy(res.predictions[t.name][i:i + 1, h:h + 1].astype(np.float32))
-            axes[r, c + 1].imshow(upsample(low, size)[0, 0].numpy(), cmap="gray", vmin=0, vmax=1)
+            axes[r, c + 1].imshow(res.upsampled(t.name, pattern, size, slice(i, i + 1))[0], cmap="gray", vmin=0, vmax=1)
     for ax in axes.ravel():
         off_axes(ax)
     for ax in axes[1:, 0]:
@@ -124,9 +120,8 @@ def ablation_sets(profile: Profile) -> tuple[ImageSet, list[ImageSet], Views]:
     views: Views = {}
 
     def head(s: ImageSet, n: int | None, unpadded: ImageSet) -> ImageSet:
-        h = s.head(n) if n else s
-        if h is not s:
-            views[(h.key, "zeros")] = (s, h.n)
+        h, zeros = head_of(s, n)
+        views.update(zeros)
         if unpadded.size == s.size and unpadded.n >= h.n and unpadded.key != h.key:
             views[(h.key, "none")] = (unpadded, h.n)
         return h
@@ -139,7 +134,7 @@ def _not_applicable(spec: EncoderSpec, mode: str, reason: str, tests: list[Image
     return pd.DataFrame([dict(encoder=spec.label, arch=spec.name, weights=spec.weights, padding=mode, setting=mode,
                               pattern=p, test_set=t.name, spc=np.nan, mae=np.nan, spc_undefined=0, n_images=0,
                               status="n/a", reason=reason)
-                         for p in ("H", "V", "G", "HS", "VS") for t in tests])
+                         for p in PATTERNS for t in tests])
 
 
 def padding_modes(profile: Profile) -> tuple[pd.DataFrame, dict[str, ProbeResult]]:
@@ -288,15 +283,6 @@ def distance_to_border(size: int) -> np.ndarray:
     return np.minimum(d[:, None], d[None, :])
 
 
-def _full_predictions(result: ProbeResult, test_set: str, size: int, patterns) -> dict[str, np.ndarray]:
-    out = {}
-    for p in patterns:
-        h = result.readout.patterns.index(p)
-        low = torch.from_numpy(result.predictions[test_set][:, h:h + 1].astype(np.float32))
-        out[p] = upsample(low, size)[:, 0].numpy()
-    return out
-
-
 def border_distance(results: dict[str, ProbeResult], test_set: str, size: int, bin_px: int = 8,
                     band_px: int | None = None, patterns=("H", "V", "G")) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-pixel |target - prediction| of the ``patterns`` readouts against the distance to the nearest
@@ -314,7 +300,7 @@ def border_distance(results: dict[str, ProbeResult], test_set: str, size: int, b
     err_rows, spc_rows = [], []
     for res in results.values():
         who = dict(encoder=dataclasses.replace(res.encoder, padding="zeros").label, padding=res.encoder.padding)
-        preds = _full_predictions(res, test_set, size, patterns)
+        preds = {p: res.upsampled(test_set, p, size) for p in patterns}
         err = np.mean([np.abs(preds[p] - target_map(p, size)[None]) for p in patterns], axis=0)  # (N, S, S)
         for b in np.unique(bins):
             for i, e in enumerate(err[:, bins == b].mean(axis=1)):

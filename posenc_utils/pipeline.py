@@ -78,15 +78,10 @@ def run(profile: str, output_dir: str = "", only: list[str] | None = None, timeo
 
 
 def cache_entries() -> set[str]:
-    """The cache's entries (image sets, feature arrays, readouts), by their sidecar names."""
+    """The cache's entries (image sets, feature arrays, readouts, evaluations), by their sidecar names."""
     root = paths.cache_dir()
     return {f"{sub}/{p.name}" for sub in ("images", "features", "readouts", "evaluations")
             for p in (root / sub).glob("*.json")}
-
-
-def cache_is_empty() -> bool:
-    """Whether the cache holds no image set, feature array or readout yet (a cold run)."""
-    return not cache_entries()
 
 
 def run_state(before: set[str], after: set[str]) -> str:

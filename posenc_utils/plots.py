@@ -5,10 +5,8 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
 
 from .images import ImageSet
-from .engine import upsample
 from .targets import PATTERN_NAMES, PATTERNS, target_map
 
 
@@ -58,10 +56,8 @@ def fig4_qualitative(results: dict, test_set: ImageSet, index: int, path: Path,
         axes[r, 1].imshow(target_map(p, size), cmap="gray", vmin=0, vmax=1)
         axes[r, 0].set_ylabel(p, fontsize=10)
         for c, label in enumerate(labels):
-            res = results[label]
-            h = res.readout.patterns.index(p)
-            low = torch.from_numpy(res.predictions[test_set.name][index:index + 1, h:h + 1].astype(np.float32))
-            axes[r, 2 + c].imshow(upsample(low, size)[0, 0].numpy(), cmap="gray", vmin=0, vmax=1)
+            pred = results[label].upsampled(test_set.name, p, size, slice(index, index + 1))[0]
+            axes[r, 2 + c].imshow(pred, cmap="gray", vmin=0, vmax=1)
         for ax in axes[r]:
             off_axes(ax)
     for c, title in enumerate(["input", "ground truth"] + labels):

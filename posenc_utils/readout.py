@@ -16,6 +16,7 @@ other for every kernel size and padding the study uses.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -224,9 +225,8 @@ def train_readout(features: FeatureSet, patterns: tuple[str, ...], spec: Readout
     model = PEM(in_ch, [head_seed(seed, p) for p in patterns], spec.n_layers, spec.kernel, spec.padding, spec.width)
     folder = paths.cache_dir() / "readouts"
     weights_path, meta_path = folder / f"{key}.pt", folder / f"{key}.json"
-    meta = cache.read_json(meta_path) if use_cache else None
-    if (meta is not None and meta.get("key") == key and weights_path.exists()
-            and cache.verify_file(weights_path, meta_path, meta)):
+    meta = cache.read_file_entry(weights_path, meta_path, key) if use_cache else None
+    if meta is not None:
         model.load_state_dict(torch.load(weights_path, map_location="cpu", weights_only=True))
         return Readout(model.eval(), patterns, chans, meta["history"], key, meta["train_seconds"], engine,
                        meta.get("epoch_seconds", []), meta.get("gflop", 0.0))
@@ -246,12 +246,10 @@ def train_readout(features: FeatureSet, patterns: tuple[str, ...], spec: Readout
     seconds = time.perf_counter() - t0
     timing.add("readout_training", seconds)
     gflop = spec.epochs * _first_layer_gflop(model, features.n, features.size)
-    with cache.atomic_path(weights_path) as tmp:
-        torch.save(model.state_dict(), tmp)
-        checksum = cache.file_checksum(tmp)
-    cache.write_json(meta_path, {"key": key, "history": history, "train_seconds": seconds, "checksum": checksum,
-                                 "epoch_seconds": epoch_seconds, "gflop": gflop, "engine": engine,
-                                 "encoder": features.encoder.__dict__, "patterns": patterns})
+    cache.write_file_entry(weights_path, meta_path, {
+        "key": key, "history": history, "train_seconds": seconds, "epoch_seconds": epoch_seconds, "gflop": gflop,
+        "engine": engine, "encoder": features.encoder.__dict__, "patterns": patterns,
+    }, lambda tmp: torch.save(model.state_dict(), tmp))
     return Readout(model, patterns, chans, history, key, seconds, engine, epoch_seconds, gflop)
 
 
@@ -272,9 +270,7 @@ def evaluate(readout: Readout, features: FeatureSet, image_size: int, batch_size
     folder = paths.cache_dir() / "evaluations"
     data_path, meta_path = folder / f"{key}.npz", folder / f"{key}.json"
     use_cache = use_cache and bool(readout.key)
-    meta = cache.read_json(meta_path) if use_cache else None
-    if (meta is not None and meta.get("key") == key and data_path.exists()
-            and cache.verify_file(data_path, meta_path, meta)):
+    if use_cache and cache.read_file_entry(data_path, meta_path, key) is not None:
         with np.load(data_path) as z:
             df = pd.DataFrame({"image": z["image"], "pattern": z["pattern"].astype(str), "spc": z["spc"],
                                "mae": z["mae"]})
@@ -283,14 +279,13 @@ def evaluate(readout: Readout, features: FeatureSet, image_size: int, batch_size
         df, lowres = _evaluate(readout, features, image_size, batch_size,
                                device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if use_cache:
-        folder.mkdir(parents=True, exist_ok=True)
-        with cache.atomic_path(data_path) as tmp:
-            with open(tmp, "wb") as f:
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as f:  # a file object: np.savez would add ".npz" to a path
                 np.savez(f, image=df.image.to_numpy(), pattern=df.pattern.to_numpy(dtype=str),
                          spc=df.spc.to_numpy(), mae=df.mae.to_numpy(), lowres=lowres)
-            checksum = cache.file_checksum(tmp)
-        cache.write_json(meta_path, {"key": key, "checksum": checksum, "readout": readout.key,
-                                     "features": features.key})
+
+        cache.write_file_entry(data_path, meta_path, {"key": key, "readout": readout.key, "features": features.key},
+                               write)
     return df, lowres
 
 

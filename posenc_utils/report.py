@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from pathlib import Path
 
 import pandas as pd
 
@@ -60,35 +61,41 @@ def headline(profile: str = "offline") -> str:
     return "\n".join(lines)
 
 
+def _findings(claims: Path, *tables: tuple[str, pd.DataFrame, bool]) -> str:
+    """Markdown: a notebook's claims file, then each (caption, table, show the index) in turn."""
+    lines = [claims.read_text().strip()]
+    for caption, table, index in tables:
+        lines += ["", caption, "", table.to_markdown(index=index, floatfmt=".2f")]
+    return "\n".join(lines)
+
+
 def padding_section(profile: str = "offline") -> str:
     """Markdown: notebook 03's findings (claim 7, Table 4, padding modes, canvas, border regions),
     read from the profile's products."""
+    from .padding import MODES
+
     out = paths.FIGURES_DIR / profile
     if not (out / "table4_padding.csv").exists():
         return "Not run yet: `make reproduce` runs notebook 03."
     t4 = pd.read_csv(out / "table4_padding.csv")
-    t4_mean = t4.pivot_table(index=["encoder", "setting"], columns="test_set", values="spc", sort=False)
     modes = pd.read_csv(out / "padding_modes.csv")
     ok = modes[(modes.status == "ok") & (modes.test_set == "photos")]
     mode_mean = ok.pivot_table(index="encoder", columns="padding", values="spc", sort=False)
-    mode_mean = mode_mean.reindex(columns=[m for m in ("zeros", "reflect", "replicate", "circular", "none")
-                                           if m in mode_mean.columns])
     canvas = pd.read_csv(out / "canvas.csv")
-    canvas_mean = canvas.pivot_table(index=["encoder", "setting"], columns="test_set", values="spc", sort=False)
-    regions = pd.read_csv(out / "border_regions.csv")
-    fmt = dict(floatfmt=".2f")
-    return "\n".join([
-        (out / "claim7.md").read_text().strip(), "",
-        f"Table 4 (`figures/{profile}/table4_padding.md`; Fig 6: `fig6_padding_gaussian.png`), mean SPC over the "
-        f"five patterns:", "", t4_mean.to_markdown(**fmt), "",
-        "Padding modes, mean SPC over the five patterns on photos (empty: the mode does not apply, reason in "
-        "`padding_modes.csv`; figure: `fig_padding_modes.png`):", "", mode_mean.to_markdown(**fmt), "",
-        "The canvas the image is padded with, mean SPC over the patterns (`canvas.csv`, `fig_canvas.png`):", "",
-        canvas_mean.to_markdown(**fmt), "",
-        "SPC of the H, V, G readouts on the border band versus the centre of the test photos (`border_regions.csv`; "
-        "error against the distance to the border: `fig_border_distance.png`, `border_distance.csv`):", "",
-        regions.to_markdown(index=False, **fmt),
-    ])
+    return _findings(
+        out / "claim7.md",
+        (f"Table 4 (`figures/{profile}/table4_padding.md`; Fig 6: `fig6_padding_gaussian.png`), mean SPC over the "
+         f"five patterns:", t4.pivot_table(index=["encoder", "setting"], columns="test_set", values="spc", sort=False),
+         True),
+        ("Padding modes, mean SPC over the five patterns on photos (empty: the mode does not apply, reason in "
+         "`padding_modes.csv`; figure: `fig_padding_modes.png`):",
+         mode_mean.reindex(columns=[m for m in MODES if m in mode_mean.columns]), True),
+        ("The canvas the image is padded with, mean SPC over the patterns (`canvas.csv`, `fig_canvas.png`):",
+         canvas.pivot_table(index=["encoder", "setting"], columns="test_set", values="spc", sort=False), True),
+        ("SPC of the H, V, G readouts on the border band versus the centre of the test photos (`border_regions.csv`; "
+         "error against the distance to the border: `fig_border_distance.png`, `border_distance.csv`):",
+         pd.read_csv(out / "border_regions.csv"), False),
+    )
 
 
 def layers_section(profile: str = "offline") -> str:
@@ -96,7 +103,6 @@ def layers_section(profile: str = "offline") -> str:
     out = paths.FIGURES_DIR / profile
     if not (out / "table2a_readout_depth.csv").exists():
         return "Not run yet: `make reproduce` runs notebook 04."
-    fmt = dict(floatfmt=".2f")
 
     def photos_mean(name: str, patterns) -> pd.DataFrame:
         df = pd.read_csv(out / f"{name}.csv")
@@ -104,24 +110,20 @@ def layers_section(profile: str = "offline") -> str:
         return df.pivot_table(index="setting", columns="encoder", values="spc", sort=False)
 
     t3 = pd.read_csv(out / "table3_per_stage.csv")
-    t3 = t3[t3.test_set == "photos"].pivot_table(index="setting", columns="encoder", values="spc", sort=False)
-    control = pd.read_csv(out / "positive_control.csv").pivot_table(index="setting", columns="pattern", values="spc",
-                                                                     sort=False)
-    content = pd.read_csv(out / "content_error.csv")
-    return "\n".join([
-        (out / "claims_5_6_8.md").read_text().strip(), "",
-        "Table 2 (`table2a_readout_depth.md`, `table2b_kernel_size.md`; Fig 5: `fig5_readout_capacity.png`), mean SPC "
-        "on photos over H, G, HS:", "",
-        pd.concat([photos_mean("table2a_readout_depth", ("H", "G", "HS")),
-                   photos_mean("table2b_kernel_size", ("H", "G", "HS"))]).to_markdown(**fmt), "",
-        "The positive control, the same readouts on the pixel coordinates (`positive_control.md`), SPC:", "",
-        control.to_markdown(**fmt), "",
-        "Table 3 (`table3_per_stage.md`, `fig_stage_trend.png`), mean SPC on photos over the five patterns:", "",
-        t3.to_markdown(**fmt), "",
-        "Fig 7 (`fig7_error_maps.png`): error on content / elsewhere, with 95% intervals resampling source "
-        "photographs (`content_error.md`):", "",
-        content.to_markdown(index=False, **fmt),
-    ])
+    control = pd.read_csv(out / "positive_control.csv")
+    return _findings(
+        out / "claims_5_6_8.md",
+        ("Table 2 (`table2a_readout_depth.md`, `table2b_kernel_size.md`; Fig 5: `fig5_readout_capacity.png`), mean "
+         "SPC on photos over H, G, HS:",
+         pd.concat([photos_mean("table2a_readout_depth", ("H", "G", "HS")),
+                    photos_mean("table2b_kernel_size", ("H", "G", "HS"))]), True),
+        ("The positive control, the same readouts on the pixel coordinates (`positive_control.md`), SPC:",
+         control.pivot_table(index="setting", columns="pattern", values="spc", sort=False), True),
+        ("Table 3 (`table3_per_stage.md`, `fig_stage_trend.png`), mean SPC on photos over the five patterns:",
+         t3[t3.test_set == "photos"].pivot_table(index="setting", columns="encoder", values="spc", sort=False), True),
+        ("Fig 7 (`fig7_error_maps.png`): error on content / elsewhere, with 95% intervals resampling source "
+         "photographs (`content_error.md`):", pd.read_csv(out / "content_error.csv"), False),
+    )
 
 
 def benchmark(profile: str = "offline") -> str:

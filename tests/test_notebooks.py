@@ -81,10 +81,10 @@ def test_pipeline_parameters_check(tmp_path):
 
 def test_pipeline_records_cold_and_warm_runs(tmp_path, monkeypatch):
     monkeypatch.setenv("POSENC_CACHE_DIR", str(tmp_path / "cache"))
-    assert pipeline.cache_is_empty()
+    assert not pipeline.cache_entries()
     (tmp_path / "cache" / "features").mkdir(parents=True)
     (tmp_path / "cache" / "features" / "x.json").write_text("{}")
-    assert not pipeline.cache_is_empty()
+    assert pipeline.cache_entries() == {"features/x.json"}
     path = tmp_path / "pipeline_times.json"
     path.write_text(json.dumps({"profile": "offline", "total_s": 600.0, "cpus": 2}))  # the earlier layout
     rec = pipeline.record_times(path, "offline", "warm", {"total_s": 40.0})
