@@ -1,23 +1,53 @@
-"""Notebook 05 (in progress): downstream tasks where position may matter (PAPER.md section 4, Table 5).
+"""Notebook 05: downstream tasks where position may matter (PAPER.md section 4: Fig 1, Tables 5 and 6).
 
-Offline there is no salient-object or segmentation dataset, so the scenes are generated. They mimic
-the one statistic of the real datasets that makes position useful, and nothing more:
-
-* :func:`sod_scene`: one object on a textured background. Real SOD datasets are strongly centre-biased
-  (objects sit near the image centre), so the object's centre is drawn from a Gaussian around the image
-  centre. Its colour statistics overlap the background's, so appearance alone is informative but not
-  decisive, and position alone is not enough either (the object is not always at the centre).
-* :func:`seg_scene`: a vertical layout (sky above, ground below, a horizon near the middle that
-  wanders), with class textures whose colours overlap: the layout helps, the appearance decides.
-
-Metrics follow the SOD and segmentation literature: :func:`f_measure` (beta^2 = 0.3, adaptive
-threshold: twice the mean saliency, as Achanta et al. 2009 and the SOD benchmarks), :func:`max_f_measure`,
-:func:`mean_absolute_error`, and :func:`mean_iou` (over the whole test set's confusion matrix, as
-PASCAL VOC).
+* **Data.** Offline there is no salient-object or segmentation dataset, so scenes are generated. They
+  mimic the one statistic of the real datasets that makes position useful, and nothing more:
+  :func:`sod_scene` puts one object on a textured background, its centre drawn around the image centre
+  (real SOD datasets are strongly centre-biased), with colours that overlap the background's, so
+  appearance is informative but not decisive and position alone is not enough either;
+  :func:`seg_scene` has a vertical layout (sky above a wandering horizon, ground below, one object
+  standing on the ground). The paper profile reads MSRA-B, ECSSD, PASCAL-S, DUT-OMRON and PASCAL VOC
+  2012 from ``data/raw`` (:data:`SOD_DATASETS`, :data:`VOC`).
+* **The network.** :class:`SceneNet`: VGG16's layout with BatchNorm (``vgg16_bn``) at a chosen width
+  and an HED-style decoder, trained from scratch with zero padding or with every padding removed.
+  Without padding the input is extended by mirroring (U-Net's overlap-tile strategy), so that the
+  output covers the whole image while no layer ever pads.
+* **Training** (:func:`train_task_model`): seeded, cached by everything that decides the weights,
+  written atomically; the trained encoders are probe encoders (``vgg16bn_w<width>`` with weights
+  ``sod:<key>`` / ``seg:<key>``) for Table 6.
+* **Metrics** follow the SOD and segmentation literature: :func:`f_measure` (beta^2 = 0.3, adaptive
+  threshold: twice the mean saliency, as Achanta et al. 2009 and the SOD benchmarks),
+  :func:`max_f_measure`, :func:`mean_absolute_error`, and :func:`mean_iou` (over the whole test set's
+  confusion matrix, as PASCAL VOC).
 """
 from __future__ import annotations
 
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from PIL import Image
+
+from . import cache, paths, tables
+from .images import IMAGE_EXTENSIONS, list_images, read_rgb, resize
+from .metrics import cluster_bootstrap_ci
+from .plots import off_axes, save_figure
+from .profiles import DownstreamSpec, EncoderSpec, ImageSetSpec, Profile
+from .progress import progress
+
+SCENE_VERSION = 1  # bump when a scene generator changes its output
+MODEL_VERSION = 1  # bump when the network or its training changes (invalidates cached checkpoints)
+TASKS = ("sod", "seg")
+PADDINGS = ("zeros", "none")  # with zero padding / every padding removed
+IGNORE = 255  # label of pixels no metric or loss counts (PASCAL VOC's "void")
 
 SEG_CLASSES = ("sky", "ground", "object")
 
@@ -37,15 +67,19 @@ def _texture(rng: np.random.Generator, shape: tuple[int, int], mean: np.ndarray,
     return np.clip(mean + smooth + fine, 0.0, 1.0)
 
 
-def sod_scene(rng: np.random.Generator, size: int, centre_sd: float = 0.15) -> tuple[np.ndarray, np.ndarray]:
+def sod_scene(rng: np.random.Generator, size: int, centre_sd: float | None = 0.15) -> tuple[np.ndarray, np.ndarray]:
     """One salient-object scene: an RGB image (size, size, 3) uint8 and its binary mask (size, size) uint8.
 
     The object is an ellipse (semi-axes 12-35% of the side: 4-38% of the area), its centre drawn
-    from N(image centre, (centre_sd * size)^2) and kept inside the image."""
+    from N(image centre, (centre_sd * size)^2) and kept inside the image; ``centre_sd=None`` draws
+    it uniformly wherever the object fits (no centre bias: a test of what a model learnt)."""
     bg_mean, fg_mean = rng.uniform(0.2, 0.8, 3), rng.uniform(0.2, 0.8, 3)
     image = _texture(rng, (size, size), bg_mean, 0.12)
     ry, rx = rng.uniform(0.12, 0.35, 2) * size
-    cy, cx = np.clip(rng.normal(0.5, centre_sd, 2) * size, [ry, rx], [size - ry, size - rx])
+    if centre_sd is None:
+        cy, cx = rng.uniform([ry, rx], [size - ry, size - rx])
+    else:
+        cy, cx = np.clip(rng.normal(0.5, centre_sd, 2) * size, [ry, rx], [size - ry, size - rx])
     yy, xx = np.mgrid[0:size, 0:size]
     mask = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1.0
     image[mask] = _texture(rng, (size, size), fg_mean, 0.12)[mask]
@@ -114,12 +148,702 @@ def max_f_measure(saliency: np.ndarray, masks: np.ndarray, beta2: float = 0.3, s
     return best
 
 
-def mean_iou(pred: np.ndarray, labels: np.ndarray, n_classes: int) -> tuple[float, np.ndarray]:
-    """Mean intersection over union over the classes, from the confusion matrix of the whole set
-    (PASCAL VOC's definition); returns the mean and the per-class IoU (NaN for a class never seen)."""
+def confusion(pred: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """(n_classes, n_classes) counts, rows the true class; labels outside the classes (VOC's 255,
+    "void") are ignored, as in PASCAL VOC's evaluation."""
     p, t = np.asarray(pred).ravel().astype(np.int64), np.asarray(labels).ravel().astype(np.int64)
-    conf = np.bincount(t * n_classes + p, minlength=n_classes**2).reshape(n_classes, n_classes)
+    keep = (t >= 0) & (t < n_classes)
+    return np.bincount(t[keep] * n_classes + p[keep], minlength=n_classes**2).reshape(n_classes, n_classes)
+
+
+def iou_from_confusion(conf: np.ndarray) -> tuple[float, np.ndarray]:
+    """Mean IoU and per-class IoU (NaN for a class neither present nor predicted) of a confusion matrix."""
     inter = np.diag(conf).astype(np.float64)
     union = conf.sum(0) + conf.sum(1) - inter
     iou = np.where(union > 0, inter / np.maximum(union, 1), np.nan)
     return float(np.nanmean(iou)), iou
+
+
+def mean_iou(pred: np.ndarray, labels: np.ndarray, n_classes: int) -> tuple[float, np.ndarray]:
+    """Mean intersection over union over the classes, from the confusion matrix of the whole set
+    (PASCAL VOC's definition); returns the mean and the per-class IoU (NaN for a class never seen)."""
+    return iou_from_confusion(confusion(pred, labels, n_classes))
+
+
+# ---------------------------------------------------------------- data: generated scenes and the paper's folders
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """Images and their labels for one task: (N, S, S, 3) uint8 and (N, S, S) uint8.
+
+    SOD labels are binary masks; segmentation labels are class indices (``IGNORE``: not counted)."""
+
+    name: str
+    task: str  # sod | seg
+    key: str
+    images: np.ndarray
+    labels: np.ndarray
+    classes: tuple[str, ...]
+
+    @property
+    def n(self) -> int:
+        return len(self.images)
+
+    @property
+    def size(self) -> int:
+        return self.images.shape[1]
+
+
+# Folders of the paper's SOD datasets under data/raw: where the images and their masks may be.
+SOD_DATASETS = {
+    "MSRA-B": dict(folder="MSRA-B", image_dirs=("imgs", "images", "Imgs", "."), mask_dirs=("gt", "masks", "GT", "."),
+                   layout="MSRA-B/*.jpg with the masks MSRA-B/*.png beside them (or MSRA-B/images/ and MSRA-B/masks/)",
+                   source="https://mmcheng.net/msra10k/ (MSRA-B, 5,000 images with masks)"),
+    "ECSSD": dict(folder="ECSSD", image_dirs=("images", "Imgs", "."), mask_dirs=("ground_truth_mask", "masks", "GT", "."),
+                  layout="ECSSD/images/*.jpg and ECSSD/ground_truth_mask/*.png",
+                  source="https://www.cse.cuhk.edu.hk/leojia/projects/hsaliency/dataset.html (ECSSD, 1,000 images)"),
+    "PASCAL-S": dict(folder="PASCAL-S", image_dirs=("Imgs", "images", "datasets/imgs/pascal", "."),
+                     mask_dirs=("Masks", "masks", "GT", "datasets/masks/pascal", "."),
+                     layout="PASCAL-S/Imgs/*.jpg and PASCAL-S/Masks/*.png (or the release's datasets/imgs/pascal "
+                            "and datasets/masks/pascal)",
+                     source="https://cbs.ic.gatech.edu/salobj/ (PASCAL-S, 850 images with masks)"),
+    "DUT-OMRON": dict(folder="DUT-OMRON", image_dirs=("DUT-OMRON-image", "images", "."),
+                      mask_dirs=("pixelwiseGT-new-PNG", "masks", "GT", "."),
+                      layout="DUT-OMRON/DUT-OMRON-image/*.jpg and DUT-OMRON/pixelwiseGT-new-PNG/*.png",
+                      source="http://saliencydetection.net/dut-omron/ (DUT-OMRON, 5,168 images)"),
+}
+VOC = dict(folders=("VOCdevkit/VOC2012", "VOC2012"),
+           layout="VOCdevkit/VOC2012/ with JPEGImages/, SegmentationClass/ and ImageSets/Segmentation/{train,val}.txt",
+           source="http://host.robots.ox.ac.uk/pascal/VOC/voc2012/ (VOCtrainval_11-May-2012.tar)")
+VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+               "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor")
+
+
+def _missing(name: str, base: Path, layout: str, source: str) -> FileNotFoundError:
+    root = paths.raw_data_root()
+    return FileNotFoundError(
+        f"{name} not found under {base}. Expected layout: {root}/{layout}. Download it from {source}, unpack "
+        f"it there, or set POSENC_DATA_ROOT to the folder that holds it.")
+
+
+def sod_pairs(dataset: str) -> list[tuple[Path, Path]]:
+    """(image, mask) file pairs of a paper SOD dataset, matched by file name stem; a clear error when
+    the folder or its masks are missing."""
+    if dataset not in SOD_DATASETS:
+        raise ValueError(f"unknown SOD dataset {dataset!r}: known are {', '.join(SOD_DATASETS)}")
+    info = SOD_DATASETS[dataset]
+    base = paths.raw_data_root() / info["folder"]
+    for idir in info["image_dirs"]:
+        for mdir in info["mask_dirs"]:
+            di, dm = base / idir, base / mdir
+            if not (di.is_dir() and dm.is_dir()):
+                continue
+            same = di.resolve() == dm.resolve()  # images .jpg and masks .png side by side
+            images = [p for p in list_images(di) if not (same and p.suffix.lower() == ".png")]
+            masks = {p.stem: p for p in list_images(dm) if not same or p.suffix.lower() == ".png"}
+            pairs = [(p, masks[p.stem]) for p in images if p.stem in masks]
+            if pairs:
+                return pairs
+    raise _missing(f"{dataset} images with their masks", base, info["layout"], info["source"])
+
+
+def voc_pairs(split: str) -> list[tuple[Path, Path]]:
+    """(image, class-index PNG) pairs of PASCAL VOC 2012's segmentation ``split`` (train | val)."""
+    root = paths.raw_data_root()
+    for folder in VOC["folders"]:
+        base = root / folder
+        ids = base / "ImageSets" / "Segmentation" / f"{split}.txt"
+        if ids.is_file() and (base / "JPEGImages").is_dir() and (base / "SegmentationClass").is_dir():
+            pairs = [(base / "JPEGImages" / f"{i}.jpg", base / "SegmentationClass" / f"{i}.png")
+                     for i in ids.read_text().split()]
+            present = [(a, b) for a, b in pairs if a.exists() and b.exists()]
+            if present:
+                return present
+    raise _missing(f"PASCAL VOC 2012 ({split} split)", root / VOC["folders"][0], VOC["layout"], VOC["source"])
+
+
+def missing_datasets(ds: DownstreamSpec) -> list[str]:
+    """The messages of every dataset folder notebook 05 needs and cannot find (none for generated scenes)."""
+    out = []
+    for spec in (ds.sod_train, *ds.sod_tests, ds.seg_train, ds.seg_test):
+        try:
+            _pairs(spec)
+        except FileNotFoundError as err:
+            out.append(str(err))
+    return out
+
+
+def _pairs(spec: ImageSetSpec) -> list[tuple[Path, Path]] | None:
+    if spec.kind == "sod_folder":
+        return sod_pairs(spec.dataset)
+    if spec.kind == "voc":
+        return voc_pairs(spec.dataset.split(":", 1)[1])
+    return None
+
+
+def _read_mask(path: Path, size: int, task: str) -> np.ndarray:
+    """A label image resized (nearest) to size x size: SOD masks binarized at 128, VOC class indices kept."""
+    with Image.open(path) as im:
+        if task == "seg":
+            if im.mode != "P" and im.mode != "L":
+                raise ValueError(f"{path}: a VOC label image holds class indices (palette or grey PNG), not {im.mode}")
+            return np.asarray(im.resize((size, size), Image.NEAREST)).astype(np.uint8)
+        grey = np.asarray(im.convert("L").resize((size, size), Image.NEAREST))
+    return (grey >= 128).astype(np.uint8)
+
+
+GENERATED = {
+    "sod_scenes": ("sod", lambda rng, size: sod_scene(rng, size)),
+    "sod_scenes_anywhere": ("sod", lambda rng, size: sod_scene(rng, size, centre_sd=None)),
+    "seg_scenes": ("seg", seg_scene),
+}
+
+
+def task_data(spec: ImageSetSpec, size: int) -> TaskData:
+    """The images and labels of one set: generated (seeded, in memory: ~2 ms a scene) or read from
+    a paper dataset's folder and cached (resized to ``size``; the cache is keyed by the file list)."""
+    if spec.kind in GENERATED:
+        task, make = GENERATED[spec.kind]
+        rng = np.random.default_rng(spec.seed)
+        images, labels = zip(*(make(rng, size) for _ in range(spec.n)))
+        key = cache.make_key({"v": SCENE_VERSION, "set": cache.key_fields(spec), "size": size})
+        classes = ("object",) if task == "sod" else SEG_CLASSES
+        return TaskData(spec.name, task, key, np.stack(images), np.stack(labels), classes)
+    pairs = _pairs(spec)
+    if pairs is None:
+        raise ValueError(f"{spec.name}: unknown kind {spec.kind!r} for a task set; use one of "
+                         f"{', '.join(GENERATED)}, sod_folder or voc")
+    pairs = pairs[: spec.n or None]
+    task = "sod" if spec.kind == "sod_folder" else "seg"
+    key = cache.make_key({"v": SCENE_VERSION, "set": cache.key_fields(spec), "size": size,
+                          "files": [f"{a.name}:{a.stat().st_size}:{b.name}:{b.stat().st_size}" for a, b in pairs]})
+    folder = paths.cache_dir() / "downstream"
+    data_path, meta_path = folder / f"data-{key}.npz", folder / f"data-{key}.json"
+    if cache.read_file_entry(data_path, meta_path, key) is None:
+        images = np.empty((len(pairs), size, size, 3), np.uint8)
+        labels = np.empty((len(pairs), size, size), np.uint8)
+        for i, (a, b) in enumerate(progress(pairs, f"reading {spec.name}", unit="images")):
+            images[i], labels[i] = resize(read_rgb(a), size), _read_mask(b, size, task)
+        cache.ensure_free_space(folder, images.nbytes + labels.nbytes, f"the {spec.name} images")
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as f:
+                np.savez(f, images=images, labels=labels)
+
+        cache.write_file_entry(data_path, meta_path, {"key": key, "name": spec.name, "n": len(pairs)}, write)
+    with np.load(data_path) as z:
+        images, labels = z["images"], z["labels"]
+    return TaskData(spec.name, task, key, images, labels, ("object",) if task == "sod" else VOC_CLASSES)
+
+
+# ---------------------------------------------------------------- the network
+
+
+VGG16_BLOCKS = (2, 2, 3, 3, 3)  # 3x3 convolutions per block
+VGG16_WIDTHS = (1, 2, 4, 8, 8)  # channels per block, in units of the first block's
+TAP_NAMES = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")
+SCENE_MEAN, SCENE_STD = 0.45, 0.25
+
+
+def scene_normalize(x: torch.Tensor) -> torch.Tensor:
+    """The network's input convention: RGB in [0, 1] mapped to about zero mean, unit spread."""
+    return (x - SCENE_MEAN) / SCENE_STD
+
+
+def mirror_index(n: int, margin: int) -> torch.Tensor:
+    """Indices that extend a length-``n`` axis by ``margin`` on each side by mirroring (as numpy's
+    ``reflect``, repeated as often as needed: the margin may exceed the image)."""
+    if n == 1:
+        return torch.zeros(n + 2 * margin, dtype=torch.long)
+    i = np.mod(np.arange(-margin, n + margin), 2 * n - 2)
+    return torch.from_numpy(np.where(i > n - 1, 2 * n - 2 - i, i))
+
+
+def resample_to_image(y: torch.Tensor, offset: float, stride: float, margin: int, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinearly sample a map (B, C, h, w) whose cell j sits at input position ``offset + stride * j``
+    at every pixel of the image (which starts ``margin`` pixels into the input): (B, C, H, W).
+    Positions outside the map take its nearest edge value. With ``margin=0`` and
+    ``offset=(stride-1)/2`` this is ordinary bilinear upsampling (``align_corners=False``)."""
+    (h, w), grids = size, []
+    for n_out, n_in in ((h, y.shape[-2]), (w, y.shape[-1])):
+        pos = (torch.arange(n_out, dtype=y.dtype) + margin - offset) / stride  # image pixel -> cell of the map
+        grids.append(2 * pos / max(n_in - 1, 1) - 1)
+    grid = torch.stack(torch.meshgrid(*grids, indexing="ij")[::-1], -1).to(y.device)
+    return F.grid_sample(y, grid[None].expand(len(y), h, w, 2), mode="bilinear", padding_mode="border",
+                         align_corners=True)
+
+
+class SceneNet(nn.Module):
+    """VGG16-BN's layout at ``width`` channels (VGG16: 64) with an HED-style decoder: a 1x1 side
+    output per block, resampled to the image, fused by a 1x1 convolution into ``n_out`` maps.
+
+    ``padding="zeros"``: every 3x3 convolution pads by one zero (VGG16 as built). ``"none"``: no layer
+    pads, and the input is first extended by mirroring by :meth:`margin` pixels, the distance from the
+    image's corner to the centre of the deepest block's first output, so the output covers the image.
+    Each side output is resampled at the exact image positions its grid stands for
+    (:meth:`geometry`), so both variants predict the same pixels from aligned maps."""
+
+    def __init__(self, width: int, n_out: int, padding: str = "zeros", seed: int = 0):
+        super().__init__()
+        if padding not in PADDINGS:
+            raise ValueError(f"padding {padding!r}: the downstream network is trained with one of {PADDINGS}")
+        self.width, self.n_out, self.padding = width, n_out, padding
+        g = torch.Generator().manual_seed(seed)
+        layers: list[nn.Module] = []
+        c, self.taps = 3, []
+        for b, n in enumerate(VGG16_BLOCKS):
+            if b:
+                layers.append(nn.MaxPool2d(2))
+            for _ in range(n):
+                conv = nn.Conv2d(c, width * VGG16_WIDTHS[b], 3, padding=1 if padding == "zeros" else 0)
+                nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu", generator=g)  # torchvision's VGG init
+                nn.init.zeros_(conv.bias)
+                c = conv.out_channels
+                layers += [conv, nn.BatchNorm2d(c), nn.ReLU(inplace=True)]
+            self.taps.append(str(len(layers) - 1))
+        self.features = nn.Sequential(*layers)
+        self.side = nn.ModuleList(nn.Conv2d(width * m, n_out, 1) for m in VGG16_WIDTHS)
+        self.fuse = nn.Conv2d(len(VGG16_WIDTHS) * n_out, n_out, 1)
+        for m in (*self.side, self.fuse):
+            nn.init.xavier_uniform_(m.weight, generator=g)
+            nn.init.zeros_(m.bias)
+
+    def geometry(self) -> list[tuple[float, float]]:
+        """(offset, stride) of each tap: its output j sits at input position ``offset + stride * j``
+        (in the coordinates of the input the first layer sees: the mirrored extension included)."""
+        a, s, out = 0.0, 1.0, {}
+        for i, m in enumerate(self.features):
+            if isinstance(m, nn.Conv2d) and m.padding[0] == 0:
+                a += s * (m.kernel_size[0] - 1) / 2
+            elif isinstance(m, nn.MaxPool2d):
+                a, s = a + s * 0.5, s * 2
+            out[str(i)] = (a, s)
+        return [out[t] for t in self.taps]
+
+    def margin(self) -> int:
+        """Pixels of mirrored image added on each side without padding (0 with padding)."""
+        return 0 if self.padding == "zeros" else int(math.ceil(self.geometry()[-1][0]))
+
+    def forward(self, images01: torch.Tensor) -> torch.Tensor:
+        """Logits (B, n_out, H, W) for RGB images in [0, 1] (B, 3, H, W); H and W need not be equal."""
+        h, w = images01.shape[-2:]
+        x, m = scene_normalize(images01), self.margin()
+        if m:
+            x = x[:, :, mirror_index(h, m)][:, :, :, mirror_index(w, m)]
+        x = x.contiguous(memory_format=torch.channels_last)
+        feats, taps = [], set(self.taps)
+        for i, layer in enumerate(self.features):
+            x = layer(x)
+            if str(i) in taps:
+                feats.append(x)
+        sides = [resample_to_image(side(f), a, s, m, (h, w)) for f, side, (a, s) in zip(feats, self.side, self.geometry())]
+        return self.fuse(torch.cat(sides, 1))
+
+
+def encoder_taps(net: SceneNet) -> tuple[str, ...]:
+    """Module names (in ``net.features``) of the five block outputs, VGG16's relu1_2 .. relu5_3."""
+    return tuple(net.taps)
+
+
+# ---------------------------------------------------------------- training, cached
+
+
+@dataclass
+class TrainedModel:
+    """A trained network and how it came to be."""
+
+    task: str
+    padding: str
+    key: str
+    net: SceneNet
+    losses: list[float]  # mean training loss of each epoch
+    seconds: float
+
+    @property
+    def label(self) -> str:
+        return "zero padding" if self.padding == "zeros" else "no padding"
+
+    def encoder_spec(self) -> EncoderSpec:
+        """This network's encoder as a probe encoder (Table 6): its weights are found by their key."""
+        return EncoderSpec(f"vgg16bn_w{self.net.width}", f"{self.task}:{self.key}")
+
+
+def model_key(task: str, padding: str, train: TaskData, ds: DownstreamSpec, seed: int) -> str:
+    """Everything that decides the trained weights."""
+    settings = {k: getattr(ds, k) for k in ("width", "image_size", "epochs", "batch_size", "lr")}
+    return cache.make_key({"v": MODEL_VERSION, "task": task, "padding": padding, "data": train.key,
+                           "classes": len(train.classes), "settings": settings, "seed": seed})
+
+
+def _checkpoint_paths(key: str) -> tuple[Path, Path]:
+    folder = paths.cache_dir() / "downstream"
+    return folder / f"model-{key}.pt", folder / f"model-{key}.json"
+
+
+def load_checkpoint(key: str) -> tuple[dict, dict] | None:
+    """(meta, state_dict) of a cached trained network, or None when absent or damaged."""
+    data_path, meta_path = _checkpoint_paths(key)
+    meta = cache.read_file_entry(data_path, meta_path, key)
+    if meta is None:
+        return None
+    return meta, torch.load(data_path, map_location="cpu", weights_only=True)
+
+
+def device() -> torch.device:
+    """Where networks train: the GPU when there is one (the paper profile), else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _batch(data: TaskData, idx: np.ndarray, dev: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    x = torch.from_numpy(np.ascontiguousarray(data.images[idx])).to(dev).permute(0, 3, 1, 2).float() / 255
+    return x, torch.from_numpy(np.ascontiguousarray(data.labels[idx])).to(dev)
+
+
+def task_loss(logits: torch.Tensor, labels: torch.Tensor, task: str) -> torch.Tensor:
+    """Binary cross-entropy for SOD masks, cross-entropy (``IGNORE`` pixels left out) for segmentation."""
+    if task == "sod":
+        return F.binary_cross_entropy_with_logits(logits[:, 0], labels.float())
+    return F.cross_entropy(logits, labels.long(), ignore_index=IGNORE)
+
+
+def train_task_model(train: TaskData, padding: str, ds: DownstreamSpec, seed: int) -> TrainedModel:
+    """Train :class:`SceneNet` from scratch on ``train`` (Adam, ``ds.epochs`` epochs, seeded order),
+    or load it from the cache; the checkpoint is written atomically with its loss curve."""
+    key = model_key(train.task, padding, train, ds, seed)
+    n_out = 1 if train.task == "sod" else len(train.classes)
+    found = load_checkpoint(key)
+    net = SceneNet(ds.width, n_out, padding, seed)
+    if found is not None:
+        meta, state = found
+        net.load_state_dict(state)
+        return TrainedModel(train.task, padding, key, net.eval(), meta["losses"], meta["seconds"])
+    dev = device()
+    net.to(dev).train()
+    opt = torch.optim.Adam(net.parameters(), lr=ds.lr)
+    order = torch.Generator().manual_seed(seed)
+    losses, t0 = [], time.perf_counter()
+    desc = f"training {train.task.upper()} network, {'zero padding' if padding == 'zeros' else 'no padding'}"
+    for _epoch in progress(range(ds.epochs), desc, total=ds.epochs, unit="epochs"):
+        perm, total = torch.randperm(train.n, generator=order).numpy(), 0.0
+        for i in range(0, train.n, ds.batch_size):
+            x, y = _batch(train, np.sort(perm[i:i + ds.batch_size]), dev)
+            loss = task_loss(net(x), y, train.task)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(x)
+        losses.append(total / train.n)
+    seconds = time.perf_counter() - t0
+    net.cpu().eval()
+    data_path, meta_path = _checkpoint_paths(key)
+    meta = {"key": key, "task": train.task, "padding": padding, "width": ds.width, "n_out": n_out, "seed": seed,
+            "train_set": train.name, "n_train": train.n, "losses": losses, "seconds": round(seconds, 2)}
+    cache.write_file_entry(data_path, meta_path, meta, lambda tmp: torch.save(net.state_dict(), tmp))
+    return TrainedModel(train.task, padding, key, net, losses, seconds)
+
+
+def task_encoder_net(spec: EncoderSpec, seed: int) -> SceneNet:
+    """The network behind a ``vgg16bn_w<width>`` probe encoder: at its initial weights (``random``:
+    the weights every trained network of that seed started from) or trained (``sod:<key>``, ``seg:<key>``)."""
+    try:
+        width = int(spec.name.removeprefix("vgg16bn_w"))
+    except ValueError:
+        raise ValueError(f"{spec.name!r}: write the downstream network as vgg16bn_w<width>, e.g. vgg16bn_w8") from None
+    if spec.weights == "random":
+        return SceneNet(width, 1, "zeros", seed).eval()
+    task, _, key = spec.weights.partition(":")
+    if task not in TASKS or not key:
+        raise ValueError(f"{spec.name} has weights 'random', 'sod:<key>' or 'seg:<key>', not {spec.weights!r}")
+    from .encoders import WeightsNotFoundError
+
+    found = load_checkpoint(key)
+    if found is None:
+        raise WeightsNotFoundError(
+            f"the {task.upper()}-trained network {key} is not in the cache ({_checkpoint_paths(key)[0]}); "
+            f"train it first: notebook 05 (downstream.table5) trains and caches it")
+    meta, state = found
+    if meta["width"] != width:
+        raise ValueError(f"{spec.name}: the checkpoint {key} has width {meta['width']}, not {width}")
+    net = SceneNet(width, meta["n_out"], meta["padding"], seed)
+    net.load_state_dict(state)
+    return net.eval()
+
+
+def predict(net: SceneNet, images: np.ndarray, task: str, batch: int = 32) -> np.ndarray:
+    """Saliency in [0, 1] (N, H, W) float32 for SOD; class indices (N, H, W) uint8 for segmentation."""
+    dev, out = device(), []
+    net = net.to(dev).eval()
+    with torch.no_grad():
+        for i in range(0, len(images), batch):
+            x = torch.from_numpy(np.ascontiguousarray(images[i:i + batch])).to(dev).permute(0, 3, 1, 2).float() / 255
+            logits = net(x)
+            out.append((torch.sigmoid(logits[:, 0]) if task == "sod" else logits.argmax(1).to(torch.uint8)).cpu().numpy())
+    net.cpu()
+    return np.concatenate(out)
+
+
+# ---------------------------------------------------------------- Table 5: with and without padding
+
+
+@dataclass
+class Downstream:
+    """Notebook 05's trained networks and test data: models[(task, padding)], tests[task] (list)."""
+
+    models: dict[tuple[str, str], TrainedModel]
+    tests: dict[str, list[TaskData]]
+    predictions: dict[tuple[str, str, str], np.ndarray] = field(default_factory=dict)  # (task, padding, set)
+
+
+def train_all(profile: Profile) -> Downstream:
+    """Both tasks' networks, with and without padding, the same seed and data for each pair."""
+    ds = profile.downstream
+    missing = missing_datasets(ds)
+    if missing:
+        raise FileNotFoundError("notebook 05 cannot run in this profile; missing:\n- " + "\n- ".join(missing))
+    trains = {"sod": task_data(ds.sod_train, ds.image_size), "seg": task_data(ds.seg_train, ds.image_size)}
+    tests = {"sod": [task_data(s, ds.image_size) for s in ds.sod_tests], "seg": [task_data(ds.seg_test, ds.image_size)]}
+    models = {(task, pad): train_task_model(trains[task], pad, ds, profile.seed) for task in TASKS for pad in PADDINGS}
+    return Downstream(models, tests)
+
+
+def _paper_table5() -> pd.DataFrame:
+    df = pd.read_csv(paths.PAPER_TABLE5_CSV)
+    df["padding"] = df["model"].map({"VGG16 with padding": "zeros", "VGG16 without padding": "none"})
+    df["metric"] = df["metric"].replace({"F-measure": "F-measure (adaptive)", "mIoU %": "mIoU"})
+    df.loc[df.metric == "mIoU", "value"] /= 100
+    return df
+
+
+def _paper_value(paper: pd.DataFrame, task: str, padding: str, metric: str, test_set: str) -> tuple[float, str]:
+    """The paper's value for the same task, padding and metric: on the same test set when the names
+    match (paper profile), else the mean of the paper's test sets (generated scenes stand in for them)."""
+    rows = paper[(paper.padding == padding) & (paper.metric == metric)
+                 & (paper.task == ("salient object detection" if task == "sod" else "semantic segmentation"))]
+    if rows.empty:
+        return float("nan"), ""
+    same = rows[rows.test_set.str.replace("PASCAL VOC 2012 val", "VOC2012 val") == test_set]
+    if len(same):
+        return float(same.value.iloc[0]), f"{same.test_set.iloc[0]}"
+    return float(rows.value.mean()), ("mean of " if len(rows) > 1 else "") + "/".join(rows.test_set)
+
+
+def _bootstrap(values: np.ndarray, stat, groups=None, seed: int = 0) -> tuple[float, float]:
+    return cluster_bootstrap_ci(values, groups, stat=stat, n_boot=1000, seed=seed)
+
+
+def table5(profile: Profile, run: Downstream) -> pd.DataFrame:
+    """Table 5, tidy: one row per task x padding x test set x metric, with a 95% bootstrap interval
+    over test images and the paper's value beside ours. SOD: adaptive F-measure and MAE (per image,
+    averaged), max F-measure (one threshold for the set); segmentation: mIoU (fraction, not %)."""
+    paper, rows = _paper_table5(), []
+    net = profile.downstream.label
+    for (task, pad), model in run.models.items():
+        for test in run.tests[task]:
+            pred = predict(model.net, test.images, task)
+            run.predictions[(task, pad, test.name)] = pred
+            if task == "sod":
+                f, err = f_measure(pred, test.labels), mean_absolute_error(pred, test.labels)
+                cells = [("F-measure (adaptive)", f, np.mean), ("MAE", err, np.mean)]
+                cells = [(m, float(v.mean()), _bootstrap(v, s)) for m, v, s in cells]
+                cells.append(("max F-measure", max_f_measure(pred, test.labels), (np.nan, np.nan)))
+            else:
+                n = len(test.classes)
+                conf = np.stack([confusion(p, y, n) for p, y in zip(pred, test.labels)])
+                miou = lambda c: iou_from_confusion(c.sum(0))[0]  # noqa: E731
+                cells = [("mIoU", miou(conf), _bootstrap(conf, miou))]
+            for metric, value, (lo, hi) in cells:
+                pv, where = _paper_value(paper, task, pad, metric, test.name)
+                rows.append(dict(task=task, network=net, padding=model.label, test_set=test.name, metric=metric,
+                                 value=value, ci_low=lo, ci_high=hi, n_images=test.n, paper=pv, paper_test_set=where))
+    return pd.DataFrame(rows)
+
+
+def table5_wide(table: pd.DataFrame) -> pd.DataFrame:
+    """Table 5 as the paper prints it: one row per task and padding, 'ours (paper)' per test set and metric."""
+    cell = table.apply(lambda r: f"{r.value:.3f}" + ("" if pd.isna(r.paper) else f" ({r.paper:.2f})"), axis=1)
+    wide = table.assign(cell=cell, column=table.test_set + ": " + table.metric).pivot_table(
+        index=["task", "padding"], columns="column", values="cell", aggfunc="first", sort=False)
+    wide.columns.name = None
+    return wide.reset_index()
+
+
+def padding_gain(run: Downstream, seed: int = 0) -> pd.DataFrame:
+    """Zero padding minus no padding, per task, test set and metric, with a paired bootstrap interval
+    over test images (the same images scored by both networks): what claim 9 is decided on."""
+    rows = []
+    for task, tests in run.tests.items():
+        for test in tests:
+            with_pad, without = run.predictions[(task, "zeros", test.name)], run.predictions[(task, "none", test.name)]
+            if task == "sod":
+                for metric, fn, better in (("F-measure (adaptive)", f_measure, 1), ("MAE", mean_absolute_error, -1)):
+                    diff = fn(with_pad, test.labels) - fn(without, test.labels)
+                    lo, hi = _bootstrap(diff, np.mean, seed=seed)
+                    rows.append(dict(task=task, test_set=test.name, metric=metric, gain=float(diff.mean()),
+                                     ci_low=lo, ci_high=hi, higher_is_better=better > 0))
+            else:
+                n = len(test.classes)
+                conf = np.stack([[confusion(p, y, n) for p, y in zip(pr, test.labels)] for pr in (with_pad, without)], 1)
+                stat = lambda c: iou_from_confusion(c[:, 0].sum(0))[0] - iou_from_confusion(c[:, 1].sum(0))[0]  # noqa: E731
+                lo, hi = _bootstrap(conf, stat, seed=seed)
+                rows.append(dict(task=task, test_set=test.name, metric="mIoU", gain=stat(conf), ci_low=lo, ci_high=hi,
+                                 higher_is_better=True))
+    return pd.DataFrame(rows)
+
+
+CLAIM9_RULE = (
+    "Claim 9 (padding helps downstream tasks that need position) holds if the network with zero padding "
+    "beats the same network trained without padding on every test set and metric of Table 5 (higher "
+    "F-measure and mIoU, lower MAE), each paired 95% bootstrap interval over test images excluding zero; "
+    "it does not hold if any comparison goes the other way with its interval excluding zero; otherwise it "
+    "is not decided by this run (differences within the noise)."
+)
+
+
+def claim9(gain: pd.DataFrame) -> dict:
+    """Decide claim 9 from :func:`padding_gain` by :data:`CLAIM9_RULE`."""
+    sign = np.where(gain.higher_is_better, 1.0, -1.0)
+    lo = np.minimum(gain.ci_low * sign, gain.ci_high * sign)
+    hi = np.maximum(gain.ci_low * sign, gain.ci_high * sign)
+    verdict = ("holds" if (lo > 0).all() else "does not hold" if (hi < 0).any() else "not decided (within the noise)")
+    texts = [f"{r.task.upper()} {r.test_set}, {r.metric}: {r.gain:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}]."
+             for r in gain.itertuples()]
+    return {"rule": CLAIM9_RULE, "verdict": verdict,
+            "statement": f"Claim 9 {verdict} (zero padding minus no padding, 95% interval). " + " ".join(texts)}
+
+
+# ---------------------------------------------------------------- Table 6: the trained encoders under the probe
+
+
+TABLE6_PATTERNS = ("H", "G", "HS")
+
+
+def table6_encoders(profile: Profile, run: Downstream) -> list[tuple[EncoderSpec, str | float]]:
+    """(encoder, paper row) for Table 6: the profile's VGG16s (the paper's ImageNet VGG16 row), the
+    downstream network at its initial weights (no paper row: the control for training), and the SOD-
+    and segmentation-trained networks with zero padding (the paper's VGG16-SOD and VGG16-SS)."""
+    out = [(e, "VGG16") for e in profile.encoders if e.name == "vgg16"]
+    out.append((EncoderSpec(f"vgg16bn_w{profile.downstream.width}", "random"), np.nan))
+    out += [(run.models[(t, "zeros")].encoder_spec(), {"sod": "VGG16-SOD", "seg": "VGG16-SS"}[t]) for t in TASKS]
+    return out
+
+
+def table6(profile: Profile, run: Downstream) -> tuple[pd.DataFrame, dict]:
+    """Table 6: the Table 1 probe (same readout, training and test images) on each encoder of
+    :func:`table6_encoders`, every pattern; the paper's values beside ours where it has the row."""
+    from .experiments import probe
+
+    frames, results = [], {}
+    for spec, paper_model in table6_encoders(profile, run):
+        result = probe(profile, spec)
+        results[spec.label] = result
+        frames.append(result.summary().assign(paper_model=paper_model))
+    ours = pd.concat(frames, ignore_index=True)
+    table = tables.with_paper(ours, profile, "table6")
+    cols = ["encoder", "arch", "weights", "pattern", "test_set", "spc", "mae", "spc_undefined", "n_images",
+            "paper_spc", "paper_mae", "compared_with"]
+    return table[cols], results
+
+
+CLAIM10_RULE = (
+    "Claim 10 (encoders trained for dense tasks encode more position) holds if both the SOD- and the "
+    "segmentation-trained encoders have a higher mean SPC over H, G and HS on the natural test images than "
+    "their reference by more than 0.05: the same network at the weights its training started from (here), "
+    "and ImageNet VGG16 where the profile has it (the paper's comparison). It does not hold if either is "
+    "lower or within 0.05."
+)
+
+
+def claim10(table: pd.DataFrame, natural: str, patterns=TABLE6_PATTERNS) -> dict:
+    """Decide claim 10 from :func:`table6` by :data:`CLAIM10_RULE` (``natural``: the natural test set's name)."""
+    d = table[(table.test_set == natural) & table.pattern.isin(patterns)]
+    mean = d.groupby("encoder", sort=False).spc.mean()
+    arch = d.groupby("encoder", sort=False).arch.first()
+    weights = d.groupby("encoder", sort=False).weights.first()
+    trained = [e for e in mean.index if weights[e].split(":")[0] in TASKS]
+    refs = [e for e in mean.index if weights[e] == "random" and arch[e].startswith("vgg16bn_w")]
+    refs += [e for e in mean.index if arch[e] == "vgg16" and weights[e] == "imagenet"]
+    parts = [mean[t] > mean[r] + 0.05 for t in trained for r in refs]
+    verdict = "holds" if parts and all(parts) else "does not hold"
+    texts = [f"{e}: {mean[e]:.2f}." for e in mean.index]
+    return {"rule": CLAIM10_RULE, "verdict": verdict,
+            "statement": f"Claim 10 {verdict} (mean SPC over {', '.join(patterns)} on {natural}). " + " ".join(texts)}
+
+
+# ---------------------------------------------------------------- Fig 1 and the loss curves
+
+
+def crop_shift(run: Downstream, test: TaskData, shift: int) -> pd.DataFrame:
+    """How much each SOD network's prediction moves when the image loses its left ``shift`` columns:
+    per image, the mean |prediction on the crop - prediction on the image| over the pixels both show."""
+    rows = []
+    for pad in PADDINGS:
+        model = run.models[("sod", pad)]
+        full = run.predictions.get(("sod", pad, test.name))
+        if full is None:
+            full = predict(model.net, test.images, "sod")
+        cropped = predict(model.net, test.images[:, :, shift:], "sod")
+        change = np.abs(cropped - full[:, :, shift:]).reshape(len(full), -1).mean(axis=1)
+        rows += [dict(padding=model.label, image=i, shift=shift, mean_abs_change=float(c)) for i, c in enumerate(change)]
+    return pd.DataFrame(rows)
+
+
+def fig1_crop_shift(run: Downstream, test: TaskData, shift: int, path: Path, index: int = 0) -> plt.Figure:
+    """Fig 1: each SOD network on an image and on its copy without the left ``shift`` columns, and the
+    difference of the two predictions where both see the scene."""
+    image = test.images[index:index + 1]
+    fig, axes = plt.subplots(2, 5, figsize=(11, 4.6))
+    for r, pad in enumerate(PADDINGS):
+        model = run.models[("sod", pad)]
+        full = predict(model.net, image, "sod")[0]
+        crop = predict(model.net, image[:, :, shift:], "sod")[0]
+        diff = np.abs(crop - full[:, shift:])
+        panels = [(image[0], None, "image"), (image[0, :, shift:], None, f"cropped copy (-{shift} px left)"),
+                  (full[:, shift:], "gray", "prediction on the image\n(the part the crop shows)"),
+                  (crop, "gray", "prediction on the crop"), (diff, "magma", f"|difference| (mean {diff.mean():.3f})")]
+        for ax, (im, cmap, title) in zip(axes[r], panels):
+            ax.imshow(im, cmap=cmap, vmin=0 if cmap else None, vmax=1 if cmap else None)
+            ax.set_title(title, fontsize=8)
+            off_axes(ax)
+        axes[r, 0].set_ylabel(model.label, fontsize=9)
+    fig.suptitle(f"Fig 1: each saliency network on an image and on a cropped copy ({test.name} #{index}; "
+                 f"networks trained here)", fontsize=10)
+    fig.tight_layout()
+    save_figure(fig, path)
+    return fig
+
+
+def plot_task_samples(run: Downstream, path: Path, n: int = 4) -> plt.Figure:
+    """The first ``n`` scenes of each task's first test set with their labels (what the networks learn)."""
+    fig, axes = plt.subplots(2, 2 * n, figsize=(2 * n * 1.3, 3.2))
+    for r, task in enumerate(TASKS):
+        test = run.tests[task][0]
+        for i in range(n):
+            axes[r, 2 * i].imshow(test.images[i])
+            axes[r, 2 * i + 1].imshow(test.labels[i], cmap="gray" if task == "sod" else "viridis", vmin=0,
+                                      vmax=max(1, len(test.classes) - 1), interpolation="nearest")
+            axes[r, 2 * i].set_title(f"#{i}", fontsize=7)
+            axes[r, 2 * i + 1].set_title("mask" if task == "sod" else "/".join(test.classes), fontsize=7)
+        for ax in axes[r]:
+            off_axes(ax)
+        axes[r, 0].set_ylabel(test.name, fontsize=8)
+    fig.suptitle("Test scenes and their labels: salient object (top), layout segmentation (bottom)", fontsize=9)
+    fig.tight_layout()
+    save_figure(fig, path)
+    return fig
+
+
+def plot_loss_curves(run: Downstream, path: Path) -> plt.Figure:
+    """Training loss per epoch of the four networks (one panel per task)."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    for ax, task in zip(axes, TASKS):
+        for pad in PADDINGS:
+            m = run.models[(task, pad)]
+            ax.plot(range(1, len(m.losses) + 1), m.losses, marker="o", label=f"{m.label} ({m.seconds:.0f} s)")
+        ax.set_title({"sod": "salient object detection (BCE)", "seg": "segmentation (cross-entropy)"}[task], fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("training loss")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path)
+    return fig

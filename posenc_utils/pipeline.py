@@ -44,17 +44,18 @@ def run(profile: str, output_dir: str = "", only: list[str] | None = None, timeo
     from .experiments import missing_inputs
     from .profiles import get_profile
 
-    missing = missing_inputs(get_profile(profile))
+    selected = [nb for nb in notebooks() if not only or any(o in nb.name for o in only)]
+    missing = missing_inputs(get_profile(profile), downstream=any("downstream" in nb.name for nb in selected))
     if missing:
-        raise FileNotFoundError(f"the {profile} profile cannot run; missing:\n- " + "\n- ".join(missing))
+        hint = "" if only else ("\n(notebooks 01-04 need only the probe's data: run them with --only 01 02 03 04; "
+                                "notebook 05 needs the downstream datasets)")
+        raise FileNotFoundError(f"the {profile} profile cannot run; missing:\n- " + "\n- ".join(missing) + hint)
     dest = paths.BUILD_DIR / profile
     dest.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("POSENC_PROGRESS", "lines")  # the kernels inherit it: a line per phase, no bars
     entries_before = cache_entries()
     done, times, peaks, t_all = [], {}, {}, time.perf_counter()
-    for nb in notebooks():
-        if only and not any(o in nb.name for o in only):
-            continue
+    for nb in selected:
         t0 = time.perf_counter()
         print(f"[{profile}] {nb.name} ...", flush=True)
         papermill.execute_notebook(
@@ -80,7 +81,7 @@ def run(profile: str, output_dir: str = "", only: list[str] | None = None, timeo
 def cache_entries() -> set[str]:
     """The cache's entries (image sets, feature arrays, readouts, evaluations), by their sidecar names."""
     root = paths.cache_dir()
-    return {f"{sub}/{p.name}" for sub in ("images", "features", "readouts", "evaluations")
+    return {f"{sub}/{p.name}" for sub in ("images", "features", "readouts", "evaluations", "downstream")
             for p in (root / sub).glob("*.json")}
 
 

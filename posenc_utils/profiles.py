@@ -20,8 +20,8 @@ INPUTS = ("auto", "unit", "imagenet")
 class EncoderSpec:
     """Which encoder to probe: architecture, weights, padding mode, taps and input convention."""
 
-    name: str  # posenet | coords | vgg16 | resnet152 | efficientnet_lite0 | tv:<torchvision model name>
-    weights: str = "random"  # random | imagenet | hed
+    name: str  # posenet | coords | vgg16 | resnet152 | efficientnet_lite0 | vgg16bn_w<width> | tv:<torchvision model>
+    weights: str = "random"  # random | imagenet | hed | sod:<key> | seg:<key> (vgg16bn_w: trained in notebook 05)
     padding: str = "zeros"  # zeros | none | reflect | replicate | circular | canvas:<value in [0,1]> | canvas:mean
     taps: tuple[str, ...] | None = None  # module names to tap; None: the encoder's defaults
     # How images in [0, 1] are fed: "auto" is the weights' own convention (ImageNet mean/std for
@@ -40,7 +40,11 @@ class EncoderSpec:
             return "coordinates (x, y)"
         pretty = {"vgg16": "VGG16", "resnet152": "ResNet152", "efficientnet_lite0": "EfficientNet-Lite0"}
         arch = pretty.get(self.name, self.name.removeprefix("tv:"))
-        weights = {"random": "random init", "imagenet": "ImageNet", "hed": "HED"}.get(self.weights, self.weights)
+        if self.name.startswith("vgg16bn_w"):  # notebook 05's downstream network
+            width = self.name.removeprefix("vgg16bn_w")
+            arch = "VGG16-BN" if width == "64" else f"VGG16-BN/{64 // int(width)}" if width.isdigit() else self.name
+        task = {"sod": "SOD-trained here", "seg": "segmentation-trained here"}.get(self.weights.split(":")[0])
+        weights = task or {"random": "random init", "imagenet": "ImageNet", "hed": "HED"}.get(self.weights, self.weights)
         extra = {"zeros": ""}.get(self.padding, f", padding {self.padding}")
         if self.padding.startswith("canvas:"):
             extra = f", canvas {self.padding.split(':', 1)[1]}"
@@ -111,6 +115,39 @@ class ReadoutSpec:
 
 
 @dataclass(frozen=True)
+class DownstreamSpec:
+    """Notebook 05: the encoder-decoder trained from scratch for salient object detection (SOD) and
+    semantic segmentation, with and without padding (PAPER.md Table 5), and its data.
+
+    The network has VGG16's layout (five blocks of 2, 2, 3, 3, 3 3x3 convolutions, 2x2 max pooling
+    between blocks) with ``width`` channels in the first block (VGG16: 64; then x2, x4, x8, x8), each
+    convolution followed by BatchNorm (as torchvision's ``vgg16_bn``), and an HED-style decoder: a 1x1
+    side output per block, resampled to the image and fused by a 1x1 convolution. "VGG16-BN/8" is that
+    network at 1/8 of VGG16's width (8 channels in the first block)."""
+
+    width: int = 64
+    image_size: int = 224
+    epochs: int = 20
+    batch_size: int = 16
+    lr: float = 1e-3  # Adam
+    sod_train: ImageSetSpec = ImageSetSpec("MSRA-B", "sod_folder", n=None, dataset="MSRA-B")
+    sod_tests: tuple[ImageSetSpec, ...] = (
+        ImageSetSpec("ECSSD", "sod_folder", n=None, dataset="ECSSD"),
+        ImageSetSpec("PASCAL-S", "sod_folder", n=None, dataset="PASCAL-S"),
+        ImageSetSpec("DUT-OMRON", "sod_folder", n=None, dataset="DUT-OMRON"),
+    )
+    seg_train: ImageSetSpec = ImageSetSpec("VOC2012 train", "voc", n=None, dataset="VOC2012:train")
+    seg_test: ImageSetSpec = ImageSetSpec("VOC2012 val", "voc", n=None, dataset="VOC2012:val")
+    # Fig 1: how far the copy is cropped (a multiple of the network's stride, 16, so that a network
+    # without padding would see the same pooling grid)
+    crop_shift: int = 16
+
+    @property
+    def label(self) -> str:
+        return "VGG16-BN" if self.width == 64 else f"VGG16-BN/{64 // self.width}"
+
+
+@dataclass(frozen=True)
 class Profile:
     """Everything that decides one run of the study."""
 
@@ -142,6 +179,8 @@ class Profile:
     # stacked readout layers are ``readout_width`` channels wide per head (None: C -> C, the paper's).
     capacity_train_n: int | None = None
     readout_width: int | None = None
+    # Notebook 05: the downstream tasks (Tables 5 and 6, Fig 1).
+    downstream: DownstreamSpec = field(default_factory=DownstreamSpec)
     # What a paper test set is called here, for "paper vs reproduced" (our name -> paper's name).
     paper_test_names: tuple[tuple[str, str], ...] = (
         ("photos", "PASCAL-S"), ("PASCAL-S", "PASCAL-S"), ("black", "black"), ("white", "white"), ("noise", "noise"),
@@ -149,9 +188,23 @@ class Profile:
 
     def with_overrides(self, **changes) -> "Profile":
         """A copy with some fields replaced (``readout`` may be given as a dict of its fields)."""
-        if isinstance(changes.get("readout"), dict):
-            changes["readout"] = dataclasses.replace(self.readout, **changes["readout"])
+        for name in ("readout", "downstream"):
+            if isinstance(changes.get(name), dict):
+                changes[name] = dataclasses.replace(getattr(self, name), **changes[name])
         return dataclasses.replace(self, **changes)
+
+
+def _scene_tasks(size: int, train_n: int, test_n: int, **extra) -> DownstreamSpec:
+    """Generated scenes (see :mod:`posenc_utils.downstream`) in place of the paper's datasets."""
+    return DownstreamSpec(
+        image_size=size,
+        sod_train=ImageSetSpec("SOD scenes", "sod_scenes", n=train_n, seed=0),
+        sod_tests=(ImageSetSpec("scenes, centre-biased", "sod_scenes", n=test_n, seed=1),
+                   ImageSetSpec("scenes, placed anywhere", "sod_scenes_anywhere", n=test_n, seed=2)),
+        seg_train=ImageSetSpec("layout scenes", "seg_scenes", n=train_n, seed=0),
+        seg_test=ImageSetSpec("layout scenes", "seg_scenes", n=test_n, seed=1),
+        **extra,
+    )
 
 
 SYNTHETIC_TESTS = (
@@ -183,6 +236,7 @@ def _quick() -> Profile:
         ablation_test_n=4,
         canvas_values=("0", "1", "mean"),
         readout_width=4,
+        downstream=_scene_tasks(32, 32, 8, width=4, epochs=1, batch_size=8),
     )
 
 
@@ -207,6 +261,9 @@ def _offline() -> Profile:
         # operations per row; measured, a width of 4 per head on 150 images fits.
         capacity_train_n=100,  # the same images as Table 4: its readout with padding is Table 2's 1-layer 3x3
         readout_width=4,
+        # Notebook 05 within its 6-minute budget: the network without padding sees its input extended
+        # by ~100 px of mirrored image on each side, ~16x the arithmetic of the padded one at 64 px.
+        downstream=_scene_tasks(64, 256, 100, width=8, epochs=8),
     )
 
 
@@ -295,6 +352,27 @@ def deviations(profile: Profile) -> list[str]:
     if any(e.taps == RESNET152_AUTHORS_TAPS for e in resnets):
         out.append("choice: ResNet152 is tapped at layer1..4 (3840 channels) as the authors' released code; the "
                    "paper's text says five blocks")
+    out += downstream_deviations(profile.downstream)
     out.append("target maps are in [0, 1]; the paper's HS/VS MAE (~0.70) is impossible for such maps "
                "(a constant prediction gives ~0.32), so our stripe MAEs are not comparable")
+    return out
+
+
+def downstream_deviations(ds: DownstreamSpec) -> list[str]:
+    """Notebook 05's differences from the paper (Tables 5 and 6); "choice:" where the paper is silent."""
+    out = []
+    if ds.sod_train.kind != "sod_folder":
+        out.append(f"Table 5/6: the networks learn on {ds.sod_train.n} generated scenes per task instead of MSRA-B and "
+                   f"PASCAL VOC 2012 (not downloadable here): centre-biased salient objects (tested on centre-biased "
+                   f"scenes and on scenes with the object placed anywhere) and sky/ground/object layouts; "
+                   f"{ds.sod_tests[0].n} test scenes each")
+    if ds.width != 64:
+        out.append(f"Table 5/6: the trained network is VGG16-BN at 1/{64 // ds.width} of VGG16's width "
+                   f"({ds.width} channels in the first block) and sees {ds.image_size} px images: trained without "
+                   f"padding it runs on its input plus ~100 px of mirrored margin on each side, which 2 CPU cores "
+                   f"afford only this small")
+    out.append(f"choice (the paper does not describe the heads or schedules): VGG16 with BatchNorm, a side-output "
+               f"decoder (a 1x1 side output per block, fused by a 1x1 convolution), Adam (lr {ds.lr:g}), {ds.epochs} epochs, batch "
+               f"{ds.batch_size}; without padding the input is extended by mirroring (U-Net's overlap-tile) so the "
+               f"output covers the image")
     return out

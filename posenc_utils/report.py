@@ -2,7 +2,7 @@
 
 ``python -m posenc_utils.report`` rewrites the text between ``<!-- NAME:start -->`` and
 ``<!-- NAME:end -->`` for ``headline`` (Table 1 SPC, ours beside the paper's, and what the main
-job cost), ``padding`` and ``layers`` (notebooks 03 and 04), ``deviations`` and ``benchmark`` (``make bench``'s report), from ``figures/offline/``.
+job cost), ``padding``, ``layers`` and ``downstream`` (notebooks 03, 04 and 05), ``deviations`` and ``benchmark`` (``make bench``'s report), from ``figures/offline/``.
 Nothing in those sections is typed by hand.
 """
 from __future__ import annotations
@@ -32,9 +32,11 @@ def headline(profile: str = "offline") -> str:
         "table4_padding.md", "fig6_padding_gaussian.png", "claim7.md", "padding_modes.md", "fig_padding_modes.png",
         "canvas.md", "fig_canvas.png", "fig_border_distance.png", "border_regions.md", "table2a_readout_depth.md",
         "table2b_kernel_size.md", "fig5_readout_capacity.png", "table3_per_stage.md", "fig_stage_trend.png",
-        "fig7_error_maps.png", "content_error.md", "positive_control.md", "claims_5_6_8.md") if (out / name).exists()]
+        "fig7_error_maps.png", "content_error.md", "positive_control.md", "claims_5_6_8.md", "table5_downstream.md",
+        "table6_task_encoders.md", "fig1_crop_shift.png", "fig_downstream_loss.png", "claims_9_10.md")
+        if (out / name).exists()]
     if more:
-        lines += ["", "More products of the main job (notebooks 03 and 04, summarized in the sections below): "
+        lines += ["", "More products of the main job (notebooks 03 to 05, summarized in the sections below): "
                   + ", ".join(f"[`{name}`]({link})" for name, link in more) + "."]
     times = out / "pipeline_times.json"
     if times.exists():
@@ -126,6 +128,31 @@ def layers_section(profile: str = "offline") -> str:
     )
 
 
+def downstream_section(profile: str = "offline") -> str:
+    """Markdown: notebook 05's findings (claims 9 and 10; Tables 5 and 6; the crop shift of Fig 1)."""
+    out = paths.FIGURES_DIR / profile
+    if not (out / "table5_downstream.csv").exists():
+        return "Not run yet: `make reproduce` runs notebook 05."
+    t5 = pd.read_csv(out / "table5_downstream.csv")
+    t6 = pd.read_csv(out / "table6_task_encoders.csv")
+    t6 = t6[t6.pattern.isin(("H", "G", "HS"))]
+    shift = pd.read_csv(out / "crop_shift.csv")
+    return _findings(
+        out / "claims_9_10.md",
+        ("Table 5 (`table5_downstream.md`; training losses: `fig_downstream_loss.png`), ours with the paper's value "
+         "(on the real datasets the scenes stand in for) beside it:",
+         t5.pivot_table(index=["task", "test_set", "metric"], columns="padding", values="value", sort=False)
+         .join(t5.pivot_table(index=["task", "test_set", "metric"], columns="padding", values="paper", sort=False)
+               .add_prefix("paper, ")).reset_index(), False),
+        ("Table 6 (`table6_task_encoders.md`), mean SPC over H, G and HS:",
+         t6.pivot_table(index="encoder", columns="test_set", values="spc", sort=False), True),
+        ("Fig 1 (`fig1_crop_shift.png`): mean |change| of the saliency prediction when the image loses its left "
+         "columns, over the test scenes (`crop_shift.csv`):",
+         shift.groupby(["padding", "shift"], sort=False).mean_abs_change.describe()[["mean", "std", "min", "max"]]
+         .reset_index(), False),
+    )
+
+
 def benchmark(profile: str = "offline") -> str:
     """Markdown: the benchmark's headline and a row per encoder, from ``benchmark_table1.json``."""
     path = paths.FIGURES_DIR / profile / "benchmark_table1.json"
@@ -177,6 +204,7 @@ def main() -> int:
     text = replace_section(text, "headline", headline("offline"))
     text = replace_section(text, "padding", padding_section("offline"))
     text = replace_section(text, "layers", layers_section("offline"))
+    text = replace_section(text, "downstream", downstream_section("offline"))
     text = replace_section(text, "deviations", deviations_markdown())
     text = replace_section(text, "benchmark", benchmark("offline"))
     README.write_text(text)

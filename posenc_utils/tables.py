@@ -26,13 +26,15 @@ def paper_numbers(table: str) -> pd.DataFrame:
 def with_paper(ours: pd.DataFrame, profile: Profile, table: str = "table1") -> pd.DataFrame:
     """``ours`` plus the paper's SPC/MAE for the matching row, and which paper row that is.
 
-    Rows match on pattern, model (our architecture's paper counterpart) and test set, and on the
-    paper's ``setting`` too where ``ours`` has a ``paper_setting`` column (e.g. Table 4's "padding 1")."""
+    Rows match on pattern, model (our architecture's paper counterpart, or ``ours``' own ``paper_model``
+    column where it has one, e.g. Table 6's "VGG16-SOD") and test set, and on the paper's ``setting`` too
+    where ``ours`` has a ``paper_setting`` column (e.g. Table 4's "padding 1")."""
     paper = paper_numbers(table).rename(columns={"model": "paper_model", "test_set": "paper_test_set",
                                                  "spc": "paper_spc", "mae": "paper_mae", "setting": "paper_setting"})
     test_names = dict(profile.paper_test_names)
+    own = "paper_model" in ours
     df = ours.assign(
-        paper_model=ours["arch"].map(PAPER_MODEL),
+        paper_model=ours["paper_model"] if own else ours["arch"].map(PAPER_MODEL),
         paper_test_set=ours["test_set"].map(test_names),
     )
     on = ["pattern", "paper_model", "paper_test_set"] + (["paper_setting"] if "paper_setting" in ours else [])
@@ -40,9 +42,8 @@ def with_paper(ours: pd.DataFrame, profile: Profile, table: str = "table1") -> p
     has = df["paper_spc"].notna()
     df["compared_with"] = ""
     setting = (", " + df.loc[has, "paper_setting"]) if "paper_setting" in ours else ""
-    df.loc[has, "compared_with"] = (df.loc[has, "paper_model"] + " ("
-                                    + df.loc[has, "arch"].map(PAPER_WEIGHTS) + setting + ") on "
-                                    + df.loc[has, "paper_test_set"])
+    weights = "" if own else " (" + df.loc[has, "arch"].map(PAPER_WEIGHTS) + setting + ")"
+    df.loc[has, "compared_with"] = df.loc[has, "paper_model"] + weights + " on " + df.loc[has, "paper_test_set"]
     return df.drop(columns=["paper_model", "paper_test_set"])
 
 

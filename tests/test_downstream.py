@@ -54,3 +54,252 @@ def test_mean_iou_by_hand():
     miou, per = ds.mean_iou(pred, labels, 4)
     np.testing.assert_allclose(per[:3], [1 / 2, 2 / 3, 1.0])
     assert np.isnan(per[3]) and miou == pytest.approx((1 / 2 + 2 / 3 + 1) / 3)
+
+
+# ---------------------------------------------------------------- the network and its padding switch
+
+import dataclasses  # noqa: E402
+import warnings  # noqa: E402
+
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from posenc_utils import encoders  # noqa: E402
+from posenc_utils.profiles import DownstreamSpec, EncoderSpec, ImageSetSpec, get_profile  # noqa: E402
+
+
+@pytest.mark.parametrize("n,m", [(5, 3), (4, 9), (7, 0), (3, 10)])
+def test_mirror_index_is_numpys_reflect_any_margin(n, m):
+    assert ds.mirror_index(n, m).tolist() == np.pad(np.arange(n), m, mode="reflect").tolist()
+
+
+def test_resample_is_bilinear_upsampling_without_margin():
+    y = torch.randn(2, 3, 4, 5)
+    for s in (2, 4):
+        ours = ds.resample_to_image(y, (s - 1) / 2, s, 0, (4 * s, 5 * s))
+        ref = F.interpolate(y, size=(4 * s, 5 * s), mode="bilinear", align_corners=False)
+        assert torch.allclose(ours, ref, atol=1e-5)
+
+
+def test_resample_puts_each_cell_where_it_belongs():
+    """A map whose cell j holds its own input position (offset + stride * j) resamples to each
+    image pixel's own coordinate, for any offset, stride and margin (the unpadded network's case)."""
+    offset, stride, margin, n = 13.5, 8.0, 20, 9
+    cells = offset + stride * torch.arange(n, dtype=torch.float64) - margin  # image coordinate of each cell
+    y = cells.view(1, 1, 1, n).expand(1, 1, 2, n).contiguous()
+    out = ds.resample_to_image(y, offset, stride, margin, (2, 40))[0, 0, 0]
+    assert torch.allclose(out, torch.arange(40, dtype=torch.float64))
+
+
+def test_geometry_by_hand():
+    padded, unpadded = ds.SceneNet(2, 1, "zeros"), ds.SceneNet(2, 1, "none")
+    assert padded.geometry() == [(0, 1), (0.5, 2), (1.5, 4), (3.5, 8), (7.5, 16)]
+    # without padding each 3x3 convolution moves the first output one input step (at its stride) inwards
+    assert unpadded.geometry() == [(2, 1), (2 + 0.5 + 2 * 2, 2), (6.5 + 1 + 3 * 4, 4), (19.5 + 2 + 3 * 8, 8),
+                                   (45.5 + 4 + 3 * 16, 16)]
+    assert padded.margin() == 0 and unpadded.margin() == 98
+
+
+def test_padding_switch_removes_every_source_of_position():
+    """On a constant image, a network without padding is translation-equivariant with nothing to break
+    the symmetry: its output is constant. With zero padding the borders show."""
+    x = torch.full((1, 3, 40, 48), 0.7)
+    torch.manual_seed(0)
+    for pad in ("zeros", "none"):
+        net = ds.SceneNet(4, 2, pad, seed=3).eval()
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):  # non-trivial running statistics
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2)
+        convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+        assert all(c.padding == ((1, 1) if pad == "zeros" and c.kernel_size == (3, 3) else (0, 0)) for c in convs)
+        with torch.no_grad():
+            out = net(x)
+        assert out.shape == (1, 2, 40, 48)
+        spread = float(out.std(dim=(2, 3)).max())
+        assert (spread < 1e-5) if pad == "none" else (spread > 1e-3), (pad, spread)
+
+
+def test_same_seed_same_initial_weights_for_both_paddings():
+    a, b = ds.SceneNet(4, 1, "zeros", seed=5), ds.SceneNet(4, 1, "none", seed=5)
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert ka == kb and torch.equal(va, vb)
+    assert not torch.equal(a.fuse.weight, ds.SceneNet(4, 1, "zeros", seed=6).fuse.weight)
+
+
+# ---------------------------------------------------------------- training, checkpoints, encoders
+
+
+TINY = DownstreamSpec(width=2, image_size=32, epochs=2, batch_size=4,
+                      sod_train=ImageSetSpec("s", "sod_scenes", n=8, seed=0),
+                      sod_tests=(ImageSetSpec("t", "sod_scenes", n=3, seed=1),),
+                      seg_train=ImageSetSpec("g", "seg_scenes", n=8, seed=0),
+                      seg_test=ImageSetSpec("u", "seg_scenes", n=3, seed=1))
+
+
+def test_training_is_cached_and_reproducible(tmp_path, monkeypatch):
+    monkeypatch.setenv("POSENC_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("CI", "1")
+    data = ds.task_data(TINY.sod_train, 32)
+    first = ds.train_task_model(data, "zeros", TINY, seed=0)
+    assert len(first.losses) == 2 and all(np.isfinite(first.losses))
+    files = sorted(p.name for p in (tmp_path / "downstream").iterdir())
+    assert files == [f"model-{first.key}.json", f"model-{first.key}.pt"], files  # no temporary file left
+    again = ds.train_task_model(data, "zeros", TINY, seed=0)
+    assert again.losses == first.losses
+    assert all(torch.equal(a, b) for a, b in zip(first.net.state_dict().values(), again.net.state_dict().values()))
+    other = ds.train_task_model(data, "none", TINY, seed=0)
+    assert other.key != first.key and other.net.margin() > 0
+    # a damaged checkpoint is reported and trained again, never loaded
+    path = tmp_path / "downstream" / f"model-{first.key}.pt"
+    blob = bytearray(path.read_bytes())
+    blob[-20] ^= 0xFF
+    path.write_bytes(bytes(blob))
+    with pytest.warns(UserWarning, match="damaged"):
+        redone = ds.train_task_model(data, "zeros", TINY, seed=0)
+    assert redone.losses == first.losses
+
+
+def test_trained_network_is_a_probe_encoder(tmp_path, monkeypatch):
+    monkeypatch.setenv("POSENC_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("CI", "1")
+    model = ds.train_task_model(ds.task_data(TINY.seg_train, 32), "zeros", TINY, seed=0)
+    spec = model.encoder_spec()
+    assert spec.name == "vgg16bn_w2" and spec.weights == f"seg:{model.key}"
+    assert spec.label == "VGG16-BN/32 (segmentation-trained here)"
+    enc = encoders.build_encoder(spec, seed=0, image_size=32)
+    assert enc.channels == (2, 4, 8, 16, 16) and enc.tap_names == ds.TAP_NAMES
+    x = torch.rand(2, 3, 32, 32)
+    taps, h = enc(x), ds.scene_normalize(x)
+    with torch.no_grad():
+        for i, layer in enumerate(model.net.features):
+            h = layer(h)
+            if str(i) == model.net.taps[-1]:
+                break
+    assert torch.allclose(taps[-1], h, atol=1e-5)
+    untrained = encoders.build_encoder(EncoderSpec("vgg16bn_w2", "random"), seed=0, image_size=32)
+    assert not torch.allclose(untrained(x)[-1], taps[-1])
+    with pytest.raises(encoders.WeightsNotFoundError, match="notebook 05"):
+        encoders.build_encoder(EncoderSpec("vgg16bn_w2", "sod:0123456789abcdef"), seed=0, image_size=32)
+    with pytest.raises(ValueError, match="sod:<key>"):
+        encoders.build_encoder(EncoderSpec("vgg16bn_w2", "imagenet"), seed=0, image_size=32)
+
+
+# ---------------------------------------------------------------- claims on constructed tables
+
+
+def _gain(values, lows, highs):
+    return pd.DataFrame(dict(task="sod", test_set="t", metric=["F-measure (adaptive)", "MAE", "mIoU"],
+                             gain=values, ci_low=lows, ci_high=highs, higher_is_better=[True, False, True]))
+
+
+def test_claim9_rule():
+    assert ds.claim9(_gain([0.1, -0.05, 0.02], [0.05, -0.08, 0.01], [0.15, -0.02, 0.03]))["verdict"] == "holds"
+    # MAE higher with padding, interval above zero: padding hurts there
+    assert ds.claim9(_gain([0.1, 0.05, 0.02], [0.05, 0.02, 0.01], [0.15, 0.08, 0.03]))["verdict"] == "does not hold"
+    assert ds.claim9(_gain([0.1, -0.01, 0.02], [0.05, -0.03, 0.01], [0.15, 0.01, 0.03]))["verdict"].startswith("not decided")
+
+
+def _table6(trained_spc, reference_spc, imagenet=None):
+    rows = []
+    encs = [("net (random init)", "vgg16bn_w8", "random", reference_spc),
+            ("net (SOD-trained here)", "vgg16bn_w8", "sod:k1", trained_spc[0]),
+            ("net (segmentation-trained here)", "vgg16bn_w8", "seg:k2", trained_spc[1])]
+    if imagenet is not None:
+        encs.append(("VGG16 (ImageNet)", "vgg16", "imagenet", imagenet))
+    for name, arch, weights, spc in encs:
+        for p in ("H", "G", "HS"):
+            rows.append(dict(encoder=name, arch=arch, weights=weights, pattern=p, test_set="photos", spc=spc))
+        rows.append(dict(encoder=name, arch=arch, weights=weights, pattern="H", test_set="black", spc=0.0))
+    return pd.DataFrame(rows)
+
+
+def test_claim10_rule():
+    assert ds.claim10(_table6((0.8, 0.9), 0.6), "photos")["verdict"] == "holds"
+    assert ds.claim10(_table6((0.8, 0.62), 0.6), "photos")["verdict"] == "does not hold"  # within 0.05
+    assert ds.claim10(_table6((0.8, 0.9), 0.6, imagenet=0.85), "photos")["verdict"] == "does not hold"
+    assert ds.claim10(_table6((0.8, 0.9), 0.6, imagenet=0.7), "photos")["verdict"] == "holds"
+
+
+def test_voc_labels_and_void_are_read_and_ignored():
+    labels = np.array([[0, 1], [255, 2]])
+    pred = np.array([[0, 1], [2, 1]])
+    conf = ds.confusion(pred, labels, 3)
+    assert conf.sum() == 3, "the void pixel is not counted"
+    miou, iou = ds.mean_iou(pred, labels, 3)
+    assert iou.tolist() == [1.0, 0.5, 0.0] and miou == pytest.approx(0.5)
+
+
+# ---------------------------------------------------------------- the paper profile on tiny folders
+
+
+def make_downstream_datasets(root, size=40):
+    """MSRA-B (images and masks side by side), ECSSD, PASCAL-S and DUT-OMRON in their release layouts,
+    and a VOC2012 devkit with palette label images and train/val lists."""
+    rng = np.random.default_rng(0)
+
+    def save_pair(img_dir, mask_dir, stem, mask_ext=".png"):
+        img_dir.mkdir(parents=True, exist_ok=True)
+        mask_dir.mkdir(parents=True, exist_ok=True)
+        image, mask = ds.sod_scene(rng, size)
+        Image.fromarray(image).save(img_dir / f"{stem}.jpg")
+        Image.fromarray(mask * 255).save(mask_dir / f"{stem}{mask_ext}")
+
+    for i in range(6):
+        save_pair(root / "MSRA-B", root / "MSRA-B", f"{i}")
+    for name, imgs, masks in (("ECSSD", "images", "ground_truth_mask"), ("PASCAL-S", "Imgs", "Masks"),
+                              ("DUT-OMRON", "DUT-OMRON-image", "pixelwiseGT-new-PNG")):
+        for i in range(3):
+            save_pair(root / name / imgs, root / name / masks, f"{name.lower()}_{i}")
+    voc = root / "VOCdevkit" / "VOC2012"
+    for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+        (voc / sub).mkdir(parents=True)
+    palette = list(rng.integers(0, 256, 256 * 3).astype(int))
+    for i in range(6):
+        image, labels = ds.seg_scene(rng, size)
+        labels = np.where(labels == 2, 15, labels).astype(np.uint8)  # object -> "person"
+        labels[:2] = 255  # void
+        Image.fromarray(image).save(voc / "JPEGImages" / f"2008_{i:06d}.jpg")
+        im = Image.fromarray(labels, mode="P")
+        im.putpalette(palette)
+        im.save(voc / "SegmentationClass" / f"2008_{i:06d}.png")
+    (voc / "ImageSets/Segmentation/train.txt").write_text("\n".join(f"2008_{i:06d}" for i in range(4)) + "\n")
+    (voc / "ImageSets/Segmentation/val.txt").write_text("\n".join(f"2008_{i:06d}" for i in (4, 5)) + "\n")
+    return root
+
+
+def test_paper_downstream_reads_the_paper_datasets(tmp_path, monkeypatch):
+    monkeypatch.setenv("POSENC_DATA_ROOT", str(make_downstream_datasets(tmp_path / "raw")))
+    monkeypatch.setenv("POSENC_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("CI", "1")
+    profile = get_profile("paper", downstream={"width": 2, "image_size": 32, "epochs": 1, "batch_size": 4})
+    assert ds.missing_datasets(profile.downstream) == []
+    run = ds.train_all(profile)
+    assert [t.name for t in run.tests["sod"]] == ["ECSSD", "PASCAL-S", "DUT-OMRON"]
+    seg = run.tests["seg"][0]
+    assert seg.n == 2 and len(seg.classes) == 21 and set(np.unique(seg.labels)) <= {0, 1, 15, 255}
+    assert run.models[("seg", "zeros")].net.n_out == 21
+    msra = ds.task_data(profile.downstream.sod_train, 32)
+    assert msra.n == 6 and set(np.unique(msra.labels)) == {0, 1}
+    table = ds.table5(profile, run)
+    ecssd = table[(table.test_set == "ECSSD") & (table.metric == "MAE") & (table.padding == "zero padding")]
+    assert ecssd.paper.iloc[0] == pytest.approx(0.17) and ecssd.paper_test_set.iloc[0] == "ECSSD"
+    voc = table[table.metric == "mIoU"].set_index("padding")
+    assert voc.loc["no padding", "paper"] == pytest.approx(0.123) and voc.value.between(0, 1).all()
+
+
+def test_missing_downstream_folders_are_named(tmp_path, monkeypatch):
+    root = make_downstream_datasets(tmp_path / "raw")
+    import shutil
+
+    shutil.rmtree(root / "DUT-OMRON")
+    (root / "ECSSD" / "ground_truth_mask").rename(root / "ECSSD" / "elsewhere")
+    monkeypatch.setenv("POSENC_DATA_ROOT", str(root))
+    missing = ds.missing_datasets(get_profile("paper").downstream)
+    assert len(missing) == 2
+    assert "DUT-OMRON" in missing[1] and "pixelwiseGT-new-PNG" in missing[1] and "saliencydetection.net" in missing[1]
+    assert "ECSSD images with their masks" in missing[0] and "ground_truth_mask" in missing[0]
+    with pytest.raises(FileNotFoundError, match="notebook 05 cannot run"):
+        ds.train_all(get_profile("paper"))
