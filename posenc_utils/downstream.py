@@ -833,13 +833,18 @@ def plot_task_samples(run: Downstream, path: Path, n: int = 4) -> plt.Figure:
     return fig
 
 
-def plot_loss_curves(run: Downstream, path: Path) -> plt.Figure:
-    """Training loss per epoch of the four networks (one panel per task)."""
+def loss_table(run: Downstream) -> pd.DataFrame:
+    """The training loss of each network per epoch, tidy (task, padding, epoch, loss, train_seconds)."""
+    return pd.DataFrame([dict(task=t, padding=m.label, epoch=e, loss=loss, train_seconds=round(m.seconds, 1))
+                         for (t, _), m in run.models.items() for e, loss in enumerate(m.losses, start=1)])
+
+
+def plot_loss_curves(losses: pd.DataFrame, path: Path) -> plt.Figure:
+    """Training loss per epoch of the four networks (one panel per task), from :func:`loss_table`."""
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     for ax, task in zip(axes, TASKS):
-        for pad in PADDINGS:
-            m = run.models[(task, pad)]
-            ax.plot(range(1, len(m.losses) + 1), m.losses, marker="o", label=f"{m.label} ({m.seconds:.0f} s)")
+        for pad, curve in losses[losses.task == task].groupby("padding", sort=False):
+            ax.plot(curve.epoch, curve.loss, marker="o", label=f"{pad} ({curve.train_seconds.iloc[0]:.0f} s)")
         ax.set_title({"sod": "salient object detection (BCE)", "seg": "segmentation (cross-entropy)"}[task], fontsize=9)
         ax.set_xlabel("epoch")
         ax.set_ylabel("training loss")

@@ -16,7 +16,7 @@ import torch
 from .engine import upsample
 from .features import FeatureSet, extract_features
 from .images import ImageSet, build_image_set
-from .metrics import summarize
+from .metrics import seed_summary, summarize
 from .profiles import EncoderSpec, Profile, ReadoutSpec
 from .readout import Readout, evaluate, train_readout
 from .targets import PATTERNS
@@ -30,6 +30,7 @@ class ProbeResult:
     readout: Readout
     per_image: pd.DataFrame  # test_set, image, pattern, spc, mae
     predictions: dict[str, np.ndarray] = field(default_factory=dict)  # test set -> (N, P, h, w)
+    seed: int = 0  # the readout's seed
 
     def upsampled(self, test_set: str, pattern: str, size: int, images=slice(None)) -> np.ndarray:
         """The ``pattern`` head's predictions on ``test_set`` (images ``images``), upsampled to ``size``
@@ -82,23 +83,58 @@ def head_of(full: ImageSet, n: int | None) -> tuple[ImageSet, Views]:
 
 def probe(profile: Profile, spec: EncoderSpec, patterns: tuple[str, ...] = PATTERNS,
           readout: ReadoutSpec | None = None, taps: tuple[str, ...] | None = None,
-          sets: tuple[ImageSet, list[ImageSet]] | None = None, features: FeatureSource | None = None) -> ProbeResult:
+          sets: tuple[ImageSet, list[ImageSet]] | None = None, features: FeatureSource | None = None,
+          seed: int | None = None) -> ProbeResult:
     """Train a readout on the profile's training set and evaluate it on every test set.
 
     ``sets`` replaces the profile's (train, tests) image sets and ``features`` how their features
     are had (default: :func:`features_for`), e.g. a view of a larger set's cached features.
+    ``seed`` is the readout's (default: the profile's); the encoder keeps the profile's seed.
     """
     readout = readout or profile.readout
     train, tests = sets or image_sets(profile)
     features = features or features_for
+    seed = profile.seed if seed is None else seed
     trained = train_readout(features(profile, spec, train), patterns, readout, profile.image_size,
-                            profile.seed, taps, profile.standardize_features)
+                            seed, taps, profile.standardize_features)
     frames, preds = [], {}
     for test in tests:
         per_image, lowres = evaluate(trained, features(profile, spec, test), profile.image_size)
         frames.append(per_image.assign(test_set=test.name))
         preds[test.name] = lowres
-    return ProbeResult(spec, trained, pd.concat(frames, ignore_index=True), preds)
+    return ProbeResult(spec, trained, pd.concat(frames, ignore_index=True), preds, seed)
+
+
+def probe_seeds(profile: Profile, spec: EncoderSpec, **kwargs) -> list[ProbeResult]:
+    """:func:`probe` once per readout seed of the profile (each readout cached on its own)."""
+    return [probe(profile, spec, seed=s, **kwargs) for s in profile.seed_values]
+
+
+def photo_source_ids(profile: Profile, photos: ImageSet) -> np.ndarray | None:
+    """The source photograph of each test photo where the profile's photos are crops (else None)."""
+    from .images import photo_sources
+
+    spec = next((t for t in profile.test_sets if t.name == photos.name), None)
+    if spec is None or spec.kind != "photo_crops":
+        return None
+    return photo_sources(photos.n, spec.seed)
+
+
+def seeded_summary(results: list[ProbeResult], sources: dict | None = None) -> pd.DataFrame:
+    """One row per test set and pattern over the seeds of ``results`` (the same encoder and readout
+    setting): means, intervals over seeds and over test images (:func:`metrics.seed_summary`)."""
+    per_image = pd.concat([r.per_image.assign(seed=r.seed) for r in results], ignore_index=True)
+    df = seed_summary(per_image, ["test_set", "pattern"], sources)
+    e = results[0].encoder
+    return df.assign(encoder=e.label, arch=e.name, weights=e.weights, padding=e.padding)
+
+
+def test_sources(profile: Profile, tests: list[ImageSet]) -> dict[str, np.ndarray]:
+    """Source photograph ids of each test set made of photo crops (for bootstrap intervals)."""
+    return {t.name: ids for t in tests if (ids := photo_source_ids(profile, t)) is not None}
+
+
+SEED_COLUMNS = ["n_seeds", "spc_sd_seeds", "spc_ci_low", "spc_ci_high", "spc_boot_low", "spc_boot_high"]
 
 
 def missing_inputs(profile: Profile, downstream: bool = True) -> list[str]:
@@ -139,13 +175,93 @@ def parse_encoders(texts: list[str] | tuple[str, ...]) -> tuple[EncoderSpec, ...
 
 
 def table1(profile: Profile, extra_encoders: tuple[EncoderSpec, ...] = ()) -> tuple[pd.DataFrame, dict[str, ProbeResult]]:
-    """Table 1: every encoder x pattern x test set, with SPC, MAE, undefined-SPC count and n images.
+    """Table 1: every encoder x pattern x test set, with SPC, MAE, undefined-SPC count and n images,
+    averaged over the profile's readout seeds with intervals over seeds and over test images.
 
-    Returns the tidy table and the probe results (for the qualitative figure), keyed by label.
+    Returns the tidy table and the first seed's probe results (for the qualitative figure), keyed by label.
     """
-    results = {}
+    results, frames = {}, []
+    sources = test_sources(profile, image_sets(profile)[1])
     for spec in profile.encoders + tuple(extra_encoders):
-        results[spec.label] = probe(profile, spec)
-    table = pd.concat([r.summary() for r in results.values()], ignore_index=True)
+        runs = probe_seeds(profile, spec)
+        results[spec.label] = runs[0]
+        frames.append(seeded_summary(runs, sources))
+    table = pd.concat(frames, ignore_index=True)
     cols = ["encoder", "arch", "weights", "padding", "pattern", "test_set", "spc", "mae", "spc_undefined", "n_images"]
-    return table[cols], results
+    return table[cols + SEED_COLUMNS], results
+
+
+# ---------------------------------------------------------------- claims 1-4, decided from Table 1
+
+CLAIM1_RULE = (
+    "Claim 1 (PosENet alone recovers no position) holds when PosENet's SPC is within +-0.1 of 0 for every pattern on "
+    "every test set, its 95% interval over readout seeds included where there are several (undefined SPC, a constant "
+    "prediction, counts as 0)."
+)
+CLAIM2_RULE = (
+    "Claim 2 (frozen pretrained encoders recover a lot: ResNet152 > VGG16 >> PosENet) holds when, on the natural test "
+    "images and averaged over the five patterns, the encoder in the paper's ResNet152 row has a higher SPC than the one "
+    "in its VGG16 row, and that one at least 0.3 more than PosENet. Only pretrained encoders count (random-init rows "
+    "are not the paper's)."
+)
+CLAIM3_RULE = (
+    "Claim 3 (position is recoverable from inputs with no content) holds when every pretrained encoder reaches a mean "
+    "SPC over H, V and G of at least 0.3 (three times claim 1's band around 0) on each of the black, white and noise "
+    "images."
+)
+CLAIM4_RULE = (
+    "Claim 4 (stripes are harder than H, V, G) holds when, for every encoder other than PosENet, the mean SPC over HS "
+    "and VS on the natural test images is at least 0.05 below the mean over H, V and G."
+)
+PRETRAINED = ("imagenet", "hed")
+
+
+def _verdict(ok: bool) -> str:
+    return "holds" if ok else "does not hold"
+
+
+def claims_1_4(table: pd.DataFrame, natural: str) -> list[dict]:
+    """Claims 1-4 decided from Table 1 (``natural``: the natural test set's name) by their rules."""
+    from .tables import PAPER_MODEL
+
+    d = table.fillna({"spc": 0.0})
+    out = []
+    pos = d[d.arch == "posenet"]
+    lo = pos.spc_ci_low.fillna(pos.spc) if "spc_ci_low" in pos else pos.spc
+    hi = pos.spc_ci_high.fillna(pos.spc) if "spc_ci_high" in pos else pos.spc
+    reach = np.maximum(lo.abs(), hi.abs())
+    worst = pos.loc[reach.idxmax()] if len(pos) else None
+    ok = bool(len(pos)) and bool((reach <= 0.1).all())
+    out.append({"claim": 1, "rule": CLAIM1_RULE, "verdict": _verdict(ok) if len(pos) else "not testable",
+                "statement": (f"Claim 1 {_verdict(ok)}: PosENet's SPC ranges from {pos.spc.min():.2f} to "
+                              f"{pos.spc.max():.2f}; the farthest from 0, intervals included, reaches "
+                              f"{reach.max():.2f} ({worst.pattern} on {worst.test_set})."
+                              if len(pos) else "Claim 1 is not testable: the profile has no PosENet row.")})
+    nat = d[d.test_set == natural]
+    mean = nat.groupby(["encoder", "arch", "weights"], sort=False).spc.mean().reset_index()
+    pre = mean[mean.weights.isin(PRETRAINED)].assign(paper=lambda m: m.arch.map(PAPER_MODEL))
+    res, vgg, pn = pre[pre.paper == "ResNet152"], pre[pre.paper == "VGG16"], mean[mean.arch == "posenet"]
+    if len(res) and len(vgg) and len(pn):
+        r, v, p = res.spc.max(), vgg.spc.max(), float(pn.spc.iloc[0])
+        ok = r > v and v >= p + 0.3
+        text = (f"Claim 2 {_verdict(ok)} on {natural}: {res.encoder.iloc[res.spc.argmax()]} {r:.2f}, "
+                f"{vgg.encoder.iloc[vgg.spc.argmax()]} {v:.2f}, PosENet {p:.2f}.")
+        out.append({"claim": 2, "rule": CLAIM2_RULE, "verdict": _verdict(ok), "statement": text})
+    else:
+        out.append({"claim": 2, "rule": CLAIM2_RULE, "verdict": "not testable",
+                    "statement": "Claim 2 is not testable: the profile lacks a pretrained ResNet152-row or VGG16-row "
+                                 "encoder, or PosENet."})
+    syn = d[d.weights.isin(PRETRAINED) & d.test_set.isin(("black", "white", "noise")) & d.pattern.isin(("H", "V", "G"))]
+    cells = syn.groupby(["encoder", "test_set"], sort=False).spc.mean()
+    ok = bool(len(cells)) and bool((cells >= 0.3).all())
+    out.append({"claim": 3, "rule": CLAIM3_RULE, "verdict": _verdict(ok) if len(cells) else "not testable",
+                "statement": f"Claim 3 {_verdict(ok)} (mean SPC over H, V, G): "
+                             + "; ".join(f"{e} on {t} {v:.2f}" for (e, t), v in cells.items()) + "."})
+    others = nat[nat.arch != "posenet"]
+    easy = others[others.pattern.isin(("H", "V", "G"))].groupby("encoder", sort=False).spc.mean()
+    hard = others[others.pattern.isin(("HS", "VS"))].groupby("encoder", sort=False).spc.mean()
+    ok = bool(len(easy)) and bool((hard <= easy - 0.05).all())
+    out.append({"claim": 4, "rule": CLAIM4_RULE, "verdict": _verdict(ok) if len(easy) else "not testable",
+                "statement": f"Claim 4 {_verdict(ok)} on {natural} (H/V/G vs HS/VS): "
+                             + "; ".join(f"{e} {easy[e]:.2f} vs {hard[e]:.2f}" for e in easy.index) + "."})
+    return out

@@ -183,14 +183,6 @@ def content_error_table(results: dict[str, ProbeResult], photos: ImageSet, sourc
     return pd.DataFrame(rows), pd.concat(per_image, ignore_index=True)
 
 
-def photo_source_ids(profile: Profile, photos: ImageSet) -> np.ndarray | None:
-    """The source photograph of each test photo where the profile's photos are crops (else None)."""
-    spec = next((t for t in profile.test_sets if t.name == photos.name), None)
-    if spec is None or spec.kind != "photo_crops":
-        return None
-    return photo_sources(photos.n, spec.seed)
-
-
 def fig7_error_maps(results: dict[str, ProbeResult], photos: ImageSet, path: Path, indices=(0, 1, 2)) -> plt.Figure:
     """Fig 7: for sample photos, the image, its content map and each encoder's error map (H, V, G)."""
     imgs = photos.rows(0, photos.n)

@@ -98,3 +98,39 @@ def cluster_bootstrap_ci(values: np.ndarray, groups: np.ndarray | None = None, s
         stats[b] = stat(values[np.concatenate([members[i] for i in pick])])
     tail = (1 - level) / 2
     return float(np.quantile(stats, tail)), float(np.quantile(stats, 1 - tail))
+
+
+def t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Student-t interval of the mean of ``values`` (e.g. one value per seed); NaN below two values."""
+    from scipy import stats
+
+    v = np.asarray(values, dtype=np.float64)
+    if len(v) < 2:
+        return float("nan"), float("nan")
+    half = stats.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
+    return float(v.mean() - half), float(v.mean() + half)
+
+
+def seed_summary(per_image: pd.DataFrame, by: list[str], sources: dict | None = None, level: float = 0.95,
+                 n_boot: int = 1000) -> pd.DataFrame:
+    """:func:`summarize` over readout seeds: the mean SPC/MAE over seeds (undefined SPC as 0), the
+    seeds' standard deviation and ``level`` t-interval, and a bootstrap interval over test images of
+    the seed-averaged SPC, resampling whole source photographs where ``sources`` gives them
+    (test set name -> source id of each image). ``per_image`` has ``seed`` and ``image`` columns."""
+    rows = []
+    for keys, g in per_image.groupby(by, sort=False):
+        keys = keys if isinstance(keys, tuple) else (keys,)
+        cell = dict(zip(by, keys))
+        g = g.assign(spc0=g.spc.fillna(0.0))
+        per_seed = g.groupby("seed").spc0.mean()
+        lo, hi = t_interval(per_seed.values, level)
+        per_img = g.groupby("image").spc0.mean()
+        groups = (sources or {}).get(cell.get("test_set"))
+        groups = None if groups is None else np.asarray(groups)[per_img.index.values]
+        blo, bhi = (cluster_bootstrap_ci(per_img.values, groups, n_boot=n_boot, level=level)
+                    if len(per_img) > 1 else (float("nan"), float("nan")))
+        rows.append(dict(cell, spc=float(per_seed.mean()), mae=float(g.mae.mean()),
+                         spc_undefined=int(g.spc.isna().groupby(g.seed).sum().max()), n_images=int(g.image.nunique()),
+                         n_seeds=len(per_seed), spc_sd_seeds=float(per_seed.std(ddof=1)) if len(per_seed) > 1 else float("nan"),
+                         spc_ci_low=lo, spc_ci_high=hi, spc_boot_low=blo, spc_boot_high=bhi))
+    return pd.DataFrame(rows)

@@ -73,8 +73,11 @@ def run(profile: str, output_dir: str = "", only: list[str] | None = None, timeo
                       "peak_rss_gb": round(max(kernels, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6), 2),
                       "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d")}
         state = run_state(entries_before, cache_entries())
-        record_times(paths.output_dir(profile, output_dir or None) / "pipeline_times.json", profile, state,
-                     run_record)
+        out = paths.output_dir(profile, output_dir or None)
+        record_times(out / "pipeline_times.json", profile, state, run_record)
+        from .summary import write_manifest
+
+        write_manifest(out, get_profile(profile))  # with this run's times
     return done
 
 

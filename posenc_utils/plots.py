@@ -1,6 +1,13 @@
-"""The paper's figures, drawn from computed results and written as PNG."""
+"""The paper's figures, drawn from computed results and written as PNG.
+
+Every figure made of image panels (Figs 1, 3-7) leaves its drawn data beside it:
+:func:`save_figure` writes ``results/<name>.grid.npz`` (each panel's array, colour map and limits, titles,
+labels, texts), and :func:`redraw_grid` draws the same figure from that file alone, with no encoder and
+no training (notebook 06). Figures of lines and heat maps are redrawn from their CSV tables instead.
+"""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -68,8 +75,87 @@ def fig4_qualitative(results: dict, test_set: ImageSet, index: int, path: Path,
     return fig
 
 
-def save_figure(fig: plt.Figure, path: Path) -> None:
-    """Write ``fig`` as PNG (folders made as needed)."""
+RESULTS = "results"  # sub-folder of a profile's figures that holds the data the figures are drawn from
+FORMATS = (".png", ".pdf")
+
+
+def grid_path(figure_path: Path) -> Path:
+    """Where the panel data of the image figure ``figure_path`` is kept."""
+    figure_path = Path(figure_path)
+    return figure_path.parent / RESULTS / f"{figure_path.stem}.grid.npz"
+
+
+def _is_image_grid(fig: plt.Figure) -> bool:
+    """A figure whose axes come from one grid and hold only images and text (no lines, meshes, patches)."""
+    axes = fig.axes
+    return bool(axes) and any(ax.get_images() for ax in axes) and all(
+        ax.get_subplotspec() is not None and not ax.lines and not ax.collections and not ax.patches for ax in axes)
+
+
+def grid_data(fig: plt.Figure) -> tuple[dict, dict[str, np.ndarray]]:
+    """(layout and text, arrays) of an image-grid figure: enough to draw it again."""
+    meta = {"size": [float(v) for v in fig.get_size_inches()], "panels": [],
+            "suptitle": fig._suptitle.get_text() if fig._suptitle else "",
+            "suptitle_size": fig._suptitle.get_fontsize() if fig._suptitle else 10}
+    arrays = {}
+    for k, ax in enumerate(fig.axes):
+        spec = ax.get_subplotspec()
+        nrows, ncols = spec.get_geometry()[:2]
+        panel = {"row": spec.rowspan.start, "col": spec.colspan.start, "nrows": nrows, "ncols": ncols,
+                 "title": ax.get_title(), "title_size": ax.title.get_fontsize(), "ylabel": ax.get_ylabel(),
+                 "ylabel_size": ax.yaxis.label.get_fontsize(), "frame": ax.get_frame_on(),
+                 "texts": [[t.get_text(), list(map(float, t.get_position())), t.get_fontsize(), t.get_ha(), t.get_va()]
+                           for t in ax.texts]}
+        images = ax.get_images()
+        if images:
+            im = images[0]
+            arrays[f"panel{k}"] = np.asarray(im.get_array())
+            panel.update(array=f"panel{k}", cmap=im.get_cmap().name, clim=[float(v) for v in im.get_clim()],
+                         interpolation=im.get_interpolation())
+        meta["panels"].append(panel)
+    return meta, arrays
+
+
+def redraw_grid(path: Path) -> plt.Figure:
+    """The image-grid figure whose data :func:`save_figure` kept in ``path`` (a ``.grid.npz``)."""
+    with np.load(path) as z:
+        meta = json.loads(str(z["meta"]))
+        arrays = {k: z[k] for k in z.files if k != "meta"}
+    nrows, ncols = meta["panels"][0]["nrows"], meta["panels"][0]["ncols"]
+    fig, axes = plt.subplots(nrows, ncols, figsize=meta["size"], squeeze=False)
+    used = set()
+    for p in meta["panels"]:
+        ax = axes[p["row"], p["col"]]
+        used.add((p["row"], p["col"]))
+        if "array" in p:
+            a = arrays[p["array"]]
+            ax.imshow(a, cmap=p["cmap"] if a.ndim == 2 else None, vmin=p["clim"][0], vmax=p["clim"][1],
+                      interpolation=p["interpolation"])
+        ax.set_title(p["title"], fontsize=p["title_size"])
+        ax.set_ylabel(p["ylabel"], fontsize=p["ylabel_size"])
+        for text, (x, y), size, ha, va in p["texts"]:
+            ax.text(x, y, text, fontsize=size, ha=ha, va=va, transform=ax.transAxes)
+        off_axes(ax)
+        ax.set_frame_on(p["frame"])
+    for r in range(nrows):
+        for c in range(ncols):
+            if (r, c) not in used:
+                axes[r, c].remove()
+    if meta["suptitle"]:
+        fig.suptitle(meta["suptitle"], fontsize=meta["suptitle_size"])
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig: plt.Figure, path: Path, formats: tuple[str, ...] = (".png",)) -> None:
+    """Write ``fig`` (PNG unless ``formats`` says more; folders made as needed) and, for a figure of
+    image panels, the data it was drawn from (:func:`grid_path`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    for ext in formats:
+        fig.savefig(path.with_suffix(ext), dpi=110, bbox_inches="tight")
+    if _is_image_grid(fig):
+        meta, arrays = grid_data(fig)
+        target = grid_path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(target, meta=np.array(json.dumps(meta)), **arrays)

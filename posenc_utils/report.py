@@ -38,6 +38,15 @@ def headline(profile: str = "offline") -> str:
     if more:
         lines += ["", "More products of the main job (notebooks 03 to 05, summarized in the sections below): "
                   + ", ".join(f"[`{name}`]({link})" for name, link in more) + "."]
+    claims = out / "claims.csv"
+    if claims.exists():
+        c = pd.read_csv(claims)
+        lines += ["", f"**The paper's ten claims**, each checked by a rule written before the numbers were seen "
+                      f"([`claims.md`](figures/{profile}/claims.md), made by notebook 06 from the saved results):", "",
+                  c[["claim", "paper", "verdict", "notebook"]].to_markdown(index=False)]
+    if (out / "fig_paper_vs_ours.png").exists():
+        lines += ["", f"Every number the paper published against ours (`paper_vs_ours.csv`):", "",
+                  f"![ours against the paper](figures/{profile}/fig_paper_vs_ours.png)"]
     times = out / "pipeline_times.json"
     if times.exists():
         t = json.loads(times.read_text())

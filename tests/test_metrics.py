@@ -117,3 +117,41 @@ def test_average_ranks_equal_scipy():
     x[3, ::2] = x[3, 1::2]  # pairs
     np.testing.assert_array_equal(average_ranks(x), rankdata(x, axis=1, method="average"))
     np.testing.assert_array_equal(average_ranks(x[:1, :1]), [[1.0]])
+
+
+def test_t_interval_matches_scipy():
+    from scipy import stats
+
+    from posenc_utils.metrics import t_interval
+
+    v = np.array([0.61, 0.55, 0.70])
+    lo, hi = t_interval(v)
+    ref = stats.t.interval(0.95, len(v) - 1, loc=v.mean(), scale=stats.sem(v))
+    assert (lo, hi) == pytest.approx(ref)
+    assert np.isnan(t_interval(np.array([0.5]))).all()
+
+
+def test_seed_summary_over_seeds_and_images():
+    from posenc_utils.metrics import cluster_bootstrap_ci, seed_summary, t_interval
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for seed in (0, 1, 2):
+        for image in range(12):
+            spc_value = np.nan if (seed == 1 and image < 2) else 0.5 + 0.1 * seed + rng.normal(0, 0.05)
+            rows.append(dict(test_set="photos", pattern="H", seed=seed, image=image, spc=spc_value, mae=0.2))
+        rows.append(dict(test_set="black", pattern="H", seed=seed, image=0, spc=0.3 * seed, mae=0.1))
+    df = pd.DataFrame(rows)
+    sources = {"photos": np.repeat(np.arange(4), 3)}
+    out = seed_summary(df, ["test_set", "pattern"], sources).set_index("test_set")
+    photos = df[df.test_set == "photos"].fillna({"spc": 0.0})
+    per_seed = photos.groupby("seed").spc.mean()
+    assert out.loc["photos", "spc"] == pytest.approx(per_seed.mean())
+    assert (out.loc["photos", "spc_ci_low"], out.loc["photos", "spc_ci_high"]) == pytest.approx(t_interval(per_seed.values))
+    assert out.loc["photos", "spc_undefined"] == 2 and out.loc["photos", "n_seeds"] == 3
+    assert out.loc["photos", "n_images"] == 12
+    per_image = photos.groupby("image").spc.mean().values
+    boot = cluster_bootstrap_ci(per_image, sources["photos"], n_boot=1000)
+    assert (out.loc["photos", "spc_boot_low"], out.loc["photos", "spc_boot_high"]) == pytest.approx(boot)
+    assert out.loc["black", "spc"] == pytest.approx(0.3) and np.isnan(out.loc["black", "spc_boot_low"])
+    assert out.loc["black", "spc_sd_seeds"] == pytest.approx(0.3)

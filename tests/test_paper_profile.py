@@ -50,7 +50,11 @@ def table1_run(data_root, tmp_path_factory):
 def test_table1_shape(table1_run):
     profile, table, results, train, tests = table1_run
     assert list(table.columns) == ["encoder", "arch", "weights", "padding", "pattern", "test_set", "spc", "mae",
-                                   "spc_undefined", "n_images"]
+                                   "spc_undefined", "n_images", "n_seeds", "spc_sd_seeds", "spc_ci_low", "spc_ci_high",
+                                   "spc_boot_low", "spc_boot_high"]
+    assert (table.n_seeds == profile.seeds).all() and profile.seeds == 3, "the paper profile reports 3 seeds"
+    ok = table.spc_ci_low.notna()
+    assert ok.any() and (table.spc_ci_low[ok] <= table.spc[ok] + 1e-9).all() and (table.spc[ok] <= table.spc_ci_high[ok] + 1e-9).all()
     assert len(table) == 2 * 5 * 4
     assert set(table.test_set) == set(TEST_SETS)
     assert set(table.pattern) == set(PATTERNS)

@@ -1,0 +1,97 @@
+"""Notebook 06: figures redrawn from their saved data, the claims of Table 1, the manifest."""
+from __future__ import annotations
+
+import json
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from posenc_utils import experiments, plots, summary  # noqa: E402
+from posenc_utils.profiles import get_profile  # noqa: E402
+
+
+def _pixels(fig) -> np.ndarray:
+    fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba())[..., :3].astype(int)
+
+
+def test_image_figure_redraws_from_its_saved_data_alone(tmp_path):
+    rng = np.random.default_rng(0)
+    fig, axes = plt.subplots(2, 3, figsize=(5, 3.4))
+    axes[0, 0].imshow(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8))
+    axes[0, 1].imshow(rng.random((16, 16)), cmap="magma", vmin=0, vmax=1)
+    axes[0, 2].imshow(rng.random((8, 12)), cmap="gray", vmin=0.2, vmax=0.8, interpolation="nearest")
+    axes[1, 0].text(0.9, 0.5, "a row\nlabel", ha="right", va="center", fontsize=7, transform=axes[1, 0].transAxes)
+    axes[1, 1].imshow(rng.random((16, 16)), cmap="jet")
+    axes[1, 1].set_ylabel("side", fontsize=9)
+    axes[1, 2].imshow(rng.random((16, 16)))
+    for ax in axes.ravel():
+        plots.off_axes(ax)
+        ax.set_title("t", fontsize=7)
+    axes[1, 0].set_frame_on(False)
+    fig.suptitle("a grid", fontsize=9)
+    fig.tight_layout()
+    plots.save_figure(fig, tmp_path / "f.png")
+    saved = plots.grid_path(tmp_path / "f.png")
+    assert saved == tmp_path / "results" / "f.grid.npz" and saved.exists()
+    again = plots.redraw_grid(saved)
+    a, b = _pixels(fig), _pixels(again)
+    assert a.shape == b.shape
+    assert (np.abs(a - b) > 8).mean() < 0.002, "the redrawn figure looks like the original"
+
+
+def test_line_figures_keep_no_grid_data(tmp_path):
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    plots.save_figure(fig, tmp_path / "line.png", (".png", ".pdf"))
+    assert (tmp_path / "line.png").exists() and (tmp_path / "line.pdf").exists()
+    assert not plots.grid_path(tmp_path / "line.png").exists()
+
+
+def test_redraw_without_results_names_the_notebooks(tmp_path):
+    with pytest.raises(summary.ResultsMissingError, match="run notebooks 01-05"):
+        summary.redraw_figures(tmp_path)
+
+
+def _table1(pos=0.02, vgg=0.6, res=0.7, syn=0.5, stripes=0.3):
+    rows = []
+    encs = [("PosENet", "posenet", "none"), ("VGG16 (HED)", "vgg16", "hed"),
+            ("EfficientNet-Lite0 (ImageNet)", "efficientnet_lite0", "imagenet"), ("VGG16 (random init)", "vgg16", "random")]
+    for enc, arch, weights in encs:
+        for t in ("photos", "black", "white", "noise"):
+            for p in ("H", "V", "G", "HS", "VS"):
+                v = {"posenet": pos, "vgg16": vgg, "efficientnet_lite0": res}[arch]
+                if t != "photos" and arch != "posenet":
+                    v = syn
+                if p in ("HS", "VS") and arch != "posenet":
+                    v = stripes
+                rows.append(dict(encoder=enc, arch=arch, weights=weights, pattern=p, test_set=t, spc=v))
+    return pd.DataFrame(rows)
+
+
+def test_claims_1_to_4_rules():
+    verdicts = lambda t: [c["verdict"] for c in experiments.claims_1_4(t, "photos")]  # noqa: E731
+    assert verdicts(_table1()) == ["holds"] * 4
+    assert verdicts(_table1(pos=0.15))[0] == "does not hold"
+    assert verdicts(_table1(vgg=0.75))[1] == "does not hold", "ResNet152's row must beat VGG16's"
+    assert verdicts(_table1(pos=0.02, vgg=0.3))[1] == "does not hold", "VGG16 must beat PosENet by 0.3"
+    assert verdicts(_table1(syn=0.2))[2] == "does not hold"
+    assert verdicts(_table1(stripes=0.58))[3] == "does not hold"
+    no_pretrained = _table1()
+    no_pretrained = no_pretrained[~no_pretrained.weights.isin(("hed", "imagenet"))]
+    assert verdicts(no_pretrained)[1:3] == ["not testable", "not testable"]
+
+
+def test_manifest_names_what_made_the_results(tmp_path):
+    (tmp_path / "t.csv").write_text("a\n1\n")
+    (tmp_path / "pipeline_times.json").write_text(json.dumps({"profile": "quick", "cold": {"notebooks_s": {"01": 3}}}))
+    path = summary.write_manifest(tmp_path, get_profile("quick"))
+    m = json.loads(path.read_text())
+    assert m["profile"] == "quick" and m["seeds"] == [0, 1] and m["notebook_times_s"] == {"cold": {"01": 3}}
+    assert len(m["git_commit"]) == 40 and m["packages"]["torch"] and m["machine"]["cpus"] >= 1
+    assert "t.csv" in m["results"] and "manifest.json" not in m["results"]
