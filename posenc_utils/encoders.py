@@ -384,17 +384,35 @@ UNIT_INPUT = (_identity, "RGB in [0, 1] (as the authors' code)")
 IMAGENET_INPUT = (imagenet_normalize, "RGB, ImageNet mean/std")
 
 
-def _input_convention(spec: EncoderSpec, own: tuple[Callable, str]) -> tuple[Callable, str]:
-    """The preprocessing ``spec.input`` asks for; ``own`` is the weights' own convention ("auto")."""
-    return {"auto": own, "unit": UNIT_INPUT, "imagenet": IMAGENET_INPUT}[spec.input]
+HED_INPUT = (caffe_bgr, "BGR, 0..255, minus the Caffe mean")
+LITE_INPUT = (lite_normalize, "RGB, (x*255 - 127) / 128 (EfficientNet-Lite convention)")
 
 
-def _torchvision_weights(net: nn.Module, spec: EncoderSpec) -> tuple[Callable, str]:
-    """Load torchvision's ImageNet weights into ``net`` if ``spec`` asks for them; the input convention."""
+def own_input(spec: EncoderSpec) -> tuple[Callable, str]:
+    """The input convention the weights of ``spec`` were trained with (what ``input="auto"`` means)."""
+    arch = _arch(spec.name)
+    if arch in ("posenet", "coords"):
+        return _identity, "RGB in [0, 1]"
+    if arch == "vgg16" and spec.weights == "hed":
+        return HED_INPUT
+    if arch == "efficientnet_lite0":
+        return LITE_INPUT
+    if arch == "vgg16bn_w":
+        from .downstream import scene_normalize
+
+        return scene_normalize, "RGB, (x - 0.45) / 0.25 (as trained in notebook 05)"
+    return IMAGENET_INPUT if spec.torchvision_imagenet_arch else UNIT_INPUT
+
+
+def input_convention(spec: EncoderSpec) -> tuple[Callable, str]:
+    """The preprocessing of ``spec``'s encoder and its description, known without building the network."""
+    return {"auto": own_input(spec), "unit": UNIT_INPUT, "imagenet": IMAGENET_INPUT}[spec.input]
+
+
+def _torchvision_weights(net: nn.Module, spec: EncoderSpec) -> None:
+    """Load torchvision's ImageNet weights into ``net`` if ``spec`` asks for them."""
     if spec.torchvision_imagenet_arch:
         net.load_state_dict(load_imagenet_state_dict(spec.torchvision_imagenet_arch))
-        return _input_convention(spec, IMAGENET_INPUT)
-    return _input_convention(spec, UNIT_INPUT)
 
 
 def _vgg16(spec: EncoderSpec, seed: int) -> Encoder:
@@ -402,9 +420,9 @@ def _vgg16(spec: EncoderSpec, seed: int) -> Encoder:
         vgg = torchvision.models.vgg16(weights=None)
     if spec.weights == "hed":
         load_hed_into_vgg16(vgg.features)
-        pre, conv = _input_convention(spec, (caffe_bgr, "BGR, 0..255, minus the Caffe mean"))
     else:
-        pre, conv = _torchvision_weights(vgg, spec)
+        _torchvision_weights(vgg, spec)
+    pre, conv = input_convention(spec)
     vgg.classifier = nn.Identity()  # 120M parameters the probe never uses
     feats = vgg.features
     taps = spec.taps or tuple(VGG16_TAPS)
@@ -415,7 +433,8 @@ def _vgg16(spec: EncoderSpec, seed: int) -> Encoder:
 def _resnet152(spec: EncoderSpec, seed: int) -> Encoder:
     with _seeded(seed):
         net = torchvision.models.resnet152(weights=None)
-    pre, conv = _torchvision_weights(net, spec)
+    _torchvision_weights(net, spec)
+    pre, conv = input_convention(spec)
     taps = spec.taps or RESNET_TAPS
     names = tuple({"relu": "stem"}.get(t, t) for t in taps)
     return Encoder(spec, TapModel(net, taps), taps, names, pre, conv)
@@ -453,7 +472,7 @@ def _efficientnet_lite0(spec: EncoderSpec, seed: int, image_size: int) -> Encode
     net.eval()
     taps = spec.taps or _efficientnet_taps(net, image_size)
     names = tuple(f"stage{i + 1}" for i in range(len(taps))) if spec.taps is None else taps
-    pre, conv = _input_convention(spec, (lite_normalize, "RGB, (x*255 - 127) / 128 (EfficientNet-Lite convention)"))
+    pre, conv = input_convention(spec)
     return Encoder(spec, TapModel(net, taps, method="extract_features"), taps, names, pre, conv)
 
 
@@ -492,7 +511,8 @@ def _torchvision_model(spec: EncoderSpec, seed: int) -> Encoder:
         raise ValueError(f"unknown torchvision classification model {arch!r}; see torchvision.models.list_models()")
     with _seeded(seed):
         net = torchvision.models.get_model(arch, weights=None)
-    pre, conv = _torchvision_weights(net, spec)
+    _torchvision_weights(net, spec)
+    pre, conv = input_convention(spec)
     net.eval()
     taps = spec.taps or auto_taps(net)
     return Encoder(spec, TapModel(net, taps), taps, taps, pre, conv)
@@ -519,12 +539,12 @@ def _check_no_padding(enc: Encoder, arch: str) -> None:
 
 
 def _task_network(spec: EncoderSpec, seed: int) -> Encoder:
-    from .downstream import TAP_NAMES, scene_normalize, task_encoder_net
+    from .downstream import TAP_NAMES, task_encoder_net
 
     net = task_encoder_net(spec, seed)
     taps = spec.taps or tuple(net.taps)
     names = tuple(dict(zip(net.taps, TAP_NAMES)).get(t, t) for t in taps)
-    pre, conv = _input_convention(spec, (scene_normalize, "RGB, (x - 0.45) / 0.25 (as trained in notebook 05)"))
+    pre, conv = input_convention(spec)
     return Encoder(spec, TapModel(net.features, taps), taps, names, pre, conv)
 
 

@@ -236,9 +236,9 @@ def _rises(values: list[float], slack: float = 0.02, gain: float = 0.05) -> bool
     return all(b >= a - slack for a, b in zip(values, values[1:])) and values[-1] >= values[0] + gain
 
 
-def claim5(table2a: pd.DataFrame, table2b: pd.DataFrame, patterns=("H", "G", "HS")) -> dict:
-    """Decide claim 5 from Tables 2a/2b by :data:`CLAIM5_RULE`."""
-    a, b = _mean_spc(table2a, patterns), _mean_spc(table2b, patterns)
+def claim5(table2a: pd.DataFrame, table2b: pd.DataFrame, patterns=("H", "G", "HS"), test_set: str = "photos") -> dict:
+    """Decide claim 5 from Tables 2a/2b by :data:`CLAIM5_RULE` (``test_set``: the natural images)."""
+    a, b = _mean_spc(table2a, patterns, test_set), _mean_spc(table2b, patterns, test_set)
     vggs = [e for e in a.index.get_level_values(0).unique() if e != "PosENet"]
     parts, texts = [], []
     for e in vggs:
@@ -253,11 +253,11 @@ def claim5(table2a: pd.DataFrame, table2b: pd.DataFrame, patterns=("H", "G", "HS
             "statement": f"Claim 5 {verdict} (mean SPC on photos over {', '.join(patterns)}). " + " ".join(texts)}
 
 
-def claim6(table3: pd.DataFrame, patterns=("H", "G")) -> dict:
-    """Decide claim 6 from Table 3 by :data:`CLAIM6_RULE`."""
+def claim6(table3: pd.DataFrame, patterns=("H", "G"), test_set: str = "photos") -> dict:
+    """Decide claim 6 from Table 3 by :data:`CLAIM6_RULE` (``test_set``: the natural images)."""
     from scipy.stats import spearmanr
 
-    d = table3[(table3.test_set == "photos") & table3.pattern.isin(patterns)]
+    d = table3[(table3.test_set == test_set) & table3.pattern.isin(patterns)]
     m = d.groupby(["encoder", "all_stages", "stage"], sort=False).spc.mean()
     parts, texts = [], []
     for e in m.index.get_level_values(0).unique():

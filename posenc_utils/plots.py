@@ -13,6 +13,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
+from . import cache
 from .images import ImageSet
 from .targets import PATTERN_NAMES, PATTERNS, target_map
 
@@ -120,7 +121,7 @@ def redraw_grid(path: Path) -> plt.Figure:
     """The image-grid figure whose data :func:`save_figure` kept in ``path`` (a ``.grid.npz``)."""
     with np.load(path) as z:
         meta = json.loads(str(z["meta"]))
-        arrays = {k: z[k] for k in z.files if k != "meta"}
+        arrays = {k: z[k] for k in z.files if k not in ("meta", "digest")}
     nrows, ncols = meta["panels"][0]["nrows"], meta["panels"][0]["ncols"]
     fig, axes = plt.subplots(nrows, ncols, figsize=meta["size"], squeeze=False)
     used = set()
@@ -147,15 +148,49 @@ def redraw_grid(path: Path) -> plt.Figure:
     return fig
 
 
+DPI = 110
+
+
+def _grid_digest(meta: dict, arrays: dict[str, np.ndarray]) -> str:
+    """A hash of everything an image-grid figure is drawn from, and of how it is rendered."""
+    import matplotlib
+    import xxhash
+
+    h = xxhash.xxh3_128(json.dumps(meta, sort_keys=True).encode())
+    h.update(f"{matplotlib.__version__}|{DPI}".encode())
+    for k in sorted(arrays):
+        a = np.ascontiguousarray(arrays[k])
+        h.update(f"{k}{a.shape}{a.dtype}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _saved_digest(target: Path) -> str | None:
+    try:
+        with np.load(target) as z:
+            return str(z["digest"]) if "digest" in z.files else None
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def save_figure(fig: plt.Figure, path: Path, formats: tuple[str, ...] = (".png",)) -> None:
     """Write ``fig`` (PNG unless ``formats`` says more; folders made as needed) and, for a figure of
-    image panels, the data it was drawn from (:func:`grid_path`)."""
+    image panels, the data it was drawn from (:func:`grid_path`).
+
+    An image-grid figure whose data and rendering settings hash as the saved ones, with every file
+    already there, is not rendered again (a warm rerun redraws nothing that would come out the same)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    for ext in formats:
-        fig.savefig(path.with_suffix(ext), dpi=110, bbox_inches="tight")
-    if _is_image_grid(fig):
+    grid = _is_image_grid(fig)
+    if grid:
         meta, arrays = grid_data(fig)
-        target = grid_path(path)
+        digest, target = _grid_digest(meta, arrays), grid_path(path)
+        if _saved_digest(target) == digest and all(path.with_suffix(ext).exists() for ext in formats):
+            return
+    for ext in formats:
+        fig.savefig(path.with_suffix(ext), dpi=DPI, bbox_inches="tight")
+    if grid:
         target.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(target, meta=np.array(json.dumps(meta)), **arrays)
+        with cache.atomic_path(target) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez_compressed(f, meta=np.array(json.dumps(meta)), digest=np.array(digest), **arrays)

@@ -22,12 +22,25 @@ README = paths.PROJ_ROOT / "README.md"
 
 
 def headline(profile: str = "offline") -> str:
-    """Markdown: Table 1 SPC overview and the main job's run time, read from the profile's outputs."""
+    """Markdown: the ten claims and the paper-vs-ours figure (notebook 06), the Table 1 SPC overview and the
+    main job's run time, read from the profile's outputs."""
     out = paths.FIGURES_DIR / profile
     table = pd.read_csv(out / "table1_position_info.csv")
     md = spc_overview(table).to_markdown(index=False)
-    lines = [f"Table 1, `{profile}` profile: SPC ours (paper's in parentheses; `[k undef.]`: k images with a "
-             f"constant prediction, counted as 0). Source: `figures/{profile}/table1_position_info.csv`.", "", md]
+    lines = []
+    claims = out / "claims.csv"
+    if claims.exists():
+        c = pd.read_csv(claims, dtype={"notebook": str})
+        lines += [f"**The paper's ten claims**, each checked by a rule written before the numbers were seen "
+                  f"([`claims.md`](figures/{profile}/claims.md), made by notebook 06 from the saved results):", "",
+                  c[["claim", "paper", "verdict", "notebook"]].to_markdown(index=False)]
+    if (out / "fig_paper_vs_ours.png").exists():
+        lines += ["", f"Every number the paper published against ours (`paper_vs_ours.csv`; error bars: 95% intervals "
+                  f"over readout seeds, or over test images for Table 5):", "",
+                  f"![ours against the paper](figures/{profile}/fig_paper_vs_ours.png)", ""]
+    lines += [f"Table 1, `{profile}` profile: SPC ours, the mean over readout seeds (paper's in parentheses; "
+              f"`[k undef.]`: k images with a constant prediction, counted as 0). Source: "
+              f"`figures/{profile}/table1_position_info.csv`, with the intervals.", "", md]
     more = [(name, f"figures/{profile}/{name}") for name in (
         "table4_padding.md", "fig6_padding_gaussian.png", "claim7.md", "padding_modes.md", "fig_padding_modes.png",
         "canvas.md", "fig_canvas.png", "fig_border_distance.png", "border_regions.md", "table2a_readout_depth.md",
@@ -38,15 +51,6 @@ def headline(profile: str = "offline") -> str:
     if more:
         lines += ["", "More products of the main job (notebooks 03 to 05, summarized in the sections below): "
                   + ", ".join(f"[`{name}`]({link})" for name, link in more) + "."]
-    claims = out / "claims.csv"
-    if claims.exists():
-        c = pd.read_csv(claims)
-        lines += ["", f"**The paper's ten claims**, each checked by a rule written before the numbers were seen "
-                      f"([`claims.md`](figures/{profile}/claims.md), made by notebook 06 from the saved results):", "",
-                  c[["claim", "paper", "verdict", "notebook"]].to_markdown(index=False)]
-    if (out / "fig_paper_vs_ours.png").exists():
-        lines += ["", f"Every number the paper published against ours (`paper_vs_ours.csv`):", "",
-                  f"![ours against the paper](figures/{profile}/fig_paper_vs_ours.png)"]
     times = out / "pipeline_times.json"
     if times.exists():
         t = json.loads(times.read_text())

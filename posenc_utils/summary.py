@@ -94,8 +94,8 @@ def redraw_figures(out: Path) -> pd.DataFrame:
         plt.close(fig)
         rows.append(dict(figure=name, drawn_from=f"{RESULTS}/{g.name}"))
     for name, draw in table_figures(out).items():
-        fig = draw(out / f"{name}.png")
-        save_figure(fig, out / f"{name}.png", FORMATS)
+        fig = draw(out / f"{name}.png")  # writes the PNG
+        save_figure(fig, out / f"{name}.png", tuple(f for f in FORMATS if f != ".png"))
         plt.close(fig)
         rows.append(dict(figure=name, drawn_from="CSV table"))
     return pd.DataFrame(rows)
@@ -166,8 +166,9 @@ def all_claims(out: Path, profile: Profile) -> list[dict]:
     natural = profile.test_sets[0].name
     claims = experiments.claims_1_4(_read(out, "table1_position_info.csv", "02"), natural)
     more = {
-        5: lambda: layers.claim5(_read(out, "table2a_readout_depth.csv", "04"), _read(out, "table2b_kernel_size.csv", "04")),
-        6: lambda: layers.claim6(_read(out, "table3_per_stage.csv", "04")),
+        5: lambda: layers.claim5(_read(out, "table2a_readout_depth.csv", "04"), _read(out, "table2b_kernel_size.csv", "04"),
+                                 test_set=natural),
+        6: lambda: layers.claim6(_read(out, "table3_per_stage.csv", "04"), test_set=natural),
         7: lambda: padding.claim7(_read(out, "table4_padding.csv", "03"), test_set=natural),
         8: lambda: layers.claim8(_read(out, "content_error.csv", "04")),
         9: lambda: downstream.claim9(_read(out, "padding_gain.csv", "05")),

@@ -303,3 +303,20 @@ def test_missing_downstream_folders_are_named(tmp_path, monkeypatch):
     assert "ECSSD images with their masks" in missing[0] and "ground_truth_mask" in missing[0]
     with pytest.raises(FileNotFoundError, match="notebook 05 cannot run"):
         ds.train_all(get_profile("paper"))
+
+
+def test_max_f_measure_equals_the_threshold_sweep():
+    """The histogram form gives what sweeping every threshold over every image gives."""
+    rng = np.random.default_rng(1)
+    masks = rng.random((5, 12, 12)) < 0.3
+    sal = np.clip(masks * 0.4 + rng.random((5, 12, 12)) * 0.6, 0, 1)
+    sal[0, 0, :4] = [0.5, 1 / 256, 255 / 256, 1.0]  # values on thresholds exactly
+    masks[4] = False  # an image without object: recall 0
+    best = 0.0
+    for t in np.linspace(0, 1, 256, endpoint=False)[1:]:
+        p = [np.logical_and(s >= t, m).sum() / (s >= t).sum() if (s >= t).any() else 0.0 for s, m in zip(sal, masks)]
+        r = [np.logical_and(s >= t, m).sum() / m.sum() if m.any() else 0.0 for s, m in zip(sal, masks)]
+        pm, rm = np.mean(p), np.mean(r)
+        if pm + rm > 0:
+            best = max(best, 1.3 * pm * rm / (0.3 * pm + rm))
+    assert ds.max_f_measure(sal, masks) == pytest.approx(best, abs=1e-12)

@@ -404,3 +404,18 @@ def test_imagenet_input_option_and_authors_taps(tmp_path, monkeypatch):
     assert spec.label == "ResNet152 (ImageNet, taps layer1-4, [0,1] input)"
     with pytest.raises(ValueError, match="input convention"):
         build_encoder(EncoderSpec("vgg16", "random", input="bgr"), image_size=32)
+
+
+def test_input_convention_is_known_without_building_the_network():
+    """The preprocessing a spec's encoder applies, from ``input_convention`` alone, is what the built encoder applies."""
+    from posenc_utils.encoders import build_encoder, input_convention
+    from posenc_utils.profiles import EncoderSpec
+
+    x = torch.rand(2, 3, 8, 8)
+    specs = [EncoderSpec("vgg16", "hed"), EncoderSpec("vgg16", "random"), EncoderSpec("efficientnet_lite0", "imagenet"),
+             EncoderSpec("vgg16", "hed", input="unit"), EncoderSpec("vgg16bn_w2", "random"),
+             EncoderSpec("tv:resnet18", "random", input="imagenet")]
+    for spec in specs:
+        built = build_encoder(spec, 0, 64)
+        pre, text = input_convention(spec)
+        assert torch.equal(pre(x), built.preprocess(x)) and text == built.input_convention, spec

@@ -95,3 +95,23 @@ def test_manifest_names_what_made_the_results(tmp_path):
     assert m["profile"] == "quick" and m["seeds"] == [0, 1] and m["notebook_times_s"] == {"cold": {"01": 3}}
     assert len(m["git_commit"]) == 40 and m["packages"]["torch"] and m["machine"]["cpus"] >= 1
     assert "t.csv" in m["results"] and "manifest.json" not in m["results"]
+
+
+def test_unchanged_image_figure_is_not_rendered_again(tmp_path):
+    def draw(value):
+        fig, axes = plt.subplots(1, 2)
+        axes[0].imshow(np.full((4, 4), value), cmap="gray", vmin=0, vmax=1)
+        axes[1].imshow(np.eye(4), cmap="gray")
+        return fig
+
+    plots.save_figure(draw(0.5), tmp_path / "g.png", (".png", ".pdf"))
+    png = tmp_path / "g.png"
+    stamp = png.stat().st_mtime_ns
+    plots.save_figure(draw(0.5), tmp_path / "g.png", (".png", ".pdf"))
+    assert png.stat().st_mtime_ns == stamp, "same data, same files: nothing rendered"
+    plots.save_figure(draw(0.7), tmp_path / "g.png", (".png", ".pdf"))
+    assert png.stat().st_mtime_ns != stamp, "other data: rendered again"
+    stamp = png.stat().st_mtime_ns
+    (tmp_path / "g.pdf").unlink()
+    plots.save_figure(draw(0.7), tmp_path / "g.png", (".png", ".pdf"))
+    assert (tmp_path / "g.pdf").exists(), "a missing file is rendered"
