@@ -188,7 +188,8 @@ def save_figure(fig: plt.Figure, path: Path, formats: tuple[str, ...] = (".png",
         if _saved_digest(target) == digest and all(path.with_suffix(ext).exists() for ext in formats):
             return
     for ext in formats:
-        fig.savefig(path.with_suffix(ext), dpi=DPI, bbox_inches="tight")
+        stable = {"metadata": {"CreationDate": None}} if ext == ".pdf" else {}  # the same figure, the same bytes
+        fig.savefig(path.with_suffix(ext), dpi=DPI, bbox_inches="tight", **stable)
     if grid:
         target.parent.mkdir(parents=True, exist_ok=True)
         with cache.atomic_path(target) as tmp:
