@@ -255,7 +255,8 @@ def manifest(out: Path, profile: Profile) -> dict:
         mem_gb = None
     return {
         "profile": profile.name, "description": profile.description, "seeds": list(profile.seed_values),
-        "git_commit": _git("rev-parse", "HEAD"), "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "git_commit": _git("rev-parse", "HEAD"), "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                                                      ":(exclude)figures/*/manifest.json")),
         "python": sys.version.split()[0], "packages": versions, "notebook_times_s": times,
         "machine": {"platform": platform.platform(), "cpu": _cpu_model(), "cpus": os.cpu_count(), "memory_gb": mem_gb},
         "results": sorted(p.name for p in Path(out).iterdir() if p.suffix in (".csv", ".md", ".json"))
