@@ -734,18 +734,20 @@ def table6_encoders(profile: Profile, run: Downstream) -> list[tuple[EncoderSpec
 
 def table6(profile: Profile, run: Downstream) -> tuple[pd.DataFrame, dict]:
     """Table 6: the Table 1 probe (same readout, training and test images) on each encoder of
-    :func:`table6_encoders`, every pattern; the paper's values beside ours where it has the row."""
-    from .experiments import probe
+    :func:`table6_encoders`, every pattern, one readout seed with 95% intervals over test images; the
+    paper's values beside ours where it has the row."""
+    from .experiments import SEED_COLUMNS, image_sets, probe, seeded_summary, test_sources
 
     frames, results = [], {}
+    photos = test_sources(profile, image_sets(profile)[1])
     for spec, paper_model in table6_encoders(profile, run):
         result = probe(profile, spec)
         results[spec.label] = result
-        frames.append(result.summary().assign(paper_model=paper_model))
+        frames.append(seeded_summary([result], photos).assign(paper_model=paper_model))
     ours = pd.concat(frames, ignore_index=True)
     table = tables.with_paper(ours, profile, "table6")
     cols = ["encoder", "arch", "weights", "pattern", "test_set", "spc", "mae", "spc_undefined", "n_images",
-            "paper_spc", "paper_mae", "compared_with"]
+            *SEED_COLUMNS, "paper_spc", "paper_mae", "compared_with"]
     return table[cols], results
 
 

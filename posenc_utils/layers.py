@@ -21,7 +21,7 @@ import pandas as pd
 from scipy import ndimage
 
 from . import tables
-from .experiments import ProbeResult, head_of, image_sets, probe, view_features
+from .experiments import SEED_COLUMNS, ProbeResult, head_of, image_sets, probe, seeded_summary, test_sources, view_features
 from .images import ImageSet, photo_sources
 from .metrics import cluster_bootstrap_ci
 from .plots import off_axes, save_figure
@@ -60,9 +60,10 @@ def _capacity_encoders(profile: Profile) -> list[EncoderSpec]:
 
 def readout_capacity(profile: Profile) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict[str, ProbeResult]]]:
     """Table 2a (depth) and 2b (kernel size) for PosENet and every VGG16 of the profile, all five
-    patterns, every test set, the paper's values beside ours; and the probe results per encoder and setting."""
+    patterns, every test set, the paper's values beside ours (one readout seed; 95% intervals over test
+    images); and the probe results per encoder and setting."""
     train, tests, views = capacity_sets(profile)
-    source = view_features(views)
+    source, photos = view_features(views), test_sources(profile, tests)
     frames, results = {"table2a": [], "table2b": []}, {}
     for spec in _capacity_encoders(profile):
         results[spec.label], done = {}, {}
@@ -71,11 +72,11 @@ def readout_capacity(profile: Profile) -> tuple[pd.DataFrame, pd.DataFrame, dict
                 done[readout] = probe(profile, spec, readout=readout, sets=(train, tests), features=source)
             res = done[readout]
             results[spec.label].setdefault(setting, res)
-            frames[table].append(res.summary().assign(setting=setting, paper_setting=paper_setting))
+            frames[table].append(seeded_summary([res], photos).assign(setting=setting, paper_setting=paper_setting))
     out = []
     for table in ("table2a", "table2b"):
         df = tables.with_paper(pd.concat(frames[table], ignore_index=True), profile, table)
-        out.append(df[COLUMNS + ["paper_spc", "paper_mae", "compared_with"]])
+        out.append(df[COLUMNS + SEED_COLUMNS + ["paper_spc", "paper_mae", "compared_with"]])
     return out[0], out[1], results
 
 
@@ -83,7 +84,7 @@ def per_stage(profile: Profile) -> tuple[pd.DataFrame, dict[str, ProbeResult]]:
     """Table 3 for every encoder (PosENet has no stages): the readout on stage f1 .. f5 alone and on
     all five, by selecting the stage's channels from the cached features."""
     train, tests, views = capacity_sets(profile)
-    source = view_features(views)
+    source, photos = view_features(views), test_sources(profile, tests)
     frames, results = [], {}
     for spec in (e for e in profile.encoders if e.name != "posenet"):
         taps = source(profile, spec, train).tap_names
@@ -92,10 +93,10 @@ def per_stage(profile: Profile) -> tuple[pd.DataFrame, dict[str, ProbeResult]]:
         for setting, sel, tap, stage in stages:
             res = probe(profile, spec, taps=sel, sets=(train, tests), features=source)
             results[f"{spec.label}, {setting}"] = res
-            frames.append(res.summary().assign(setting=setting, paper_setting=setting, tap=tap, stage=stage,
-                                               all_stages=sel is None))
+            frames.append(seeded_summary([res], photos).assign(setting=setting, paper_setting=setting, tap=tap,
+                                                               stage=stage, all_stages=sel is None))
     df = tables.with_paper(pd.concat(frames, ignore_index=True), profile, "table3")
-    return df[COLUMNS + ["tap", "stage", "all_stages", "paper_spc", "paper_mae", "compared_with"]], results
+    return df[COLUMNS + ["tap", "stage", "all_stages"] + SEED_COLUMNS + ["paper_spc", "paper_mae", "compared_with"]], results
 
 
 def plot_stage_trend(table: pd.DataFrame, path: Path, test_set: str = "photos") -> plt.Figure:

@@ -92,10 +92,19 @@ def cluster_bootstrap_ci(values: np.ndarray, groups: np.ndarray | None = None, s
     ids = np.unique(groups)
     members = [np.flatnonzero(groups == g) for g in ids]
     rng = np.random.default_rng(seed)
-    stats = np.empty(n_boot)
-    for b in range(n_boot):
-        pick = rng.integers(0, len(ids), len(ids))
-        stats[b] = stat(values[np.concatenate([members[i] for i in pick])])
+    if (stat is np.mean or stat is np.nanmean) and values.ndim == 1:
+        # the mean of a resample is (sum of its groups' sums) / (sum of their counts): all resamples at once
+        ok = ~np.isnan(values) if stat is np.nanmean else np.ones(len(values), bool)
+        sums = np.array([values[m][ok[m]].sum() for m in members])
+        counts = np.array([ok[m].sum() for m in members], dtype=np.float64)
+        pick = rng.integers(0, len(ids), (n_boot, len(ids)))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            stats = sums[pick].sum(axis=1) / counts[pick].sum(axis=1)
+    else:
+        stats = np.empty(n_boot)
+        for b in range(n_boot):
+            pick = rng.integers(0, len(ids), len(ids))
+            stats[b] = stat(values[np.concatenate([members[i] for i in pick])])
     tail = (1 - level) / 2
     return float(np.quantile(stats, tail)), float(np.quantile(stats, 1 - tail))
 

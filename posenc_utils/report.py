@@ -36,7 +36,7 @@ def headline(profile: str = "offline") -> str:
                   c[["claim", "paper", "verdict", "notebook"]].to_markdown(index=False)]
     if (out / "fig_paper_vs_ours.png").exists():
         lines += ["", f"Every number the paper published against ours (`paper_vs_ours.csv`; error bars: 95% intervals "
-                  f"over readout seeds, or over test images for Table 5):", "",
+                  f"over readout seeds where there are several, else over test images):", "",
                   f"![ours against the paper](figures/{profile}/fig_paper_vs_ours.png)", ""]
     lines += [f"Table 1, `{profile}` profile: SPC ours, the mean over readout seeds (paper's in parentheses; "
               f"`[k undef.]`: k images with a constant prediction, counted as 0). Source: "

@@ -155,3 +155,17 @@ def test_seed_summary_over_seeds_and_images():
     assert (out.loc["photos", "spc_boot_low"], out.loc["photos", "spc_boot_high"]) == pytest.approx(boot)
     assert out.loc["black", "spc"] == pytest.approx(0.3) and np.isnan(out.loc["black", "spc_boot_low"])
     assert out.loc["black", "spc_sd_seeds"] == pytest.approx(0.3)
+
+
+def test_cluster_bootstrap_mean_shortcut_equals_resampling():
+    """The vectorized mean (sums of resampled groups) gives the interval of resampling values one by one."""
+    rng = np.random.default_rng(3)
+    values, groups = rng.random(60), np.repeat(np.arange(19), 4)[:60]
+    values[[3, 17]] = np.nan
+    for stat in (np.nanmean, np.mean):
+        fast = metrics.cluster_bootstrap_ci(values, groups, stat, n_boot=500)
+        slow = metrics.cluster_bootstrap_ci(values, groups, lambda x, s=stat: s(x), n_boot=500)
+        assert np.allclose(fast, slow, equal_nan=True)
+    clean = rng.random(30)
+    assert np.allclose(metrics.cluster_bootstrap_ci(clean, None, np.mean, n_boot=300),
+                       metrics.cluster_bootstrap_ci(clean, None, lambda x: float(np.mean(x)), n_boot=300))
