@@ -26,9 +26,10 @@ $(STAMP): pyproject.toml
 ## setup: create .venv with pinned torch/torchvision and the package (editable); no-op when done
 setup: $(STAMP)
 
-## reproduce: the main job: every notebook, every table and figure, offline profile (OUT=dir to redirect)
+## reproduce: the main job: every notebook, every table and figure, the claims report and the README's generated sections (offline profile; OUT=dir to redirect, README untouched)
 reproduce: $(STAMP)
 	$(PY) -m posenc_utils.pipeline run --profile offline --output-dir "$(OUT)"
+	@if [ -z "$(OUT)" ]; then $(PY) -m posenc_utils.report; fi
 
 ## quick: every notebook in the CI-sized quick profile (minutes on 2 cores)
 quick: $(STAMP)

@@ -640,7 +640,7 @@ def table5(profile: Profile, run: Downstream) -> pd.DataFrame:
     """Table 5, tidy: one row per task x padding x test set x metric, with a 95% bootstrap interval
     over test images and the paper's value beside ours. SOD: adaptive F-measure and MAE (per image,
     averaged), max F-measure (one threshold for the set); segmentation: mIoU (fraction, not %)."""
-    paper, rows = _paper_table5(), []
+    paper, rows, per_image = _paper_table5(), [], []
     net = profile.downstream.label
     for (task, pad), model in run.models.items():
         for test in run.tests[task]:
@@ -648,6 +648,8 @@ def table5(profile: Profile, run: Downstream) -> pd.DataFrame:
             run.predictions[(task, pad, test.name)] = pred
             if task == "sod":
                 f, err = f_measure(pred, test.labels), mean_absolute_error(pred, test.labels)
+                per_image.append(pd.DataFrame(dict(task=task, padding=model.label, test_set=test.name,
+                                                   image=np.arange(test.n), f_measure=f, mae=err)))
                 cells = [("F-measure (adaptive)", f, np.mean), ("MAE", err, np.mean)]
                 cells = [(m, float(v.mean()), _bootstrap(v, s)) for m, v, s in cells]
                 cells.append(("max F-measure", max_f_measure(pred, test.labels), (np.nan, np.nan)))
@@ -660,7 +662,9 @@ def table5(profile: Profile, run: Downstream) -> pd.DataFrame:
                 pv, where = _paper_value(paper, task, pad, metric, test.name)
                 rows.append(dict(task=task, network=net, padding=model.label, test_set=test.name, metric=metric,
                                  value=value, ci_low=lo, ci_high=hi, n_images=test.n, paper=pv, paper_test_set=where))
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    table.attrs["per_image"] = pd.concat(per_image, ignore_index=True)  # SOD: F-measure and MAE of every test image
+    return table
 
 
 def table5_wide(table: pd.DataFrame) -> pd.DataFrame:

@@ -120,11 +120,19 @@ def photo_source_ids(profile: Profile, photos: ImageSet) -> np.ndarray | None:
     return photo_sources(photos.n, spec.seed)
 
 
+def per_image_frame(results: list[ProbeResult]) -> pd.DataFrame:
+    """The per-image metrics of ``results`` (one encoder and readout setting, any seeds), tidy: encoder,
+    padding, seed, test set, image, pattern, SPC, MAE."""
+    e = results[0].encoder
+    df = pd.concat([r.per_image.assign(seed=r.seed) for r in results], ignore_index=True)
+    return df.assign(encoder=e.label, padding=e.padding)[["encoder", "padding", "seed", "test_set", "image", "pattern",
+                                                          "spc", "mae"]]
+
+
 def seeded_summary(results: list[ProbeResult], sources: dict | None = None) -> pd.DataFrame:
     """One row per test set and pattern over the seeds of ``results`` (the same encoder and readout
     setting): means, intervals over seeds and over test images (:func:`metrics.seed_summary`)."""
-    per_image = pd.concat([r.per_image.assign(seed=r.seed) for r in results], ignore_index=True)
-    df = seed_summary(per_image, ["test_set", "pattern"], sources)
+    df = seed_summary(per_image_frame(results), ["test_set", "pattern"], sources)
     e = results[0].encoder
     return df.assign(encoder=e.label, arch=e.name, weights=e.weights, padding=e.padding)
 
@@ -178,17 +186,21 @@ def table1(profile: Profile, extra_encoders: tuple[EncoderSpec, ...] = ()) -> tu
     """Table 1: every encoder x pattern x test set, with SPC, MAE, undefined-SPC count and n images,
     averaged over the profile's readout seeds with intervals over seeds and over test images.
 
-    Returns the tidy table and the first seed's probe results (for the qualitative figure), keyed by label.
+    Returns the tidy table (its ``attrs["per_image"]``: every seed's per-image metrics) and the first
+    seed's probe results (for the qualitative figure), keyed by label.
     """
-    results, frames = {}, []
+    results, frames, per_image = {}, [], []
     sources = test_sources(profile, image_sets(profile)[1])
     for spec in profile.encoders + tuple(extra_encoders):
         runs = probe_seeds(profile, spec)
         results[spec.label] = runs[0]
         frames.append(seeded_summary(runs, sources))
+        per_image.append(per_image_frame(runs))
     table = pd.concat(frames, ignore_index=True)
     cols = ["encoder", "arch", "weights", "padding", "pattern", "test_set", "spc", "mae", "spc_undefined", "n_images"]
-    return table[cols + SEED_COLUMNS], results
+    table = table[cols + SEED_COLUMNS]
+    table.attrs["per_image"] = pd.concat(per_image, ignore_index=True)  # every seed's; pop it before using the table
+    return table, results
 
 
 # ---------------------------------------------------------------- claims 1-4, decided from Table 1

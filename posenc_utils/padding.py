@@ -26,8 +26,8 @@ import torch
 
 from . import tables
 from .encoders import PaddingNotSupportedError, canvas_value
-from .experiments import (SEED_COLUMNS, ProbeResult, Views, head_of, image_sets, probe, probe_seeds, seeded_summary,
-                          test_sources, view_features)
+from .experiments import (SEED_COLUMNS, ProbeResult, Views, head_of, image_sets, per_image_frame, probe, probe_seeds,
+                          seeded_summary, test_sources, view_features)
 from .images import ImageSet
 from .metrics import spc
 from .plots import off_axes, save_figure
@@ -75,14 +75,17 @@ def table4(profile: Profile) -> tuple[pd.DataFrame, dict[str, ProbeResult]]:
     frames, results = [], {}
     train_full, tests = image_sets(prof)
     train, views = head_of(train_full, profile.table4_train_n)
-    sources = test_sources(prof, tests)
+    sources, per_image = test_sources(prof, tests), []
     for spec, setting, paper_setting, readout in runs:
         seeded = probe_seeds(prof, spec, readout=readout, sets=(train, tests), features=view_features(views))
         base = dataclasses.replace(spec, padding="zeros").label
         results[f"{base}, {setting}"] = seeded[0]
         frames.append(seeded_summary(seeded, sources).assign(setting=setting, paper_setting=paper_setting, encoder=base))
+        per_image.append(per_image_frame(seeded).assign(encoder=base, setting=setting))
     table = tables.with_paper(pd.concat(frames, ignore_index=True), prof, "table4")
-    return table[TABLE_COLUMNS + SEED_COLUMNS + ["paper_spc", "paper_mae", "compared_with"]], results
+    table = table[TABLE_COLUMNS + SEED_COLUMNS + ["paper_spc", "paper_mae", "compared_with"]]
+    table.attrs["per_image"] = pd.concat(per_image, ignore_index=True)  # every seed's; pop it before using the table
+    return table, results
 
 
 def fig6_padding_gaussian(results: dict[str, ProbeResult], tests: list[ImageSet], path: Path,

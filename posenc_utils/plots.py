@@ -76,6 +76,18 @@ def fig4_qualitative(results: dict, test_set: ImageSet, index: int, path: Path,
     return fig
 
 
+STYLE = {"context": "paper", "style": "ticks"}  # seaborn's theme: one style for every figure of the study
+
+
+def use_style() -> None:
+    """Apply the study's figure style (done once when this module is imported)."""
+    import seaborn as sns
+
+    sns.set_theme(**STYLE)
+
+
+use_style()
+
 RESULTS = "results"  # sub-folder of a profile's figures that holds the data the figures are drawn from
 FORMATS = (".png", ".pdf")
 
@@ -157,7 +169,7 @@ def _grid_digest(meta: dict, arrays: dict[str, np.ndarray]) -> str:
     import xxhash
 
     h = xxhash.xxh3_128(json.dumps(meta, sort_keys=True).encode())
-    h.update(f"{matplotlib.__version__}|{DPI}".encode())
+    h.update(f"{matplotlib.__version__}|{DPI}|{json.dumps(STYLE, sort_keys=True)}".encode())
     for k in sorted(arrays):
         a = np.ascontiguousarray(arrays[k])
         h.update(f"{k}{a.shape}{a.dtype}".encode())

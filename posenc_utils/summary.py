@@ -60,23 +60,34 @@ def _read(out: Path, name: str, notebook: str) -> pd.DataFrame:
 
 
 def use_style() -> None:
-    """One style for every figure notebook 06 draws."""
-    import seaborn as sns
+    """The study's one figure style (:func:`posenc_utils.plots.use_style`)."""
+    from .plots import use_style as apply
 
-    sns.set_theme(context="paper", style="ticks", font_scale=1.0)
+    apply()
+
+
+TABLE_FIGURES = {  # figure -> (the CSV it is drawn from, the notebook that writes both)
+    "fig_padding_modes": ("padding_modes.csv", "03"), "fig_canvas": ("canvas.csv", "03"),
+    "fig_border_distance": ("border_distance.csv", "03"), "fig_stage_trend": ("table3_per_stage.csv", "04"),
+    "fig_downstream_loss": ("downstream_losses.csv", "05"),
+}
 
 
 def table_figures(out: Path) -> dict[str, callable]:
     """The figures drawn from CSV tables: file name -> a function drawing it to a path."""
     from . import downstream, layers, padding
 
-    return {
-        "fig_padding_modes": lambda p: padding.plot_padding_modes(_read(out, "padding_modes.csv", "03"), p),
-        "fig_canvas": lambda p: padding.plot_canvas(_read(out, "canvas.csv", "03"), p),
-        "fig_border_distance": lambda p: padding.plot_border_distance(_read(out, "border_distance.csv", "03"), p),
-        "fig_stage_trend": lambda p: layers.plot_stage_trend(_read(out, "table3_per_stage.csv", "04"), p),
-        "fig_downstream_loss": lambda p: downstream.plot_loss_curves(_read(out, "downstream_losses.csv", "05"), p),
-    }
+    draw = {"fig_padding_modes": padding.plot_padding_modes, "fig_canvas": padding.plot_canvas,
+            "fig_border_distance": padding.plot_border_distance, "fig_stage_trend": layers.plot_stage_trend,
+            "fig_downstream_loss": downstream.plot_loss_curves}
+    return {name: (lambda p, n=name: draw[n](_read(out, *TABLE_FIGURES[n]), p)) for name in TABLE_FIGURES}
+
+
+def _current(out: Path, name: str) -> bool:
+    """Whether both files of a table figure are newer than its CSV (which is rewritten only when it changes)."""
+    csv = out / TABLE_FIGURES[name][0]
+    files = [out / f"{name}{ext}" for ext in FORMATS]
+    return csv.exists() and all(f.exists() and f.stat().st_mtime_ns >= csv.stat().st_mtime_ns for f in files)
 
 
 def redraw_figures(out: Path) -> pd.DataFrame:
@@ -94,10 +105,12 @@ def redraw_figures(out: Path) -> pd.DataFrame:
         plt.close(fig)
         rows.append(dict(figure=name, drawn_from=f"{RESULTS}/{g.name}"))
     for name, draw in table_figures(out).items():
+        rows.append(dict(figure=name, drawn_from=f"{TABLE_FIGURES[name][0]}"))
+        if _current(out, name):
+            continue
         fig = draw(out / f"{name}.png")  # writes the PNG
         save_figure(fig, out / f"{name}.png", tuple(f for f in FORMATS if f != ".png"))
         plt.close(fig)
-        rows.append(dict(figure=name, drawn_from="CSV table"))
     return pd.DataFrame(rows)
 
 

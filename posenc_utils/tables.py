@@ -60,11 +60,26 @@ def spc_overview(df: pd.DataFrame, index: tuple[str, ...] = ("encoder", "pattern
     return wide.reset_index()
 
 
-def write_table(df: pd.DataFrame, out_dir: Path, name: str, caption: str = "") -> Path:
-    """Write ``name``.csv (full precision) and ``name``.md (rounded, with a caption)."""
+def write_csv(df: pd.DataFrame, path: Path) -> Path:
+    """Write ``df`` as CSV, leaving the file (and its time stamp) alone when it already holds exactly
+    that: a figure drawn from the file then knows it is current (notebook 06 redraws only what changed)."""
+    path = Path(path)
+    text = df.to_csv(index=False)
+    if not (path.exists() and path.read_text() == text):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return path
+
+
+def write_table(df: pd.DataFrame, out_dir: Path, name: str, caption: str = "",
+                per_image: pd.DataFrame | None = None) -> Path:
+    """Write ``name``.csv (full precision) and ``name``.md (rounded, with a caption), and the per-image
+    metrics behind it, where given, as ``results/<name>_per_image.csv``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    df.to_csv(out_dir / f"{name}.csv", index=False)
+    write_csv(df, out_dir / f"{name}.csv")
+    if per_image is not None:
+        write_csv(per_image, out_dir / "results" / f"{name}_per_image.csv")
     md = df.to_markdown(index=False, floatfmt=".3f")
     (out_dir / f"{name}.md").write_text((f"{caption}\n\n" if caption else "") + md + "\n")
     return out_dir / f"{name}.csv"

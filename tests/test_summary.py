@@ -115,3 +115,15 @@ def test_unchanged_image_figure_is_not_rendered_again(tmp_path):
     (tmp_path / "g.pdf").unlink()
     plots.save_figure(draw(0.7), tmp_path / "g.png", (".png", ".pdf"))
     assert (tmp_path / "g.pdf").exists(), "a missing file is rendered"
+
+
+def test_csv_rewritten_only_when_it_changes(tmp_path):
+    from posenc_utils import tables
+
+    path = tmp_path / "t.csv"
+    tables.write_csv(pd.DataFrame({"a": [1, 2]}), path)
+    stamp = path.stat().st_mtime_ns
+    tables.write_csv(pd.DataFrame({"a": [1, 2]}), path)
+    assert path.stat().st_mtime_ns == stamp
+    tables.write_csv(pd.DataFrame({"a": [1, 3]}), path)
+    assert pd.read_csv(path).a.tolist() == [1, 3]
