@@ -499,9 +499,13 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def _images(images: np.ndarray, dev: torch.device) -> torch.Tensor:
+    """uint8 images (B, H, W, 3) as the network's input: float (B, 3, H, W) in [0, 1] on ``dev``."""
+    return torch.from_numpy(np.ascontiguousarray(images)).to(dev).permute(0, 3, 1, 2).float() / 255
+
+
 def _batch(data: TaskData, idx: np.ndarray, dev: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    x = torch.from_numpy(np.ascontiguousarray(data.images[idx])).to(dev).permute(0, 3, 1, 2).float() / 255
-    return x, torch.from_numpy(np.ascontiguousarray(data.labels[idx])).to(dev)
+    return _images(data.images[idx], dev), torch.from_numpy(np.ascontiguousarray(data.labels[idx])).to(dev)
 
 
 def task_loss(logits: torch.Tensor, labels: torch.Tensor, task: str) -> torch.Tensor:
@@ -580,8 +584,7 @@ def predict(net: SceneNet, images: np.ndarray, task: str, batch: int = 32) -> np
     net = net.to(dev).eval()
     with torch.no_grad():
         for i in range(0, len(images), batch):
-            x = torch.from_numpy(np.ascontiguousarray(images[i:i + batch])).to(dev).permute(0, 3, 1, 2).float() / 255
-            logits = net(x)
+            logits = net(_images(images[i:i + batch], dev))
             out.append((torch.sigmoid(logits[:, 0]) if task == "sod" else logits.argmax(1).to(torch.uint8)).cpu().numpy())
     net.cpu()
     return np.concatenate(out)

@@ -59,13 +59,6 @@ def _read(out: Path, name: str, notebook: str) -> pd.DataFrame:
 # ---------------------------------------------------------------- figures
 
 
-def use_style() -> None:
-    """The study's one figure style (:func:`posenc_utils.plots.use_style`)."""
-    from .plots import use_style as apply
-
-    apply()
-
-
 TABLE_FIGURES = {  # figure -> (the CSV it is drawn from, the notebook that writes both)
     "fig_padding_modes": ("padding_modes.csv", "03"), "fig_canvas": ("canvas.csv", "03"),
     "fig_border_distance": ("border_distance.csv", "03"), "fig_stage_trend": ("table3_per_stage.csv", "04"),
