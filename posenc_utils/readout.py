@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from . import cache, paths, timing
 from .encoders import flush_denormals
@@ -52,7 +53,12 @@ class PEM(nn.Module):
     Non-final layers: Conv(C -> C, k, pad p) -> BatchNorm -> ReLU (C -> ``width`` -> ``width`` ... when
     ``width`` is set: a narrower readout where C -> C cannot be afforded); final layer:
     Conv(C -> 1, k, pad p) -> BatchNorm -> Sigmoid; Xavier-uniform weights, zero bias.
-    ``in_mean`` / ``in_std`` standardize the input channels (identity unless set).
+    ``in_mean`` / ``in_std`` standardize the input channels (identity unless set). Where the PEM
+    pads (``padding`` > 0), it pads the features it reads with their value **zero** and standardizes
+    after padding, so the border stays what padding means (a zero feature) whatever the
+    conditioning: standardization is then an affine reparametrization of the first layer, borders
+    included (a test proves it for every padding the study uses). Padding the standardized features
+    with zero instead would pad the raw ones with their training-set mean.
     ``forward`` takes features in the encoder's scale (the reference form); ``forward_stored``
     takes the cached float16 features and computes the same function by the fast engine.
     """
@@ -90,15 +96,21 @@ class PEM(nn.Module):
         return in_size + layers * (2 * self.padding - self.kernel + 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Reference form: features (B, C, H, W) in the encoder's scale -> (B, heads, h, w)."""
-        return self.body((x - self.in_mean) / self.in_std)
+        """Reference form: features (B, C, H, W) in the encoder's scale -> (B, heads, h, w): zero-pad
+        the features, standardize, convolve (no further padding), then the rest of the stack."""
+        conv, p = self.body[0], self.padding
+        x = F.pad(x, (p, p, p, p)) if p else x
+        first = F.conv2d((x - self.in_mean) / self.in_std, conv.weight, conv.bias)
+        return self.body[1:](first)
 
     def first_layer_matrix(self, storage_scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The first convolution as a (C, k*k*O) matrix acting on *stored* features, and an offset.
 
         Stored features are ``x / scale``; the PEM sees ``(x - mean) / std``. Both affine maps
-        fold into the weights: ``W' = W * scale / std`` and ``offset = (mean / std) @ W``, so
-        ``stored @ W' - offset`` equals ``standardized @ W`` exactly (up to round-off).
+        fold into the weights: ``W' = W * scale / std`` and ``offset = (mean / std) @ W`` (one per
+        tap and output), so ``stored @ W' - offset`` equals ``standardized @ W`` exactly (up to
+        round-off). A padded position holds the standardized zero, ``-mean / std``, so it too
+        contributes ``-offset`` to its tap: every output subtracts every tap's offset.
         """
         conv = self.body[0]
         o, c, k, _ = conv.weight.shape
@@ -115,11 +127,9 @@ class PEM(nn.Module):
         k, o = self.kernel, conv.out_channels
         w, offset = self.first_layer_matrix(storage_scale)
         y = stored_product(w, x, ranges)
-        bias = conv.bias
-        if self.padding:  # subtract before padding: a padded position contributes nothing to any tap
-            y = y - offset
-        else:  # every output sums every tap: the offset is one constant per output channel
-            bias = bias - offset.view(k * k, o).sum(0)
+        # every output sums every tap, padded ones included (they hold the standardized zero): the
+        # offset is one constant per output channel, and the padded product is zero
+        bias = conv.bias - offset.view(k * k, o).sum(0)
         y = y.reshape(len(x), side, side, k * k, o)
         out = shift_sum(y, k, self.padding) + bias.view(1, -1, 1, 1)
         return self.body[1:](out)
@@ -220,6 +230,8 @@ def train_readout(features: FeatureSet, patterns: tuple[str, ...], spec: Readout
         "features": features.key, "patterns": patterns, "spec": cache.key_fields(spec), "image_size": image_size,
         "seed": seed, "taps": taps, "standardize": standardize, "version": READOUT_VERSION,
         **({"engine": engine} if engine != "fast" else {}),
+        # a padded PEM on standardized features pads them with their zero (before: with their mean)
+        **({"pads_with": "feature zero"} if standardize and spec.padding else {}),
     })
     in_ch = features.n_channels if chans is None else len(chans)
     model = PEM(in_ch, [head_seed(seed, p) for p in patterns], spec.n_layers, spec.kernel, spec.padding, spec.width)

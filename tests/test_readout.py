@@ -300,6 +300,32 @@ def test_fast_engine_equals_reference(kernel, padding, n_layers):
         torch.testing.assert_close(a, b, atol=1e-5 * top, rtol=1e-3, msg=name)
 
 
+@pytest.mark.parametrize("kernel", [1, 3, 7])
+@pytest.mark.parametrize("padding", [0, 1, 2])
+def test_standardized_readout_is_the_raw_readout_reparametrized(kernel, padding):
+    """Padding keeps its meaning under standardization: for any PEM on raw features there is one on
+    standardized features with identical outputs, borders included (W' = W * std, b' = b + sum of
+    W * mean over taps and channels), in both engines. Padding the *standardized* features with zero
+    would pad the raw ones with their mean, and no such weights would exist at padding 1 and 2."""
+    stored, scale, x = _stored_batch()
+    c = x.shape[1]
+    g = torch.Generator().manual_seed(3)
+    mean, std = torch.rand(1, c, 1, 1, generator=g) * 3 + 1, torch.rand(1, c, 1, 1, generator=g) + 0.3
+    raw = PEM(c, [head_seed(0, "H"), head_seed(0, "G")], 1, kernel, padding).eval()
+    standardized = PEM(c, [head_seed(1, "H"), head_seed(1, "G")], 1, kernel, padding).eval()
+    standardized.in_mean, standardized.in_std = mean, std
+    with torch.no_grad():
+        raw.body[0].bias.copy_(torch.randn(2, generator=g))
+        w = raw.body[0].weight
+        standardized.body[0].weight.copy_(w * std.view(1, c, 1, 1))
+        standardized.body[0].bias.copy_(raw.body[0].bias + (w * mean.view(1, c, 1, 1)).sum((1, 2, 3)))
+        expected = raw(x)
+        assert expected.shape[-1] == 28 + 2 * padding - kernel + 1
+        torch.testing.assert_close(standardized(x), expected, atol=1e-4, rtol=1e-4)
+        fast = standardized.forward_stored(stored, ((0, c),), scale, 28)
+        torch.testing.assert_close(fast, expected, atol=1e-4, rtol=1e-4)
+
+
 def test_first_layer_matrix_folds_the_affine_maps():
     stored, scale, x = _stored_batch(channels=(5, 3), scales=(2.0, 0.5))
     model = PEM(8, [1, 2], kernel=3)
