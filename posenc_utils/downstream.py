@@ -702,27 +702,6 @@ def padding_gain(run: Downstream, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-CLAIM9_RULE = (
-    "Claim 9 (padding helps downstream tasks that need position) holds if the network with zero padding "
-    "beats the same network trained without padding on every test set and metric of Table 5 (higher "
-    "F-measure and mIoU, lower MAE), each paired 95% bootstrap interval over test images excluding zero; "
-    "it does not hold if any comparison goes the other way with its interval excluding zero; otherwise it "
-    "is not decided by this run (differences within the noise)."
-)
-
-
-def claim9(gain: pd.DataFrame) -> dict:
-    """Decide claim 9 from :func:`padding_gain` by :data:`CLAIM9_RULE`."""
-    sign = np.where(gain.higher_is_better, 1.0, -1.0)
-    lo = np.minimum(gain.ci_low * sign, gain.ci_high * sign)
-    hi = np.maximum(gain.ci_low * sign, gain.ci_high * sign)
-    verdict = ("holds" if (lo > 0).all() else "does not hold" if (hi < 0).any() else "not decided (within the noise)")
-    texts = [f"{r.task.upper()} {r.test_set}, {r.metric}: {r.gain:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}]."
-             for r in gain.itertuples()]
-    return {"rule": CLAIM9_RULE, "verdict": verdict,
-            "statement": f"Claim 9 {verdict} (zero padding minus no padding, 95% interval). " + " ".join(texts)}
-
-
 # ---------------------------------------------------------------- Table 6: the trained encoders under the probe
 
 
@@ -739,48 +718,41 @@ def table6_encoders(profile: Profile, run: Downstream) -> list[tuple[EncoderSpec
     return out
 
 
-def table6(profile: Profile, run: Downstream) -> tuple[pd.DataFrame, dict]:
+def table6(profile: Profile, run: Downstream, image_size: int | None = None) -> tuple[pd.DataFrame, dict]:
     """Table 6: the Table 1 probe (same readout, training and test images) on each encoder of
     :func:`table6_encoders`, every pattern, one readout seed with 95% intervals over test images; the
-    paper's values beside ours where it has the row."""
+    paper's values beside ours where it has the row.
+
+    ``image_size``: probe at that size instead of the profile's (the training and test images made again
+    at that size), e.g. the size the downstream networks were trained at; the profile's VGG16s are then
+    kept only where they are the paper's reference (ImageNet weights)."""
     from .experiments import SEED_COLUMNS, image_sets, probe, seeded_summary, test_sources
 
+    prof = profile.with_overrides(image_size=image_size) if image_size and image_size != profile.image_size else profile
+    encoders = [(e, p) for e, p in table6_encoders(profile, run)
+                if prof is profile or e.name != "vgg16" or e.weights == "imagenet"]
     frames, results = [], {}
-    photos = test_sources(profile, image_sets(profile)[1])
-    for spec, paper_model in table6_encoders(profile, run):
-        result = probe(profile, spec)
+    photos = test_sources(prof, image_sets(prof)[1])
+    for spec, paper_model in encoders:
+        result = probe(prof, spec)
         results[spec.label] = result
-        frames.append(seeded_summary([result], photos).assign(paper_model=paper_model))
+        frames.append(seeded_summary([result], photos).assign(paper_model=paper_model, image_size=prof.image_size))
     ours = pd.concat(frames, ignore_index=True)
-    table = tables.with_paper(ours, profile, "table6")
-    cols = ["encoder", "arch", "weights", "pattern", "test_set", "spc", "mae", "spc_undefined", "n_images",
+    table = tables.with_paper(ours, prof, "table6")
+    cols = ["encoder", "arch", "weights", "image_size", "pattern", "test_set", "spc", "mae", "spc_undefined", "n_images",
             *SEED_COLUMNS, "paper_spc", "paper_mae", "compared_with"]
+    if prof is profile:
+        cols.remove("image_size")  # the profile's own size, as every other table
     return table[cols], results
 
 
-CLAIM10_RULE = (
-    "Claim 10 (encoders trained for dense tasks encode more position) holds if both the SOD- and the "
-    "segmentation-trained encoders have a higher mean SPC over H, G and HS on the natural test images than "
-    "their reference by more than 0.05: the same network at the weights its training started from (here), "
-    "and ImageNet VGG16 where the profile has it (the paper's comparison). It does not hold if either is "
-    "lower or within 0.05."
-)
+def table6_per_image(profile: Profile, results: dict, image_size: int | None = None) -> pd.DataFrame:
+    """The per-image metrics behind :func:`table6` (same ``image_size``), which claim 10 is decided on."""
+    from .experiments import image_sets, per_image_frame, test_sources
 
-
-def claim10(table: pd.DataFrame, natural: str, patterns=TABLE6_PATTERNS) -> dict:
-    """Decide claim 10 from :func:`table6` by :data:`CLAIM10_RULE` (``natural``: the natural test set's name)."""
-    d = table[(table.test_set == natural) & table.pattern.isin(patterns)]
-    mean = d.groupby("encoder", sort=False).spc.mean()
-    arch = d.groupby("encoder", sort=False).arch.first()
-    weights = d.groupby("encoder", sort=False).weights.first()
-    trained = [e for e in mean.index if weights[e].split(":")[0] in TASKS]
-    refs = [e for e in mean.index if weights[e] == "random" and arch[e].startswith("vgg16bn_w")]
-    refs += [e for e in mean.index if arch[e] == "vgg16" and weights[e] == "imagenet"]
-    parts = [mean[t] > mean[r] + 0.05 for t in trained for r in refs]
-    verdict = "holds" if parts and all(parts) else "does not hold"
-    texts = [f"{e}: {mean[e]:.2f}." for e in mean.index]
-    return {"rule": CLAIM10_RULE, "verdict": verdict,
-            "statement": f"Claim 10 {verdict} (mean SPC over {', '.join(patterns)} on {natural}). " + " ".join(texts)}
+    prof = profile.with_overrides(image_size=image_size) if image_size else profile
+    photos = test_sources(prof, image_sets(prof)[1])
+    return pd.concat([per_image_frame([r], photos) for r in results.values()], ignore_index=True)
 
 
 # ---------------------------------------------------------------- Fig 1 and the loss curves

@@ -120,13 +120,18 @@ def photo_source_ids(profile: Profile, photos: ImageSet) -> np.ndarray | None:
     return photo_sources(photos.n, spec.seed)
 
 
-def per_image_frame(results: list[ProbeResult]) -> pd.DataFrame:
+def per_image_frame(results: list[ProbeResult], sources: dict | None = None) -> pd.DataFrame:
     """The per-image metrics of ``results`` (one encoder and readout setting, any seeds), tidy: encoder,
-    padding, seed, test set, image, pattern, SPC, MAE."""
+    arch, weights, padding, seed, test set, image, its source photograph (``sources``: test set -> source
+    id per image; the image itself where there is none), pattern, SPC, MAE."""
     e = results[0].encoder
     df = pd.concat([r.per_image.assign(seed=r.seed) for r in results], ignore_index=True)
-    return df.assign(encoder=e.label, padding=e.padding)[["encoder", "padding", "seed", "test_set", "image", "pattern",
-                                                          "spc", "mae"]]
+    source = df.image.to_numpy().copy()
+    for name, ids in (sources or {}).items():
+        at = (df.test_set == name).to_numpy()
+        source[at] = np.asarray(ids)[df.image.to_numpy()[at]]
+    df = df.assign(encoder=e.label, arch=e.name, weights=e.weights, padding=e.padding, source=source)
+    return df[["encoder", "arch", "weights", "padding", "seed", "test_set", "image", "source", "pattern", "spc", "mae"]]
 
 
 def seeded_summary(results: list[ProbeResult], sources: dict | None = None) -> pd.DataFrame:
@@ -195,85 +200,9 @@ def table1(profile: Profile, extra_encoders: tuple[EncoderSpec, ...] = ()) -> tu
         runs = probe_seeds(profile, spec)
         results[spec.label] = runs[0]
         frames.append(seeded_summary(runs, sources))
-        per_image.append(per_image_frame(runs))
+        per_image.append(per_image_frame(runs, sources))
     table = pd.concat(frames, ignore_index=True)
     cols = ["encoder", "arch", "weights", "padding", "pattern", "test_set", "spc", "mae", "spc_undefined", "n_images"]
     table = table[cols + SEED_COLUMNS]
     table.attrs["per_image"] = pd.concat(per_image, ignore_index=True)  # every seed's; pop it before using the table
     return table, results
-
-
-# ---------------------------------------------------------------- claims 1-4, decided from Table 1
-
-CLAIM1_RULE = (
-    "Claim 1 (PosENet alone recovers no position) holds when PosENet's SPC is within +-0.1 of 0 for every pattern on "
-    "every test set, its 95% interval over readout seeds included where there are several (undefined SPC, a constant "
-    "prediction, counts as 0)."
-)
-CLAIM2_RULE = (
-    "Claim 2 (frozen pretrained encoders recover a lot: ResNet152 > VGG16 >> PosENet) holds when, on the natural test "
-    "images and averaged over the five patterns, the encoder in the paper's ResNet152 row has a higher SPC than the one "
-    "in its VGG16 row, and that one at least 0.3 more than PosENet. Only pretrained encoders count (random-init rows "
-    "are not the paper's)."
-)
-CLAIM3_RULE = (
-    "Claim 3 (position is recoverable from inputs with no content) holds when every pretrained encoder reaches a mean "
-    "SPC over H, V and G of at least 0.3 (three times claim 1's band around 0) on each of the black, white and noise "
-    "images."
-)
-CLAIM4_RULE = (
-    "Claim 4 (stripes are harder than H, V, G) holds when, for every encoder other than PosENet, the mean SPC over HS "
-    "and VS on the natural test images is at least 0.05 below the mean over H, V and G."
-)
-PRETRAINED = ("imagenet", "hed")
-
-
-def _verdict(ok: bool) -> str:
-    return "holds" if ok else "does not hold"
-
-
-def claims_1_4(table: pd.DataFrame, natural: str) -> list[dict]:
-    """Claims 1-4 decided from Table 1 (``natural``: the natural test set's name) by their rules."""
-    from .tables import PAPER_MODEL
-
-    d = table.fillna({"spc": 0.0})
-    out = []
-    pos = d[d.arch == "posenet"]
-    lo = pos.spc_ci_low.fillna(pos.spc) if "spc_ci_low" in pos else pos.spc
-    hi = pos.spc_ci_high.fillna(pos.spc) if "spc_ci_high" in pos else pos.spc
-    reach = np.maximum(lo.abs(), hi.abs())
-    worst = pos.loc[reach.idxmax()] if len(pos) else None
-    ok = bool(len(pos)) and bool((reach <= 0.1).all())
-    out.append({"claim": 1, "rule": CLAIM1_RULE, "verdict": _verdict(ok) if len(pos) else "not testable",
-                "statement": (f"Claim 1 {_verdict(ok)}: PosENet's SPC ranges from {pos.spc.min():.2f} to "
-                              f"{pos.spc.max():.2f}; the farthest from 0, intervals included, reaches "
-                              f"{reach.max():.2f} ({worst.pattern} on {worst.test_set})."
-                              if len(pos) else "Claim 1 is not testable: the profile has no PosENet row.")})
-    nat = d[d.test_set == natural]
-    mean = nat.groupby(["encoder", "arch", "weights"], sort=False).spc.mean().reset_index()
-    pre = mean[mean.weights.isin(PRETRAINED)].assign(paper=lambda m: m.arch.map(PAPER_MODEL))
-    res, vgg, pn = pre[pre.paper == "ResNet152"], pre[pre.paper == "VGG16"], mean[mean.arch == "posenet"]
-    if len(res) and len(vgg) and len(pn):
-        r, v, p = res.spc.max(), vgg.spc.max(), float(pn.spc.iloc[0])
-        ok = r > v and v >= p + 0.3
-        text = (f"Claim 2 {_verdict(ok)} on {natural}: {res.encoder.iloc[res.spc.argmax()]} {r:.2f}, "
-                f"{vgg.encoder.iloc[vgg.spc.argmax()]} {v:.2f}, PosENet {p:.2f}.")
-        out.append({"claim": 2, "rule": CLAIM2_RULE, "verdict": _verdict(ok), "statement": text})
-    else:
-        out.append({"claim": 2, "rule": CLAIM2_RULE, "verdict": "not testable",
-                    "statement": "Claim 2 is not testable: the profile lacks a pretrained ResNet152-row or VGG16-row "
-                                 "encoder, or PosENet."})
-    syn = d[d.weights.isin(PRETRAINED) & d.test_set.isin(("black", "white", "noise")) & d.pattern.isin(("H", "V", "G"))]
-    cells = syn.groupby(["encoder", "test_set"], sort=False).spc.mean()
-    ok = bool(len(cells)) and bool((cells >= 0.3).all())
-    out.append({"claim": 3, "rule": CLAIM3_RULE, "verdict": _verdict(ok) if len(cells) else "not testable",
-                "statement": f"Claim 3 {_verdict(ok)} (mean SPC over H, V, G): "
-                             + "; ".join(f"{e} on {t} {v:.2f}" for (e, t), v in cells.items()) + "."})
-    others = nat[nat.arch != "posenet"]
-    easy = others[others.pattern.isin(("H", "V", "G"))].groupby("encoder", sort=False).spc.mean()
-    hard = others[others.pattern.isin(("HS", "VS"))].groupby("encoder", sort=False).spc.mean()
-    ok = bool(len(easy)) and bool((hard <= easy - 0.05).all())
-    out.append({"claim": 4, "rule": CLAIM4_RULE, "verdict": _verdict(ok) if len(easy) else "not testable",
-                "statement": f"Claim 4 {_verdict(ok)} on {natural} (H/V/G vs HS/VS): "
-                             + "; ".join(f"{e} {easy[e]:.2f} vs {hard[e]:.2f}" for e in easy.index) + "."})
-    return out

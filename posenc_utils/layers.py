@@ -1,14 +1,16 @@
 """Notebook 04: where position information lives and how much of it a readout can take out.
 
 * :func:`readout_capacity`: the paper's Table 2: (a) 1, 2 and 3 stacked 3x3 layers and (b) one
-  1x1, 3x3 or 7x7 layer, for PosENet and each VGG16 of the profile; Fig 5 is drawn from it.
+  1x1, 3x3 or 7x7 layer, for PosENet and each pretrained VGG16 of the profile on the paper's patterns
+  (H, G, HS); Fig 5 is drawn from it.
 * :func:`per_stage`: Table 3 for every encoder: the readout on one stage at a time (f1 .. f5) and on
   all five, by channel selection from the cached all-stage features (never extracted again).
 * :func:`error_maps`, :func:`content_error`: Fig 7 and claim 8 made quantitative: is the readout's
   error larger on image content (strong gradients) than elsewhere?
 * :func:`positive_control`: the same readouts on explicit coordinate channels (CoordConv): what each
   readout can express at all.
-* :func:`claim5`, :func:`claim6`, :func:`claim8`: the paper's claims, by rules fixed beforehand.
+* :func:`capacity_per_image`, :func:`stage_per_image`: the per-image metrics behind Tables 2 and 3,
+  which claims 5 and 6 are decided on (:mod:`posenc_utils.claims`).
 """
 from __future__ import annotations
 
@@ -21,15 +23,17 @@ import pandas as pd
 from scipy import ndimage
 
 from . import tables
-from .experiments import SEED_COLUMNS, ProbeResult, head_of, image_sets, probe, seeded_summary, test_sources, view_features
+from .experiments import (SEED_COLUMNS, ProbeResult, head_of, image_sets, per_image_frame, probe, seeded_summary,
+                          test_sources, view_features)
 from .images import ImageSet, photo_sources
 from .metrics import cluster_bootstrap_ci
 from .plots import off_axes, save_figure
 from .profiles import EncoderSpec, Profile, ReadoutSpec
-from .targets import target_map
+from .targets import PATTERNS, target_map
 
 DEPTHS = (1, 2, 3)
 KERNELS = (1, 3, 7)
+TABLE2_PATTERNS = ("H", "G", "HS")  # the paper's Table 2
 COLUMNS = ["encoder", "arch", "weights", "setting", "pattern", "test_set", "spc", "mae", "spc_undefined", "n_images"]
 
 
@@ -41,38 +45,44 @@ def capacity_sets(profile: Profile) -> tuple[ImageSet, list[ImageSet], dict]:
     return head, tests, views
 
 
-def capacity_settings(profile: Profile) -> list[tuple[str, str, str, ReadoutSpec]]:
+def capacity_settings(profile: Profile, depths=DEPTHS, kernels=KERNELS) -> list[tuple[str, str, str, ReadoutSpec]]:
     """(table, our setting, the paper's setting name, readout) of Table 2a and 2b."""
     base = profile.readout
     out = [("table2a", f"{d} layer{'s' if d > 1 else ''}, 3x3" + (f", width {profile.readout_width}"
                                                                   if d > 1 and profile.readout_width else ""),
             f"{d} layer(s), 3x3",
             dataclasses.replace(base, n_layers=d, kernel=3, width=profile.readout_width if d > 1 else None))
-           for d in DEPTHS]
+           for d in depths]
     out += [("table2b", f"1 layer, {k}x{k}", f"1 layer, {k}x{k}", dataclasses.replace(base, kernel=k))
-            for k in KERNELS]
+            for k in kernels]
     return out
 
 
 def _capacity_encoders(profile: Profile) -> list[EncoderSpec]:
-    return [EncoderSpec("posenet", "none")] + [e for e in profile.encoders if e.name == "vgg16"]
+    """PosENet and the profile's pretrained VGG16s: the paper's Table 2 rows (random-init rows decide no claim)."""
+    return [EncoderSpec("posenet", "none")] + [e for e in profile.encoders if e.name == "vgg16" and e.pretrained]
 
 
-def readout_capacity(profile: Profile) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict[str, ProbeResult]]]:
-    """Table 2a (depth) and 2b (kernel size) for PosENet and every VGG16 of the profile, all five
-    patterns, every test set, the paper's values beside ours (one readout seed; 95% intervals over test
-    images); and the probe results per encoder and setting."""
+def readout_capacity(profile: Profile, depths=DEPTHS, kernels=KERNELS
+                     ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict[str, ProbeResult]]]:
+    """Table 2a (depth) and 2b (kernel size) for PosENet and every pretrained VGG16 of the profile, on the
+    paper's patterns (H, G, HS), every test set, the paper's values beside ours (one readout seed; 95%
+    intervals over test images); and the probe results per encoder and setting. The 1-layer 3x3 readout
+    is Table 1's (five patterns, cached)."""
     train, tests, views = capacity_sets(profile)
     source, photos = view_features(views), test_sources(profile, tests)
     frames, results = {"table2a": [], "table2b": []}, {}
     for spec in _capacity_encoders(profile):
         results[spec.label], done = {}, {}
-        for table, setting, paper_setting, readout in capacity_settings(profile):
+        for table, setting, paper_setting, readout in capacity_settings(profile, depths, kernels):
             if readout not in done:  # 1 layer 3x3 is in both tables: trained and evaluated once
-                done[readout] = probe(profile, spec, readout=readout, sets=(train, tests), features=source)
+                patterns = PATTERNS if readout == profile.readout else TABLE2_PATTERNS
+                done[readout] = probe(profile, spec, patterns, readout=readout, sets=(train, tests), features=source)
             res = done[readout]
             results[spec.label].setdefault(setting, res)
-            frames[table].append(seeded_summary([res], photos).assign(setting=setting, paper_setting=paper_setting))
+            summary = seeded_summary([res], photos)
+            frames[table].append(summary[summary.pattern.isin(TABLE2_PATTERNS)].assign(setting=setting,
+                                                                                       paper_setting=paper_setting))
     out = []
     for table in ("table2a", "table2b"):
         df = tables.with_paper(pd.concat(frames[table], ignore_index=True), profile, table)
@@ -80,13 +90,29 @@ def readout_capacity(profile: Profile) -> tuple[pd.DataFrame, pd.DataFrame, dict
     return out[0], out[1], results
 
 
-def per_stage(profile: Profile) -> tuple[pd.DataFrame, dict[str, ProbeResult]]:
-    """Table 3 for every encoder (PosENet has no stages): the readout on stage f1 .. f5 alone and on
-    all five, by selecting the stage's channels from the cached features."""
+def capacity_per_image(profile: Profile, results: dict[str, dict[str, ProbeResult]], depths=DEPTHS,
+                       kernels=KERNELS) -> pd.DataFrame:
+    """The per-image metrics behind Tables 2a and 2b (the paper's patterns), with each row's readout:
+    table, setting, layers, kernel, width (NaN: C -> C or a single layer)."""
+    photos = test_sources(profile, image_sets(profile)[1])
+    frames = []
+    for by_setting in results.values():
+        for table, setting, _paper, readout in capacity_settings(profile, depths, kernels):
+            f = per_image_frame([by_setting[setting]], photos)
+            frames.append(f[f.pattern.isin(TABLE2_PATTERNS)].assign(
+                table=table, setting=setting, layers=readout.n_layers, kernel=readout.kernel,
+                width=float(readout.width) if readout.width and readout.n_layers > 1 else float("nan")))
+    return pd.concat(frames, ignore_index=True)
+
+
+def per_stage(profile: Profile, encoders: tuple[EncoderSpec, ...] | None = None) -> tuple[pd.DataFrame, dict[str, ProbeResult]]:
+    """Table 3 for every encoder (PosENet has no stages; ``encoders``: the profile's by default): the readout
+    on stage f1 .. f5 alone and on all five, by selecting the stage's channels from the cached features.
+    The readout on all five is Table 1's (cached)."""
     train, tests, views = capacity_sets(profile)
     source, photos = view_features(views), test_sources(profile, tests)
     frames, results = [], {}
-    for spec in (e for e in profile.encoders if e.name != "posenet"):
+    for spec in (e for e in (profile.encoders if encoders is None else encoders) if e.name != "posenet"):
         taps = source(profile, spec, train).tap_names
         stages = [(f"features f{i + 1}", (t,), t, i + 1) for i, t in enumerate(taps)]
         stages.append((f"features f1-f{len(taps)}", None, "all", len(taps) + 1))
@@ -97,6 +123,14 @@ def per_stage(profile: Profile) -> tuple[pd.DataFrame, dict[str, ProbeResult]]:
                                                                stage=stage, all_stages=sel is None))
     df = tables.with_paper(pd.concat(frames, ignore_index=True), profile, "table3")
     return df[COLUMNS + ["tap", "stage", "all_stages"] + SEED_COLUMNS + ["paper_spc", "paper_mae", "compared_with"]], results
+
+
+def stage_per_image(profile: Profile, table3: pd.DataFrame, results: dict[str, ProbeResult]) -> pd.DataFrame:
+    """The per-image metrics behind Table 3, with each row's setting, stage and whether it is all stages."""
+    photos = test_sources(profile, image_sets(profile)[1])
+    rows = table3.drop_duplicates(["encoder", "setting"])
+    return pd.concat([per_image_frame([results[f"{r.encoder}, {r.setting}"]], photos).assign(
+        setting=r.setting, stage=r.stage, all_stages=r.all_stages) for r in rows.itertuples()], ignore_index=True)
 
 
 def plot_stage_trend(table: pd.DataFrame, path: Path, test_set: str = "photos") -> plt.Figure:
@@ -180,7 +214,8 @@ def content_error_table(results: dict[str, ProbeResult], photos: ImageSet, sourc
         lo, hi = cluster_bootstrap_ci(ratios, groups, np.nanmean, level=level)
         rows.append(dict(encoder=label, ratio=float(np.nanmean(ratios)), ci_low=lo, ci_high=hi, n_images=len(ratios),
                          n_sources=len(np.unique(groups))))
-        per_image.append(pd.DataFrame(dict(encoder=label, image=np.arange(len(ratios)), source=groups, ratio=ratios)))
+        per_image.append(pd.DataFrame(dict(encoder=label, arch=res.encoder.name, weights=res.encoder.weights,
+                                           image=np.arange(len(ratios)), source=groups, ratio=ratios)))
     return pd.DataFrame(rows), pd.concat(per_image, ignore_index=True)
 
 
@@ -204,81 +239,3 @@ def fig7_error_maps(results: dict[str, ProbeResult], photos: ImageSet, path: Pat
     fig.tight_layout()
     save_figure(fig, path)
     return fig
-
-
-# ---------------------------------------------------------------- claims 5, 6 and 8
-
-
-CLAIM5_RULE = (
-    "Claim 5 (more readout capacity recovers more) holds when, for every VGG16 of the profile, on photos and "
-    "averaged over the paper's patterns (H, G, HS): 3 stacked layers reach at least 0.05 more SPC than 1 layer and "
-    "no extra layer loses more than 0.02; and likewise a 7x7 kernel at least 0.05 more than 1x1, with 3x3 in between "
-    "(within 0.02)."
-)
-CLAIM6_RULE = (
-    "Claim 6 (deeper stages hold more position; all together best) holds when, for every encoder with stages, on "
-    "photos and averaged over the paper's patterns (H, G): f5 reaches at least 0.1 more SPC than f1, the SPC of the "
-    "stages rises with depth (Spearman correlation of SPC with stage index at least 0.7), and all five stages "
-    "together are within 0.02 of the best single stage or above it."
-)
-CLAIM8_RULE = (
-    "Claim 8 (readout errors concentrate on semantic content) holds when, for every encoder other than PosENet, the "
-    "mean ratio of the H/V/G error on content pixels (top quarter of gradient magnitude) to the error elsewhere is "
-    "above 1 with its whole 95% bootstrap interval (resampling source photographs)."
-)
-
-
-def _mean_spc(df: pd.DataFrame, patterns, test_set="photos") -> pd.Series:
-    d = df[(df.test_set == test_set) & df.pattern.isin(patterns)]
-    return d.groupby(["encoder", "setting"], sort=False).spc.mean()
-
-
-def _rises(values: list[float], slack: float = 0.02, gain: float = 0.05) -> bool:
-    return all(b >= a - slack for a, b in zip(values, values[1:])) and values[-1] >= values[0] + gain
-
-
-def claim5(table2a: pd.DataFrame, table2b: pd.DataFrame, patterns=("H", "G", "HS"), test_set: str = "photos") -> dict:
-    """Decide claim 5 from Tables 2a/2b by :data:`CLAIM5_RULE` (``test_set``: the natural images)."""
-    a, b = _mean_spc(table2a, patterns, test_set), _mean_spc(table2b, patterns, test_set)
-    vggs = [e for e in a.index.get_level_values(0).unique() if e != "PosENet"]
-    parts, texts = [], []
-    for e in vggs:
-        depth = a.xs(e, level="encoder").tolist()
-        kernel = b.xs(e, level="encoder").tolist()
-        ok = _rises(depth) and _rises(kernel)
-        parts.append(ok)
-        texts.append(f"{e}: 1/2/3 layers {'/'.join(f'{v:.2f}' for v in depth)}, 1x1/3x3/7x7 "
-                     f"{'/'.join(f'{v:.2f}' for v in kernel)} ({'rises' if ok else 'does not rise as the rule asks'}).")
-    verdict = "holds" if vggs and all(parts) else "does not hold"
-    return {"rule": CLAIM5_RULE, "verdict": verdict,
-            "statement": f"Claim 5 {verdict} (mean SPC on photos over {', '.join(patterns)}). " + " ".join(texts)}
-
-
-def claim6(table3: pd.DataFrame, patterns=("H", "G"), test_set: str = "photos") -> dict:
-    """Decide claim 6 from Table 3 by :data:`CLAIM6_RULE` (``test_set``: the natural images)."""
-    from scipy.stats import spearmanr
-
-    d = table3[(table3.test_set == test_set) & table3.pattern.isin(patterns)]
-    m = d.groupby(["encoder", "all_stages", "stage"], sort=False).spc.mean()
-    parts, texts = [], []
-    for e in m.index.get_level_values(0).unique():
-        s = m.xs(e, level="encoder")
-        stages, all_five = s.xs(False, level="all_stages").sort_index(), float(s.xs(True, level="all_stages").iloc[0])
-        trend = float(spearmanr(stages.index, stages.values).statistic)
-        ok = stages.iloc[-1] >= stages.iloc[0] + 0.1 and trend >= 0.7 and all_five >= stages.max() - 0.02
-        parts.append(bool(ok))
-        texts.append(f"{e}: f1..f5 {'/'.join(f'{v:.2f}' for v in stages)}, all {all_five:.2f}, trend {trend:.2f} "
-                     f"({'as claimed' if ok else 'not as claimed'}).")
-    verdict = "holds" if parts and all(parts) else "does not hold"
-    return {"rule": CLAIM6_RULE, "verdict": verdict,
-            "statement": f"Claim 6 {verdict} (mean SPC on photos over {', '.join(patterns)}). " + " ".join(texts)}
-
-
-def claim8(content: pd.DataFrame) -> dict:
-    """Decide claim 8 from :func:`content_error_table` by :data:`CLAIM8_RULE`."""
-    rows = content[content.encoder != "PosENet"]
-    ok = bool(len(rows)) and bool((rows.ci_low > 1).all())
-    verdict = "holds" if ok else "does not hold"
-    texts = [f"{r.encoder}: {r.ratio:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}]." for r in rows.itertuples()]
-    return {"rule": CLAIM8_RULE, "verdict": verdict,
-            "statement": f"Claim 8 {verdict} (error on content / elsewhere, 95% interval). " + " ".join(texts)}

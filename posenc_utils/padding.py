@@ -9,7 +9,6 @@
   content at the border and that canvas.
 * :func:`border_distance`: readout errors against the distance to the nearest border, and SPC
   on the central region versus the border band.
-* :func:`claim7`: the paper's claim 7, decided by a rule fixed before looking at the numbers.
 
 Every experiment returns tidy DataFrames; features come from the cache (a padding variant is a
 cache entry of its own, computed once; zero-padded features are Table 1's).
@@ -81,7 +80,7 @@ def table4(profile: Profile) -> tuple[pd.DataFrame, dict[str, ProbeResult]]:
         base = dataclasses.replace(spec, padding="zeros").label
         results[f"{base}, {setting}"] = seeded[0]
         frames.append(seeded_summary(seeded, sources).assign(setting=setting, paper_setting=paper_setting, encoder=base))
-        per_image.append(per_image_frame(seeded).assign(encoder=base, setting=setting))
+        per_image.append(per_image_frame(seeded, sources).assign(encoder=base, setting=setting))
     table = tables.with_paper(pd.concat(frames, ignore_index=True), prof, "table4")
     table = table[TABLE_COLUMNS + SEED_COLUMNS + ["paper_spc", "paper_mae", "compared_with"]]
     table.attrs["per_image"] = pd.concat(per_image, ignore_index=True)  # every seed's; pop it before using the table
@@ -347,35 +346,3 @@ def plot_border_distance(errors: pd.DataFrame, path: Path, title: str = BORDER_T
     sns.move_legend(grid, "upper left", bbox_to_anchor=(1.0, 0.9))
     save_figure(grid.figure, path)
     return grid.figure
-
-
-# ---------------------------------------------------------------- claim 7
-
-
-CLAIM7_RULE = (
-    "Claim 7 (zero padding is a source of position information) holds when, on natural photos and "
-    "averaged over the paper's Table 4 patterns (H, G, HS): (a) PosENet with zero padding 1 and 2 in its "
-    "convolution each reach an SPC at least 0.1 above PosENet without padding, and (b) for every VGG16 "
-    "of the profile, removing its padding keeps at most 70% of its SPC with padding (the paper: 0.65 -> 0.25, 38%)."
-)
-
-
-def claim7(table: pd.DataFrame, test_set: str = "photos", patterns=("H", "G", "HS")) -> dict:
-    """Decide claim 7 from Table 4 by :data:`CLAIM7_RULE`; returns the numbers, the verdict and a sentence."""
-    df = table[(table.test_set == test_set) & table.pattern.isin(patterns)]
-    mean = df.groupby(["encoder", "setting"], sort=False).spc.mean()
-    pos = mean.xs("PosENet", level="encoder")
-    gains = {s: float(pos[s] - pos["PEM padding 0"]) for s in ("PEM padding 1", "PEM padding 2")}
-    vggs = [e for e in mean.index.get_level_values("encoder").unique() if e != "PosENet"]
-    kept = {e: float(mean[(e, "without padding")] / mean[(e, "with padding")]) if mean[(e, "with padding")] > 0
-            else float("nan") for e in vggs}
-    part_a = all(g >= 0.1 for g in gains.values())
-    part_b = bool(vggs) and all(k <= 0.7 for k in kept.values())
-    verdict = "holds" if part_a and part_b else "does not hold"
-    text = (f"Claim 7 {verdict} on {test_set} (mean SPC over {', '.join(patterns)}). (a) {'holds' if part_a else 'fails'}: "
-            f"PosENet with padding 0 -> {pos['PEM padding 0']:.2f}, padding 1 -> {pos['PEM padding 1']:.2f}, padding 2 -> "
-            f"{pos['PEM padding 2']:.2f}. (b) {'holds' if part_b else 'fails'}: "
-            + " ".join(f"{e}: with padding {mean[(e, 'with padding')]:.2f}, without {mean[(e, 'without padding')]:.2f} "
-                       f"({100 * kept[e]:.0f}% kept)." for e in vggs))
-    return {"rule": CLAIM7_RULE, "verdict": verdict, "posenet_gain": gains, "vgg16_kept": kept,
-            "part_a": part_a, "part_b": part_b, "statement": text}

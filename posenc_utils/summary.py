@@ -5,8 +5,8 @@
   others from their CSV tables.
 * :func:`paper_vs_ours`, :func:`plot_paper_vs_ours`: our value against the paper's for every cell the
   paper published (Tables 1-6), with intervals where the study has them.
-* :func:`all_claims`, :func:`claims_markdown`: the paper's ten claims (PAPER.md section 4), each decided
-  by the rule its notebook wrote down, recomputed here from the saved tables.
+* :func:`all_claims`, :func:`claims_report`: the paper's ten claims (PAPER.md section 4), each decided by
+  its rule (:mod:`posenc_utils.claims`), recomputed here from the saved per-image results.
 * :func:`write_manifest`: what produced the results (commit, versions, profile, seeds, times, machine).
 """
 from __future__ import annotations
@@ -23,26 +23,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from . import paths
+from . import claims, paths
 from .plots import FORMATS, RESULTS, redraw_grid, save_figure
 from .profiles import Profile
-
-# The paper's claims in its own words (PAPER.md section 4).
-CLAIMS = {
-    1: "PosENet alone (no padding, no encoder) recovers no position: SPC ~ 0 everywhere.",
-    2: "Frozen pretrained encoders recover a lot: ResNet152 > VGG16 >> PosENet.",
-    3: "Position is recoverable even from inputs with no content (black, white, noise).",
-    4: "Stripes (HS, VS) are harder than H, V, G.",
-    5: "More readout capacity (layers, kernel size) recovers more.",
-    6: "Deeper stages hold more position than shallower ones (f5 > ... > f1); all together best.",
-    7: "Zero padding is a source: padding in PosENet creates position information; removing padding from VGG16 "
-       "removes much of it.",
-    8: "Readout errors concentrate on semantic content (Fig 7).",
-    9: "Padding helps downstream tasks that need position (Table 5).",
-    10: "Encoders trained for dense tasks (SOD, segmentation) encode more position (Table 6).",
-}
-NOTEBOOK_OF_CLAIM = {1: "02", 2: "02", 3: "02", 4: "02", 5: "04", 6: "04", 7: "03", 8: "04", 9: "05", 10: "05"}
-
 
 class ResultsMissingError(FileNotFoundError):
     """A saved result notebook 06 needs is not there: the notebook that makes it has not run."""
@@ -62,15 +45,15 @@ def _read(out: Path, name: str, notebook: str) -> pd.DataFrame:
 TABLE_FIGURES = {  # figure -> (the CSV it is drawn from, the notebook that writes both)
     "fig_padding_modes": ("padding_modes.csv", "03"), "fig_canvas": ("canvas.csv", "03"),
     "fig_border_distance": ("border_distance.csv", "03"), "fig_stage_trend": ("table3_per_stage.csv", "04"),
-    "fig_downstream_loss": ("downstream_losses.csv", "05"),
+    "fig_downstream_loss": ("downstream_losses.csv", "05"), "fig_budget_curve": ("budget_curve.csv", "04"),
 }
 
 
 def table_figures(out: Path) -> dict[str, callable]:
     """The figures drawn from CSV tables: file name -> a function drawing it to a path."""
-    from . import downstream, layers, padding
+    from . import budget, downstream, layers, padding
 
-    draw = {"fig_padding_modes": padding.plot_padding_modes, "fig_canvas": padding.plot_canvas,
+    draw = {"fig_budget_curve": budget.plot_budget_curve, "fig_padding_modes": padding.plot_padding_modes, "fig_canvas": padding.plot_canvas,
             "fig_border_distance": padding.plot_border_distance, "fig_stage_trend": layers.plot_stage_trend,
             "fig_downstream_loss": downstream.plot_loss_curves}
     return {name: (lambda p, n=name: draw[n](_read(out, *TABLE_FIGURES[n]), p)) for name in TABLE_FIGURES}
@@ -129,11 +112,14 @@ def paper_vs_ours(out: Path) -> pd.DataFrame:
         frames.append(pd.DataFrame(dict(
             table=table, metric="SPC", cell=df.encoder + " | " + setting + " | " + df.pattern + " | " + df.test_set,
             ours=df.spc.fillna(0.0), paper=df.paper_spc, ci_low=_interval(df, "low"), ci_high=_interval(df, "high"),
-            compared_with=df.compared_with)))
+            compared_with=df.compared_with,
+            stand_in=[not (a == "posenet" or claims.is_paper_encoder(a, w)) for a, w in zip(df.arch, df.weights)])))
     t5 = _read(out, "table5_downstream.csv", "05").dropna(subset=["paper"])
     frames.append(pd.DataFrame(dict(
         table="Table 5", metric=t5.metric, cell=t5.task + " | " + t5.padding + " | " + t5.test_set + " | " + t5.metric,
-        ours=t5.value, paper=t5.paper, ci_low=t5.ci_low, ci_high=t5.ci_high, compared_with=t5.paper_test_set)))
+        ours=t5.value, paper=t5.paper, ci_low=t5.ci_low, ci_high=t5.ci_high, compared_with=t5.paper_test_set,
+        stand_in=(t5.network != "VGG16-BN") | (t5.paper_test_set.str.replace("PASCAL VOC 2012 val", "VOC2012 val")
+                                               != t5.test_set))))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -154,13 +140,17 @@ def plot_paper_vs_ours(cells: pd.DataFrame, path: Path) -> plt.Figure:
         if has.any():
             ax.errorbar(d.paper[has], d.ours[has], yerr=np.clip(err, 0, None), fmt="none", ecolor=colours[table],
                         alpha=0.5, lw=1)
-        ax.scatter(d.paper, d.ours, s=16, color=colours[table], label=f"{table} ({len(d)})", alpha=0.8)
+        own, stand = d[~d.stand_in.astype(bool)], d[d.stand_in.astype(bool)]
+        ax.scatter(own.paper, own.ours, s=16, color=colours[table], label=f"{table} ({len(d)})", alpha=0.8)
+        ax.scatter(stand.paper, stand.ours, s=16, facecolors="none", edgecolors=colours[table], alpha=0.8, lw=0.9,
+                   label=None if len(own) else f"{table} ({len(d)})")
     ax.set_xlim(lo, 1.02)
     ax.set_ylim(lo, 1.02)
     ax.set_aspect("equal")
     ax.set_xlabel("paper")
     ax.set_ylabel("ours")
-    ax.set_title("Every published cell: ours against the paper's\n(SPC; Table 5: F-measure, MAE, mIoU)", fontsize=9)
+    ax.set_title("Every published cell: ours against the paper's\n(SPC; Table 5: F-measure, MAE, mIoU; "
+                 "hollow: a stand-in for the paper's encoder)", fontsize=9)
     ax.legend(fontsize=7, loc="upper left")
     sns.despine(fig)
     fig.tight_layout()
@@ -171,57 +161,50 @@ def plot_paper_vs_ours(cells: pd.DataFrame, path: Path) -> plt.Figure:
 # ---------------------------------------------------------------- the ten claims
 
 
-def all_claims(out: Path, profile: Profile) -> list[dict]:
-    """The ten claims, each decided by its notebook's rule on the saved tables of ``out``."""
-    from . import downstream, experiments, layers, padding
-
-    natural = profile.test_sets[0].name
-    claims = experiments.claims_1_4(_read(out, "table1_position_info.csv", "02"), natural)
-    more = {
-        5: lambda: layers.claim5(_read(out, "table2a_readout_depth.csv", "04"), _read(out, "table2b_kernel_size.csv", "04"),
-                                 test_set=natural),
-        6: lambda: layers.claim6(_read(out, "table3_per_stage.csv", "04"), test_set=natural),
-        7: lambda: padding.claim7(_read(out, "table4_padding.csv", "03"), test_set=natural),
-        8: lambda: layers.claim8(_read(out, "content_error.csv", "04")),
-        9: lambda: downstream.claim9(_read(out, "padding_gain.csv", "05")),
-        10: lambda: downstream.claim10(_read(out, "table6_task_encoders.csv", "05"), natural),
-    }
-    for k, decide in more.items():
-        c = decide()
-        claims.append({"claim": k, "rule": c["rule"], "verdict": c["verdict"], "statement": c["statement"]})
-    for c in claims:
-        c["paper"] = CLAIMS[c["claim"]]
-        c["notebook"] = NOTEBOOK_OF_CLAIM[c["claim"]]
-    return sorted(claims, key=lambda c: c["claim"])
-
-
-def claims_table(claims: list[dict]) -> pd.DataFrame:
-    return pd.DataFrame([dict(claim=c["claim"], paper=c["paper"], verdict=c["verdict"], notebook=c["notebook"])
-                         for c in claims])
+def all_claims(out: Path, profile: Profile) -> list[claims.Claim]:
+    """The ten claims, each decided by its rule (:mod:`posenc_utils.claims`) on the per-image frames saved
+    in ``out``, and checked against the larger training budget's frames saved beside them."""
+    for key in ("table1", "table4"):
+        if not claims.frame_path(out, key).exists():
+            raise ResultsMissingError(f"{claims.frame_path(out, key)} is missing: run notebooks 02-05 for this profile "
+                                      f"first (`make reproduce` runs every notebook)")
+    return claims.check_saved(out, profile.test_sets[0].name)
 
 
 def seeds_note(profile: Profile) -> str:
     """Which numbers rest on several seeds and which on one (the time budget decides; see the README)."""
     n = profile.seeds
+    budget = (f" Every claim decided from trained readouts is decided again with readouts trained {profile.budget_factor:g} "
+              f"times as long (one seed, the claim-deciding rows only); a verdict that changes there is \"not decided "
+              f"(training budget)\".")
     if n == 1:
-        return f"Seeds: every number comes from one readout seed ({profile.seed})."
-    return (f"Seeds: Tables 1 and 4 (claims 1-4 and 7) average {n} readout seeds ({', '.join(map(str, profile.seed_values))}) "
-            f"and give 95% intervals over them and over test images (resampling source photographs). Random-init "
-            f"encoders keep one set of weights (seed {profile.seed}): a new encoder seed is a new feature extraction, "
-            f"about 2.5 minutes per encoder offline. Tables 2, 3, 5 and 6 and the content ratio (claims 5, 6, 8, 9, 10) "
-            f"use one seed ({profile.seed}); their 95% intervals are over test images only.")
+        return f"Seeds: every number comes from one readout seed ({profile.seed})." + budget
+    return (f"Seeds: Tables 1 and 4 (claims 1-4 and 7) average {n} readout seeds ({', '.join(map(str, profile.seed_values))}); "
+            f"their intervals cover the spread over seeds and over test images (resampling source photographs). "
+            f"Random-init encoders keep one set of weights (seed {profile.seed}): a new encoder seed is a new feature "
+            f"extraction. Tables 2, 3, 5 and 6 and the content ratio (claims 5, 6, 8, 9, 10) use one seed "
+            f"({profile.seed}); their intervals are over test images only." + budget)
 
 
-def claims_markdown(claims: list[dict], profile: Profile, seeds_note: str) -> str:
-    """The claims report: a verdict table, then each claim's rule and numbers."""
-    lines = [f"# The paper's ten claims, checked ({profile.name} profile)", "",
-             "Each rule was written from the paper's wording before the numbers were looked at, and no threshold "
-             "was moved afterwards. The numbers come from the saved tables of this profile.", "", seeds_note, "",
-             claims_table(claims).to_markdown(index=False), ""]
-    for c in claims:
-        lines += [f"## Claim {c['claim']}: {c['verdict']}", "", f"*Paper:* {c['paper']}", "", f"**Rule.** {c['rule']}",
-                  "", c["statement"], ""]
-    return "\n".join(lines)
+def claims_report(found: list[claims.Claim], profile: Profile, path: Path) -> pd.DataFrame:
+    """``claims.md`` (the verdict table, then each claim's rule, scope, numbers and budget check) and
+    ``claims.csv`` beside it; the verdict table."""
+    preamble = ("Each claim is decided three ways: **holds** (the interval lies on the claimed side of the rule's "
+                "threshold), **contradicted** (it lies on the other side), **not decided** (with the reason: noise, "
+                "training budget, stand-in, stand-in readout, not testable). Intervals are paired 95% intervals over "
+                "readout seeds and test images. Claims about the paper's encoders are decided on the profile's "
+                "pretrained encoders (marked [stand-in] where they are not the paper's own); random-init rows are "
+                "reported beside them and decide nothing. The same rules applied to the paper's own published numbers "
+                "are in the last section.\n\n" + seeds_note(profile))
+    table = claims.write_report(found, path, f"The paper's ten claims, checked ({profile.name} profile)", preamble)
+    paper = claims.paper_claims()
+    calibration = claims.verdict_table(paper)[["claim", "verdict", "deciding"]]
+    with open(path, "a") as f:
+        f.write("\n## The rules on the paper's own numbers\n\nEvery rule applied to the paper's published tables as if "
+                "they were ours (point values decide: the paper gives no intervals). A fair rule does not contradict the "
+                "paper on its own numbers.\n\n" + calibration.to_markdown(index=False) + "\n")
+    claims.claims_frame(found).to_csv(Path(path).with_suffix(".csv"), index=False)
+    return table
 
 
 # ---------------------------------------------------------------- manifest

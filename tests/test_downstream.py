@@ -187,42 +187,6 @@ def test_trained_network_is_a_probe_encoder(tmp_path, monkeypatch):
         encoders.build_encoder(EncoderSpec("vgg16bn_w2", "imagenet"), seed=0, image_size=32)
 
 
-# ---------------------------------------------------------------- claims on constructed tables
-
-
-def _gain(values, lows, highs):
-    return pd.DataFrame(dict(task="sod", test_set="t", metric=["F-measure (adaptive)", "MAE", "mIoU"],
-                             gain=values, ci_low=lows, ci_high=highs, higher_is_better=[True, False, True]))
-
-
-def test_claim9_rule():
-    assert ds.claim9(_gain([0.1, -0.05, 0.02], [0.05, -0.08, 0.01], [0.15, -0.02, 0.03]))["verdict"] == "holds"
-    # MAE higher with padding, interval above zero: padding hurts there
-    assert ds.claim9(_gain([0.1, 0.05, 0.02], [0.05, 0.02, 0.01], [0.15, 0.08, 0.03]))["verdict"] == "does not hold"
-    assert ds.claim9(_gain([0.1, -0.01, 0.02], [0.05, -0.03, 0.01], [0.15, 0.01, 0.03]))["verdict"].startswith("not decided")
-
-
-def _table6(trained_spc, reference_spc, imagenet=None):
-    rows = []
-    encs = [("net (random init)", "vgg16bn_w8", "random", reference_spc),
-            ("net (SOD-trained here)", "vgg16bn_w8", "sod:k1", trained_spc[0]),
-            ("net (segmentation-trained here)", "vgg16bn_w8", "seg:k2", trained_spc[1])]
-    if imagenet is not None:
-        encs.append(("VGG16 (ImageNet)", "vgg16", "imagenet", imagenet))
-    for name, arch, weights, spc in encs:
-        for p in ("H", "G", "HS"):
-            rows.append(dict(encoder=name, arch=arch, weights=weights, pattern=p, test_set="photos", spc=spc))
-        rows.append(dict(encoder=name, arch=arch, weights=weights, pattern="H", test_set="black", spc=0.0))
-    return pd.DataFrame(rows)
-
-
-def test_claim10_rule():
-    assert ds.claim10(_table6((0.8, 0.9), 0.6), "photos")["verdict"] == "holds"
-    assert ds.claim10(_table6((0.8, 0.62), 0.6), "photos")["verdict"] == "does not hold"  # within 0.05
-    assert ds.claim10(_table6((0.8, 0.9), 0.6, imagenet=0.85), "photos")["verdict"] == "does not hold"
-    assert ds.claim10(_table6((0.8, 0.9), 0.6, imagenet=0.7), "photos")["verdict"] == "holds"
-
-
 def test_voc_labels_and_void_are_read_and_ignored():
     labels = np.array([[0, 1], [255, 2]])
     pred = np.array([[0, 1], [2, 1]])

@@ -1,4 +1,4 @@
-"""Notebook 04's experiments: readout width, stage selection, coordinates, content error, claims 5/6/8."""
+"""Notebook 04's experiments: readout width, stage selection, coordinates, content error."""
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -106,50 +106,6 @@ def test_photo_sources_follow_photo_crops():
     assert sorted(src[:n_photos]) == list(range(n_photos)) and list(src[n_photos:]) == list(src[:3])
     crops = list(photo_crops(n_photos + 1, 16, seed=0))
     assert len(crops) == n_photos + 1  # the same generator: the function only mirrors its order
-
-
-def _table(settings_values, patterns=("H", "G", "HS")):
-    return pd.DataFrame([dict(encoder=e, setting=s, pattern=p, test_set="photos", spc=v)
-                         for e, rows in settings_values.items() for s, v in rows for p in patterns])
-
-
-@pytest.mark.parametrize("depth, kernel, verdict", [
-    ((0.5, 0.55, 0.6), (0.4, 0.5, 0.6), "holds"),
-    ((0.5, 0.45, 0.6), (0.4, 0.5, 0.6), "does not hold"),  # a layer loses 0.05
-    ((0.5, 0.52, 0.53), (0.4, 0.5, 0.6), "does not hold"),  # gains only 0.03
-])
-def test_claim5_rule(depth, kernel, verdict):
-    a = _table({"PosENet": [("1", 0.0), ("2", 0.0), ("3", 0.0)],
-                "VGG16 (HED)": list(zip(("1 layer", "2 layers", "3 layers"), depth))})
-    b = _table({"PosENet": [("1", 0.0), ("3", 0.0), ("7", 0.0)],
-                "VGG16 (HED)": list(zip(("1x1", "3x3", "7x7"), kernel))})
-    assert layers.claim5(a, b)["verdict"] == verdict
-
-
-def _table3(values, all_value):
-    rows = [dict(encoder="E", setting=f"features f{i + 1}", stage=i + 1, all_stages=False, pattern=p,
-                 test_set="photos", spc=v) for i, v in enumerate(values) for p in ("H", "G")]
-    rows += [dict(encoder="E", setting="features f1-f5", stage=6, all_stages=True, pattern=p, test_set="photos",
-                  spc=all_value) for p in ("H", "G")]
-    return pd.DataFrame(rows)
-
-
-@pytest.mark.parametrize("values, all_value, verdict", [
-    ((0.1, 0.2, 0.3, 0.4, 0.5), 0.5, "holds"),
-    ((0.1, 0.2, 0.3, 0.4, 0.5), 0.4, "does not hold"),  # all five below the best stage
-    ((0.5, 0.4, 0.3, 0.2, 0.1), 0.5, "does not hold"),  # falls with depth
-    ((0.3, 0.3, 0.3, 0.3, 0.35), 0.4, "does not hold"),  # f5 not 0.1 above f1
-])
-def test_claim6_rule(values, all_value, verdict):
-    assert layers.claim6(_table3(values, all_value))["verdict"] == verdict
-
-
-def test_claim8_rule():
-    df = pd.DataFrame([dict(encoder="PosENet", ratio=0.9, ci_low=0.8, ci_high=1.0),
-                       dict(encoder="VGG16", ratio=1.3, ci_low=1.1, ci_high=1.5)])
-    assert layers.claim8(df)["verdict"] == "holds"
-    df.loc[1, "ci_low"] = 0.95
-    assert layers.claim8(df)["verdict"] == "does not hold"
 
 
 def test_error_maps_of_a_constant_prediction():

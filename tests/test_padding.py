@@ -158,32 +158,6 @@ def test_region_summary_of_a_constructed_case():
     assert s.loc["none", "centre_minus_border"] == pytest.approx(0.0)
 
 
-# ---------------------------------------------------------------- claim 7
-
-
-def _table4(posenet=(0.0, 0.3, 0.35), vgg=(0.6, 0.2)):
-    rows = []
-    for setting, v in zip(("PEM padding 0", "PEM padding 1", "PEM padding 2"), posenet):
-        rows += [dict(encoder="PosENet", setting=setting, pattern=p, test_set="photos", spc=v) for p in PATTERNS]
-    for setting, v in zip(("with padding", "without padding"), vgg):
-        rows += [dict(encoder="VGG16 (HED)", setting=setting, pattern=p, test_set="photos", spc=v) for p in PATTERNS]
-    rows += [dict(r, test_set="black", spc=-r["spc"]) for r in rows]  # other test sets do not count
-    return pd.DataFrame(rows)
-
-
-@pytest.mark.parametrize("posenet, vgg, verdict", [
-    ((0.0, 0.3, 0.35), (0.6, 0.2), "holds"),
-    ((0.0, 0.05, 0.35), (0.6, 0.2), "does not hold"),  # padding 1 adds too little
-    ((0.0, 0.3, 0.35), (0.6, 0.5), "does not hold"),  # VGG16 keeps 83% without padding
-    ((0.0, 0.1, 0.1), (0.6, 0.42), "holds"),  # both exactly at the thresholds
-])
-def test_claim7_rule(posenet, vgg, verdict):
-    out = padding.claim7(_table4(posenet, vgg))
-    assert out["verdict"] == verdict
-    assert out["vgg16_kept"]["VGG16 (HED)"] == pytest.approx(vgg[1] / vgg[0])
-    assert f"{posenet[1]:.2f}" in out["statement"] and verdict in out["statement"]
-
-
 # ---------------------------------------------------------------- cache keys and heads
 
 

@@ -58,35 +58,6 @@ def test_redraw_without_results_names_the_notebooks(tmp_path):
         summary.redraw_figures(tmp_path)
 
 
-def _table1(pos=0.02, vgg=0.6, res=0.7, syn=0.5, stripes=0.3):
-    rows = []
-    encs = [("PosENet", "posenet", "none"), ("VGG16 (HED)", "vgg16", "hed"),
-            ("EfficientNet-Lite0 (ImageNet)", "efficientnet_lite0", "imagenet"), ("VGG16 (random init)", "vgg16", "random")]
-    for enc, arch, weights in encs:
-        for t in ("photos", "black", "white", "noise"):
-            for p in ("H", "V", "G", "HS", "VS"):
-                v = {"posenet": pos, "vgg16": vgg, "efficientnet_lite0": res}[arch]
-                if t != "photos" and arch != "posenet":
-                    v = syn
-                if p in ("HS", "VS") and arch != "posenet":
-                    v = stripes
-                rows.append(dict(encoder=enc, arch=arch, weights=weights, pattern=p, test_set=t, spc=v))
-    return pd.DataFrame(rows)
-
-
-def test_claims_1_to_4_rules():
-    verdicts = lambda t: [c["verdict"] for c in experiments.claims_1_4(t, "photos")]  # noqa: E731
-    assert verdicts(_table1()) == ["holds"] * 4
-    assert verdicts(_table1(pos=0.15))[0] == "does not hold"
-    assert verdicts(_table1(vgg=0.75))[1] == "does not hold", "ResNet152's row must beat VGG16's"
-    assert verdicts(_table1(pos=0.02, vgg=0.3))[1] == "does not hold", "VGG16 must beat PosENet by 0.3"
-    assert verdicts(_table1(syn=0.2))[2] == "does not hold"
-    assert verdicts(_table1(stripes=0.58))[3] == "does not hold"
-    no_pretrained = _table1()
-    no_pretrained = no_pretrained[~no_pretrained.weights.isin(("hed", "imagenet"))]
-    assert verdicts(no_pretrained)[1:3] == ["not testable", "not testable"]
-
-
 def test_manifest_names_what_made_the_results(tmp_path):
     (tmp_path / "t.csv").write_text("a\n1\n")
     (tmp_path / "pipeline_times.json").write_text(json.dumps({"profile": "quick", "cold": {"notebooks_s": {"01": 3}}}))

@@ -1,0 +1,117 @@
+"""The training budget: do the verdicts survive more training, and where on the curve does the study sit?
+
+The paper trains every readout for 4,950 SGD steps (10,553 images, batch 32, 15 epochs); the study's
+readouts take far fewer. Two checks:
+
+* :func:`larger_budget`: the profile whose readouts train ``budget_factor`` times as long, in the
+  paper's schedule shape (the learning-rate drop stays at the same fraction of training: epoch 10 of
+  15), on the rows that decide claims (PosENet and the pretrained encoders; random-init rows decide
+  nothing) and one readout seed. Each claim notebook runs its claim's tables again in that profile,
+  and :func:`posenc_utils.claims.decide` turns a verdict that changes there into "not decided
+  (training budget)".
+* :func:`budget_curve`: SPC against SGD steps and training images for PosENet with PEM padding 0, 1 and 2
+  and the first pretrained VGG16, PosENet up to the paper's 4,950 steps (:func:`curve_budgets`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from .experiments import head_of, image_sets, probe, view_features
+from .plots import save_figure
+from .profiles import EncoderSpec, Profile, ReadoutSpec
+
+PAPER_STEPS = 4950  # 10,553 images / batch 32 = 330 steps per epoch, 15 epochs
+CURVE_PATTERNS = ("H", "G", "HS")  # the paper's Tables 2 and 4
+
+
+def scaled(spec: ReadoutSpec, factor: float) -> ReadoutSpec:
+    """``spec`` trained ``factor`` times as many epochs, the learning-rate drop at the same fraction of training."""
+    epochs = max(1, round(spec.epochs * factor))
+    return dataclasses.replace(spec, epochs=epochs, lr_step=max(1, round(epochs * spec.lr_step / spec.epochs)))
+
+
+def steps(n_images: int, spec: ReadoutSpec) -> int:
+    """SGD steps of a readout on ``n_images`` (the last batch of an epoch may be short)."""
+    return spec.epochs * math.ceil(n_images / spec.batch_size)
+
+
+def larger_budget(profile: Profile) -> Profile:
+    """The claim-deciding rows of ``profile`` (PosENet and pretrained encoders) with readouts trained
+    ``budget_factor`` times as long, one readout seed."""
+    encoders = tuple(e for e in profile.encoders if e.name == "posenet" or e.pretrained)
+    return profile.with_overrides(readout=scaled(profile.readout, profile.budget_factor), seeds=1, encoders=encoders)
+
+
+def curve_budgets(profile: Profile, n_images: int, encoder: EncoderSpec) -> list[ReadoutSpec]:
+    """The readout budgets of the curve on ``n_images``: the study's epochs, doubled and doubled again, up to
+    ``profile.curve_max_steps`` SGD steps for PosENet (the paper's 4,950 where the profile allows) and up to
+    ``profile.curve_max_factor`` times the study's epochs for an encoder (a 1472-channel readout at the
+    paper's budget is ~20 times Table 1's)."""
+    base = profile.readout
+    per_epoch = steps(n_images, dataclasses.replace(base, epochs=1))
+    top = math.ceil(profile.curve_max_steps / per_epoch) if encoder.name == "posenet" else \
+        round(base.epochs * profile.curve_max_factor)
+    epochs, e = [base.epochs], base.epochs * 4
+    while e < top:
+        epochs.append(e)
+        e *= 4
+    epochs.append(max(top, base.epochs))
+    return [scaled(base, e / base.epochs) for e in dict.fromkeys(epochs)]
+
+
+def budget_curve(profile: Profile) -> pd.DataFrame:
+    """Mean SPC over H, G, HS on the natural test images against SGD steps, for PosENet with PEM padding
+    0, 1, 2 and the profile's first pretrained VGG16, on the first ``curve_train_n`` training images and
+    on all of them (Table 4's and Table 1's sets: their features and readouts are cached)."""
+    train, tests = image_sets(profile)
+    natural = tests[0]
+    vgg = [e for e in profile.encoders if e.name == "vgg16" and e.pretrained][:1]
+    rows = []
+    sizes = dict.fromkeys(n for n in (profile.curve_train_n, train.n) if n and n <= train.n)
+    for n in sizes:
+        head, views = head_of(train, n)
+        source = view_features(views)
+        runs = [(EncoderSpec("posenet", "none"), f"PosENet, PEM padding {p}", p) for p in (0, 1, 2)]
+        runs += [(e, e.label, profile.readout.padding) for e in vgg]
+        for spec, label, pem_padding in runs:
+            for budget in curve_budgets(profile, head.n, spec):
+                readout = dataclasses.replace(budget, padding=pem_padding)
+                res = probe(profile, spec, readout=readout, sets=(head, [natural]), features=source)
+                d = res.per_image[res.per_image.pattern.isin(CURVE_PATTERNS)]
+                rows.append(dict(readout=label, train_images=head.n, epochs=readout.epochs, steps=steps(head.n, readout),
+                                 spc=float(d.spc.fillna(0.0).mean()), test_set=natural.name,
+                                 study=readout.epochs == profile.readout.epochs))
+    return pd.DataFrame(rows)
+
+
+def plot_budget_curve(curve: pd.DataFrame, path: Path) -> plt.Figure:
+    """SPC against SGD steps (log scale), one panel per training-set size, one line per readout; the paper's
+    4,950 steps and the study's own budget marked."""
+    import seaborn as sns
+
+    sizes = sorted(curve.train_images.unique())
+    fig, axes = plt.subplots(1, len(sizes), figsize=(4.2 * len(sizes), 3.4), sharey=True, squeeze=False)
+    for ax, n in zip(axes[0], sizes):
+        d = curve[curve.train_images == n]
+        sns.lineplot(d, x="steps", y="spc", hue="readout", marker="o", ax=ax, legend=ax is axes[0, -1])
+        ax.set_xscale("log")
+        ax.axvline(PAPER_STEPS, color="grey", ls="--", lw=1)
+        ax.text(PAPER_STEPS, ax.get_ylim()[0], " paper", fontsize=7, color="grey", va="bottom")
+        study = d[d.study.astype(bool)].steps
+        if len(study):
+            ax.axvline(study.iloc[0], color="black", ls=":", lw=1)
+            ax.text(study.iloc[0], ax.get_ylim()[0], " this study", fontsize=7, va="bottom")
+        ax.set_title(f"{n} training images", fontsize=9)
+        ax.set_xlabel("SGD steps")
+        ax.set_ylabel(f"SPC on {d.test_set.iloc[0]}, mean of H, G, HS")
+    if axes[0, -1].get_legend() is not None:
+        sns.move_legend(axes[0, -1], "upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, title=None)
+    fig.suptitle("Where the study's training budget sits: SPC against SGD steps", fontsize=10)
+    fig.tight_layout()
+    save_figure(fig, path)
+    return fig

@@ -1,0 +1,693 @@
+"""The paper's ten claims (PAPER.md section 4) as rules, each decided on the study's per-image numbers.
+
+A rule is data (:class:`Rule`): the paper's words, the rule's text, its scope (which rows decide it)
+and a function that measures its parts. A part is one effect with a 95% interval (:class:`Effect`)
+and a threshold; it **holds** when the interval lies on the claimed side of the threshold, is
+**contradicted** when it lies on the other side, and is **not decided** otherwise (the reason
+says why: noise, training budget, stand-in, stand-in readout, not testable). A claim holds when
+all its parts hold, is contradicted when one part is, and is otherwise not decided for the first
+undecided part's reason. A verdict decided at the study's training budget that changes at a larger
+budget (see :func:`decide`) becomes "not decided (training budget)".
+
+Scope: a claim about the paper's (pretrained) encoders is decided on the profile's pretrained
+encoders, labelled as stand-ins where they are; random-init rows are measured the same way and
+reported on their own line ("architecture and padding alone"), never deciding. A part that compares
+two named architectures (ResNet152 > VGG16) is not decided by stand-ins.
+
+Intervals are paired: both sides are measured on the same test images (and readout seeds), the
+difference is taken per image, and the interval covers both the spread over readout seeds (a
+t-interval of the per-seed means) and over test images (a bootstrap resampling source photographs):
+the wider of the two on each side. The paper's published numbers carry no interval; the
+calibration (:func:`paper_frames`) decides them on their point values.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from . import paths
+from .metrics import cluster_bootstrap_ci, t_interval
+from .plots import RESULTS
+from .profiles import EncoderSpec
+from .tables import PAPER_MODEL, paper_numbers, write_csv
+
+HOLDS, CONTRADICTED, NOT_DECIDED = "holds", "contradicted", "not decided"
+TASK_WEIGHTS = ("sod", "seg", "paper-sod", "paper-seg")
+NULL_BAND = 0.1  # claim 1's band around 0: what a readout of no position shows
+
+
+# ---------------------------------------------------------------- effects and parts
+
+
+@dataclass(frozen=True)
+class Effect:
+    """One measured number with its 95% interval (NaN where the data give none)."""
+
+    what: str
+    value: float
+    low: float = float("nan")
+    high: float = float("nan")
+    n_images: int = 1
+    n_seeds: int = 1
+
+    @property
+    def has_interval(self) -> bool:
+        return bool(np.isfinite(self.low) and np.isfinite(self.high))
+
+    def text(self) -> str:
+        ci = f" [{_num(self.low)}, {_num(self.high)}]" if self.has_interval else " (no interval)"
+        return f"{self.what}: {_num(self.value)}{ci}"
+
+
+def _num(v: float) -> str:
+    """Two decimals, signed, never a negative zero."""
+    v = 0.0 if abs(v) < 0.005 else v
+    return f"{v:+.2f}"
+
+
+@dataclass(frozen=True)
+class Part:
+    """One part of a rule: an effect against a threshold, and its outcome."""
+
+    name: str
+    effect: Effect
+    side: str  # "above": the claim says effect > threshold; "below": < threshold; "within": |effect| < threshold
+    threshold: float
+    outcome: str = NOT_DECIDED
+    reason: str = ""
+    decides: bool = True  # False: reported beside the claim (random-init rows), never deciding it
+    blocked: str = ""  # a reason that leaves the part undecided whatever the numbers (e.g. "stand-in")
+    cannot_contradict: str = ""  # the reason given instead of "contradicted" where the opposite cannot refute
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.name, self.effect.what
+
+    def text(self) -> str:
+        sign = {"above": ">", "below": "<", "within": "|x| <"}[self.side]
+        out = f"{self.outcome}" + (f" ({self.reason})" if self.reason else "")
+        return f"{self.name} ({sign} {self.threshold:g}): {self.effect.text()}: {out}"
+
+
+def judge(part: Part, points: bool = False) -> Part:
+    """The outcome of ``part`` from its interval (``points``: its point value where it has no interval,
+    as for the paper's published numbers)."""
+    e, t = part.effect, part.threshold
+    if e.has_interval:
+        lo, hi = e.low, e.high
+    elif points and np.isfinite(e.value):
+        lo = hi = e.value
+    else:
+        return replace(part, outcome=NOT_DECIDED, reason=part.blocked or "noise: no interval")
+    if part.side == "above":
+        yes, no = lo > t, hi < t
+    elif part.side == "below":
+        yes, no = hi < t, lo > t
+    else:
+        yes, no = (-t < lo) and (hi < t), (lo > t) or (hi < -t)
+    if part.blocked:
+        return replace(part, outcome=NOT_DECIDED, reason=part.blocked)
+    if yes:
+        return replace(part, outcome=HOLDS, reason="")
+    if no:
+        return replace(part, outcome=NOT_DECIDED, reason=part.cannot_contradict) if part.cannot_contradict \
+            else replace(part, outcome=CONTRADICTED, reason="")
+    return replace(part, outcome=NOT_DECIDED, reason="noise")
+
+
+def with_study_uncertainty(part: Part, study: Part | None) -> Part:
+    """A larger-budget part whose interval is at least as wide, on each side, as the same part at the study's
+    budget: the budget run has one readout seed, and more training moves the number, not the noise."""
+    if study is None or not study.effect.has_interval:
+        return part
+    e, s = part.effect, study.effect
+    below = max(s.value - s.low, e.value - e.low if e.has_interval else 0.0)
+    above = max(s.high - s.value, e.high - e.value if e.has_interval else 0.0)
+    return replace(part, effect=replace(e, low=e.value - below, high=e.value + above))
+
+
+def combine(parts: list[Part]) -> tuple[str, str]:
+    """(verdict, reason) of a claim from its deciding parts."""
+    deciding = [p for p in parts if p.decides]
+    if not deciding:
+        return NOT_DECIDED, "not testable"
+    if any(p.outcome == CONTRADICTED for p in deciding):
+        return CONTRADICTED, ""
+    if all(p.outcome == HOLDS for p in deciding):
+        return HOLDS, ""
+    first = next(p for p in deciding if p.outcome != HOLDS)
+    return NOT_DECIDED, first.reason.split(":")[0]
+
+
+# ---------------------------------------------------------------- paired effects from per-image frames
+
+
+def _select(df: pd.DataFrame, **where) -> pd.DataFrame:
+    m = np.ones(len(df), bool)
+    for k, v in where.items():
+        m &= (df[k].isin(v) if isinstance(v, (list, tuple)) else df[k] == v).to_numpy()
+    return df[m]
+
+
+def _cells(df: pd.DataFrame, patterns) -> pd.Series:
+    """Mean SPC over ``patterns`` per (seed, image) (undefined SPC counted as 0, as the paper)."""
+    d = df[df.pattern.isin(patterns)]
+    return d.assign(spc=d.spc.fillna(0.0)).groupby(["seed", "image"]).spc.mean()
+
+
+def _interval(per_seed_image: pd.Series, sources: pd.Series, level: float = 0.95) -> tuple[float, float, int, int]:
+    """The wider on each side of the t-interval over seeds and the bootstrap over images (source photographs)."""
+    per_seed = per_seed_image.groupby(level="seed").mean()
+    per_image = per_seed_image.groupby(level="image").mean()
+    lows, highs = [], []
+    if len(per_seed) > 1:
+        lo, hi = t_interval(per_seed.to_numpy(), level)
+        lows.append(lo), highs.append(hi)
+    if len(per_image) > 1:
+        groups = sources.reindex(per_image.index).to_numpy()
+        lo, hi = cluster_bootstrap_ci(per_image.to_numpy(), groups, level=level)
+        lows.append(lo), highs.append(hi)
+    if not lows:
+        return float("nan"), float("nan"), len(per_image), len(per_seed)
+    return min(lows), max(highs), len(per_image), len(per_seed)
+
+
+def _sources(df: pd.DataFrame) -> pd.Series:
+    if "source" in df and df.source.notna().all():
+        return df.groupby("image").source.first()
+    return pd.Series(df.image.unique(), index=df.image.unique())
+
+
+def effect(df: pd.DataFrame, what: str, a: dict, b: dict | None = None, patterns=("H", "V", "G", "HS", "VS"),
+           b_patterns=None) -> Effect:
+    """Mean SPC over ``patterns`` of rows ``a`` (minus that of rows ``b`` on the same images and seeds,
+    over ``b_patterns``, default ``patterns``), with its paired 95% interval."""
+    rows_a = _select(df, **a)
+    x = _cells(rows_a, patterns)
+    if b is not None:
+        y = _cells(_select(df, **b), b_patterns or patterns)
+        x, y = x.align(y, join="inner")
+        x = x - y
+    if x.empty:
+        return Effect(what, float("nan"))
+    lo, hi, n_img, n_seed = _interval(x, _sources(rows_a))
+    return Effect(what, float(x.mean()), lo, hi, n_img, n_seed)
+
+
+def ratio_effect(df: pd.DataFrame, what: str, num: dict, den: dict, patterns) -> Effect:
+    """Mean SPC of rows ``num`` over that of rows ``den`` (same images and seeds), with a 95% interval:
+    over seeds (t-interval of per-seed ratios) and images (bootstrap of the ratio of means)."""
+    x, y = _cells(_select(df, **num), patterns).align(_cells(_select(df, **den), patterns), join="inner")
+    if x.empty or y.mean() <= 0:
+        return Effect(what, float("nan"))
+    lows, highs = [], []
+    per_seed = x.groupby(level="seed").mean() / y.groupby(level="seed").mean()
+    if len(per_seed) > 1:
+        lo, hi = t_interval(per_seed.to_numpy())
+        lows.append(lo), highs.append(hi)
+    xi, yi = x.groupby(level="image").mean(), y.groupby(level="image").mean()
+    if len(xi) > 1:
+        groups = _sources(_select(df, **den)).reindex(xi.index).to_numpy()
+        lo, hi = cluster_bootstrap_ci(np.c_[xi.to_numpy(), yi.to_numpy()], groups,
+                                      stat=lambda v: v[:, 0].mean() / v[:, 1].mean() if v[:, 1].mean() > 0 else np.nan)
+        lows.append(lo), highs.append(hi)
+    lo, hi = (min(lows), max(highs)) if lows else (float("nan"), float("nan"))
+    return Effect(what, float(x.mean() / y.mean()), lo, hi, len(xi), len(per_seed))
+
+
+def slope_effect(df: pd.DataFrame, what: str, by_stage: dict[int, dict], patterns) -> Effect:
+    """Least-squares slope of mean SPC on the stage index (per image and seed, then averaged), with a
+    paired 95% interval: does SPC rise with depth?"""
+    stages = sorted(by_stage)
+    cols = [_cells(_select(df, **by_stage[s]), patterns).rename(s) for s in stages]
+    wide = pd.concat(cols, axis=1, join="inner")
+    if wide.empty:
+        return Effect(what, float("nan"))
+    x = np.asarray(stages, float) - np.mean(stages)
+    slope = pd.Series(wide.to_numpy() @ x / (x @ x), index=wide.index)
+    lo, hi, n_img, n_seed = _interval(slope, _sources(_select(df, **by_stage[stages[0]])))
+    return Effect(what, float(slope.mean()), lo, hi, n_img, n_seed)
+
+
+# ---------------------------------------------------------------- scope
+
+
+def is_pretrained(weights: str) -> bool:
+    """As :attr:`EncoderSpec.pretrained`, from a table's ``weights`` column."""
+    return EncoderSpec("x", weights).pretrained
+
+
+def is_paper_encoder(arch: str, weights: str) -> bool:
+    """Whether a row runs the paper's own encoder (ImageNet VGG16 or ResNet152), not a stand-in."""
+    return arch in ("vgg16", "resnet152") and weights == "imagenet"
+
+
+def _encoders(df: pd.DataFrame, **where) -> pd.DataFrame:
+    """One row per encoder of ``df`` (encoder, arch, weights), in order of appearance."""
+    return _select(df, **where).drop_duplicates("encoder")[["encoder", "arch", "weights"]]
+
+
+def _line(enc) -> str:
+    return enc.encoder + ("" if is_paper_encoder(enc.arch, enc.weights) or enc.arch == "posenet" else " [stand-in]"
+                          if is_pretrained(enc.weights) else "")
+
+
+# ---------------------------------------------------------------- the rules
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One claim of the paper and how the study decides it."""
+
+    number: int
+    paper: str  # the paper's words (PAPER.md section 4)
+    rule: str  # the rule, in words
+    scope: str  # which rows decide it
+    notebook: str
+    tables: tuple[str, ...]  # the frames its parts are measured on
+    parts: Callable[..., list[Part]]  # (frames, natural test set, points) -> judged parts
+
+
+@dataclass
+class Claim:
+    """A rule decided on one set of numbers: the verdict, its reason, the deciding evidence."""
+
+    number: int
+    paper: str
+    rule: str
+    scope: str
+    notebook: str
+    verdict: str
+    reason: str
+    parts: list[Part] = field(default_factory=list)
+    budget: str = ""  # the verdict at the larger training budget, where it was checked
+    budget_parts: list[Part] = field(default_factory=list)
+
+    @property
+    def outcome(self) -> str:
+        """The verdict with its reason, as the report prints it."""
+        return self.verdict + (f" ({self.reason})" if self.reason else "")
+
+    @property
+    def deciding(self) -> Part | None:
+        """The part that decides the verdict: the first contradicted or undecided deciding part, else the
+        holding part closest to its threshold."""
+        parts = [p for p in self.parts if p.decides]
+        if not parts:
+            return None
+        for want in (CONTRADICTED, NOT_DECIDED):
+            hit = [p for p in parts if p.outcome == want]
+            if hit:
+                return hit[0]
+        return min(parts, key=lambda p: abs(_margin(p)))
+
+    @property
+    def evidence(self) -> str:
+        p = self.deciding
+        return p.text() if p is not None else "no numbers"
+
+    def statement(self) -> str:
+        lines = [f"**Verdict: {self.outcome}.**"]
+        lines += [f"- {p.text()}" for p in self.parts if p.decides]
+        beyond = [p for p in self.parts if not p.decides]
+        if beyond:
+            lines += ["", "Beyond the paper (random init: architecture and padding alone; these rows decide nothing):"]
+            lines += [f"- {p.text()}" for p in beyond]
+        if self.budget:
+            lines += ["", f"At the larger training budget the rule gives: **{self.budget}**."]
+            lines += [f"- {p.text()}" for p in self.budget_parts if p.decides]
+        return "\n".join(lines)
+
+
+def _margin(p: Part) -> float:
+    e = p.effect
+    edge = e.low if p.side == "above" else e.high if p.side == "below" else max(abs(e.low), abs(e.high))
+    edge = e.value if not np.isfinite(edge) else edge
+    return edge - p.threshold if p.side == "above" else p.threshold - edge if p.side == "below" else p.threshold - edge
+
+
+ALL = ("H", "V", "G", "HS", "VS")
+HVG, STRIPES, T2, T3 = ("H", "V", "G"), ("HS", "VS"), ("H", "G", "HS"), ("H", "G")
+SYNTHETIC = ("black", "white", "noise")
+
+
+def _parts_1(f, natural, points):
+    t1 = f["table1"]
+    out = []
+    for test in dict.fromkeys(t1.test_set):
+        e = effect(t1, f"PosENet, mean SPC over 5 patterns on {test}", dict(arch="posenet", test_set=test))
+        out.append(judge(Part(f"PosENet finds no position on {test}", e, "within", NULL_BAND), points))
+    return out
+
+
+def _pretrained_paper_row(t1, row: str, natural: str) -> list:
+    return [e for e in _encoders(t1, test_set=natural).itertuples()
+            if is_pretrained(e.weights) and PAPER_MODEL.get(e.arch) == row]
+
+
+def _parts_2(f, natural, points):
+    t1 = f["table1"]
+    nat = t1[t1.test_set == natural]
+    res, vgg = _pretrained_paper_row(nat, "ResNet152", natural), _pretrained_paper_row(nat, "VGG16", natural)
+    out = []
+    for r in res:
+        for v in vgg:
+            e = effect(nat, f"{_line(r)} - {_line(v)}", dict(encoder=r.encoder), dict(encoder=v.encoder))
+            stand_in = not (is_paper_encoder(r.arch, r.weights) and is_paper_encoder(v.arch, v.weights))
+            out.append(judge(Part("ResNet152 > VGG16", e, "above", 0.0, blocked="stand-in" if stand_in else ""), points))
+    for enc in _encoders(nat).itertuples():
+        if enc.arch == "posenet" or enc.weights == "none":
+            continue
+        e = effect(nat, f"{_line(enc)} - PosENet", dict(encoder=enc.encoder), dict(arch="posenet"))
+        out.append(judge(Part("pretrained >> PosENet", e, "above", 0.3, decides=is_pretrained(enc.weights)), points))
+    return out
+
+
+def _parts_3(f, natural, points):
+    t1 = f["table1"]
+    out = []
+    for enc in _encoders(t1).itertuples():
+        if enc.arch == "posenet" or enc.weights == "none":
+            continue
+        for test in SYNTHETIC:
+            e = effect(t1, f"{_line(enc)} on {test}, mean SPC over H, V, G", dict(encoder=enc.encoder, test_set=test),
+                       patterns=HVG)
+            if np.isfinite(e.value):
+                out.append(judge(Part(f"position on {test}", e, "above", NULL_BAND, decides=is_pretrained(enc.weights)),
+                                 points))
+    return out
+
+
+def _parts_4(f, natural, points):
+    t1 = f["table1"]
+    nat = t1[t1.test_set == natural]
+    out = []
+    for enc in _encoders(nat).itertuples():
+        if enc.arch == "posenet" or enc.weights == "none":
+            continue
+        e = effect(nat, f"{_line(enc)}: H/V/G - HS/VS", dict(encoder=enc.encoder), dict(encoder=enc.encoder),
+                   patterns=HVG, b_patterns=STRIPES)
+        out.append(judge(Part("stripes harder", e, "above", 0.0, decides=is_pretrained(enc.weights)), points))
+    return out
+
+
+def _parts_5(f, natural, points):
+    t2 = f["table2"]
+    nat = t2[t2.test_set == natural]
+    out = []
+    for enc in _encoders(nat).itertuples():
+        if enc.arch != "vgg16":
+            continue
+        d = nat[nat.encoder == enc.encoder]
+        layers = d[d.table == "table2a"].drop_duplicates("setting").sort_values("layers")
+        kernels = d[d.table == "table2b"].drop_duplicates("setting").sort_values("kernel")
+        decides = is_pretrained(enc.weights)
+        if len(layers) > 1:
+            deep, shallow = layers.iloc[-1], layers.iloc[0]
+            e = effect(d, f"{_line(enc)}: {deep.setting} - {shallow.setting}", dict(setting=deep.setting, table="table2a"),
+                       dict(setting=shallow.setting, table="table2a"), patterns=T2)
+            narrowed = bool(pd.notna(deep.get("width")) and deep.get("width"))
+            out.append(judge(Part("more layers recover more", e, "above", 0.0, decides=decides,
+                                  blocked="stand-in readout" if narrowed else ""), points))
+        if len(kernels) > 1:
+            big, small = kernels.iloc[-1], kernels.iloc[0]
+            e = effect(d, f"{_line(enc)}: {big.setting} - {small.setting}", dict(setting=big.setting, table="table2b"),
+                       dict(setting=small.setting, table="table2b"), patterns=T2)
+            out.append(judge(Part("larger kernels recover more", e, "above", 0.0, decides=decides), points))
+    return out
+
+
+def _parts_6(f, natural, points):
+    t3 = f["table3"]
+    nat = t3[t3.test_set == natural]
+    out = []
+    for enc in _encoders(nat).itertuples():
+        if enc.arch != "vgg16":
+            continue
+        d = nat[nat.encoder == enc.encoder]
+        stages = sorted(int(s) for s in d[~d.all_stages.astype(bool)].stage.unique())
+        if len(stages) < 2:
+            continue
+        first, last, decides = stages[0], stages[-1], is_pretrained(enc.weights)
+        sel = {s: dict(stage=s, all_stages=False) for s in stages}
+        e = effect(d, f"{_line(enc)}: f{last} - f{first}", sel[last], sel[first], patterns=T3)
+        out.append(judge(Part("the deepest stage holds more than the shallowest", e, "above", 0.0, decides=decides), points))
+        e = slope_effect(d, f"{_line(enc)}: SPC per stage (slope)", sel, patterns=T3)
+        out.append(judge(Part("SPC rises with depth", e, "above", 0.0, decides=decides), points))
+        best = max(stages, key=lambda s: float(_cells(_select(d, **sel[s]), T3).mean()))
+        e = effect(d, f"{_line(enc)}: all stages - f{best} (the best stage)", dict(all_stages=True), sel[best],
+                   patterns=T3)
+        # all stages hold a superset of any stage's features: falling short is the readout's, not less information
+        out.append(judge(Part("all stages together best", e, "above", 0.0, decides=decides,
+                              cannot_contradict="training budget"), points))
+    return out
+
+
+def _parts_7(f, natural, points):
+    t4 = f["table4"]
+    nat = t4[t4.test_set == natural]
+    out = []
+    if (nat.arch == "posenet").any():
+        for pad in (1, 2):
+            e = effect(nat, f"PosENet: PEM padding {pad} - padding 0", dict(arch="posenet", setting=f"PEM padding {pad}"),
+                       dict(arch="posenet", setting="PEM padding 0"), patterns=T2)
+            out.append(judge(Part(f"PEM padding {pad} creates position", e, "above", 0.0), points))
+    for enc in _encoders(nat, arch="vgg16").itertuples():
+        e = ratio_effect(nat, f"{_line(enc)}: SPC without padding / with", dict(encoder=enc.encoder, setting="without padding"),
+                         dict(encoder=enc.encoder, setting="with padding"), T2)
+        out.append(judge(Part("removing padding removes much (kept share)", e, "below", 0.7,
+                              decides=is_pretrained(enc.weights)), points))
+    return out
+
+
+def _parts_8(f, natural, points):
+    c = f.get("content")
+    if c is None or c.empty:
+        return []
+    out = []
+    for enc in c.drop_duplicates("encoder").itertuples():
+        if enc.arch == "posenet" or enc.weights == "none":
+            continue
+        d = c[c.encoder == enc.encoder]
+        groups = d.source.to_numpy() if "source" in d else None
+        lo, hi = cluster_bootstrap_ci(d.ratio.to_numpy(), groups, np.nanmean) if len(d) > 1 else (np.nan, np.nan)
+        e = Effect(f"{_line(enc)}: error on content / elsewhere", float(np.nanmean(d.ratio)), lo, hi, len(d))
+        out.append(judge(Part("errors concentrate on content", e, "above", 1.0, decides=is_pretrained(enc.weights)),
+                         points))
+    return out
+
+
+def _parts_9(f, natural, points):
+    g = f.get("gain")
+    if g is None or g.empty:
+        return []
+    out = []
+    for r in g.itertuples():
+        sign = 1.0 if r.higher_is_better else -1.0
+        lo, hi = sorted((r.ci_low * sign, r.ci_high * sign))
+        e = Effect(f"{r.task.upper()} {r.test_set}, {r.metric} (zero padding - none" + ("" if sign > 0 else ", sign flipped")
+                   + ")", float(r.gain * sign), lo, hi)
+        out.append(judge(Part("padding helps", e, "above", 0.0), points))
+    return out
+
+
+def _parts_10(f, natural, points):
+    t6 = f["table6"]
+    nat = t6[t6.test_set == natural]
+    encs = _encoders(nat)
+    trained = [e for e in encs.itertuples() if e.weights.split(":")[0] in TASK_WEIGHTS]
+    refs = [e for e in encs.itertuples() if (e.weights == "random" and e.arch.startswith("vgg16bn_w"))
+            or (e.arch == "vgg16" and e.weights == "imagenet")]
+    out = []
+    for t in trained:
+        for r in refs:
+            e = effect(nat, f"{t.encoder} - {r.encoder}", dict(encoder=t.encoder), dict(encoder=r.encoder), patterns=T2)
+            out.append(judge(Part("trained for a dense task holds more", e, "above", 0.0), points))
+    return out
+
+
+RULES: dict[int, Rule] = {r.number: r for r in (
+    Rule(1, "PosENet alone (no padding, no encoder) recovers no position: SPC ~ 0 everywhere.",
+         f"On every test set, PosENet's mean SPC over the five patterns lies within +-{NULL_BAND} of 0 (interval included); "
+         f"contradicted where a whole interval lies outside that band.",
+         "PosENet, every test set", "02", ("table1",), _parts_1),
+    Rule(2, "Frozen pretrained encoders recover a lot: ResNet152 > VGG16 >> PosENet.",
+         "On the natural test images, mean SPC over the five patterns: (a) the paper's ResNet152 row minus its VGG16 row "
+         "is above 0; (b) each pretrained encoder is at least 0.3 (three times claim 1's band) above PosENet. Paired "
+         "over images and seeds. Part (a) names two architectures: stand-ins leave it undecided.",
+         "pretrained encoders; (a) only the paper's own ResNet152 and VGG16", "02", ("table1",), _parts_2),
+    Rule(3, "Position is recoverable even from inputs with no content (black, white, noise).",
+         f"Every pretrained encoder's mean SPC over H, V and G on each of the black, white and noise images is above "
+         f"{NULL_BAND} (claim 1's band: what no position gives); contradicted where an interval lies below it.",
+         "pretrained encoders", "02", ("table1",), _parts_3),
+    Rule(4, "Stripes (HS, VS) are harder than H, V, G.",
+         "For every pretrained encoder, on the natural test images, the mean SPC over H, V, G minus the mean over HS, VS "
+         "(same images and seeds) is above 0.",
+         "pretrained encoders", "02", ("table1",), _parts_4),
+    Rule(5, "More readout capacity (layers, kernel size) recovers more.",
+         "For every pretrained VGG16, on the natural test images and the paper's patterns (H, G, HS): the deepest "
+         "readout minus 1 layer, and the largest kernel minus 1x1, are above 0 (paired). A narrowed stacked readout "
+         "(width per head instead of C -> C) leaves the depth part undecided (stand-in readout).",
+         "pretrained VGG16 (the paper's Table 2)", "04", ("table2",), _parts_5),
+    Rule(6, "Deeper stages hold more position than shallower ones (f5 > ... > f1); all together best.",
+         "For every pretrained VGG16, on the natural test images and the paper's patterns (H, G): the deepest stage "
+         "minus the shallowest is above 0, the slope of SPC on the stage index is above 0, and all stages together minus "
+         "the best single stage is above 0. All stages hold a superset of any stage's features, so the last part cannot "
+         "be contradicted: a shortfall is the readout's (not decided: training budget).",
+         "pretrained VGG16 (the paper's Table 3)", "04", ("table3",), _parts_6),
+    Rule(7, "Zero padding is a source: padding in PosENet creates position information; removing padding from VGG16 "
+            "removes much of it.",
+         "On the natural test images and the paper's patterns (H, G, HS): (a) PosENet with PEM zero padding 1 and 2 each "
+         "minus padding 0 is above 0 (paired); (b) for every pretrained VGG16, SPC without padding over SPC with padding "
+         "is below 0.7 (it keeps less than 70%; the paper: 38%).",
+         "PosENet; pretrained VGG16 (the paper's Table 4)", "03", ("table4",), _parts_7),
+    Rule(8, "Readout errors concentrate on semantic content (Fig 7).",
+         "For every pretrained encoder, the mean ratio of the H/V/G error on content pixels (top quarter of gradient "
+         "magnitude) to the error elsewhere is above 1 (bootstrap over source photographs).",
+         "pretrained encoders (the Table 1 readouts)", "04", ("content",), _parts_8),
+    Rule(9, "Padding helps downstream tasks that need position (Table 5).",
+         "On every test set and metric of Table 5, the network with zero padding beats the same network trained without "
+         "padding (higher F-measure and mIoU, lower MAE; paired bootstrap over test images).",
+         "the downstream networks (notebook 05)", "05", ("gain",), _parts_9),
+    Rule(10, "Encoders trained for dense tasks (SOD, segmentation) encode more position (Table 6).",
+         "Each SOD- and segmentation-trained encoder minus its reference (the same network at the weights its training "
+         "started from, and ImageNet VGG16 where the profile has it: the paper's comparison) is above 0: mean SPC over "
+         "H, G, HS on the natural test images at the image size the networks were trained at (paired).",
+         "the task-trained encoders and their references, at their training image size", "05", ("table6",), _parts_10),
+)}
+CLAIM_NUMBERS = tuple(RULES)
+
+
+def decide(number: int, frames: dict[str, pd.DataFrame], natural: str, budget: dict[str, pd.DataFrame] | None = None,
+           points: bool = False) -> Claim:
+    """Claim ``number`` decided on ``frames`` (natural test set ``natural``). Where ``budget`` gives the same
+    frames at a larger training budget, a holding or contradicted verdict that changes there becomes
+    "not decided (training budget)"."""
+    rule = RULES[number]
+    if any(frames.get(t) is None or frames[t].empty for t in rule.tables):
+        return Claim(number, rule.paper, rule.rule, rule.scope, rule.notebook, NOT_DECIDED, "not testable")
+    parts = rule.parts(frames, natural, points)
+    verdict, reason = combine(parts)
+    claim = Claim(number, rule.paper, rule.rule, rule.scope, rule.notebook, verdict, reason, parts)
+    if budget is not None and all(budget.get(t) is not None and not budget[t].empty for t in rule.tables):
+        study = {p.key: p for p in parts}
+        b_parts = [judge(with_study_uncertainty(p, study.get(p.key)), points) for p in rule.parts(budget, natural, points)]
+        b_verdict, b_reason = combine(b_parts)
+        claim.budget = b_verdict + (f" ({b_reason})" if b_reason else "")
+        claim.budget_parts = b_parts
+        if verdict in (HOLDS, CONTRADICTED) and b_verdict != verdict:
+            claim.verdict, claim.reason = NOT_DECIDED, "training budget"
+    return claim
+
+
+def claims_frame(claims: list[Claim]) -> pd.DataFrame:
+    """One row per claim: verdict, reason, the deciding number with its interval, scope, budget check."""
+    rows = []
+    for c in claims:
+        p = c.deciding
+        rows.append(dict(claim=c.number, paper=c.paper, verdict=c.verdict, reason=c.reason, outcome=c.outcome,
+                         deciding=p.effect.what if p else "", value=p.effect.value if p else np.nan,
+                         ci_low=p.effect.low if p else np.nan, ci_high=p.effect.high if p else np.nan,
+                         threshold=(("> " if p.side == "above" else "< " if p.side == "below" else "|x| < ")
+                                    + f"{p.threshold:g}") if p else "",
+                         scope=c.scope, budget=c.budget or "not checked", notebook=c.notebook))
+    return pd.DataFrame(rows)
+
+
+def claims_markdown(claims: list[Claim], title: str, preamble: str = "") -> str:
+    """A verdict table, then each claim's rule, scope, parts and budget check."""
+    table = claims_frame(claims)
+    show = table.assign(evidence=[c.evidence for c in claims])[["claim", "paper", "outcome", "evidence", "budget"]]
+    lines = [f"# {title}", ""] + ([preamble, ""] if preamble else []) + [show.to_markdown(index=False), ""]
+    for c in claims:
+        lines += [f"## Claim {c.number}: {c.outcome}", "", f"*Paper:* {c.paper}", "", f"**Rule.** {c.rule}", "",
+                  f"**Scope.** {c.scope}.", "", c.statement(), ""]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- the paper's own numbers as if they were ours
+
+
+def paper_frames() -> dict[str, pd.DataFrame]:
+    """The paper's published tables in the schema the rules read (one image, one seed per cell, no
+    interval), to calibrate the rules: a fair rule does not contradict the paper on its own numbers."""
+    def frame(name: str, **extra) -> pd.DataFrame:
+        p = paper_numbers(name)
+        arch = p.model.map({"PosENet": "posenet", "VGG16": "vgg16", "ResNet152": "resnet152"}).fillna("vgg16")
+        weights = p.model.map({"PosENet": "none", "VGG16-SOD": "paper-sod", "VGG16-SS": "paper-seg"}).fillna("imagenet")
+        return p.assign(encoder=p.model, arch=arch, weights=weights, seed=0, image=0, source=0, **extra)
+
+    t2 = pd.concat([frame("table2a", table="table2a"), frame("table2b", table="table2b")], ignore_index=True)
+    t2["layers"] = t2.setting.str.extract(r"(\d) layer").astype(int)
+    t2["kernel"] = t2.setting.str.extract(r"(\d)x\d").astype(int)
+    t2["width"] = np.nan
+    t3 = frame("table3")
+    t3["all_stages"] = t3.setting.str.contains("-")
+    t3["stage"] = np.where(t3.all_stages, 6, t3.setting.str.extract(r"f(\d)$")[0].fillna(6).astype(int))
+    t4 = frame("table4")
+    t4["setting"] = t4.setting.str.replace(r"^padding (\d)$", r"PEM padding \1", regex=True)
+    t5 = pd.read_csv(paths.PAPER_TABLE5_CSV)
+    wide = t5.pivot_table(index=["task", "test_set", "metric"], columns="model", values="value").reset_index()
+    gain = pd.DataFrame(dict(task=np.where(wide.task.str.startswith("salient"), "sod", "seg"), test_set=wide.test_set,
+                             metric=wide.metric, gain=wide["VGG16 with padding"] - wide["VGG16 without padding"],
+                             higher_is_better=wide.metric != "MAE"))
+    gain = gain.assign(ci_low=np.nan, ci_high=np.nan)
+    return {"table1": frame("table1"), "table2": t2, "table3": t3, "table4": t4, "table6": frame("table6"), "gain": gain}
+
+
+def paper_claims() -> list[Claim]:
+    """Every rule applied to the paper's own published numbers (point values decide)."""
+    return [decide(k, paper_frames(), "PASCAL-S", points=True) for k in CLAIM_NUMBERS]
+
+
+# ---------------------------------------------------------------- where the evidence is saved
+
+
+FRAME_FILES = {"table1": "table1_position_info", "table2": "table2_readout_capacity", "table3": "table3_per_stage",
+               "table4": "table4_padding", "table6": "table6_trained_size", "content": "content_error"}
+BUDGET_SUFFIX = "_budget"
+
+
+def frame_path(out: Path, key: str, budget: bool = False) -> Path:
+    """Where the per-image frame ``key`` (or its larger-budget twin) is saved in ``out``; claim 9's paired
+    gains are a table of their own (``padding_gain.csv``)."""
+    if key == "gain":
+        return Path(out) / "padding_gain.csv"
+    return Path(out) / RESULTS / f"{FRAME_FILES[key]}{BUDGET_SUFFIX if budget else ''}_per_image.csv"
+
+
+def save_frame(out: Path, key: str, frame: pd.DataFrame, budget: bool = False) -> Path:
+    return write_csv(frame, frame_path(out, key, budget))
+
+
+def load_frames(out: Path, budget: bool = False) -> dict[str, pd.DataFrame]:
+    """Every saved frame of ``out`` the rules read (the larger-budget ones with ``budget``)."""
+    keys = [k for k in (*FRAME_FILES, "gain") if not (budget and k == "gain")]
+    return {k: pd.read_csv(frame_path(out, k, budget)) for k in keys if frame_path(out, k, budget).exists()}
+
+
+def check(numbers, frames: dict[str, pd.DataFrame], natural: str,
+          budget: dict[str, pd.DataFrame] | None = None) -> list[Claim]:
+    """Claims ``numbers`` decided on ``frames``, each checked against ``budget`` where it has its tables."""
+    return [decide(k, frames, natural, budget) for k in numbers]
+
+
+def check_saved(out: Path, natural: str) -> list[Claim]:
+    """All ten claims from the frames saved in ``out`` (notebook 06: no encoder, no training)."""
+    return check(CLAIM_NUMBERS, load_frames(out), natural, load_frames(out, budget=True))
+
+
+def write_report(claims: list[Claim], path: Path, title: str, preamble: str = "") -> pd.DataFrame:
+    """Write the claims' Markdown report to ``path``; return the verdict table (for the notebook to show)."""
+    Path(path).write_text(claims_markdown(claims, title, preamble))
+    return verdict_table(claims)
+
+
+def verdict_table(claims: list[Claim]) -> pd.DataFrame:
+    """Claim, verdict (with its reason), the number that decides it with its interval, the budget check."""
+    return pd.DataFrame([dict(claim=c.number, verdict=c.outcome, deciding=c.evidence, larger_budget=c.budget or "not checked")
+                         for c in claims])
