@@ -106,8 +106,8 @@ def probe(profile: Profile, spec: EncoderSpec, patterns: tuple[str, ...] = PATTE
 
 
 def probe_seeds(profile: Profile, spec: EncoderSpec, **kwargs) -> list[ProbeResult]:
-    """:func:`probe` once per readout seed of the profile (each readout cached on its own)."""
-    return [probe(profile, spec, seed=s, **kwargs) for s in profile.seed_values]
+    """:func:`probe` once per readout seed of ``spec``'s rows (:meth:`Profile.seeds_for`; each cached on its own)."""
+    return [probe(profile, spec, seed=s, **kwargs) for s in profile.seeds_for(spec)]
 
 
 def photo_source_ids(profile: Profile, photos: ImageSet) -> np.ndarray | None:
