@@ -88,9 +88,13 @@ class Part:
         return self.name, self.effect.what
 
     def text(self) -> str:
-        sign = {"above": ">", "below": "<", "within": "|x| <"}[self.side]
         out = f"{self.outcome}" + (f" ({self.reason})" if self.reason else "")
-        return f"{self.name} ({sign} {self.threshold:g}): {self.effect.text()}: {out}"
+        return f"{self.name} ({self.rule_text}): {self.effect.text()}: {out}"
+
+    @property
+    def rule_text(self) -> str:
+        """The threshold as the claim states it ("> 0", "< 0.7", "within +-0.1"; no "|": tables are Markdown)."""
+        return {"above": "> ", "below": "< ", "within": "within +-"}[self.side] + f"{self.threshold:g}"
 
 
 def judge(part: Part, points: bool = False) -> Part:
@@ -598,8 +602,7 @@ def claims_frame(claims: list[Claim]) -> pd.DataFrame:
         rows.append(dict(claim=c.number, paper=c.paper, verdict=c.verdict, reason=c.reason, outcome=c.outcome,
                          deciding=p.effect.what if p else "", value=p.effect.value if p else np.nan,
                          ci_low=p.effect.low if p else np.nan, ci_high=p.effect.high if p else np.nan,
-                         threshold=(("> " if p.side == "above" else "< " if p.side == "below" else "|x| < ")
-                                    + f"{p.threshold:g}") if p else "",
+                         threshold=p.rule_text if p else "",
                          scope=c.scope, budget=c.budget or "not checked", notebook=c.notebook))
     return pd.DataFrame(rows)
 
