@@ -181,8 +181,8 @@ def seeds_note(profile: Profile) -> str:
         return f"Seeds: every number comes from one readout seed ({profile.seed})." + budget
     return (f"Seeds: Tables 1 and 4 (claims 1-4 and 7) average {n} readout seeds ({', '.join(map(str, profile.seed_values))}); "
             f"their intervals cover the spread over seeds and over test images (resampling source photographs). "
-            f"Random-init encoders keep one set of weights (seed {profile.seed}): a new encoder seed is a new feature "
-            f"extraction. Tables 2, 3, 5 and 6 and the content ratio (claims 5, 6, 8, 9, 10) use one seed "
+            f"Random-init rows, which decide no claim, take {profile.random_init_seeds} readout seed(s) and keep one set "
+            f"of encoder weights (seed {profile.seed}): a new encoder seed is a new feature extraction. Tables 2, 3, 5 and 6 and the content ratio (claims 5, 6, 8, 9, 10) use one seed "
             f"({profile.seed}); their intervals are over test images only." + budget)
 
 
