@@ -20,6 +20,7 @@ import math
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import NullFormatter
 import pandas as pd
 
 from .experiments import head_of, image_sets, probe, view_features
@@ -95,11 +96,12 @@ def plot_budget_curve(curve: pd.DataFrame, path: Path) -> plt.Figure:
     import seaborn as sns
 
     sizes = sorted(curve.train_images.unique())
-    fig, axes = plt.subplots(1, len(sizes), figsize=(4.2 * len(sizes), 3.4), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(sizes), figsize=(4.2 * len(sizes), 3.4), sharex=True, sharey=True, squeeze=False)
     for ax, n in zip(axes[0], sizes):
         d = curve[curve.train_images == n]
         sns.lineplot(d, x="steps", y="spc", hue="readout", marker="o", ax=ax, legend=ax is axes[0, -1])
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # decades only: minor labels overlap on a short range
         ax.axvline(PAPER_STEPS, color="grey", ls="--", lw=1)
         ax.text(PAPER_STEPS, ax.get_ylim()[0], " paper", fontsize=7, color="grey", va="bottom")
         study = d[d.study.astype(bool)].steps

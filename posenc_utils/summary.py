@@ -141,9 +141,12 @@ def plot_paper_vs_ours(cells: pd.DataFrame, path: Path) -> plt.Figure:
             ax.errorbar(d.paper[has], d.ours[has], yerr=np.clip(err, 0, None), fmt="none", ecolor=colours[table],
                         alpha=0.5, lw=1)
         own, stand = d[~d.stand_in.astype(bool)], d[d.stand_in.astype(bool)]
-        ax.scatter(own.paper, own.ours, s=16, color=colours[table], label=f"{table} ({len(d)})", alpha=0.8)
-        ax.scatter(stand.paper, stand.ours, s=16, facecolors="none", edgecolors=colours[table], alpha=0.8, lw=0.9,
-                   label=None if len(own) else f"{table} ({len(d)})")
+        label = f"{table} ({len(d)})"
+        if len(own):
+            ax.scatter(own.paper, own.ours, s=16, color=colours[table], label=label, alpha=0.8)
+        if len(stand):
+            ax.scatter(stand.paper, stand.ours, s=16, facecolors="none", edgecolors=colours[table], alpha=0.8, lw=0.9,
+                       label=None if len(own) else label)
     ax.set_xlim(lo, 1.02)
     ax.set_ylim(lo, 1.02)
     ax.set_aspect("equal")
