@@ -34,7 +34,8 @@ def headline(profile: str = "offline") -> str:
                   f"opposite shown beyond the uncertainty of our numbers: readout seeds, test images, training budget) or "
                   f"*not decided* (with the reason). The deciding number is a paired 95% interval; claims about the "
                   f"paper's encoders are decided on pretrained encoders only (stand-ins where marked), and every verdict "
-                  f"from trained readouts (all but claim 9) is checked again with readouts trained twice as long. The same rules give \"holds\" on the paper's own "
+                  f"from trained readouts (all but claim 9) is checked again with readouts trained "
+                  f"{get_profile(profile).budget_factor:g} times as long. The same rules give \"holds\" on the paper's own "
                   f"published numbers (claim 8: no number published); a test checks it "
                   f"([`claims.md`](figures/{profile}/claims.md), made by notebook 06 from the saved results):", "",
                   claims_overview(pd.read_csv(claims, dtype={"notebook": str})).to_markdown(index=False)]
