@@ -32,7 +32,7 @@ import pandas as pd
 from . import paths
 from .metrics import cluster_bootstrap_ci, t_interval
 from .plots import RESULTS
-from .profiles import EncoderSpec
+from .profiles import EncoderSpec, get_profile
 from .tables import PAPER_MODEL, paper_numbers, write_csv
 
 HOLDS, CONTRADICTED, NOT_DECIDED = "holds", "contradicted", "not decided"
@@ -650,7 +650,7 @@ def paper_frames() -> dict[str, pd.DataFrame]:
 
 def paper_claims() -> list[Claim]:
     """Every rule applied to the paper's own published numbers (point values decide)."""
-    return [decide(k, paper_frames(), "PASCAL-S", points=True) for k in CLAIM_NUMBERS]
+    return [decide(k, paper_frames(), get_profile("paper").natural_test_set, points=True) for k in CLAIM_NUMBERS]
 
 
 # ---------------------------------------------------------------- where the evidence is saved

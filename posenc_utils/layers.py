@@ -133,10 +133,12 @@ def stage_per_image(profile: Profile, table3: pd.DataFrame, results: dict[str, P
         setting=r.setting, stage=r.stage, all_stages=r.all_stages) for r in rows.itertuples()], ignore_index=True)
 
 
-def plot_stage_trend(table: pd.DataFrame, path: Path, test_set: str = "photos") -> plt.Figure:
-    """SPC (mean over patterns) against the stage, one line per encoder; "all" at the right."""
+def plot_stage_trend(table: pd.DataFrame, path: Path, test_set: str | None = None) -> plt.Figure:
+    """SPC (mean over patterns) against the stage, one line per encoder; "all" at the right. ``test_set``:
+    by default the table's first, the profile's natural test images."""
     import seaborn as sns
 
+    test_set = test_set or table.test_set.iloc[0]
     df = table[table.test_set == test_set].groupby(["encoder", "stage", "all_stages"], sort=False).spc.mean()
     df = df.reset_index()
     last = int(df[~df.all_stages].stage.max())

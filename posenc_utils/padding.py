@@ -226,10 +226,12 @@ def canvas_summary(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def plot_padding_modes(table: pd.DataFrame, path: Path, test_set: str = "photos") -> plt.Figure:
-    """A heat map per pattern: SPC on ``test_set`` by encoder (rows) and padding mode (columns); n/a marked."""
+def plot_padding_modes(table: pd.DataFrame, path: Path, test_set: str | None = None) -> plt.Figure:
+    """A heat map per pattern: SPC on ``test_set`` (by default the table's first, the profile's natural test
+    images) by encoder (rows) and padding mode (columns); n/a marked."""
     import seaborn as sns
 
+    test_set = test_set or table.test_set.iloc[0]
     df = table[table.test_set == test_set]
     patterns = list(dict.fromkeys(df.pattern))
     fig, axes = plt.subplots(1, len(patterns), figsize=(2.6 * len(patterns) + 1.5, 0.45 * df.encoder.nunique() + 1.6),

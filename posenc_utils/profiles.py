@@ -207,6 +207,12 @@ class Profile:
     )
 
     @property
+    def natural_test_set(self) -> str:
+        """The name of the profile's natural test images (its first test set: PASCAL-S, or the photo crops
+        standing in for it), which every table, figure and claim reads first."""
+        return self.test_sets[0].name
+
+    @property
     def seed_values(self) -> tuple[int, ...]:
         """The readout seeds of the tables that report intervals over seeds."""
         return tuple(range(self.seed, self.seed + self.seeds))

@@ -122,7 +122,8 @@ def padding_section(profile: str = "offline") -> str:
         return "Not run yet: `make reproduce` runs notebook 03."
     t4 = pd.read_csv(out / "table4_padding.csv")
     modes = pd.read_csv(out / "padding_modes.csv")
-    ok = modes[(modes.status == "ok") & (modes.test_set == "photos")]
+    natural = get_profile(profile).natural_test_set
+    ok = modes[(modes.status == "ok") & (modes.test_set == natural)]
     mode_mean = ok.pivot_table(index="encoder", columns="padding", values="spc", sort=False)
     canvas = pd.read_csv(out / "canvas.csv")
     return _findings(
@@ -130,7 +131,7 @@ def padding_section(profile: str = "offline") -> str:
         (f"Table 4 (`figures/{profile}/table4_padding.md`; Fig 6: `fig6_padding_gaussian.png`), mean SPC over the "
          f"five patterns:", t4.pivot_table(index=["encoder", "setting"], columns="test_set", values="spc", sort=False),
          True),
-        ("Padding modes, mean SPC over the five patterns on photos (empty: the mode does not apply, reason in "
+        (f"Padding modes, mean SPC over the five patterns on {natural} (empty: the mode does not apply, reason in "
          "`padding_modes.csv`; figure: `fig_padding_modes.png`):",
          mode_mean.reindex(columns=[m for m in MODES if m in mode_mean.columns]), True),
         ("The canvas the image is padded with, mean SPC over the patterns (`canvas.csv`, `fig_canvas.png`):",
@@ -147,9 +148,11 @@ def layers_section(profile: str = "offline") -> str:
     if not (out / "table2a_readout_depth.csv").exists():
         return "Not run yet: `make reproduce` runs notebook 04."
 
+    natural = get_profile(profile).natural_test_set
+
     def photos_mean(name: str, patterns) -> pd.DataFrame:
         df = pd.read_csv(out / f"{name}.csv")
-        df = df[(df.test_set == "photos") & df.pattern.isin(patterns)]
+        df = df[(df.test_set == natural) & df.pattern.isin(patterns)]
         return df.pivot_table(index="setting", columns="encoder", values="spc", sort=False)
 
     t3 = pd.read_csv(out / "table3_per_stage.csv")
@@ -163,7 +166,7 @@ def layers_section(profile: str = "offline") -> str:
         ("The positive control, the same readouts on the pixel coordinates (`positive_control.md`), SPC:",
          control.pivot_table(index="setting", columns="pattern", values="spc", sort=False), True),
         ("Table 3 (`table3_per_stage.md`, `fig_stage_trend.png`), mean SPC on photos over the five patterns:",
-         t3[t3.test_set == "photos"].pivot_table(index="setting", columns="encoder", values="spc", sort=False), True),
+         t3[t3.test_set == natural].pivot_table(index="setting", columns="encoder", values="spc", sort=False), True),
         ("Fig 7 (`fig7_error_maps.png`): error on content / elsewhere, with 95% intervals resampling source "
          "photographs (`content_error.md`):", pd.read_csv(out / "content_error.csv"), False),
         ("The training budget (`fig_budget_curve.png`, `budget_curve.csv`): mean SPC over H, G, HS on the natural test "

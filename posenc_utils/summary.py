@@ -171,7 +171,7 @@ def all_claims(out: Path, profile: Profile) -> list[claims.Claim]:
         if not claims.frame_path(out, key).exists():
             raise ResultsMissingError(f"{claims.frame_path(out, key)} is missing: run notebooks 02-05 for this profile "
                                       f"first (`make reproduce` runs every notebook)")
-    return claims.check_saved(out, profile.test_sets[0].name)
+    return claims.check_saved(out, profile.natural_test_set)
 
 
 def seeds_note(profile: Profile) -> str:

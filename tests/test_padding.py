@@ -198,3 +198,12 @@ def test_ablation_sets_view_larger_cached_sets():
     assert (tests[1].key, "zeros") not in views, "a one-image test set is not a head of anything"
     other = padding.ablation_sets(prof.with_overrides(table4_image_size=64))[2]
     assert not any(p == "none" for _, p in other), "features at another image size are not viewed"
+
+
+def test_padding_modes_figure_reads_the_tables_natural_test_set(tmp_path):
+    """Notebook 06 redraws the figure from its CSV alone: with PASCAL-S first (the paper profile) it draws
+    PASCAL-S, not an empty figure for a test set the profile does not have."""
+    rows = [dict(encoder="VGG16 (ImageNet)", padding=m, pattern=p, test_set=t, spc=0.5)
+            for t in ("PASCAL-S", "black") for m in padding.MODES for p in ("H", "G")]
+    fig = padding.plot_padding_modes(pd.DataFrame(rows), tmp_path / "modes.png")
+    assert len(fig.axes) >= 2 and "PASCAL-S" in fig._suptitle.get_text() and (tmp_path / "modes.png").exists()

@@ -191,3 +191,22 @@ def test_deviations():
     quick = " ".join(deviations(get_profile("quick")))
     assert "64x64" in quick and "2 epochs, batch 8" in quick
     assert "64x64" not in text
+
+
+def test_one_source_for_the_natural_test_set():
+    """Every table, figure and claim takes the natural test set from the profile: no test-set name is written
+    anywhere else in the package (dataset registries and the profiles aside) or in the notebooks."""
+    import re
+
+    from posenc_utils import paths
+
+    assert get_profile("quick").natural_test_set == get_profile("offline").natural_test_set == "photos"
+    assert get_profile("paper").natural_test_set == "PASCAL-S"
+    literal = re.compile(r"""(?<![\w-])["'](photos|PASCAL-S)["']""")
+    allowed = {"profiles.py", "images.py", "downstream.py"}  # the profiles and the dataset registries
+    for path in sorted((paths.PROJ_ROOT / "posenc_utils").glob("*.py")):
+        if path.name in allowed:
+            continue
+        assert not literal.search(path.read_text()), f"{path.name} names a test set: use Profile.natural_test_set"
+    for nb in sorted(paths.NOTEBOOKS_DIR.glob("*.ipynb")):
+        assert not re.search(r'\\"(photos|PASCAL-S)\\"', nb.read_text()), nb.name
