@@ -99,17 +99,8 @@ def _float_blocks(batch: StoredBatch, ranges: tuple[tuple[int, int], ...]):
     for i0 in range(0, b, per):
         i1 = min(b, i0 + per)
         rows = slice(i0 * p, i1 * p)
-        images = None
-        if i1 - i0 > 1 and (i1 - i0) * p * c_total <= 4 * BLOCK_FLOATS:
-            # several small images, narrow rows: one gather for the block instead of a copy per image
-            images = src[torch.from_numpy(np.ascontiguousarray(batch.idx[i0:i1], dtype=np.int64))]
         for c0, c1, parts in chunks:
             out = buf[:(i1 - i0) * p * (c1 - c0)].view(i1 - i0, p, c1 - c0)
-            if images is not None:
-                for a, e, o in parts:
-                    out[:, :, o:o + e - a].copy_(images[:, :, a:e])
-                yield rows, slice(c0, c1), out.view((i1 - i0) * p, c1 - c0)
-                continue
             for j in range(i0, i1):  # only the selected channels are read (never whole rows of a wide array)
                 image = src[int(batch.idx[j])]
                 for a, e, o in parts:
