@@ -255,6 +255,17 @@ def _encoders(df: pd.DataFrame, **where) -> pd.DataFrame:
     return _select(df, **where).drop_duplicates("encoder")[["encoder", "arch", "weights"]]
 
 
+def _per_encoder(df: pd.DataFrame, natural: str, keep) -> list[tuple]:
+    """(encoder row, its rows on the natural test images) for each encoder of ``df`` that ``keep`` accepts."""
+    nat = df[df.test_set == natural]
+    return [(e, nat[nat.encoder == e.encoder]) for e in _encoders(nat).itertuples() if keep(e)]
+
+
+def _is_encoder(e) -> bool:
+    """A row of an encoder (neither PosENet nor a weightless input)."""
+    return e.arch != "posenet" and e.weights != "none"
+
+
 def _line(enc) -> str:
     return enc.encoder + ("" if is_paper_encoder(enc.arch, enc.weights) or enc.arch == "posenet" else " [stand-in]"
                           if is_pretrained(enc.weights) else "")
@@ -363,9 +374,7 @@ def _parts_2(f, natural, points):
             e = effect(nat, f"{_line(r)} - {_line(v)}", dict(encoder=r.encoder), dict(encoder=v.encoder))
             stand_in = not (is_paper_encoder(r.arch, r.weights) and is_paper_encoder(v.arch, v.weights))
             out.append(judge(Part("ResNet152 > VGG16", e, "above", 0.0, blocked="stand-in" if stand_in else ""), points))
-    for enc in _encoders(nat).itertuples():
-        if enc.arch == "posenet" or enc.weights == "none":
-            continue
+    for enc in filter(_is_encoder, _encoders(nat).itertuples()):
         e = effect(nat, f"{_line(enc)} - PosENet", dict(encoder=enc.encoder), dict(arch="posenet"))
         out.append(judge(Part("pretrained >> PosENet", e, "above", 0.3, decides=is_pretrained(enc.weights)), points))
     return out
@@ -374,9 +383,7 @@ def _parts_2(f, natural, points):
 def _parts_3(f, natural, points):
     t1 = f["table1"]
     out = []
-    for enc in _encoders(t1).itertuples():
-        if enc.arch == "posenet" or enc.weights == "none":
-            continue
+    for enc in filter(_is_encoder, _encoders(t1).itertuples()):
         for test in SYNTHETIC:
             e = effect(t1, f"{_line(enc)} on {test}, mean SPC over H, V, G", dict(encoder=enc.encoder, test_set=test),
                        patterns=HVG)
@@ -387,26 +394,17 @@ def _parts_3(f, natural, points):
 
 
 def _parts_4(f, natural, points):
-    t1 = f["table1"]
-    nat = t1[t1.test_set == natural]
     out = []
-    for enc in _encoders(nat).itertuples():
-        if enc.arch == "posenet" or enc.weights == "none":
-            continue
-        e = effect(nat, f"{_line(enc)}: H/V/G - HS/VS", dict(encoder=enc.encoder), dict(encoder=enc.encoder),
+    for enc, d in _per_encoder(f["table1"], natural, _is_encoder):
+        e = effect(d, f"{_line(enc)}: H/V/G - HS/VS", dict(encoder=enc.encoder), dict(encoder=enc.encoder),
                    patterns=HVG, b_patterns=STRIPES)
         out.append(judge(Part("stripes harder", e, "above", 0.0, decides=is_pretrained(enc.weights)), points))
     return out
 
 
 def _parts_5(f, natural, points):
-    t2 = f["table2"]
-    nat = t2[t2.test_set == natural]
     out = []
-    for enc in _encoders(nat).itertuples():
-        if enc.arch != "vgg16":
-            continue
-        d = nat[nat.encoder == enc.encoder]
+    for enc, d in _per_encoder(f["table2"], natural, lambda e: e.arch == "vgg16"):
         layers = d[d.table == "table2a"].drop_duplicates("setting").sort_values("layers")
         kernels = d[d.table == "table2b"].drop_duplicates("setting").sort_values("kernel")
         decides = is_pretrained(enc.weights)
@@ -426,13 +424,8 @@ def _parts_5(f, natural, points):
 
 
 def _parts_6(f, natural, points):
-    t3 = f["table3"]
-    nat = t3[t3.test_set == natural]
     out = []
-    for enc in _encoders(nat).itertuples():
-        if enc.arch != "vgg16":
-            continue
-        d = nat[nat.encoder == enc.encoder]
+    for enc, d in _per_encoder(f["table3"], natural, lambda e: e.arch == "vgg16"):
         stages = sorted(int(s) for s in d[~d.all_stages.astype(bool)].stage.unique())
         if len(stages) < 2:
             continue
@@ -469,13 +462,9 @@ def _parts_7(f, natural, points):
 
 
 def _parts_8(f, natural, points):
-    c = f.get("content")
-    if c is None or c.empty:
-        return []
+    c = f["content"]  # decide() has checked that the frame is there
     out = []
-    for enc in c.drop_duplicates("encoder").itertuples():
-        if enc.arch == "posenet" or enc.weights == "none":
-            continue
+    for enc in filter(_is_encoder, c.drop_duplicates("encoder").itertuples()):
         d = c[c.encoder == enc.encoder]
         groups = d.source.to_numpy() if "source" in d else None
         lo, hi = cluster_bootstrap_ci(d.ratio.to_numpy(), groups, np.nanmean) if len(d) > 1 else (np.nan, np.nan)
@@ -486,11 +475,8 @@ def _parts_8(f, natural, points):
 
 
 def _parts_9(f, natural, points):
-    g = f.get("gain")
-    if g is None or g.empty:
-        return []
     out = []
-    for r in g.itertuples():
+    for r in f["gain"].itertuples():
         sign = 1.0 if r.higher_is_better else -1.0
         lo, hi = sorted((r.ci_low * sign, r.ci_high * sign))
         e = Effect(f"{r.task.upper()} {r.test_set}, {r.metric} (zero padding - none" + ("" if sign > 0 else ", sign flipped")
