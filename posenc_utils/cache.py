@@ -6,11 +6,18 @@ data, so a run killed mid-write leaves at most a stray temporary file, never a h
 The sidecar also holds a checksum of the data file (xxh3-128, read in chunks at memory
 speed), verified the first time a process opens the entry: a file damaged in place (same
 size, valid header, other bytes) is reported by name and recomputed, never used.
+
+Several runs (processes, or machines on one shared file system) may share a cache: an entry
+is computed while holding its lock (:func:`entry_lock`, an advisory ``flock`` on a file
+beside it), so one run computes it while the others wait and then read it. A temporary file
+is removed only by the run that made it, or by the next holder of the lock, when the run
+that made it has provably died (a lock dies with its process).
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
 import os
@@ -60,6 +67,46 @@ def atomic_path(final: Path) -> Iterator[Path]:
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _temporaries(data_path: Path) -> list[Path]:
+    """The temporary files :func:`atomic_path` (and a trim in :func:`write_array_entry`) make for ``data_path``."""
+    data_path = Path(data_path)
+    return sorted(data_path.parent.glob(f".{data_path.name}.*.tmp*"))
+
+
+@contextlib.contextmanager
+def entry_lock(data_path: Path) -> Iterator[None]:
+    """Hold the lock of the cache entry ``data_path`` (an exclusive ``flock`` on ``.<name>.lock`` beside it).
+
+    Every writer of an entry holds its lock, so once this run holds it, any temporary file of that
+    entry belongs to a run that died while writing it: those are removed here. The kernel releases
+    the lock when its holder exits, killed or not, so a dead run never blocks the others.
+    """
+    data_path = Path(data_path)
+    data_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(data_path.with_name(f".{data_path.name}.lock"), "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            for stale in _temporaries(data_path):
+                stale.unlink(missing_ok=True)
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def computed_once(data_path: Path, lookup: Callable[[], Any], compute: Callable[[], Any]) -> Any:
+    """``lookup()`` when the entry is cached; otherwise, holding its lock, ``lookup()`` again (another run
+    may have written it while this one waited) and ``compute()`` only if it is still missing.
+
+    ``lookup`` returns None on a miss; ``compute`` writes the entry and returns what ``lookup`` would.
+    """
+    found = lookup()
+    if found is not None:
+        return found
+    with entry_lock(data_path):
+        found = lookup()
+        return found if found is not None else compute()
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -145,7 +192,8 @@ def read_file_entry(data_path: Path, meta_path: Path, key: str) -> dict[str, Any
 
 
 def write_file_entry(data_path: Path, meta_path: Path, meta: dict[str, Any], write: Callable[[Path], None]) -> None:
-    """Write a file entry atomically by ``write(temporary path)``, then its sidecar: ``meta`` and the file's checksum."""
+    """Write a file entry atomically by ``write(temporary path)``, then its sidecar: ``meta`` and the file's checksum.
+    Call it holding the entry's lock (:func:`computed_once`)."""
     with atomic_path(data_path) as tmp:
         write(tmp)
         checksum = file_checksum(tmp)
@@ -248,8 +296,6 @@ def write_array_entry(data_path: Path, meta_path: Path, shape: tuple[int, ...], 
     nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
     ensure_free_space(Path(data_path).parent, nbytes, f"cache entry {Path(data_path).name}")
     meta_path.unlink(missing_ok=True)  # the entry is invalid until the new sidecar lands
-    for stale in Path(data_path).parent.glob(f".{Path(data_path).name}.*.tmp"):
-        stale.unlink(missing_ok=True)  # left by a run killed while writing this same entry
     with atomic_path(data_path) as tmp:
         writer = RowWriter(tmp, shape, dtype)
         try:

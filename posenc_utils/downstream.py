@@ -36,7 +36,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
 
-from . import cache, paths, tables
+from . import cache, devices, paths, tables
 from .images import IMAGE_EXTENSIONS, list_images, read_rgb, resize
 from .metrics import cluster_bootstrap_ci
 from .plots import off_axes, save_figure
@@ -324,7 +324,7 @@ def task_data(spec: ImageSetSpec, size: int) -> TaskData:
                           "files": [f"{a.name}:{a.stat().st_size}:{b.name}:{b.stat().st_size}" for a, b in pairs]})
     folder = paths.cache_dir() / "downstream"
     data_path, meta_path = folder / f"data-{key}.npz", folder / f"data-{key}.json"
-    if cache.read_file_entry(data_path, meta_path, key) is None:
+    def read_folders() -> bool:  # holding the entry's lock
         images = np.empty((len(pairs), size, size, 3), np.uint8)
         labels = np.empty((len(pairs), size, size), np.uint8)
         for i, (a, b) in enumerate(progress(pairs, f"reading {spec.name}", unit="images")):
@@ -336,6 +336,9 @@ def task_data(spec: ImageSetSpec, size: int) -> TaskData:
                 np.savez(f, images=images, labels=labels)
 
         cache.write_file_entry(data_path, meta_path, {"key": key, "name": spec.name, "n": len(pairs)}, write)
+        return True
+
+    cache.computed_once(data_path, lambda: cache.read_file_entry(data_path, meta_path, key), read_folders)
     with np.load(data_path) as z:
         images, labels = z["images"], z["labels"]
     return TaskData(spec.name, task, key, images, labels, ("object",) if task == "sod" else VOC_CLASSES)
@@ -495,8 +498,8 @@ def load_checkpoint(key: str) -> tuple[dict, dict] | None:
 
 
 def device() -> torch.device:
-    """Where networks train: the GPU when there is one (the paper profile), else the CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """Where networks train: :func:`posenc_utils.devices.device` (the GPU when there is one)."""
+    return torch.device(devices.device())
 
 
 def _images(images: np.ndarray, dev: torch.device) -> torch.Tensor:
@@ -520,12 +523,22 @@ def train_task_model(train: TaskData, padding: str, ds: DownstreamSpec, seed: in
     or load it from the cache; the checkpoint is written atomically with its loss curve."""
     key = model_key(train.task, padding, train, ds, seed)
     n_out = 1 if train.task == "sod" else len(train.classes)
-    found = load_checkpoint(key)
     net = SceneNet(ds.width, n_out, padding, seed)
-    if found is not None:
+
+    def cached() -> TrainedModel | None:
+        found = load_checkpoint(key)
+        if found is None:
+            return None
         meta, state = found
         net.load_state_dict(state)
         return TrainedModel(train.task, padding, key, net.eval(), meta["losses"], meta["seconds"])
+
+    return cache.computed_once(_checkpoint_paths(key)[0], cached, lambda: _train(net, train, padding, ds, seed, key))
+
+
+def _train(net: "SceneNet", train: TaskData, padding: str, ds: DownstreamSpec, seed: int, key: str) -> TrainedModel:
+    """Train ``net`` and write its checkpoint (holding the entry's lock)."""
+    n_out = net.n_out
     dev = device()
     net.to(dev).train()
     opt = torch.optim.Adam(net.parameters(), lr=ds.lr)

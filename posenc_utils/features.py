@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import cache, paths, timing
+from . import cache, devices, paths, timing
 from .encoders import build_encoder, resize_taps
 from .images import ImageSet
 from .profiles import EncoderSpec
@@ -197,11 +197,11 @@ def extract_features(spec: EncoderSpec, image_set: ImageSet, size: int = 28, see
     folder = paths.cache_dir() / "features"
     stem = f"{spec.name.replace(':', '-')}-{spec.weights}-{spec.padding}-{image_set.name}-{key}"
     data, meta_path = folder / f"{stem}.npy", folder / f"{stem}.json"
-    arr = cache.open_array_entry(data, meta_path, {"key": key})
-    if arr is None:
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        batch_size = batch_size or default_batch_size(spec, device)
-        enc = _encoder(spec, seed, image_set.size, device)
+
+    def compute() -> np.ndarray:  # on a miss, holding the entry's lock
+        dev = device or devices.device()
+        step = batch_size or default_batch_size(spec, dev)
+        enc = _encoder(spec, seed, image_set.size, dev)
         n, channels = image_set.n, enc.channels
         scales: list[float] = []
 
@@ -209,13 +209,13 @@ def extract_features(spec: EncoderSpec, image_set: ImageSet, size: int = 28, see
             # the file write of batch k overlaps the forward pass of batch k + 1
             with ThreadPoolExecutor(max_workers=1) as writer:
                 pending = None
-                for start in progress(range(0, n, batch_size), f"{spec.label} on {n} {image_set.name} images",
-                                      total=math.ceil(n / batch_size), unit="batches"):
+                for start in progress(range(0, n, step), f"{spec.label} on {n} {image_set.name} images",
+                                      total=math.ceil(n / step), unit="batches"):
                     t1 = time.perf_counter()
-                    batch = image_set.rows(start, start + batch_size).astype(np.float32) / 255.0
-                    x = torch.from_numpy(batch).permute(0, 3, 1, 2).to(device)  # NHWC memory: channels-last
+                    batch = image_set.rows(start, start + step).astype(np.float32) / 255.0
+                    x = torch.from_numpy(batch).permute(0, 3, 1, 2).to(dev)  # NHWC memory: channels-last
                     outs = enc(x)
-                    if device.startswith("cuda"):
+                    if dev.startswith("cuda"):
                         torch.cuda.synchronize()
                     t2 = time.perf_counter()
                     if not scales:
@@ -235,7 +235,9 @@ def extract_features(spec: EncoderSpec, image_set: ImageSet, size: int = 28, see
         meta = {"key": key, "encoder": spec.__dict__, "image_set": image_set.name, "taps": list(enc.tap_names),
                 "channels": list(channels), "input_convention": enc.input_convention,
                 "tap_scales": scales}  # filled by the first batch, before the sidecar is written
-        arr = cache.write_array_entry(data, meta_path, (n, size, size, sum(channels)), dtype, meta, fill)
+        return cache.write_array_entry(data, meta_path, (n, size, size, sum(channels)), dtype, meta, fill)
+
+    arr = cache.computed_once(data, lambda: cache.open_array_entry(data, meta_path, {"key": key}), compute)
     meta = cache.read_json(meta_path)
     return FeatureSet(spec, image_set.name, key, data, int(arr.shape[0]), tuple(meta["taps"]),
                       tuple(meta["channels"]), tuple(meta["tap_scales"]), size)

@@ -312,6 +312,11 @@ def _source(spec: ImageSetSpec, size: int) -> tuple[int, Callable[[np.ndarray], 
     raise ValueError(f"unknown image-set kind {spec.kind!r}")
 
 
+def image_count(spec: ImageSetSpec) -> int:
+    """How many images ``spec`` holds (a folder's count from its listing; nothing is read)."""
+    return _source(spec, 16)[0]
+
+
 def build_image_set(spec: ImageSetSpec, size: int) -> ImageSet:
     """Materialize (or reuse from the cache) the images of ``spec`` at ``size`` x ``size``."""
     if size < 16:
@@ -321,13 +326,13 @@ def build_image_set(spec: ImageSetSpec, size: int) -> ImageSet:
     key = cache.make_key(key_spec)
     folder = paths.cache_dir() / "images"
     data, meta = folder / f"{spec.name}-{size}-{key}.npy", folder / f"{spec.name}-{size}-{key}.json"
-    arr = cache.open_array_entry(data, meta, {"key": key})
-    if arr is None:
-        def timed_fill(out):
-            with timing.phase("image_sets"):
-                return fill(out)
+    def timed_fill(out):
+        with timing.phase("image_sets"):
+            return fill(out)
 
-        arr = cache.write_array_entry(data, meta, (n, size, size, 3), "uint8", {"key": key, **key_spec}, timed_fill)
+    arr = cache.computed_once(
+        data, lambda: cache.open_array_entry(data, meta, {"key": key}),
+        lambda: cache.write_array_entry(data, meta, (n, size, size, 3), "uint8", {"key": key, **key_spec}, timed_fill))
     desc = {
         "dead_leaves": "generated dead-leaves images", "photo_crops": "crops of shipped photographs",
         "folder": f"{spec.dataset} images", "black": "all-black image", "white": "all-white image",

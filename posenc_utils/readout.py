@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import cache, paths, timing
+from . import cache, devices, paths, timing
 from .encoders import flush_denormals
 from .engine import FeatureStream, UpsampledMSE, shift_sum, stored_product, upsample
 from .features import FeatureSet
@@ -237,32 +237,41 @@ def train_readout(features: FeatureSet, patterns: tuple[str, ...], spec: Readout
     model = PEM(in_ch, [head_seed(seed, p) for p in patterns], spec.n_layers, spec.kernel, spec.padding, spec.width)
     folder = paths.cache_dir() / "readouts"
     weights_path, meta_path = folder / f"{key}.pt", folder / f"{key}.json"
-    meta = cache.read_file_entry(weights_path, meta_path, key) if use_cache else None
-    if meta is not None:
+
+    def cached() -> Readout | None:
+        meta = cache.read_file_entry(weights_path, meta_path, key)
+        if meta is None:
+            return None
         model.load_state_dict(torch.load(weights_path, map_location="cpu", weights_only=True))
         return Readout(model.eval(), patterns, chans, meta["history"], key, meta["train_seconds"], engine,
                        meta.get("epoch_seconds", []), meta.get("gflop", 0.0))
 
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    t0 = time.perf_counter()
-    stream = FeatureStream(features, chans, device)
-    try:
-        with flush_denormals():
-            if standardize:
-                model.in_mean, model.in_std = stream.channel_stats()
-            history, epoch_seconds = _fit(model.to(device, memory_format=torch.channels_last), stream, patterns,
-                                          spec, image_size, seed, engine)
-    finally:
-        stream.close()
-    model.cpu().eval()
-    seconds = time.perf_counter() - t0
-    timing.add("readout_training", seconds)
-    gflop = spec.epochs * _first_layer_gflop(model, features.n, features.size)
-    cache.write_file_entry(weights_path, meta_path, {
-        "key": key, "history": history, "train_seconds": seconds, "epoch_seconds": epoch_seconds, "gflop": gflop,
-        "engine": engine, "encoder": features.encoder.__dict__, "patterns": patterns,
-    }, lambda tmp: torch.save(model.state_dict(), tmp))
-    return Readout(model, patterns, chans, history, key, seconds, engine, epoch_seconds, gflop)
+    def fit() -> Readout:  # holding the entry's lock
+        dev = device or devices.device()
+        t0 = time.perf_counter()
+        stream = FeatureStream(features, chans, dev)
+        try:
+            with flush_denormals():
+                if standardize:
+                    model.in_mean, model.in_std = stream.channel_stats()
+                history, epoch_seconds = _fit(model.to(dev, memory_format=torch.channels_last), stream, patterns,
+                                              spec, image_size, seed, engine)
+        finally:
+            stream.close()
+        model.cpu().eval()
+        seconds = time.perf_counter() - t0
+        timing.add("readout_training", seconds)
+        gflop = spec.epochs * _first_layer_gflop(model, features.n, features.size)
+        cache.write_file_entry(weights_path, meta_path, {
+            "key": key, "history": history, "train_seconds": seconds, "epoch_seconds": epoch_seconds, "gflop": gflop,
+            "engine": engine, "encoder": features.encoder.__dict__, "patterns": patterns,
+        }, lambda tmp: torch.save(model.state_dict(), tmp))
+        return Readout(model, patterns, chans, history, key, seconds, engine, epoch_seconds, gflop)
+
+    if not use_cache:
+        with cache.entry_lock(weights_path):
+            return fit()
+    return cache.computed_once(weights_path, cached, fit)
 
 
 EVALUATION_VERSION = 1
@@ -282,23 +291,29 @@ def evaluate(readout: Readout, features: FeatureSet, image_size: int, batch_size
     folder = paths.cache_dir() / "evaluations"
     data_path, meta_path = folder / f"{key}.npz", folder / f"{key}.json"
     use_cache = use_cache and bool(readout.key)
-    if use_cache and cache.read_file_entry(data_path, meta_path, key) is not None:
+
+    def cached() -> tuple[pd.DataFrame, np.ndarray] | None:
+        if cache.read_file_entry(data_path, meta_path, key) is None:
+            return None
         with np.load(data_path) as z:
             df = pd.DataFrame({"image": z["image"], "pattern": z["pattern"].astype(str), "spc": z["spc"],
                                "mae": z["mae"]})
             return df, z["lowres"]
-    with timing.phase("evaluation"), flush_denormals():
-        df, lowres = _evaluate(readout, features, image_size, batch_size,
-                               device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if use_cache:
-        def write(tmp: Path) -> None:
-            with open(tmp, "wb") as f:  # a file object: np.savez would add ".npz" to a path
-                np.savez(f, image=df.image.to_numpy(), pattern=df.pattern.to_numpy(dtype=str),
-                         spc=df.spc.to_numpy(), mae=df.mae.to_numpy(), lowres=lowres)
 
-        cache.write_file_entry(data_path, meta_path, {"key": key, "readout": readout.key, "features": features.key},
-                               write)
-    return df, lowres
+    def compute() -> tuple[pd.DataFrame, np.ndarray]:
+        with timing.phase("evaluation"), flush_denormals():
+            df, lowres = _evaluate(readout, features, image_size, batch_size, device or devices.device())
+        if use_cache:
+            def write(tmp: Path) -> None:
+                with open(tmp, "wb") as f:  # a file object: np.savez would add ".npz" to a path
+                    np.savez(f, image=df.image.to_numpy(), pattern=df.pattern.to_numpy(dtype=str),
+                             spc=df.spc.to_numpy(), mae=df.mae.to_numpy(), lowres=lowres)
+
+            cache.write_file_entry(data_path, meta_path, {"key": key, "readout": readout.key,
+                                                          "features": features.key}, write)
+        return df, lowres
+
+    return cache.computed_once(data_path, cached, compute) if use_cache else compute()
 
 
 def _evaluate(readout: Readout, features: FeatureSet, image_size: int, batch_size: int,

@@ -94,12 +94,86 @@ def test_stale_temp_files_of_the_same_entry_are_cleaned(tmp_path):
     data, meta = tmp_path / "e.npy", tmp_path / "e.json"
     stale = tmp_path / ".e.npy.abc123.tmp"  # what a run killed while writing e.npy leaves behind
     stale.write_bytes(b"half written")
+    trim = tmp_path / ".e.npy.abc123.tmp.trim.npy"
+    trim.write_bytes(b"half trimmed")
     other = tmp_path / ".f.npy.xyz789.tmp"  # another entry's temp file (perhaps being written now)
     other.write_bytes(b"someone else's")
-    cache.write_array_entry(data, meta, (2,), "float32", {"key": "k"}, fill_with(3.0))
-    assert not stale.exists()
+    cache.computed_once(data, lambda: cache.open_array_entry(data, meta, {"key": "k"}),
+                        lambda: cache.write_array_entry(data, meta, (2,), "float32", {"key": "k"}, fill_with(3.0)))
+    assert not stale.exists() and not trim.exists()
     assert other.exists(), "only the stale files of the entry being written are removed"
     assert np.array_equal(cache.open_array_entry(data, meta, {"key": "k"}), [3.0, 3.0])
+
+
+HOLDER = """
+import sys, time
+from pathlib import Path
+from posenc_utils import cache
+data = Path(sys.argv[1])
+with cache.entry_lock(data):
+    (data.parent / f".{data.name}.mine.tmp").write_bytes(b"being written")
+    print("locked", flush=True)
+    time.sleep(float(sys.argv[2]))
+"""
+
+
+def test_a_live_runs_temp_file_is_left_alone_and_a_dead_runs_is_removed(tmp_path):
+    import subprocess
+    import sys
+    import threading
+
+    data = tmp_path / "e.npy"
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(data), "60"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        tmp = tmp_path / ".e.npy.mine.tmp"
+        got = threading.Event()
+
+        def wait_for_lock():
+            with cache.entry_lock(data):
+                got.set()
+
+        waiter = threading.Thread(target=wait_for_lock, daemon=True)
+        waiter.start()
+        assert not got.wait(1.0), "the lock of an entry being written is not handed to a second run"
+        assert tmp.exists(), "a temporary file is not removed while the run writing it lives"
+        holder.kill()  # SIGKILL: the kernel drops its lock, its temporary file stays behind
+        holder.wait()
+        assert got.wait(30), "a killed run's lock is released"
+        waiter.join()
+        assert not tmp.exists(), "the next holder of the lock removes what the dead run left"
+    finally:
+        holder.kill()
+
+
+COMPUTER = """
+import sys, time
+import numpy as np
+from pathlib import Path
+from posenc_utils import cache
+data, meta, log = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+def compute():
+    with open(log, "a") as f:
+        f.write("computed\\n")
+    time.sleep(1.0)  # long enough for the other run to find the entry missing and wait
+    return cache.write_array_entry(data, meta, (3,), "float32", {"key": "k"}, lambda out: out.__setitem__(slice(0, 3), 7.0))
+arr = cache.computed_once(data, lambda: cache.open_array_entry(data, meta, {"key": "k"}), compute)
+print(list(map(float, arr)))
+"""
+
+
+def test_two_runs_on_one_entry_compute_it_once(tmp_path):
+    import subprocess
+    import sys
+
+    data, meta, log = tmp_path / "e.npy", tmp_path / "e.json", tmp_path / "log"
+    runs = [subprocess.Popen([sys.executable, "-c", COMPUTER, str(data), str(meta), str(log)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    outs = [r.communicate(timeout=120) for r in runs]
+    assert all(r.returncode == 0 for r in runs), [o[1] for o in outs]
+    assert [o[0].strip() for o in outs] == ["[7.0, 7.0, 7.0]"] * 3
+    assert log.read_text().splitlines() == ["computed"], "one run computes the entry, the others wait and read it"
+    assert leftovers(tmp_path) == []
 
 
 def test_missing_or_broken_sidecar_is_a_miss(tmp_path):
