@@ -35,9 +35,9 @@ reproduce: $(STAMP)
 quick: $(STAMP)
 	$(PY) -m posenc_utils.pipeline run --profile quick --output-dir "$(OUT)"
 
-## paper: the paper's exact setup (needs data/raw/DUTS-TR, data/raw/PASCAL-S and ImageNet weights)
+## paper: the paper's exact setup (needs data/raw/DUTS-TR, data/raw/PASCAL-S and ImageNet weights; ARGS="--set field=value" changes a field for one run)
 paper: $(STAMP)
-	$(PY) -m posenc_utils.pipeline run --profile paper --output-dir "$(OUT)"
+	$(PY) -m posenc_utils.pipeline run --profile paper --output-dir "$(OUT)" $(ARGS)
 
 ## test: unit tests, then nbval over every notebook in the quick profile
 test: $(STAMP)

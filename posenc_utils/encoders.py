@@ -654,6 +654,19 @@ def build_encoder(spec: EncoderSpec, seed: int = 0, image_size: int = 224) -> En
     return enc
 
 
+def tap_channels(spec: EncoderSpec, image_size: int = 224) -> tuple[int, ...]:
+    """The channels of each of ``spec``'s taps, from a shape-only build on PyTorch's meta device: no
+    weights are read or allocated (used to plan a run before it starts)."""
+    arch = _arch(spec.name)
+    if arch in ("posenet", "coords"):
+        return build_encoder(spec, 0, image_size).channels
+    shapes = dataclasses.replace(spec, weights="random", padding="zeros")
+    with torch.device("meta"):
+        enc = _as_built.__wrapped__(shapes, 0, image_size if arch == "efficientnet_lite0" else 0)  # never cached
+        outs = enc.module(enc.preprocess(torch.zeros(1, 3, image_size, image_size)))
+    return tuple(int(o.shape[1]) for o in outs)
+
+
 def hed_edge_map(encoder: Encoder, images01: torch.Tensor) -> torch.Tensor:
     """HED's fused edge probability (B, H, W) computed on a VGG16 encoder's five taps.
 

@@ -31,6 +31,12 @@ def raw_data_root() -> Path:
     return Path(os.environ.get("POSENC_DATA_ROOT", DATA_DIR / "raw"))
 
 
+def executed_dir(profile: str, root: str | os.PathLike | None = None) -> Path:
+    """Folder for one profile's executed notebooks: ``build/<profile>``, or ``<root>/build/<profile>`` for a run
+    whose outputs go to ``root`` (two runs into two folders never write over each other's notebooks)."""
+    return (Path(root) / "build" if root else BUILD_DIR) / profile
+
+
 def output_dir(profile: str, root: str | os.PathLike | None = None) -> Path:
     """Folder for one profile's tables and figures (``figures/<profile>`` unless ``root`` is given)."""
     base = Path(root) if root else FIGURES_DIR

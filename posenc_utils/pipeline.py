@@ -1,8 +1,11 @@
 """Run the study's notebooks in order with papermill (``python -m posenc_utils.pipeline``).
 
 ``run``: execute every notebook for one profile; executed copies go to ``build/<profile>/``,
-never over the sources. ``prepare``: write parameterized, unexecuted copies (for nbval, which
-cannot inject parameters itself).
+never over the sources. Before the first notebook it prints the run's plan (images, encoders,
+readouts, feature storage, device). ``--set field=value`` changes a profile field for this
+run (e.g. ``--set image_size=64 --set readout.epochs=2``); the profiles themselves stay as
+they are. ``prepare``: write parameterized, unexecuted copies (for nbval, which cannot inject
+parameters itself).
 """
 from __future__ import annotations
 
@@ -23,34 +26,72 @@ def notebooks() -> list[Path]:
     return sorted(paths.NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
 
 
-def _parameters(nb: Path, profile: str, output_dir: str) -> dict:
+def parse_overrides(items: list[str] | None) -> dict:
+    """Profile overrides from ``field=value`` strings: the value is JSON when it parses (``64``, ``null``,
+    ``[1, 2]``), else a string; ``readout.epochs=2`` sets a field of a nested spec (readout, downstream)."""
+    out: dict = {}
+    for item in items or []:
+        name, sep, text = item.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--set {item!r}: write field=value, e.g. image_size=64 or readout.epochs=2")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        outer, _, inner = name.partition(".")
+        if inner:
+            out.setdefault(outer, {})[inner] = value
+        else:
+            out[outer] = value
+    import dataclasses
+
+    from .profiles import Profile, get_profile
+
+    try:
+        get_profile("quick", **out)  # an unknown field fails here, before any notebook runs
+    except TypeError as err:
+        fields = ", ".join(f.name for f in dataclasses.fields(Profile) if f.name not in ("name", "description"))
+        raise ValueError(f"--set {' '.join(items)}: {err}; a profile's fields are {fields} (and readout.<field>, "
+                         f"downstream.<field>)") from None
+    return out
+
+
+def _parameters(nb: Path, profile: str, output_dir: str, overrides: dict | None = None) -> dict:
     """The parameters to inject, checked against the notebook's parameters cell."""
     import papermill
 
     declared = papermill.inspect_notebook(str(nb))
-    wanted = {"profile": profile, "output_dir": output_dir}
+    wanted = {"profile": profile, "output_dir": output_dir, **({"overrides": overrides} if overrides else {})}
     unknown = [k for k in wanted if k not in declared]
     if unknown:
         raise ValueError(f"{nb.name} declares no parameter(s) {unknown} in its 'parameters' cell")
     return wanted
 
 
-def run(profile: str, output_dir: str = "", only: list[str] | None = None, timeout: int = 6 * 3600) -> list[Path]:
-    """Execute the notebooks (all, or those whose name contains one of ``only``) for ``profile``."""
+def run(profile: str, output_dir: str = "", only: list[str] | None = None, timeout: int = 6 * 3600,
+        overrides: dict | None = None) -> list[Path]:
+    """Execute the notebooks (all, or those whose name contains one of ``only``) for ``profile`` (with its
+    fields changed by ``overrides``, as :meth:`Profile.with_overrides` takes them)."""
     import papermill
 
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)}")
     from .experiments import missing_inputs
+    from .plan import run_plan
     from .profiles import get_profile
 
+    cfg = get_profile(profile, **(overrides or {}))
     selected = [nb for nb in notebooks() if not only or any(o in nb.name for o in only)]
-    missing = missing_inputs(get_profile(profile), downstream=any("downstream" in nb.name for nb in selected))
+    downstream = any("downstream" in nb.name for nb in selected)
+    missing = missing_inputs(cfg, downstream=downstream)
     if missing:
         hint = "" if only else ("\n(notebooks 01-04 need only the probe's data: run them with --only 01 02 03 04; "
                                 "notebook 05 needs the downstream datasets)")
         raise FileNotFoundError(f"the {profile} profile cannot run; missing:\n- " + "\n- ".join(missing) + hint)
-    dest = paths.BUILD_DIR / profile
+    print("\n".join(f"[{profile}] {line}" for line in run_plan(cfg, downstream)), flush=True)
+    if overrides:
+        print(f"[{profile}] profile fields changed for this run: {json.dumps(overrides)}", flush=True)
+    dest = paths.executed_dir(profile, output_dir or None)
     dest.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("POSENC_PROGRESS", "lines")  # the kernels inherit it: a line per phase, no bars
     entries_before = cache_entries()
@@ -59,7 +100,7 @@ def run(profile: str, output_dir: str = "", only: list[str] | None = None, timeo
         t0 = time.perf_counter()
         print(f"[{profile}] {nb.name} ...", flush=True)
         papermill.execute_notebook(
-            str(nb), str(dest / nb.name), parameters=_parameters(nb, profile, output_dir),
+            str(nb), str(dest / nb.name), parameters=_parameters(nb, profile, output_dir, overrides),
             kernel_name="python3", cwd=str(nb.parent), execution_timeout=timeout, progress_bar=False,
         )
         times[nb.name] = round(time.perf_counter() - t0, 1)
@@ -77,7 +118,7 @@ def run(profile: str, output_dir: str = "", only: list[str] | None = None, timeo
         record_times(out / "pipeline_times.json", profile, state, run_record)
         from .summary import write_manifest
 
-        write_manifest(out, get_profile(profile))  # with this run's times
+        write_manifest(out, cfg, overrides)  # with this run's times
     return done
 
 
@@ -130,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--profile", default="offline", choices=PROFILES)
     r.add_argument("--output-dir", default="", help="root for tables and figures (default: figures/)")
     r.add_argument("--only", nargs="*", help="run only notebooks whose name contains one of these")
+    r.add_argument("--set", action="append", metavar="FIELD=VALUE", dest="overrides",
+                   help="change a profile field for this run, e.g. image_size=64 or readout.epochs=2 (repeatable)")
     p = sub.add_parser("prepare", help="write parameterized copies for nbval")
     p.add_argument("--profile", default="quick", choices=PROFILES)
     p.add_argument("--dest", type=Path, default=paths.BUILD_DIR / "nbval")
@@ -137,7 +180,12 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     if args.cmd == "run":
         try:
-            run(args.profile, args.output_dir, args.only)
+            overrides = parse_overrides(args.overrides)
+        except ValueError as err:
+            print(err, file=sys.stderr)
+            return 2
+        try:
+            run(args.profile, args.output_dir, args.only, overrides=overrides)
         except FileNotFoundError as err:
             print(err, file=sys.stderr)
             return 2

@@ -235,8 +235,9 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def manifest(out: Path, profile: Profile) -> dict:
-    """What produced the results in ``out``: commit, versions, profile, seeds, notebook times, machine."""
+def manifest(out: Path, profile: Profile, overrides: dict | None = None) -> dict:
+    """What produced the results in ``out``: commit, versions, profile (and any fields a run changed in it),
+    seeds, notebook times, machine."""
     versions = {}
     for name in PACKAGES:
         try:
@@ -252,7 +253,8 @@ def manifest(out: Path, profile: Profile) -> dict:
     except (ValueError, OSError, AttributeError):
         mem_gb = None
     return {
-        "profile": profile.name, "description": profile.description, "seeds": list(profile.seed_values),
+        "profile": profile.name, "description": profile.description, **({"overrides": overrides} if overrides else {}),
+        "seeds": list(profile.seed_values),
         "git_commit": _git("rev-parse", "HEAD"), "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no", "--", ".",
                                                       ":(exclude)figures/*/manifest.json")),
         "python": sys.version.split()[0], "packages": versions, "notebook_times_s": times,
@@ -262,9 +264,10 @@ def manifest(out: Path, profile: Profile) -> dict:
     }
 
 
-def write_manifest(out: Path, profile: Profile) -> Path:
+def write_manifest(out: Path, profile: Profile, overrides: dict | None = None) -> Path:
+    """Write :func:`manifest` to ``out/manifest.json``."""
     path = Path(out) / "manifest.json"
-    data = manifest(out, profile)
+    data = manifest(out, profile, overrides)
     data["results"] = [r for r in data["results"] if r != "manifest.json"]
     path.write_text(json.dumps(data, indent=1))
     return path

@@ -1,0 +1,66 @@
+"""What a run will do, said before it starts: images per set, encoders, readouts, feature storage, device.
+
+A paper-scale run takes hours and tens of gigabytes; :func:`run_plan` states both from the
+profile alone (image folders are listed, not read; encoders are built shape-only), so a user
+sees what is coming, and whether the cache's disk can hold it, before anything is computed.
+"""
+from __future__ import annotations
+
+import math
+import shutil
+
+import numpy as np
+
+from . import devices, paths
+from .encoders import tap_channels
+from .images import image_count
+from .profiles import EncoderSpec, Profile
+
+
+def feature_bytes(profile: Profile, spec: EncoderSpec, n_images: int, image_size: int | None = None) -> int:
+    """Bytes on disk of ``spec``'s cached features on ``n_images`` images (every tap at the readout's size)."""
+    channels = sum(tap_channels(spec, image_size or profile.image_size))
+    return n_images * profile.readout.feature_size ** 2 * channels * np.dtype(profile.feature_dtype).itemsize
+
+
+def _gb(nbytes: float) -> str:
+    return f"{nbytes / 1e9:.1f} GB" if nbytes >= 1e8 else f"{nbytes / 1e6:.0f} MB"
+
+
+def run_plan(profile: Profile, downstream: bool = True) -> list[str]:
+    """The plan's lines: image sets, encoders and their channels, readouts, feature storage, device, disk."""
+    n_train = image_count(profile.train_set)
+    tests = [(s.name, image_count(s)) for s in profile.test_sets]
+    n_all = n_train + sum(n for _, n in tests)
+    lines = [f"profile {profile.name}: {profile.description}",
+             f"device: {devices.describe()}",
+             f"images at {profile.image_size} px: {profile.train_set.name} {n_train} (training); "
+             + ", ".join(f"{name} {n}" for name, n in tests) + " (test)"]
+    storage = 0
+    for spec in profile.encoders:
+        size = feature_bytes(profile, spec, n_all)
+        storage += size
+        seeds = len(profile.seeds_for(spec))
+        lines.append(f"encoder {spec.label}: {sum(tap_channels(spec, profile.image_size))} channels, "
+                     f"features {_gb(size)}; Table 1: {seeds} readout seed{'s' * (seeds > 1)}")
+    t4_size = profile.table4_image_size or profile.image_size
+    for spec in profile.encoders:
+        if spec.name == "vgg16":  # Table 4 probes it without padding (and with, at its own size)
+            variants = 1 if t4_size == profile.image_size else 2
+            storage += variants * feature_bytes(profile, spec, n_all, t4_size)
+    r = profile.readout
+    steps = r.epochs * math.ceil(n_train / r.batch_size)
+    lines.append(f"readouts: PEM {r.label}, {r.epochs} epochs of batch {r.batch_size} ({steps} SGD steps on "
+                 f"{n_train} images); Tables 2-4, the budget check ({profile.budget_factor:g}x epochs) and the padding "
+                 f"ablations train more on the same cached features")
+    if downstream:
+        ds = profile.downstream
+        lines.append(f"notebook 05: {ds.label} networks trained from scratch at {ds.image_size} px, {ds.epochs} epoch{'s' * (ds.epochs > 1)}, "
+                     f"on {ds.sod_train.name} and {ds.seg_train.name}")
+    cache = paths.cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(cache).free
+    verdict = "enough" if free > 1.05 * storage else "NOT ENOUGH: free space there or set POSENC_CACHE_DIR"
+    lines.append(f"feature storage: about {_gb(storage)} for Tables 1 and 4 (the ablations add a little), in {cache} "
+                 f"({_gb(free)} free: {verdict})")
+    return lines

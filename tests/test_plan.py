@@ -1,0 +1,58 @@
+"""The run's plan (what a run will do, said before it starts), the device setting and ``--set`` overrides."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from posenc_utils import devices, encoders, pipeline
+from posenc_utils.plan import feature_bytes, run_plan
+from posenc_utils.profiles import EncoderSpec, get_profile
+
+
+@pytest.mark.parametrize("spec", [EncoderSpec("vgg16", "random"), EncoderSpec("efficientnet_lite0", "random"),
+                                  EncoderSpec("resnet152", "random", taps=("layer1", "layer2")),
+                                  EncoderSpec("posenet", "none")], ids=lambda s: s.label)
+def test_shape_only_channels_are_the_built_encoders(spec):
+    assert encoders.tap_channels(spec, 64) == encoders.build_encoder(spec, 0, 64).channels
+    # the shape-only build never lands in the cache of built networks
+    again = encoders.build_encoder(spec, 0, 64)
+    assert all(p.device.type == "cpu" for p in again.module.parameters())
+
+
+def test_the_plan_states_images_encoders_storage_and_device():
+    quick = get_profile("quick")
+    lines = run_plan(quick)
+    text = "\n".join(lines)
+    assert "dead_leaves 32 (training); photos 8, black 1, white 1, noise 1 (test)" in text
+    assert "VGG16 (HED): 1472 channels" in text and "ResNet152 (random init): 3904 channels" in text
+    assert "device: CPU" in text or "device: GPU" in text
+    vgg = EncoderSpec("vgg16", "hed")
+    assert feature_bytes(quick, vgg, 10) == 10 * 28 * 28 * 1472 * 2  # float16, every tap at 28 x 28
+    assert "feature storage: about" in lines[-1] and "enough" in lines[-1]
+
+
+def test_the_device_setting(monkeypatch):
+    monkeypatch.setenv("POSENC_DEVICE", "cpu")
+    assert devices.device() == "cpu" and "POSENC_DEVICE" in devices.describe()
+    monkeypatch.setenv("POSENC_DEVICE", "tpu")
+    with pytest.raises(ValueError, match="POSENC_DEVICE='tpu'.*cpu, cuda"):
+        devices.device()
+    monkeypatch.delenv("POSENC_DEVICE")
+    assert devices.device() == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        monkeypatch.setenv("POSENC_DEVICE", "cuda")
+        with pytest.raises(RuntimeError, match="finds no CUDA GPU"):
+            devices.device()
+
+
+def test_overrides_from_the_command_line():
+    got = pipeline.parse_overrides(["image_size=64", "readout.epochs=2", "readout.width=null", "seeds=2",
+                                    "downstream.width=8"])
+    assert got == {"image_size": 64, "readout": {"epochs": 2, "width": None}, "seeds": 2, "downstream": {"width": 8}}
+    prof = get_profile("paper", **got)
+    assert prof.image_size == 64 and prof.readout.epochs == 2 and prof.readout.lr == 0.1 and prof.downstream.width == 8
+    assert get_profile("paper").image_size == 224, "the profile itself keeps the paper's settings"
+    with pytest.raises(ValueError, match="field=value"):
+        pipeline.parse_overrides(["image_size"])
+    with pytest.raises(ValueError, match="no_such_field.*fields are.*image_size"):
+        pipeline.parse_overrides(["no_such_field=1"])
