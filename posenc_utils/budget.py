@@ -49,9 +49,9 @@ def larger_budget(profile: Profile) -> Profile:
     return profile.with_overrides(readout=scaled(profile.readout, profile.budget_factor), seeds=1, encoders=encoders)
 
 
-def curve_budgets(profile: Profile, n_images: int, encoder: EncoderSpec) -> list[ReadoutSpec]:
+def curve_budgets(profile: Profile, n_images: int, encoder: EncoderSpec, small: bool | None = None) -> list[ReadoutSpec]:
     """The readout budgets of the curve on ``n_images``: the study's epochs, then for PosENet four times as many
-    and, on the small set (``curve_train_n`` images), the epochs that reach ``profile.curve_max_steps`` SGD steps
+    and, on the small set (``small``; by default: ``n_images`` is ``curve_train_n``), the epochs that reach ``profile.curve_max_steps`` SGD steps
     (the paper's 4,950); for an encoder ``budget_factor`` times (the verdicts' check, cached on the full set).
     Measured offline: PosENet's 4,950 steps take ~25 s per readout (its steps are all overhead), a VGG16 readout
     at 4x on 500 images ~55 s; the whole curve is kept to about two minutes."""
@@ -59,7 +59,7 @@ def curve_budgets(profile: Profile, n_images: int, encoder: EncoderSpec) -> list
     if encoder.name != "posenet":
         return [base, scaled(base, profile.budget_factor)]
     epochs = [base.epochs, base.epochs * 4]
-    if n_images == profile.curve_train_n:
+    if (n_images == profile.curve_train_n) if small is None else small:
         per_epoch = steps(n_images, dataclasses.replace(base, epochs=1))
         epochs.append(max(math.ceil(profile.curve_max_steps / per_epoch), base.epochs))
     return [scaled(base, e / base.epochs) for e in dict.fromkeys(epochs)]
@@ -67,20 +67,22 @@ def curve_budgets(profile: Profile, n_images: int, encoder: EncoderSpec) -> list
 
 def budget_curve(profile: Profile) -> pd.DataFrame:
     """Mean SPC over H, G, HS on the natural test images against SGD steps, for PosENet with PEM padding
-    0, 1, 2 and the profile's first pretrained VGG16, on the first ``curve_train_n`` training images and
-    on all of them (Table 4's and Table 1's sets: their features and readouts are cached)."""
+    0, 1, 2 and the profile's first pretrained VGG16, on the first ``curve_train_n`` training images (all of
+    them where there are fewer) and on all of them (Table 4's and Table 1's sets: their features and readouts
+    are cached)."""
     train, tests = image_sets(profile)
     natural = tests[0]
     vgg = [e for e in profile.encoders if e.name == "vgg16" and e.pretrained][:1]
     rows = []
-    sizes = dict.fromkeys(n for n in (profile.curve_train_n, train.n) if n and n <= train.n)
+    small = min(profile.curve_train_n, train.n) if profile.curve_train_n else None
+    sizes = dict.fromkeys(n for n in (small, train.n) if n)
     for n in sizes:
         head, views = head_of(train, n)
         source = view_features(views)
         runs = [(EncoderSpec("posenet", "none"), f"PosENet, PEM padding {p}", p) for p in (0, 1, 2)]
         runs += [(e, e.label, profile.readout.padding) for e in vgg]
         for spec, label, pem_padding in runs:
-            for budget in curve_budgets(profile, head.n, spec):
+            for budget in curve_budgets(profile, head.n, spec, small=head.n == small):
                 readout = dataclasses.replace(budget, padding=pem_padding)
                 res = probe(profile, spec, readout=readout, sets=(head, [natural]), features=source)
                 d = res.per_image[res.per_image.pattern.isin(CURVE_PATTERNS)]

@@ -1,28 +1,15 @@
 """The paper profile end to end on tiny stand-in datasets, and its clear errors when data or weights are missing."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from posenc_utils import experiments, plots
 from posenc_utils.profiles import EncoderSpec, get_profile
+from standin_data import make_probe_datasets as make_datasets
 
 PATTERNS = ("H", "V", "G", "HS", "VS")
 TEST_SETS = ("PASCAL-S", "black", "white", "noise")
 ENCODERS = (EncoderSpec("posenet", "none"), EncoderSpec("vgg16", "random"))
-
-
-def make_datasets(root):
-    """DUTS-TR/DUTS-TR-Image with 6 small random images and PASCAL-S/Imgs with 3, in the papers' layouts."""
-    rng = np.random.default_rng(0)
-    for folder, n, ext in (("DUTS-TR/DUTS-TR-Image", 6, "jpg"), ("PASCAL-S/Imgs", 3, "jpg")):
-        d = root / folder
-        d.mkdir(parents=True)
-        for i in range(n):
-            h, w = int(rng.integers(30, 50)), int(rng.integers(30, 50))
-            Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(d / f"{i:04d}.{ext}")
-    return root
 
 
 def tiny_paper_profile(**extra):

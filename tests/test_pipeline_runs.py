@@ -1,0 +1,82 @@
+"""The pipeline end to end: the paper profile through every notebook on stand-in data, and two runs sharing one cache.
+
+These run papermill kernels, so they are the slowest tests (about three minutes together on 2 cores).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pandas as pd
+
+from posenc_utils import paths, pipeline
+from standin_data import make_downstream_datasets, make_probe_datasets, write_imagenet_weights
+
+# The paper profile shrunk only in size (what a CI machine affords); every other setting is the paper's.
+PAPER_AT_CI_SIZE = {
+    "image_size": 64, "table4_image_size": 196, "seeds": 2, "readout": {"epochs": 2},
+    "readout_width": 4,  # C -> C on 1472 channels does not finish notebook 04 in 15 minutes even on 16 images
+    "ablation_train_n": 8, "ablation_test_n": 4, "curve_train_n": 8, "curve_max_steps": 64,
+    "downstream": {"width": 8, "image_size": 32, "epochs": 1},
+}
+
+
+def test_the_paper_profile_runs_every_notebook(tmp_path, monkeypatch, capsys):
+    root = make_downstream_datasets(tmp_path / "raw", n_sod_train=12, n_sod_test=5, n_voc_train=12, n_voc_val=4)
+    make_probe_datasets(root, n_train=16, n_test=0)  # PASCAL-S/Imgs: notebook 05's five images with masks
+    monkeypatch.setenv("POSENC_DATA_ROOT", str(root))
+    write_imagenet_weights(tmp_path / "torch")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("POSENC_DEVICE", "cpu")
+    out_root = tmp_path / "results"
+    done = pipeline.run("paper", str(out_root), overrides=PAPER_AT_CI_SIZE)
+
+    assert [p.name for p in done] == [nb.name for nb in pipeline.notebooks()]
+    for nb in done:  # every notebook ran to its end, into the run's own folder
+        cells = [c for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code"]
+        assert nb.parent == out_root / "build" / "paper" and all(c.get("execution_count") for c in cells), nb.name
+    plan = capsys.readouterr().out
+    assert "DUTS-TR 16 (training); PASCAL-S 5" in plan and "device: CPU" in plan and "feature storage: about" in plan
+
+    out = out_root / "paper"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["overrides"] == PAPER_AT_CI_SIZE and manifest["seeds"] == [0, 1]
+    products = ["table1_position_info.csv", "table4_padding.csv", "table2a_readout_depth.csv", "table3_per_stage.csv",
+                "table5_downstream.csv", "table6_task_encoders.csv", "claims.csv", "claims.md", "paper_vs_ours.csv",
+                "fig4_qualitative.png", "fig6_padding_gaussian.png", "fig_padding_modes.png", "fig_stage_trend.png",
+                "fig1_crop_shift.png", "fig_paper_vs_ours.png", "pipeline_times.json"]
+    assert [p for p in products if not (out / p).exists()] == [], sorted(p.name for p in out.iterdir())
+    t1 = pd.read_csv(out / "table1_position_info.csv")
+    assert set(t1.test_set) == {"PASCAL-S", "black", "white", "noise"}
+    assert set(t1.encoder) == {"PosENet", "VGG16 (ImageNet, [0,1] input)", "ResNet152 (ImageNet, taps layer1-4, [0,1] input)"}
+    assert (t1.n_seeds == 2).all() and (t1[t1.test_set == "PASCAL-S"].n_images == 5).all()
+    compared = pd.read_csv(out / "paper_vs_ours.csv")
+    probe = compared.table.isin(["Table 1", "Table 2a", "Table 2b", "Table 3", "Table 4"])
+    assert probe.any() and not compared[probe].stand_in.any(), "the paper profile probes the paper's own encoders"
+    assert compared[compared.table == "Table 5"].stand_in.all(), "a network at 1/8 of VGG16's width is labelled a stand-in"
+    verdicts = pd.read_csv(out / "claims.csv")
+    assert sorted(verdicts.claim) == list(range(1, 11))
+    t5 = pd.read_csv(out / "table5_downstream.csv")
+    assert {"ECSSD", "PASCAL-S", "DUT-OMRON", "VOC2012 val"} <= set(t5.test_set)
+
+
+QUICK_RUN = "import sys; from posenc_utils import pipeline; pipeline.run('quick', sys.argv[1], only=['01', '02'])"
+
+
+def test_two_runs_on_one_empty_cache_end_with_the_same_tables(tmp_path):
+    """Two quick runs of notebooks 01-02 started together on one empty cache (two jobs of a sweep, or JupyterLab
+    beside a batch run): both finish, and their tables are byte-identical."""
+    env = {**os.environ, "POSENC_CACHE_DIR": str(tmp_path / "cache")}
+    runs = [subprocess.Popen([sys.executable, "-c", QUICK_RUN, str(tmp_path / f"run{i}")], env=env, cwd=paths.PROJ_ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in (0, 1)]
+    logs = [r.communicate(timeout=900)[0] for r in runs]
+    assert [r.returncode for r in runs] == [0, 0], "\n\n".join(log[-3000:] for log in logs)
+    first, second = (tmp_path / "run0" / "quick"), (tmp_path / "run1" / "quick")
+    tables = sorted(p.relative_to(first) for p in first.rglob("*.csv"))
+    assert any(p.name == "table1_position_info.csv" for p in tables)
+    for rel in tables:
+        assert (first / rel).read_bytes() == (second / rel).read_bytes(), rel
+    leftovers = [p for p in (tmp_path / "cache").rglob("*") if ".tmp" in p.name]
+    assert leftovers == []
