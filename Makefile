@@ -7,7 +7,6 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.posenc-installed
 OUT    ?=
-export MPLBACKEND ?= Agg
 
 .DEFAULT_GOAL := help
 .PHONY: help setup reproduce quick paper test unit nbval bench lab readme clean clean-cache
@@ -56,9 +55,9 @@ bench: $(STAMP)
 readme: $(STAMP)
 	$(PY) -m posenc_utils.report
 
-## lab: open JupyterLab on the notebooks
+## lab: open JupyterLab at the project root (notebooks/, the executed copies in build/, the results in figures/)
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks
+	$(VENV)/bin/jupyter lab --notebook-dir=. notebooks/01_data_preparation.ipynb
 
 ## clean: remove executed notebooks and quick/paper outputs (keeps the cache and .venv)
 clean:

@@ -107,6 +107,11 @@ def run(profile: str, output_dir: str = "", only: list[str] | None = None, timeo
         peaks[nb.name] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6, 2)  # running max
         print(f"[{profile}] {nb.name} done in {times[nb.name]:.0f} s", flush=True)
         done.append(dest / nb.name)
+    from .pages import render
+
+    t_pages = time.perf_counter()
+    index = render(done, paths.output_dir(profile, output_dir or None), times)
+    print(f"[{profile}] the executed notebooks as pages: {index} ({time.perf_counter() - t_pages:.0f} s)", flush=True)
     if not only:  # a full run: record how long the main job took and its peak memory, for the README
         # the kernels are this process's children: their peak resident memory, as /usr/bin/time -v reports it
         kernels = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6

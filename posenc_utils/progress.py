@@ -2,10 +2,10 @@
 
 ``POSENC_PROGRESS`` picks the mode (``bar`` | ``lines`` | ``off``). By default: ``off`` when ``CI``
 or ``POSENC_NO_PROGRESS`` is set; otherwise ``bar``, a tqdm bar (one live widget in JupyterLab,
-with ipywidgets installed; a text bar in a terminal). The papermill pipeline sets ``lines``: each
-loop then prints a single line when it ends (what it did, how long it took, the process's peak
-memory so far), so an executed
-notebook reads like the notebook instead of holding hundreds of bar updates.
+with ipywidgets installed; a text bar in a terminal). The papermill pipeline sets ``lines``: in a
+notebook kernel, each cell that ran long loops then ends with a single line (how many loops, the
+longest, the cell's time in them and the process's peak memory), so an executed notebook reads like
+the notebook instead of holding dozens of progress lines; outside a kernel each loop prints its line.
 """
 from __future__ import annotations
 
@@ -28,6 +28,45 @@ def mode() -> str:
     return "off" if os.environ.get("CI") or os.environ.get("POSENC_NO_PROGRESS") else "bar"
 
 
+def _peak_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # GB (Linux reports kB)
+
+
+# The loops of the notebook cell running now: (description, count, unit, seconds), summed when it ends.
+_CELL: list[tuple[str, int, str, float]] = []
+_HOOKED: list[bool] = []
+
+
+def _cell_hook() -> bool:
+    """Print the cell's one summary line when it ends (in an IPython kernel); False outside one."""
+    if _HOOKED:
+        return _HOOKED[0]
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+    except ImportError:
+        shell = None
+    if shell is not None:
+        shell.events.register("post_run_cell", lambda _result: print_cell_summary())
+    _HOOKED.append(shell is not None)
+    return _HOOKED[0]
+
+
+def cell_summary(loops: list[tuple[str, int, str, float]], peak_gb: float) -> str:
+    """One line for a cell's loops: how many, the longest, the time in all of them, the peak memory."""
+    total = sum(s for *_, s in loops)
+    desc, count, unit, seconds = max(loops, key=lambda loop: loop[3])
+    more = f"{len(loops)} loops, {total:.1f} s in all; longest: " if len(loops) > 1 else ""
+    return f"[progress] {more}{desc}: {count} {unit} in {seconds:.1f} s; peak memory {peak_gb:.1f} GB"
+
+
+def print_cell_summary() -> None:
+    if _CELL:
+        print(cell_summary(_CELL, _peak_gb()), flush=True)
+        _CELL.clear()
+
+
 def _lines(it: Iterable[T], desc: str, unit: str) -> Iterator[T]:
     t0, count = time.perf_counter(), 0
     for item in it:
@@ -35,9 +74,11 @@ def _lines(it: Iterable[T], desc: str, unit: str) -> Iterator[T]:
         count += 1
     seconds = time.perf_counter() - t0
     if count > 1:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # GB (Linux reports kB)
-        print(f"{desc}: {count} {unit} in {seconds:.1f} s ({seconds / count:.2f} s each; peak memory so far "
-              f"{peak:.1f} GB)", flush=True)
+        if _cell_hook():
+            _CELL.append((desc, count, unit, seconds))
+        else:
+            print(f"{desc}: {count} {unit} in {seconds:.1f} s ({seconds / count:.2f} s each; peak memory so far "
+                  f"{_peak_gb():.1f} GB)", flush=True)
 
 
 def progress(it: Iterable[T], desc: str, total: int | None = None, unit: str = "steps") -> Iterable[T]:

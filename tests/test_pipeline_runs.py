@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -37,6 +38,11 @@ def test_the_paper_profile_runs_every_notebook(tmp_path, monkeypatch, capsys):
     for nb in done:  # every notebook ran to its end, into the run's own folder
         cells = [c for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code"]
         assert nb.parent == out_root / "build" / "paper" and all(c.get("execution_count") for c in cells), nb.name
+    for nb in done:
+        check_reads_like_a_paper(nb)
+    index = (out_root / "build" / "paper" / "index.html").read_text()
+    assert all(f'href="{nb.stem}.html"' in index for nb in done) and "claim 1:" in index
+    assert all(nb.with_suffix(".html").stat().st_size > 10_000 for nb in done)
     plan = capsys.readouterr().out
     assert "DUTS-TR 16 (training); PASCAL-S 5" in plan and "device: CPU" in plan and "feature storage: about" in plan
 
@@ -62,6 +68,24 @@ def test_the_paper_profile_runs_every_notebook(tmp_path, monkeypatch, capsys):
     assert {"ECSSD", "PASCAL-S", "DUT-OMRON", "VOC2012 val"} <= set(t5.test_set)
 
 
+def check_reads_like_a_paper(nb_path):
+    """An executed notebook shows each figure it draws, at most 3 lines of progress per cell, and its
+    deviations once (as a list)."""
+    cells = [c for c in json.loads(nb_path.read_text())["cells"] if c["cell_type"] == "code"]
+    deviation_lists = 0
+    for c in cells:
+        source = "".join(c["source"])
+        kinds = [k for o in c.get("outputs", []) for k in o.get("data", {})]
+        text = "".join("".join(o.get("text", "")) for o in c.get("outputs", []) if o["output_type"] == "stream")
+        if re.search(r"^fig = ", source, re.M):  # a cell that draws a figure
+            assert "image/png" in kinds, f"{nb_path.name}: the figure of this cell is not shown:\n{source[:300]}"
+        progress = [line for line in text.splitlines() if "peak memory" in line]
+        assert len(progress) <= 3, f"{nb_path.name}: {len(progress)} progress lines in one cell"
+        deviation_lists += "deviations(cfg" in source and "markdown_list" in source
+    if not nb_path.name.startswith("06"):
+        assert deviation_lists == 1, f"{nb_path.name}: the deviations are listed {deviation_lists} times"
+
+
 QUICK_RUN = "import sys; from posenc_utils import pipeline; pipeline.run('quick', sys.argv[1], only=['01', '02'])"
 
 
@@ -73,6 +97,8 @@ def test_two_runs_on_one_empty_cache_end_with_the_same_tables(tmp_path):
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in (0, 1)]
     logs = [r.communicate(timeout=900)[0] for r in runs]
     assert [r.returncode for r in runs] == [0, 0], "\n\n".join(log[-3000:] for log in logs)
+    for nb in (tmp_path / "run0" / "build" / "quick").glob("*.ipynb"):  # the quick profile's figures are shown too
+        check_reads_like_a_paper(nb)
     first, second = (tmp_path / "run0" / "quick"), (tmp_path / "run1" / "quick")
     tables = sorted(p.relative_to(first) for p in first.rglob("*.csv"))
     assert any(p.name == "table1_position_info.csv" for p in tables)
