@@ -14,6 +14,7 @@ import numpy as np
 from . import devices, paths
 from .encoders import tap_channels
 from .images import image_count
+from .padding import MODES
 from .profiles import EncoderSpec, Profile
 
 
@@ -48,6 +49,12 @@ def run_plan(profile: Profile, downstream: bool = True) -> list[str]:
         if spec.name == "vgg16":  # Table 4 probes it without padding (and with, at its own size)
             variants = 1 if t4_size == profile.image_size else 2
             storage += variants * feature_bytes(profile, spec, n_all, t4_size)
+    # The padding-mode and canvas experiments: every encoder under every mode and canvas, on the ablation sets
+    # (at most: a variant that Table 1 or 4 already extracted is viewed, not extracted again).
+    n_ablation = min(profile.ablation_train_n or n_train, n_train) + sum(
+        min(profile.ablation_test_n or n, n) for _, n in tests)
+    ablation = sum((len(MODES) + len(profile.canvas_values)) * feature_bytes(profile, spec, n_ablation, t4_size)
+                   for spec in profile.encoders if spec.name != "posenet")
     r = profile.readout
     steps = r.epochs * math.ceil(n_train / r.batch_size)
     lines.append(f"readouts: PEM {r.label}, {r.epochs} epochs of batch {r.batch_size} ({steps} SGD steps on "
@@ -60,7 +67,9 @@ def run_plan(profile: Profile, downstream: bool = True) -> list[str]:
     cache = paths.cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(cache).free
-    verdict = "enough" if free > 1.05 * storage else "NOT ENOUGH: free space there or set POSENC_CACHE_DIR"
-    lines.append(f"feature storage: about {_gb(storage)} for Tables 1 and 4 (the ablations add a little), in {cache} "
-                 f"({_gb(free)} free: {verdict})")
+    total = storage + ablation
+    verdict = "enough" if free > 1.05 * total else "NOT ENOUGH: free space there or set POSENC_CACHE_DIR"
+    lines.append(f"feature storage: about {_gb(storage)} for Tables 1 and 4 and up to {_gb(ablation)} for the padding-mode "
+                 f"and canvas experiments on {n_ablation} images (fewer with --set ablation_train_n=...), in {cache} "
+                 f"({_gb(free)} free for {_gb(total)}: {verdict})")
     return lines

@@ -29,6 +29,10 @@ def test_the_plan_states_images_encoders_storage_and_device():
     vgg = EncoderSpec("vgg16", "hed")
     assert feature_bytes(quick, vgg, 10) == 10 * 28 * 28 * 1472 * 2  # float16, every tap at 28 x 28
     assert "feature storage: about" in lines[-1] and "enough" in lines[-1]
+    # the ablations: 4 encoders x (5 modes + 3 canvases) on 16 training + 4 + 3 x 1 test images at 196 px
+    n = 16 + 4 + 3
+    ablation = sum(8 * feature_bytes(quick, e, n, 196) for e in quick.encoders if e.name != "posenet")
+    assert f"up to {ablation / 1e9:.1f} GB" in lines[-1] and f"on {n} images" in lines[-1]
 
 
 def test_the_device_setting(monkeypatch):
