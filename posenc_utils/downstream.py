@@ -8,7 +8,7 @@
   :func:`seg_scene` has a vertical layout (sky above a wandering horizon, ground below, one object
   standing on the ground). The paper profile reads MSRA-B, ECSSD, PASCAL-S, DUT-OMRON and PASCAL VOC
   2012 from ``data/raw`` (:data:`SOD_DATASETS`, :data:`VOC`).
-* **The network.** :class:`SceneNet`: VGG16's layout with BatchNorm (``vgg16_bn``) at a chosen width
+* **The network** (in :mod:`posenc_utils.scenenet`). ``SceneNet``: VGG16's layout with BatchNorm (``vgg16_bn``) at a chosen width
   and an HED-style decoder, trained from scratch with zero padding or with every padding removed.
   Without padding the input is extended by mirroring (U-Net's overlap-tile strategy), so that the
   output covers the whole image while no layer ever pads.
@@ -22,8 +22,6 @@
 """
 from __future__ import annotations
 
-import dataclasses
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,21 +30,20 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
 
 from . import cache, devices, paths, tables
-from .images import IMAGE_EXTENSIONS, list_images, read_rgb, resize
+from .experiments import SEED_COLUMNS, image_sets, per_image_frame, probe, seeded_summary, test_sources
+from .images import list_images, read_rgb, resize
 from .metrics import cluster_bootstrap_ci
 from .plots import off_axes, save_figure
 from .profiles import DownstreamSpec, EncoderSpec, ImageSetSpec, Profile
 from .progress import progress
+from .scenenet import PADDINGS, TASKS, SceneNet, checkpoint_paths, load_checkpoint
 
 SCENE_VERSION = 1  # bump when a scene generator changes its output
 MODEL_VERSION = 1  # bump when the network or its training changes (invalidates cached checkpoints)
-TASKS = ("sod", "seg")
-PADDINGS = ("zeros", "none")  # with zero padding / every padding removed
 IGNORE = 255  # label of pixels no metric or loss counts (PASCAL VOC's "void")
 
 SEG_CLASSES = ("sky", "ground", "object")
@@ -344,115 +341,6 @@ def task_data(spec: ImageSetSpec, size: int) -> TaskData:
     return TaskData(spec.name, task, key, images, labels, ("object",) if task == "sod" else VOC_CLASSES)
 
 
-# ---------------------------------------------------------------- the network
-
-
-VGG16_BLOCKS = (2, 2, 3, 3, 3)  # 3x3 convolutions per block
-VGG16_WIDTHS = (1, 2, 4, 8, 8)  # channels per block, in units of the first block's
-TAP_NAMES = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")
-SCENE_MEAN, SCENE_STD = 0.45, 0.25
-
-
-def scene_normalize(x: torch.Tensor) -> torch.Tensor:
-    """The network's input convention: RGB in [0, 1] mapped to about zero mean, unit spread."""
-    return (x - SCENE_MEAN) / SCENE_STD
-
-
-def mirror_index(n: int, margin: int) -> torch.Tensor:
-    """Indices that extend a length-``n`` axis by ``margin`` on each side by mirroring (as numpy's
-    ``reflect``, repeated as often as needed: the margin may exceed the image)."""
-    if n == 1:
-        return torch.zeros(n + 2 * margin, dtype=torch.long)
-    i = np.mod(np.arange(-margin, n + margin), 2 * n - 2)
-    return torch.from_numpy(np.where(i > n - 1, 2 * n - 2 - i, i))
-
-
-def resample_to_image(y: torch.Tensor, offset: float, stride: float, margin: int, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinearly sample a map (B, C, h, w) whose cell j sits at input position ``offset + stride * j``
-    at every pixel of the image (which starts ``margin`` pixels into the input): (B, C, H, W).
-    Positions outside the map take its nearest edge value. With ``margin=0`` and
-    ``offset=(stride-1)/2`` this is ordinary bilinear upsampling (``align_corners=False``)."""
-    (h, w), grids = size, []
-    for n_out, n_in in ((h, y.shape[-2]), (w, y.shape[-1])):
-        pos = (torch.arange(n_out, dtype=y.dtype) + margin - offset) / stride  # image pixel -> cell of the map
-        grids.append(2 * pos / max(n_in - 1, 1) - 1)
-    grid = torch.stack(torch.meshgrid(*grids, indexing="ij")[::-1], -1).to(y.device)
-    return F.grid_sample(y, grid[None].expand(len(y), h, w, 2), mode="bilinear", padding_mode="border",
-                         align_corners=True)
-
-
-class SceneNet(nn.Module):
-    """VGG16-BN's layout at ``width`` channels (VGG16: 64) with an HED-style decoder: a 1x1 side
-    output per block, resampled to the image, fused by a 1x1 convolution into ``n_out`` maps.
-
-    ``padding="zeros"``: every 3x3 convolution pads by one zero (VGG16 as built). ``"none"``: no layer
-    pads, and the input is first extended by mirroring by :meth:`margin` pixels, the distance from the
-    image's corner to the centre of the deepest block's first output, so the output covers the image.
-    Each side output is resampled at the exact image positions its grid stands for
-    (:meth:`geometry`), so both variants predict the same pixels from aligned maps."""
-
-    def __init__(self, width: int, n_out: int, padding: str = "zeros", seed: int = 0):
-        super().__init__()
-        if padding not in PADDINGS:
-            raise ValueError(f"padding {padding!r}: the downstream network is trained with one of {PADDINGS}")
-        self.width, self.n_out, self.padding = width, n_out, padding
-        g = torch.Generator().manual_seed(seed)
-        layers: list[nn.Module] = []
-        c, self.taps = 3, []
-        for b, n in enumerate(VGG16_BLOCKS):
-            if b:
-                layers.append(nn.MaxPool2d(2))
-            for _ in range(n):
-                conv = nn.Conv2d(c, width * VGG16_WIDTHS[b], 3, padding=1 if padding == "zeros" else 0)
-                nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu", generator=g)  # torchvision's VGG init
-                nn.init.zeros_(conv.bias)
-                c = conv.out_channels
-                layers += [conv, nn.BatchNorm2d(c), nn.ReLU(inplace=True)]
-            self.taps.append(str(len(layers) - 1))
-        self.features = nn.Sequential(*layers)
-        self.side = nn.ModuleList(nn.Conv2d(width * m, n_out, 1) for m in VGG16_WIDTHS)
-        self.fuse = nn.Conv2d(len(VGG16_WIDTHS) * n_out, n_out, 1)
-        for m in (*self.side, self.fuse):
-            nn.init.xavier_uniform_(m.weight, generator=g)
-            nn.init.zeros_(m.bias)
-
-    def geometry(self) -> list[tuple[float, float]]:
-        """(offset, stride) of each tap: its output j sits at input position ``offset + stride * j``
-        (in the coordinates of the input the first layer sees: the mirrored extension included)."""
-        a, s, out = 0.0, 1.0, {}
-        for i, m in enumerate(self.features):
-            if isinstance(m, nn.Conv2d) and m.padding[0] == 0:
-                a += s * (m.kernel_size[0] - 1) / 2
-            elif isinstance(m, nn.MaxPool2d):
-                a, s = a + s * 0.5, s * 2
-            out[str(i)] = (a, s)
-        return [out[t] for t in self.taps]
-
-    def margin(self) -> int:
-        """Pixels of mirrored image added on each side without padding (0 with padding)."""
-        return 0 if self.padding == "zeros" else int(math.ceil(self.geometry()[-1][0]))
-
-    def forward(self, images01: torch.Tensor) -> torch.Tensor:
-        """Logits (B, n_out, H, W) for RGB images in [0, 1] (B, 3, H, W); H and W need not be equal."""
-        h, w = images01.shape[-2:]
-        x, m = scene_normalize(images01), self.margin()
-        if m:
-            x = x[:, :, mirror_index(h, m)][:, :, :, mirror_index(w, m)]
-        x = x.contiguous(memory_format=torch.channels_last)
-        feats, taps = [], set(self.taps)
-        for i, layer in enumerate(self.features):
-            x = layer(x)
-            if str(i) in taps:
-                feats.append(x)
-        sides = [resample_to_image(side(f), a, s, m, (h, w)) for f, side, (a, s) in zip(feats, self.side, self.geometry())]
-        return self.fuse(torch.cat(sides, 1))
-
-
-def encoder_taps(net: SceneNet) -> tuple[str, ...]:
-    """Module names (in ``net.features``) of the five block outputs, VGG16's relu1_2 .. relu5_3."""
-    return tuple(net.taps)
-
-
 # ---------------------------------------------------------------- training, cached
 
 
@@ -481,20 +369,6 @@ def model_key(task: str, padding: str, train: TaskData, ds: DownstreamSpec, seed
     settings = {k: getattr(ds, k) for k in ("width", "image_size", "epochs", "batch_size", "lr")}
     return cache.make_key({"v": MODEL_VERSION, "task": task, "padding": padding, "data": train.key,
                            "classes": len(train.classes), "settings": settings, "seed": seed})
-
-
-def _checkpoint_paths(key: str) -> tuple[Path, Path]:
-    folder = paths.cache_dir() / "downstream"
-    return folder / f"model-{key}.pt", folder / f"model-{key}.json"
-
-
-def load_checkpoint(key: str) -> tuple[dict, dict] | None:
-    """(meta, state_dict) of a cached trained network, or None when absent or damaged."""
-    data_path, meta_path = _checkpoint_paths(key)
-    meta = cache.read_file_entry(data_path, meta_path, key)
-    if meta is None:
-        return None
-    return meta, torch.load(data_path, map_location="cpu", weights_only=True)
 
 
 def device() -> torch.device:
@@ -533,7 +407,7 @@ def train_task_model(train: TaskData, padding: str, ds: DownstreamSpec, seed: in
         net.load_state_dict(state)
         return TrainedModel(train.task, padding, key, net.eval(), meta["losses"], meta["seconds"])
 
-    return cache.computed_once(_checkpoint_paths(key)[0], cached, lambda: _train(net, train, padding, ds, seed, key))
+    return cache.computed_once(checkpoint_paths(key)[0], cached, lambda: _train(net, train, padding, ds, seed, key))
 
 
 def _train(net: "SceneNet", train: TaskData, padding: str, ds: DownstreamSpec, seed: int, key: str) -> TrainedModel:
@@ -557,38 +431,11 @@ def _train(net: "SceneNet", train: TaskData, padding: str, ds: DownstreamSpec, s
         losses.append(total / train.n)
     seconds = time.perf_counter() - t0
     net.cpu().eval()
-    data_path, meta_path = _checkpoint_paths(key)
+    data_path, meta_path = checkpoint_paths(key)
     meta = {"key": key, "task": train.task, "padding": padding, "width": ds.width, "n_out": n_out, "seed": seed,
             "train_set": train.name, "n_train": train.n, "losses": losses, "seconds": round(seconds, 2)}
     cache.write_file_entry(data_path, meta_path, meta, lambda tmp: torch.save(net.state_dict(), tmp))
     return TrainedModel(train.task, padding, key, net, losses, seconds)
-
-
-def task_encoder_net(spec: EncoderSpec, seed: int) -> SceneNet:
-    """The network behind a ``vgg16bn_w<width>`` probe encoder: at its initial weights (``random``:
-    the weights every trained network of that seed started from) or trained (``sod:<key>``, ``seg:<key>``)."""
-    try:
-        width = int(spec.name.removeprefix("vgg16bn_w"))
-    except ValueError:
-        raise ValueError(f"{spec.name!r}: write the downstream network as vgg16bn_w<width>, e.g. vgg16bn_w8") from None
-    if spec.weights == "random":
-        return SceneNet(width, 1, "zeros", seed).eval()
-    task, _, key = spec.weights.partition(":")
-    if task not in TASKS or not key:
-        raise ValueError(f"{spec.name} has weights 'random', 'sod:<key>' or 'seg:<key>', not {spec.weights!r}")
-    from .encoders import WeightsNotFoundError
-
-    found = load_checkpoint(key)
-    if found is None:
-        raise WeightsNotFoundError(
-            f"the {task.upper()}-trained network {key} is not in the cache ({_checkpoint_paths(key)[0]}); "
-            f"train it first: notebook 05 (downstream.table5) trains and caches it")
-    meta, state = found
-    if meta["width"] != width:
-        raise ValueError(f"{spec.name}: the checkpoint {key} has width {meta['width']}, not {width}")
-    net = SceneNet(width, meta["n_out"], meta["padding"], seed)
-    net.load_state_dict(state)
-    return net.eval()
 
 
 def predict(net: SceneNet, images: np.ndarray, task: str, batch: int = 32) -> np.ndarray:
@@ -739,8 +586,6 @@ def table6(profile: Profile, run: Downstream, image_size: int | None = None) -> 
     ``image_size``: probe at that size instead of the profile's (the training and test images made again
     at that size), e.g. the size the downstream networks were trained at; the profile's VGG16s are then
     kept only where they are the paper's reference (ImageNet weights)."""
-    from .experiments import SEED_COLUMNS, image_sets, probe, seeded_summary, test_sources
-
     prof = profile.with_overrides(image_size=image_size) if image_size and image_size != profile.image_size else profile
     encoders = [(e, p) for e, p in table6_encoders(profile, run)
                 if prof is profile or e.name != "vgg16" or e.weights == "imagenet"]
@@ -761,8 +606,6 @@ def table6(profile: Profile, run: Downstream, image_size: int | None = None) -> 
 
 def table6_per_image(profile: Profile, results: dict, image_size: int | None = None) -> pd.DataFrame:
     """The per-image metrics behind :func:`table6` (same ``image_size``), which claim 10 is decided on."""
-    from .experiments import image_sets, per_image_frame, test_sources
-
     prof = profile.with_overrides(image_size=image_size) if image_size else profile
     photos = test_sources(prof, image_sets(prof)[1])
     return pd.concat([per_image_frame([r], photos) for r in results.values()], ignore_index=True)

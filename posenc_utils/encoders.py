@@ -37,6 +37,7 @@ import torch.nn.functional as F
 import torchvision
 
 from .profiles import INPUTS, RESNET152_FIVE_STAGES, EncoderSpec
+from .scenenet import TAP_NAMES, TASKS, SceneNet, checkpoint_paths, load_checkpoint, scene_normalize
 
 PADDING_MODES = ("zeros", "none", "reflect", "replicate", "circular")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -398,8 +399,6 @@ def own_input(spec: EncoderSpec) -> tuple[Callable, str]:
     if arch == "efficientnet_lite0":
         return LITE_INPUT
     if arch == "vgg16bn_w":
-        from .downstream import scene_normalize
-
         return scene_normalize, "RGB, (x - 0.45) / 0.25 (as trained in notebook 05)"
     return IMAGENET_INPUT if spec.torchvision_imagenet_arch else UNIT_INPUT
 
@@ -538,9 +537,32 @@ def _check_no_padding(enc: Encoder, arch: str) -> None:
             ) from e
 
 
-def _task_network(spec: EncoderSpec, seed: int) -> Encoder:
-    from .downstream import TAP_NAMES, task_encoder_net
+def task_encoder_net(spec: EncoderSpec, seed: int) -> SceneNet:
+    """The network behind a ``vgg16bn_w<width>`` probe encoder: at its initial weights (``random``:
+    the weights every trained network of that seed started from) or trained (``sod:<key>``, ``seg:<key>``)."""
+    try:
+        width = int(spec.name.removeprefix("vgg16bn_w"))
+    except ValueError:
+        raise ValueError(f"{spec.name!r}: write the downstream network as vgg16bn_w<width>, e.g. vgg16bn_w8") from None
+    if spec.weights == "random":
+        return SceneNet(width, 1, "zeros", seed).eval()
+    task, _, key = spec.weights.partition(":")
+    if task not in TASKS or not key:
+        raise ValueError(f"{spec.name} has weights 'random', 'sod:<key>' or 'seg:<key>', not {spec.weights!r}")
+    found = load_checkpoint(key)
+    if found is None:
+        raise WeightsNotFoundError(
+            f"the {task.upper()}-trained network {key} is not in the cache ({checkpoint_paths(key)[0]}); "
+            f"train it first: notebook 05 (downstream.table5) trains and caches it")
+    meta, state = found
+    if meta["width"] != width:
+        raise ValueError(f"{spec.name}: the checkpoint {key} has width {meta['width']}, not {width}")
+    net = SceneNet(width, meta["n_out"], meta["padding"], seed)
+    net.load_state_dict(state)
+    return net.eval()
 
+
+def _task_network(spec: EncoderSpec, seed: int) -> Encoder:
     net = task_encoder_net(spec, seed)
     taps = spec.taps or tuple(net.taps)
     names = tuple(dict(zip(net.taps, TAP_NAMES)).get(t, t) for t in taps)

@@ -15,7 +15,7 @@ import torch
 
 from .engine import upsample
 from .features import FeatureSet, extract_features
-from .images import ImageSet, build_image_set
+from .images import ImageSet, build_image_set, photo_sources
 from .metrics import seed_summary, summarize
 from .profiles import EncoderSpec, Profile, ReadoutSpec
 from .readout import Readout, evaluate, train_readout
@@ -112,8 +112,6 @@ def probe_seeds(profile: Profile, spec: EncoderSpec, **kwargs) -> list[ProbeResu
 
 def photo_source_ids(profile: Profile, photos: ImageSet) -> np.ndarray | None:
     """The source photograph of each test photo where the profile's photos are crops (else None)."""
-    from .images import photo_sources
-
     spec = next((t for t in profile.test_sets if t.name == photos.name), None)
     if spec is None or spec.kind != "photo_crops":
         return None
@@ -148,38 +146,6 @@ def test_sources(profile: Profile, tests: list[ImageSet]) -> dict[str, np.ndarra
 
 
 SEED_COLUMNS = ["n_seeds", "spc_sd_seeds", "spc_ci_low", "spc_ci_high", "spc_boot_low", "spc_boot_high"]
-
-
-def missing_inputs(profile: Profile, downstream: bool = True) -> list[str]:
-    """What the profile needs from outside and cannot find: dataset folders and weight files
-    (``downstream``: notebook 05's datasets too).
-
-    Checked before a run starts, so a paper-profile run stops at once with the full list
-    instead of failing in the middle of a notebook.
-    """
-    import os
-
-    from .encoders import imagenet_weights_file
-    from .images import dataset_folder
-
-    missing = []
-    for spec in (profile.train_set, *profile.test_sets):
-        if spec.kind == "folder":
-            try:
-                dataset_folder(spec.dataset)
-            except FileNotFoundError as err:
-                missing.append(str(err))
-    if downstream:
-        from .downstream import missing_datasets
-
-        missing += missing_datasets(profile.downstream)
-    offline = os.environ.get("POSENC_OFFLINE", "0") == "1"
-    for enc in profile.encoders:
-        if enc.torchvision_imagenet_arch and offline:
-            path, url = imagenet_weights_file(enc.torchvision_imagenet_arch)
-            if not path.exists():
-                missing.append(f"ImageNet weights for {enc.name}: {path} (download {url})")
-    return missing
 
 
 def parse_encoders(texts: list[str] | tuple[str, ...]) -> tuple[EncoderSpec, ...]:

@@ -25,7 +25,7 @@ from scipy import ndimage
 from . import tables
 from .experiments import (SEED_COLUMNS, ProbeResult, head_of, image_sets, per_image_frame, probe, seeded_summary,
                           test_sources, view_features)
-from .images import ImageSet, photo_sources
+from .images import ImageSet
 from .metrics import cluster_bootstrap_ci
 from .plots import off_axes, save_figure
 from .profiles import EncoderSpec, Profile, ReadoutSpec

@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 
 from . import tables
-from .encoders import PaddingNotSupportedError, canvas_value
+from .encoders import PaddingNotSupportedError, canvas_value, input_convention
 from .experiments import (SEED_COLUMNS, ProbeResult, Views, head_of, image_sets, per_image_frame, probe, probe_seeds,
                           seeded_summary, test_sources, view_features)
 from .images import ImageSet
@@ -167,8 +167,6 @@ def padding_modes(profile: Profile) -> tuple[pd.DataFrame, dict[str, ProbeResult
 def as_built_canvas(spec: EncoderSpec) -> np.ndarray:
     """The image value (per RGB channel, image units) that an encoder's zero padding stands for:
     its first convolution pads the *preprocessed* image with 0, i.e. the image with preprocess^-1(0)."""
-    from .encoders import input_convention
-
     pre = input_convention(spec)[0]  # known without building the network
     zero, one = pre(torch.zeros(1, 3, 1, 1)).flatten(), pre(torch.ones(1, 3, 1, 1)).flatten()
     return (-zero / (one - zero)).numpy()  # the preprocessing is affine per channel

@@ -76,8 +76,7 @@ def run(profile: str, output_dir: str = "", only: list[str] | None = None, timeo
 
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)}")
-    from .experiments import missing_inputs
-    from .plan import run_plan
+    from .plan import missing_inputs, run_plan
     from .profiles import get_profile
 
     cfg = get_profile(profile, **(overrides or {}))

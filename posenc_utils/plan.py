@@ -7,15 +7,42 @@ sees what is coming, and whether the cache's disk can hold it, before anything i
 from __future__ import annotations
 
 import math
+import os
 import shutil
 
 import numpy as np
 
 from . import devices, paths
-from .encoders import tap_channels
-from .images import image_count
+from .downstream import missing_datasets
+from .encoders import imagenet_weights_file, tap_channels
+from .images import dataset_folder, image_count
 from .padding import MODES
 from .profiles import EncoderSpec, Profile
+
+
+def missing_inputs(profile: Profile, downstream: bool = True) -> list[str]:
+    """What the profile needs from outside and cannot find: dataset folders and weight files
+    (``downstream``: notebook 05's datasets too).
+
+    Checked before a run starts, so a paper-profile run stops at once with the full list
+    instead of failing in the middle of a notebook.
+    """
+    missing = []
+    for spec in (profile.train_set, *profile.test_sets):
+        if spec.kind == "folder":
+            try:
+                dataset_folder(spec.dataset)
+            except FileNotFoundError as err:
+                missing.append(str(err))
+    if downstream:
+        missing += missing_datasets(profile.downstream)
+    offline = os.environ.get("POSENC_OFFLINE", "0") == "1"
+    for enc in profile.encoders:
+        if enc.torchvision_imagenet_arch and offline:
+            path, url = imagenet_weights_file(enc.torchvision_imagenet_arch)
+            if not path.exists():
+                missing.append(f"ImageNet weights for {enc.name}: {path} (download {url})")
+    return missing
 
 
 def feature_bytes(profile: Profile, spec: EncoderSpec, n_images: int, image_size: int | None = None) -> int:

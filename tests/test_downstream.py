@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from posenc_utils import downstream as ds
+from posenc_utils import scenenet
 
 
 def test_sod_scenes_are_seeded_and_centre_biased():
@@ -72,13 +73,13 @@ from posenc_utils.profiles import DownstreamSpec, EncoderSpec, ImageSetSpec, get
 
 @pytest.mark.parametrize("n,m", [(5, 3), (4, 9), (7, 0), (3, 10)])
 def test_mirror_index_is_numpys_reflect_any_margin(n, m):
-    assert ds.mirror_index(n, m).tolist() == np.pad(np.arange(n), m, mode="reflect").tolist()
+    assert scenenet.mirror_index(n, m).tolist() == np.pad(np.arange(n), m, mode="reflect").tolist()
 
 
 def test_resample_is_bilinear_upsampling_without_margin():
     y = torch.randn(2, 3, 4, 5)
     for s in (2, 4):
-        ours = ds.resample_to_image(y, (s - 1) / 2, s, 0, (4 * s, 5 * s))
+        ours = scenenet.resample_to_image(y, (s - 1) / 2, s, 0, (4 * s, 5 * s))
         ref = F.interpolate(y, size=(4 * s, 5 * s), mode="bilinear", align_corners=False)
         assert torch.allclose(ours, ref, atol=1e-5)
 
@@ -89,12 +90,12 @@ def test_resample_puts_each_cell_where_it_belongs():
     offset, stride, margin, n = 13.5, 8.0, 20, 9
     cells = offset + stride * torch.arange(n, dtype=torch.float64) - margin  # image coordinate of each cell
     y = cells.view(1, 1, 1, n).expand(1, 1, 2, n).contiguous()
-    out = ds.resample_to_image(y, offset, stride, margin, (2, 40))[0, 0, 0]
+    out = scenenet.resample_to_image(y, offset, stride, margin, (2, 40))[0, 0, 0]
     assert torch.allclose(out, torch.arange(40, dtype=torch.float64))
 
 
 def test_geometry_by_hand():
-    padded, unpadded = ds.SceneNet(2, 1, "zeros"), ds.SceneNet(2, 1, "none")
+    padded, unpadded = scenenet.SceneNet(2, 1, "zeros"), scenenet.SceneNet(2, 1, "none")
     assert padded.geometry() == [(0, 1), (0.5, 2), (1.5, 4), (3.5, 8), (7.5, 16)]
     # without padding each 3x3 convolution moves the first output one input step (at its stride) inwards
     assert unpadded.geometry() == [(2, 1), (2 + 0.5 + 2 * 2, 2), (6.5 + 1 + 3 * 4, 4), (19.5 + 2 + 3 * 8, 8),
@@ -108,7 +109,7 @@ def test_padding_switch_removes_every_source_of_position():
     x = torch.full((1, 3, 40, 48), 0.7)
     torch.manual_seed(0)
     for pad in ("zeros", "none"):
-        net = ds.SceneNet(4, 2, pad, seed=3).eval()
+        net = scenenet.SceneNet(4, 2, pad, seed=3).eval()
         for m in net.modules():
             if isinstance(m, torch.nn.BatchNorm2d):  # non-trivial running statistics
                 m.running_mean.uniform_(-0.5, 0.5)
@@ -123,10 +124,10 @@ def test_padding_switch_removes_every_source_of_position():
 
 
 def test_same_seed_same_initial_weights_for_both_paddings():
-    a, b = ds.SceneNet(4, 1, "zeros", seed=5), ds.SceneNet(4, 1, "none", seed=5)
+    a, b = scenenet.SceneNet(4, 1, "zeros", seed=5), scenenet.SceneNet(4, 1, "none", seed=5)
     for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
         assert ka == kb and torch.equal(va, vb)
-    assert not torch.equal(a.fuse.weight, ds.SceneNet(4, 1, "zeros", seed=6).fuse.weight)
+    assert not torch.equal(a.fuse.weight, scenenet.SceneNet(4, 1, "zeros", seed=6).fuse.weight)
 
 
 # ---------------------------------------------------------------- training, checkpoints, encoders
@@ -170,9 +171,9 @@ def test_trained_network_is_a_probe_encoder(tmp_path, monkeypatch):
     assert spec.name == "vgg16bn_w2" and spec.weights == f"seg:{model.key}"
     assert spec.label == "VGG16-BN/32 (segmentation-trained here)"
     enc = encoders.build_encoder(spec, seed=0, image_size=32)
-    assert enc.channels == (2, 4, 8, 16, 16) and enc.tap_names == ds.TAP_NAMES
+    assert enc.channels == (2, 4, 8, 16, 16) and enc.tap_names == scenenet.TAP_NAMES
     x = torch.rand(2, 3, 32, 32)
-    taps, h = enc(x), ds.scene_normalize(x)
+    taps, h = enc(x), scenenet.scene_normalize(x)
     with torch.no_grad():
         for i, layer in enumerate(model.net.features):
             h = layer(h)

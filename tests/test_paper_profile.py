@@ -138,17 +138,18 @@ def test_parse_encoders():
 
 
 def test_missing_inputs_lists_everything_before_a_run(capsys):
-    from posenc_utils import experiments, pipeline
+    from posenc_utils import pipeline
+    from posenc_utils.plan import missing_inputs
 
-    missing = experiments.missing_inputs(get_profile("paper"), downstream=False)
+    missing = missing_inputs(get_profile("paper"), downstream=False)
     text = "\n".join(missing)
     assert len(missing) == 4, missing  # two dataset folders, two weight files
     assert "DUTS-TR-Image" in text and "PASCAL-S" in text
     assert "vgg16-397923af.pth" in text and "resnet152-394f9c45.pth" in text  # the original V1 weights
-    everything = experiments.missing_inputs(get_profile("paper"))
+    everything = missing_inputs(get_profile("paper"))
     assert len(everything) == 4 + 6, everything  # and notebook 05's: MSRA-B, ECSSD, PASCAL-S, DUT-OMRON, VOC x2
     assert any("MSRA-B" in m for m in everything) and any("VOCdevkit" in m for m in everything)
-    assert experiments.missing_inputs(get_profile("quick")) == []
+    assert missing_inputs(get_profile("quick")) == []
     assert pipeline.main(["run", "--profile", "paper"]) == 2
     err = capsys.readouterr().err
     assert "cannot run" in err and "--only 01 02 03 04" in err
