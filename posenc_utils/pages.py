@@ -53,7 +53,7 @@ def render(executed: list[Path], results: Path, times: dict[str, float]) -> Path
         number = path.name[:2]
         seconds = times.get(path.name)
         rows.append((page.name, number, title(nb), headline(number, verdicts),
-                     f"{seconds:.0f} s" if seconds is not None else ""))
+                     f"{seconds:.0f} s" if seconds is not None else "earlier run"))
     folder = Path(executed[0]).parent
     figures = os.path.relpath(results, folder)
     items = "\n".join(

@@ -109,7 +109,8 @@ def run(profile: str, output_dir: str = "", only: list[str] | None = None, timeo
     from .pages import render
 
     t_pages = time.perf_counter()
-    index = render(done, paths.output_dir(profile, output_dir or None), times)
+    executed = [dest / nb.name for nb in notebooks() if (dest / nb.name).exists()]  # with --only: the others' last run
+    index = render(executed, paths.output_dir(profile, output_dir or None), times)
     print(f"[{profile}] the executed notebooks as pages: {index} ({time.perf_counter() - t_pages:.0f} s)", flush=True)
     if not only:  # a full run: record how long the main job took and its peak memory, for the README
         # the kernels are this process's children: their peak resident memory, as /usr/bin/time -v reports it

@@ -99,6 +99,8 @@ def test_two_runs_on_one_empty_cache_end_with_the_same_tables(tmp_path):
     assert [r.returncode for r in runs] == [0, 0], "\n\n".join(log[-3000:] for log in logs)
     for nb in (tmp_path / "run0" / "build" / "quick").glob("*.ipynb"):  # the quick profile's figures are shown too
         check_reads_like_a_paper(nb)
+    index = (tmp_path / "run0" / "build" / "quick" / "index.html").read_text()
+    assert index.count("<tr><td>0") == 2 and 'href="02_train_readouts.html"' in index  # the notebooks this run executed
     first, second = (tmp_path / "run0" / "quick"), (tmp_path / "run1" / "quick")
     tables = sorted(p.relative_to(first) for p in first.rglob("*.csv"))
     assert any(p.name == "table1_position_info.csv" for p in tables)
