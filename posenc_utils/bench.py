@@ -19,6 +19,7 @@ It writes ``benchmark_table1.json`` beside the profile's tables.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -116,6 +117,23 @@ def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
 
 
+@contextlib.contextmanager
+def _cache_dir(folder: str | None):
+    """Point ``POSENC_CACHE_DIR`` at ``folder`` (a cold cache) for the block, and put back what it was; None: leave it."""
+    if folder is None:
+        yield
+        return
+    before = os.environ.get("POSENC_CACHE_DIR")
+    os.environ["POSENC_CACHE_DIR"] = folder
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("POSENC_CACHE_DIR", None)
+        else:
+            os.environ["POSENC_CACHE_DIR"] = before
+
+
 def run(profile_name: str, output_dir: str = "", keep_cache: bool = False, profile=None,
         batch_sizes=(1, 2, 4, 8)) -> dict:
     """Benchmark Table 1 of ``profile_name`` (or of ``profile``, a Profile) and write the JSON report.
@@ -144,9 +162,7 @@ def run(profile_name: str, output_dir: str = "", keep_cache: bool = False, profi
                 floors[_network_id(spec)] = {**fwd, "gflop": forward_gflop(net, profile.image_size)}
         measuring += time.perf_counter() - t1
 
-    with tempfile.TemporaryDirectory(prefix="posenc-bench-") as tmp:
-        if not keep_cache:
-            os.environ["POSENC_CACHE_DIR"] = tmp
+    with tempfile.TemporaryDirectory(prefix="posenc-bench-") as tmp, _cache_dir(None if keep_cache else tmp):
         t0 = time.perf_counter()
         train, tests = experiments.image_sets(profile)
         for spec in profile.encoders:

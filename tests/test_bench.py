@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -43,7 +44,9 @@ def test_flops_and_best_forward():
 def test_report_on_a_tiny_profile(tmp_path):
     profile = get_profile("quick", encoders=(EncoderSpec("posenet", "none"), EncoderSpec("vgg16", "random")),
                           readout={"epochs": 2, "batch_size": 8})
+    cache_before = os.environ["POSENC_CACHE_DIR"]
     report = bench.run("quick", str(tmp_path), profile=profile, batch_sizes=(1, 4))
+    assert os.environ["POSENC_CACHE_DIR"] == cache_before, "the benchmark's cold cache is gone: the setting is put back"
     saved = json.loads((tmp_path / "quick" / "benchmark_table1.json").read_text())
     assert saved == json.loads(json.dumps(report))
     assert report["wall_s"] > 0 and report["encoder_floor_s"] > 0
