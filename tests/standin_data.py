@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from posenc_utils import downstream as ds
+from posenc_utils import scenes
 
 
 def make_probe_datasets(root: Path, n_train: int = 6, n_test: int = 3) -> Path:
@@ -32,7 +32,7 @@ def make_downstream_datasets(root: Path, size: int = 40, n_sod_train: int = 6, n
     def save_pair(img_dir, mask_dir, stem, mask_ext=".png"):
         img_dir.mkdir(parents=True, exist_ok=True)
         mask_dir.mkdir(parents=True, exist_ok=True)
-        image, mask = ds.sod_scene(rng, size)
+        image, mask = scenes.sod_scene(rng, size)
         Image.fromarray(image).save(img_dir / f"{stem}.jpg")
         Image.fromarray(mask * 255).save(mask_dir / f"{stem}{mask_ext}")
 
@@ -48,7 +48,7 @@ def make_downstream_datasets(root: Path, size: int = 40, n_sod_train: int = 6, n
     palette = list(rng.integers(0, 256, 256 * 3).astype(int))
     ids = [f"2008_{i:06d}" for i in range(n_voc_train + n_voc_val)]
     for stem in ids:
-        image, labels = ds.seg_scene(rng, size)
+        image, labels = scenes.seg_scene(rng, size)
         labels = np.where(labels == 2, 15, labels).astype(np.uint8)  # object -> "person"
         labels[:2] = 255  # void
         Image.fromarray(image).save(voc / "JPEGImages" / f"{stem}.jpg")

@@ -5,16 +5,16 @@ import numpy as np
 import pytest
 
 from posenc_utils import downstream as ds
-from posenc_utils import scenenet
+from posenc_utils import scenenet, scenes, task_metrics
 
 
 def test_sod_scenes_are_seeded_and_centre_biased():
-    a = ds.sod_scene(np.random.default_rng(3), 48)
-    b = ds.sod_scene(np.random.default_rng(3), 48)
+    a = scenes.sod_scene(np.random.default_rng(3), 48)
+    b = scenes.sod_scene(np.random.default_rng(3), 48)
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
     assert a[0].shape == (48, 48, 3) and a[0].dtype == np.uint8 and set(np.unique(a[1])) <= {0, 1}
     rng = np.random.default_rng(0)
-    masks = np.stack([ds.sod_scene(rng, 48)[1] for _ in range(200)]).astype(float)
+    masks = np.stack([scenes.sod_scene(rng, 48)[1] for _ in range(200)]).astype(float)
     density = masks.mean(axis=0)
     assert density[20:28, 20:28].mean() > 3 * density[:6, :6].mean(), "objects sit near the centre"
     assert 0.04 < masks.mean() < 0.4
@@ -23,7 +23,7 @@ def test_sod_scenes_are_seeded_and_centre_biased():
 
 def test_seg_scenes_have_a_vertical_layout():
     rng = np.random.default_rng(0)
-    labels = np.stack([ds.seg_scene(rng, 48)[1] for _ in range(100)])
+    labels = np.stack([scenes.seg_scene(rng, 48)[1] for _ in range(100)])
     top, bottom = labels[:, :8], labels[:, -8:]
     assert (top == 0).mean() > 0.9 and (bottom == 0).mean() < 0.05, "sky above, ground below"
     assert (labels == 2).any(axis=(1, 2)).all(), "every scene has an object"
@@ -33,7 +33,7 @@ def test_seg_scenes_have_a_vertical_layout():
 def test_mae():
     s = np.array([[[0.0, 1.0], [0.5, 0.5]]])
     m = np.array([[[0, 1], [1, 0]]])
-    np.testing.assert_allclose(ds.mean_absolute_error(s, m), [0.25])
+    np.testing.assert_allclose(task_metrics.mean_absolute_error(s, m), [0.25])
 
 
 def test_f_measure_by_hand():
@@ -42,17 +42,17 @@ def test_f_measure_by_hand():
     m = np.array([[1, 0, 1, 0, 0]])
     p, r = 1 / 2, 1 / 2
     expected = 1.3 * p * r / (0.3 * p + r)
-    np.testing.assert_allclose(ds.f_measure(s, m), [expected])
+    np.testing.assert_allclose(task_metrics.f_measure(s, m), [expected])
     # as the SOD benchmarks' code (PySODMetrics): ">= threshold", so an all-zero map marks every pixel
-    assert ds.f_measure(np.array([[0.0, 0.0]]), np.array([[1, 0]]))[0] == pytest.approx(1.3 * 0.5 / (0.3 * 0.5 + 1))
-    assert ds.f_measure(np.array([[0.2, 0.0]]), np.array([[0, 1]]))[0] == 0.0
-    assert ds.max_f_measure(m.astype(float), m) == pytest.approx(1.0)
+    assert task_metrics.f_measure(np.array([[0.0, 0.0]]), np.array([[1, 0]]))[0] == pytest.approx(1.3 * 0.5 / (0.3 * 0.5 + 1))
+    assert task_metrics.f_measure(np.array([[0.2, 0.0]]), np.array([[0, 1]]))[0] == 0.0
+    assert task_metrics.max_f_measure(m.astype(float), m) == pytest.approx(1.0)
 
 
 def test_mean_iou_by_hand():
     labels = np.array([[0, 0, 1, 1, 2]])
     pred = np.array([[0, 1, 1, 1, 2]])
-    miou, per = ds.mean_iou(pred, labels, 4)
+    miou, per = task_metrics.mean_iou(pred, labels, 4)
     np.testing.assert_allclose(per[:3], [1 / 2, 2 / 3, 1.0])
     assert np.isnan(per[3]) and miou == pytest.approx((1 / 2 + 2 / 3 + 1) / 3)
 
@@ -191,9 +191,9 @@ def test_trained_network_is_a_probe_encoder(tmp_path, monkeypatch):
 def test_voc_labels_and_void_are_read_and_ignored():
     labels = np.array([[0, 1], [255, 2]])
     pred = np.array([[0, 1], [2, 1]])
-    conf = ds.confusion(pred, labels, 3)
+    conf = task_metrics.confusion(pred, labels, 3)
     assert conf.sum() == 3, "the void pixel is not counted"
-    miou, iou = ds.mean_iou(pred, labels, 3)
+    miou, iou = task_metrics.mean_iou(pred, labels, 3)
     assert iou.tolist() == [1.0, 0.5, 0.0] and miou == pytest.approx(0.5)
 
 
@@ -249,4 +249,4 @@ def test_max_f_measure_equals_the_threshold_sweep():
         pm, rm = np.mean(p), np.mean(r)
         if pm + rm > 0:
             best = max(best, 1.3 * pm * rm / (0.3 * pm + rm))
-    assert ds.max_f_measure(sal, masks) == pytest.approx(best, abs=1e-12)
+    assert task_metrics.max_f_measure(sal, masks) == pytest.approx(best, abs=1e-12)
