@@ -10,6 +10,7 @@ parameters itself).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import resource
@@ -18,7 +19,7 @@ import time
 from pathlib import Path
 
 from . import paths
-from .profiles import PROFILES
+from .profiles import PROFILES, Profile, get_profile
 
 
 def notebooks() -> list[Path]:
@@ -43,10 +44,6 @@ def parse_overrides(items: list[str] | None) -> dict:
             out.setdefault(outer, {})[inner] = value
         else:
             out[outer] = value
-    import dataclasses
-
-    from .profiles import Profile, get_profile
-
     try:
         get_profile("quick", **out)  # an unknown field fails here, before any notebook runs
     except TypeError as err:
@@ -77,7 +74,6 @@ def run(profile: str, output_dir: str = "", only: list[str] | None = None, timeo
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)}")
     from .plan import missing_inputs, run_plan
-    from .profiles import get_profile
 
     cfg = get_profile(profile, **(overrides or {}))
     selected = [nb for nb in notebooks() if not only or any(o in nb.name for o in only)]
@@ -92,7 +88,7 @@ def run(profile: str, output_dir: str = "", only: list[str] | None = None, timeo
         print(f"[{profile}] profile fields changed for this run: {json.dumps(overrides)}", flush=True)
     dest = paths.executed_dir(profile, output_dir or None)
     dest.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("POSENC_PROGRESS", "lines")  # the kernels inherit it: a line per phase, no bars
+    os.environ.setdefault("POSENC_PROGRESS", "lines")  # the kernels inherit it: a line per cell, no bars
     entries_before = cache_entries()
     done, times, peaks, t_all = [], {}, {}, time.perf_counter()
     for nb in selected:
