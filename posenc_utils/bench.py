@@ -37,7 +37,8 @@ def bare_network(spec, image_size: int) -> nn.Module | None:
     preprocessing, random weights: speed does not depend on them). None for PosENet."""
     import torchvision
 
-    from .encoders import VGG16_TAPS, efficientnet_lite0_model, set_padding
+    from .borders import set_padding
+    from .encoders import VGG16_TAPS, efficientnet_lite0_model
 
     if spec.name == "posenet":
         return None

@@ -24,7 +24,9 @@ import pandas as pd
 import torch
 
 from . import tables
-from .encoders import PaddingNotSupportedError, canvas_value, input_convention
+from .borders import PADDING_MODES as MODES
+from .borders import PaddingNotSupportedError, canvas_value
+from .encoders import input_convention
 from .experiments import (SEED_COLUMNS, ProbeResult, Views, head_of, image_sets, per_image_frame, probe, probe_seeds,
                           seeded_summary, test_sources, view_features)
 from .images import ImageSet
@@ -33,7 +35,6 @@ from .plots import off_axes, save_figure
 from .profiles import EncoderSpec, Profile
 from .targets import PATTERNS, target_map
 
-MODES = ("zeros", "reflect", "replicate", "circular", "none")
 TABLE_COLUMNS = ["encoder", "arch", "weights", "padding", "setting", "pattern", "test_set", "spc", "mae",
                  "spc_undefined", "n_images"]
 

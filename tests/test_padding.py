@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from posenc_utils import cache, encoders, padding
+from posenc_utils import borders, cache, encoders, padding
 from posenc_utils.encoders import build_encoder
 from posenc_utils.experiments import ProbeResult
 from posenc_utils.images import build_image_set
@@ -23,14 +23,14 @@ from posenc_utils.targets import PATTERNS, target_map
 @pytest.mark.parametrize("mode, value", [("canvas:0.5", 0.5), ("canvas:1", 1.0), ("canvas:mean", "mean"),
                                          ("zeros", None), ("reflect", None)])
 def test_canvas_value(mode, value):
-    assert encoders.canvas_value(mode) == value
+    assert borders.canvas_value(mode) == value
 
 
 def test_bad_canvas_is_named():
     with pytest.raises(ValueError, match="canvas:<number"):
-        encoders.canvas_value("canvas:grey")
+        borders.canvas_value("canvas:grey")
     with pytest.raises(ValueError, match="canvas:<value>"):
-        encoders.check_padding_mode("mirror")
+        borders.check_padding_mode("mirror")
 
 
 def _affine(x):  # a per-channel affine preprocessing, like ImageNet normalization
@@ -44,7 +44,7 @@ def test_canvas_pads_the_image_with_its_value(value):
     net = nn.Sequential(conv, nn.ReLU())
     ref = nn.Conv2d(3, 4, 3, padding=0)
     ref.load_state_dict(conv.state_dict())
-    encoders.apply_canvas(net, value, _affine)
+    borders.apply_canvas(net, value, _affine)
     img = torch.rand(2, 3, 8, 8)
     fill = img.mean(dim=(2, 3), keepdim=True) if value == "mean" else torch.full((1, 3, 1, 1), value)
     framed = fill.expand(2, 3, 10, 10).clone()
