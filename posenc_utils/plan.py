@@ -6,6 +6,7 @@ sees what is coming, and whether the cache's disk can hold it, before anything i
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 import shutil
@@ -17,7 +18,7 @@ from .downstream import missing_datasets
 from .encoders import imagenet_weights_file, tap_channels
 from .images import dataset_folder, image_count
 from .padding import MODES
-from .profiles import EncoderSpec, Profile
+from .profiles import Profile
 
 
 def missing_inputs(profile: Profile, downstream: bool = True) -> list[str]:
@@ -45,9 +46,9 @@ def missing_inputs(profile: Profile, downstream: bool = True) -> list[str]:
     return missing
 
 
-def feature_bytes(profile: Profile, spec: EncoderSpec, n_images: int, image_size: int | None = None) -> int:
-    """Bytes on disk of ``spec``'s cached features on ``n_images`` images (every tap at the readout's size)."""
-    channels = sum(tap_channels(spec, image_size or profile.image_size))
+def feature_bytes(profile: Profile, channels: int, n_images: int) -> int:
+    """Bytes on disk of the cached features of an encoder with ``channels`` (all taps) on ``n_images`` images
+    (every tap at the readout's size, in the profile's feature dtype)."""
     return n_images * profile.readout.feature_size ** 2 * channels * np.dtype(profile.feature_dtype).itemsize
 
 
@@ -64,23 +65,24 @@ def run_plan(profile: Profile, downstream: bool = True) -> list[str]:
              f"device: {devices.describe()}",
              f"images at {profile.image_size} px: {profile.train_set.name} {n_train} (training); "
              + ", ".join(f"{name} {n}" for name, n in tests) + " (test)"]
+    width = functools.cache(lambda spec, size: sum(tap_channels(spec, size)))  # one shape-only build per encoder
     storage = 0
     for spec in profile.encoders:
-        size = feature_bytes(profile, spec, n_all)
+        size = feature_bytes(profile, width(spec, profile.image_size), n_all)
         storage += size
         seeds = len(profile.seeds_for(spec))
-        lines.append(f"encoder {spec.label}: {sum(tap_channels(spec, profile.image_size))} channels, "
+        lines.append(f"encoder {spec.label}: {width(spec, profile.image_size)} channels, "
                      f"features {_gb(size)}; Table 1: {seeds} readout seed{'s' * (seeds > 1)}")
     t4_size = profile.table4_image_size or profile.image_size
     for spec in profile.encoders:
         if spec.name == "vgg16":  # Table 4 probes it without padding (and with, at its own size)
             variants = 1 if t4_size == profile.image_size else 2
-            storage += variants * feature_bytes(profile, spec, n_all, t4_size)
+            storage += variants * feature_bytes(profile, width(spec, t4_size), n_all)
     # The padding-mode and canvas experiments: every encoder under every mode and canvas, on the ablation sets
     # (at most: a variant that Table 1 or 4 already extracted is viewed, not extracted again).
     n_ablation = min(profile.ablation_train_n or n_train, n_train) + sum(
         min(profile.ablation_test_n or n, n) for _, n in tests)
-    ablation = sum((len(MODES) + len(profile.canvas_values)) * feature_bytes(profile, spec, n_ablation, t4_size)
+    ablation = sum((len(MODES) + len(profile.canvas_values)) * feature_bytes(profile, width(spec, t4_size), n_ablation)
                    for spec in profile.encoders if spec.name != "posenet")
     r = profile.readout
     steps = r.epochs * math.ceil(n_train / r.batch_size)

@@ -26,12 +26,12 @@ def test_the_plan_states_images_encoders_storage_and_device():
     assert "dead_leaves 32 (training); photos 8, black 1, white 1, noise 1 (test)" in text
     assert "VGG16 (HED): 1472 channels" in text and "ResNet152 (random init): 3904 channels" in text
     assert "device: CPU" in text or "device: GPU" in text
-    vgg = EncoderSpec("vgg16", "hed")
-    assert feature_bytes(quick, vgg, 10) == 10 * 28 * 28 * 1472 * 2  # float16, every tap at 28 x 28
+    assert feature_bytes(quick, 1472, 10) == 10 * 28 * 28 * 1472 * 2  # float16, every tap at 28 x 28
     assert "feature storage: about" in lines[-1] and "enough" in lines[-1]
     # the ablations: 4 encoders x (5 modes + 3 canvases) on 16 training + 4 + 3 x 1 test images at 196 px
     n = 16 + 4 + 3
-    ablation = sum(8 * feature_bytes(quick, e, n, 196) for e in quick.encoders if e.name != "posenet")
+    ablation = sum(8 * feature_bytes(quick, sum(encoders.tap_channels(e, 196)), n)
+                   for e in quick.encoders if e.name != "posenet")
     assert f"up to {ablation / 1e9:.1f} GB" in lines[-1] and f"on {n} images" in lines[-1]
 
 
