@@ -476,6 +476,12 @@ def _arch(name: str) -> str:
     return name
 
 
+def _size_key(arch: str, image_size: int) -> int:
+    """The image size a family's network depends on (EfficientNet-Lite0 picks its taps by it), else 0: every
+    other network is built once whatever the size."""
+    return image_size if arch == "efficientnet_lite0" else 0
+
+
 @functools.lru_cache(maxsize=4)
 def _as_built(spec: EncoderSpec, seed: int, image_size: int) -> Encoder:
     """The network of ``spec`` with its weights and its own (zero) padding, built once per process:
@@ -543,7 +549,7 @@ def build_encoder(spec: EncoderSpec, seed: int = 0, image_size: int = 224) -> En
         enc = Encoder(spec, _Coordinates(), ("coords",), ("coords",), _identity, "ignored: x and y in [0, 1]")
     else:
         built = dataclasses.replace(spec, padding="zeros")
-        base = _as_built(built, seed, image_size if arch == "efficientnet_lite0" else 0)
+        base = _as_built(built, seed, _size_key(arch, image_size))
         enc = dataclasses.replace(base, spec=spec, module=base.module.copy())
         set_padding(enc.module, spec.padding)  # nothing to do for zeros or a canvas
         if spec.padding == "none":
@@ -582,7 +588,7 @@ def tap_channels(spec: EncoderSpec, image_size: int = 224) -> tuple[int, ...]:
         return build_encoder(spec, 0, image_size).channels
     shapes = dataclasses.replace(spec, weights="random", padding="zeros")
     with torch.device("meta"):
-        enc = _as_built.__wrapped__(shapes, 0, image_size if arch == "efficientnet_lite0" else 0)  # never cached
+        enc = _as_built.__wrapped__(shapes, 0, _size_key(arch, image_size))  # never cached
         outs = enc.module(enc.preprocess(torch.zeros(1, 3, image_size, image_size)))
     return tuple(int(o.shape[1]) for o in outs)
 
