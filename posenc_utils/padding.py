@@ -24,8 +24,7 @@ import pandas as pd
 import torch
 
 from . import tables
-from .borders import PADDING_MODES as MODES
-from .borders import PaddingNotSupportedError, canvas_value
+from .borders import PADDING_MODES as MODES, PaddingNotSupportedError, canvas_value
 from .encoders import input_convention
 from .experiments import (SEED_COLUMNS, ProbeResult, Views, head_of, image_sets, per_image_frame, probe, probe_seeds,
                           seeded_summary, test_sources, view_features)

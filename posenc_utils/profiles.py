@@ -353,66 +353,66 @@ def deviations(profile: Profile, notebook: str | None = None) -> list[str]:
 
     if profile.train_set.kind != "folder":
         add("01 02 03 04", f"training images: {profile.train_set.n} generated dead-leaves images instead of "
-                   f"DUTS-TR (10,553 photos), which cannot be downloaded here")
+                           f"DUTS-TR (10,553 photos), which cannot be downloaded here")
     if any(t.kind == "photo_crops" for t in profile.test_sets):
         n = next(t.n for t in profile.test_sets if t.kind == "photo_crops")
         add("01 02 03 04 05", f"natural test images: {n} crops of ~19 photographs shipped in scikit-image, scikit-learn "
-                   f"and matplotlib ('photos') instead of PASCAL-S (850 images)")
+                              f"and matplotlib ('photos') instead of PASCAL-S (850 images)")
     labels = {e.weights for e in profile.encoders}
     if "hed" in labels:
         add("02 03 04 05", "VGG16 (HED): ImageNet-initialized VGG16 fine-tuned for edge detection (HED) stands in for "
-                   "ImageNet VGG16, whose weights cannot be downloaded here")
+                           "ImageNet VGG16, whose weights cannot be downloaded here")
     if any(e.name == "efficientnet_lite0" for e in profile.encoders):
         add("02 04", "EfficientNet-Lite0 (ImageNet) stands in for ImageNet ResNet152 and is compared with the "
-                   "paper's ResNet152 row")
+                     "paper's ResNet152 row")
     if "random" in labels:
         add("02 03 04", "random-init VGG16 / ResNet152 (seeded, frozen) are probed as well: position from "
-                   "architecture and padding alone; the paper has no such rows, they are compared with its "
-                   "ImageNet rows")
+                        "architecture and padding alone; the paper has no such rows, they are compared with its "
+                        "ImageNet rows")
     imagenet = [e for e in profile.encoders if e.torchvision_imagenet_arch]
     if any(e.input in ("auto", "imagenet") for e in imagenet):
         add("02 03 04", "ImageNet-weight torchvision encoders get ImageNet mean/std input normalization (the "
-                   "weights' own convention); the authors' code fed [0, 1] images")
+                        "weights' own convention); the authors' code fed [0, 1] images")
     if any(e.input == "unit" for e in imagenet):
         add("02 03 04", "choice: ImageNet encoders are fed images in [0, 1] without mean/std normalization, as the "
-                   "authors' released code (the weights were trained on normalized images)")
+                        "authors' released code (the weights were trained on normalized images)")
     if profile.standardize_features:
         add("02 03 04 05", "each feature channel is standardized (training-set mean/std) before the PEM; the authors' "
-                   "code feeds raw features, which makes SGD diverge on random-init ResNet152 (activations ~1e8)")
+                           "code feeds raw features, which makes SGD diverge on random-init ResNet152 (activations ~1e8)")
     if profile.image_size != 224:
         add("01 02 03 04 05", f"images are {profile.image_size}x{profile.image_size} (paper: 224x224)")
     if profile.table4_image_size and profile.table4_image_size != profile.image_size:
         add("03", f"Table 4 runs at {profile.table4_image_size}x{profile.table4_image_size} (VGG16 without padding "
-                   f"needs at least 196 px)")
+                  f"needs at least 196 px)")
     if profile.table4_train_n:
         add("03", f"Table 4 trains its readouts on the first {profile.table4_train_n} training images (each VGG16 "
-                   f"without padding is a new feature extraction; the full set would not fit the time budget)")
+                  f"without padding is a new feature extraction; the full set would not fit the time budget)")
     if profile.capacity_train_n:
         add("04", f"Tables 2 and 3 train their readouts on the first {profile.capacity_train_n} training images")
     if profile.readout_width:
         add("04", f"Table 2a: stacked readout layers are {profile.readout_width} channels wide per pattern (paper: "
-                   f"C -> C, e.g. 1472 -> 1472 for VGG16, ~1e15 operations per row: out of reach on 2 CPU cores)")
+                  f"C -> C, e.g. 1472 -> 1472 for VGG16, ~1e15 operations per row: out of reach on 2 CPU cores)")
     if profile.ablation_train_n or profile.ablation_test_n:
         add("03", f"beyond the paper, the padding-mode and canvas experiments use the first {profile.ablation_train_n} "
-                   f"training images and {profile.ablation_test_n} photos (each mode is a new set of encoder features; "
-                   f"the full sets would not fit the time budget)")
+                  f"training images and {profile.ablation_test_n} photos (each mode is a new set of encoder features; "
+                  f"the full sets would not fit the time budget)")
     if profile.train_set.n:
         per_epoch = -(-profile.train_set.n // profile.readout.batch_size)
         t4 = profile.table4_train_n or profile.train_set.n
         add("02 03 04", f"training budget: a Table 1-3 readout takes {profile.readout.epochs * per_epoch} SGD steps on "
-                   f"{profile.train_set.n} images (Table 4: {profile.readout.epochs * -(-t4 // profile.readout.batch_size)} "
-                   f"on {t4}), the paper's 4,950 on 10,553; every claim from trained readouts is decided again with "
-                   f"{profile.budget_factor:g}x the epochs (the verdict is 'not decided (training budget)' where that "
-                   f"changes it), and notebook 04 draws SPC against SGD steps")
+                        f"{profile.train_set.n} images (Table 4: {profile.readout.epochs * -(-t4 // profile.readout.batch_size)} "
+                        f"on {t4}), the paper's 4,950 on 10,553; every claim from trained readouts is decided again with "
+                        f"{profile.budget_factor:g}x the epochs (the verdict is 'not decided (training budget)' where that "
+                        f"changes it), and notebook 04 draws SPC against SGD steps")
     if profile.readout.epochs != 15 or profile.readout.batch_size != 32:
         add("02 03 04 05", f"{profile.readout.epochs} epochs, batch {profile.readout.batch_size} (paper: 15 epochs, batch 32)")
     resnets = [e for e in profile.encoders if e.name == "resnet152"]
     if any(e.taps in (None, RESNET152_FIVE_STAGES) for e in resnets):
         add("02 03 04", "ResNet152 is tapped at five stages (stem + layer1..4, as the paper's text says; the authors' "
-                   "code taps layer1..4)")
+                        "code taps layer1..4)")
     if any(e.taps == RESNET152_AUTHORS_TAPS for e in resnets):
         add("02 03 04", "choice: ResNet152 is tapped at layer1..4 (3840 channels) as the authors' released code; the "
-                   "paper's text says five blocks")
+                        "paper's text says five blocks")
     for text in downstream_deviations(profile.downstream):
         add("05", text)
     add("02 03 04", "target maps are in [0, 1]; the paper's HS/VS MAE (~0.70) is impossible for such maps "

@@ -9,6 +9,7 @@ the notebook instead of holding dozens of progress lines; outside a kernel each 
 """
 from __future__ import annotations
 
+import functools
 import os
 import resource
 import time
@@ -34,13 +35,11 @@ def _peak_gb() -> float:
 
 # The loops of the notebook cell running now: (description, count, unit, seconds), summed when it ends.
 _CELL: list[tuple[str, int, str, float]] = []
-_HOOKED: list[bool] = []
 
 
+@functools.cache
 def _cell_hook() -> bool:
-    """Print the cell's one summary line when it ends (in an IPython kernel); False outside one."""
-    if _HOOKED:
-        return _HOOKED[0]
+    """Print the cell's one summary line when it ends (registered once, in an IPython kernel); False outside one."""
     try:
         from IPython import get_ipython
 
@@ -49,8 +48,7 @@ def _cell_hook() -> bool:
         shell = None
     if shell is not None:
         shell.events.register("post_run_cell", lambda _result: print_cell_summary())
-    _HOOKED.append(shell is not None)
-    return _HOOKED[0]
+    return shell is not None
 
 
 def cell_summary(loops: list[tuple[str, int, str, float]], peak_gb: float) -> str:
