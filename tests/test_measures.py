@@ -1,0 +1,131 @@
+"""The measure registry: the columns it gives every table, the probe summaries, and the share of feature
+variance explained by position (streamed against a direct computation, its bounds, its interval, its cache)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from posenc_utils import measures, metrics, timing
+from posenc_utils.features import FeatureSet
+from posenc_utils.measures import (feature_columns, feature_table, position_variance, seed_columns, summary_columns,
+                                   table_columns, variance_components)
+from posenc_utils.profiles import EncoderSpec
+
+
+def feature_set(tmp_path, values: np.ndarray, taps=(("a", None),), name: str = "f") -> FeatureSet:
+    """A FeatureSet over ``values`` (N, C, S, S), stored as the cache stores features: float16, channels-last."""
+    n, c, s, _ = values.shape
+    path = tmp_path / f"{name}.npy"
+    np.save(path, np.ascontiguousarray(values.transpose(0, 2, 3, 1)).astype(np.float16))
+    channels = tuple(k or c for _, k in taps)
+    return FeatureSet(EncoderSpec("vgg16", "random"), "test", f"key-{name}", path, n, tuple(t for t, _ in taps),
+                      channels, tuple(1.0 for _ in taps), s)
+
+
+def direct_share(f: np.ndarray) -> float:
+    """The definition, written out: f (N, C, S, S)."""
+    f = f.astype(np.float64)
+    mu = f.mean(0)  # (C, S, S)
+    m = f.mean((0, 2, 3))
+    p = ((mu - m[:, None, None]) ** 2).mean((1, 2))
+    t = ((f - m[None, :, None, None]) ** 2).mean((0, 2, 3))
+    keep = t > 0
+    return float((p[keep] / t[keep]).mean())
+
+
+def test_streamed_share_equals_the_definition(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    f = rng.normal(size=(13, 6, 5, 5)) + 3 * rng.normal(size=(1, 6, 5, 5)) + 10  # position plus noise, an offset
+    f = f.astype(np.float16).astype(np.float64)  # what the file holds
+    monkeypatch.setattr(measures, "BLOCK_VALUES", 2 * 25 * 6)  # two images per step: several steps
+    fs = feature_set(tmp_path, f)
+    share, lo, hi = position_variance(fs)
+    assert share == pytest.approx(direct_share(f), rel=1e-9)
+    # the leave-one-group-out rows are the definition on the images left in
+    groups = measures.image_groups(13)
+    comp = variance_components(fs, groups)
+    for g in range(groups.max() + 1):
+        kept = f[groups != g]
+        assert measures.variance_share(comp["P"][g + 1], comp["T"][g + 1])[0] == pytest.approx(direct_share(kept), rel=1e-9)
+    assert lo <= share <= hi and 0 <= lo and hi <= 1
+    # a channel selection is the share over those channels
+    sel = np.array([1, 4])
+    assert position_variance(fs, sel)[0] == pytest.approx(direct_share(f[:, sel]), rel=1e-9)
+
+
+def test_bounds_and_constant_channels(tmp_path):
+    rng = np.random.default_rng(1)
+    pattern = rng.normal(size=(1, 4, 6, 6))
+    same = np.repeat(pattern, 5, axis=0)  # the same content on every image: all variance is positional
+    assert position_variance(feature_set(tmp_path, same, name="same"))[0] == pytest.approx(1.0)
+    noise = rng.normal(size=(400, 3, 6, 6)).astype(np.float16).astype(np.float64)  # i.i.d. over images and locations: no position, share ~ 1/N
+    share, lo, hi = position_variance(feature_set(tmp_path, noise, name="noise"))
+    assert share < 0.01 and lo <= share <= hi
+    # a constant channel is left out of the average; all constant: undefined
+    with_constant = np.concatenate([noise[:50], np.full((50, 1, 6, 6), 2.0)], axis=1)
+    assert position_variance(feature_set(tmp_path, with_constant, name="c"))[0] == pytest.approx(
+        direct_share(noise[:50]), rel=1e-6)
+    assert np.isnan(position_variance(feature_set(tmp_path, np.full((4, 2, 3, 3), 1.5), name="k"))[0])
+    # one image: the measure is one of a set of images
+    assert np.isnan(position_variance(feature_set(tmp_path, noise[:1], name="one"))[0])
+
+
+def test_groups_keep_source_photographs_together():
+    g = measures.image_groups(7, np.array([5, 5, 2, 9, 2, 5, 9]), k=2)
+    assert len(set(g[[0, 1, 5]])) == 1 and len(set(g[[2, 4]])) == 1 and len(set(g)) == 2
+    assert list(measures.image_groups(6, k=3)) == [0, 0, 1, 1, 2, 2]
+
+
+def test_cached_after_one_pass(tmp_path):
+    fs = feature_set(tmp_path, np.random.default_rng(2).normal(size=(6, 2, 4, 4)))
+    timing.reset()
+    first = position_variance(fs)
+    seconds = timing.SECONDS["position_variance"]
+    assert position_variance(fs) == first and timing.SECONDS["position_variance"] == seconds  # read, not recomputed
+    assert seconds > 0
+
+
+def test_feature_table_rows(tmp_path):
+    rng = np.random.default_rng(3)
+    train = feature_set(tmp_path, rng.normal(size=(8, 3, 4, 4)), name="train")
+    tests = {"photos": feature_set(tmp_path, rng.normal(size=(6, 3, 4, 4)), name="photos"),
+             "black": feature_set(tmp_path, np.zeros((1, 3, 4, 4)), name="black")}
+    df = feature_table(train, tests, sources={"photos": np.array([0, 0, 1, 1, 2, 2])})
+    assert list(df.columns) == ["test_set", *feature_columns()]
+    assert df.position_variance_train.nunique() == 1 and df.position_variance.isna().tolist() == [False, True]
+    assert (df.position_variance_low <= df.position_variance).iloc[0]
+
+
+def test_registry_columns_are_the_tables_columns():
+    assert summary_columns() == ["spc", "mae", "spc_undefined", "n_images"]
+    assert seed_columns() == ["n_seeds", "spc_sd_seeds", "spc_ci_low", "spc_ci_high", "spc_boot_low", "spc_boot_high"]
+    assert feature_columns() == ["position_variance", "position_variance_low", "position_variance_high",
+                                 "position_variance_train", "position_variance_train_low", "position_variance_train_high"]
+    cols = table_columns(["encoder", "pattern", "test_set"], middle=["tap"])
+    assert cols == ["encoder", "pattern", "test_set", "spc", "mae", "spc_undefined", "n_images", "tap", *seed_columns(),
+                    "paper_spc", "paper_mae", "compared_with", *feature_columns()]
+    assert [m.name for m in measures.probe_measures()] == ["spc", "mae"]
+    assert measures.MEASURES[0].function is metrics.spc and measures.MEASURES[1].function is metrics.mae
+
+
+def _per_image(rng, seeds=(0, 1, 2)):
+    rows = []
+    for s in seeds:
+        for t in ("photos", "black"):
+            for p in ("H", "G"):
+                for i in range(5):
+                    v = np.nan if (t == "black" and i < 2 + s % 2) else rng.uniform(-1, 1)
+                    rows.append(dict(seed=s, test_set=t, pattern=p, image=i, spc=v, mae=rng.uniform(0, 1)))
+    return pd.DataFrame(rows)
+
+
+def test_summaries_equal_the_former_spc_mae_code():
+    """The registry's summaries give what the hand-written SPC/MAE code gave, to the last bit."""
+    df = _per_image(np.random.default_rng(4))
+    sources = {"photos": np.array([0, 0, 1, 2, 2])}
+    old = metrics.seed_summary(df, ["test_set", "pattern"], sources)
+    pd.testing.assert_frame_equal(measures.seed_summary(df, ["test_set", "pattern"], sources), old, check_exact=True)
+    one = df[df.seed == 0].drop(columns="seed")
+    pd.testing.assert_frame_equal(measures.summarize(one, ["test_set", "pattern"]),
+                                  metrics.summarize(one, ["test_set", "pattern"]), check_exact=True)
