@@ -29,7 +29,7 @@ from . import cache, devices, paths, timing
 from .encoders import flush_denormals
 from .engine import FeatureStream, UpsampledMSE, shift_sum, stored_product, upsample
 from .features import FeatureSet
-from .metrics import mae, spc
+from .measures import evaluate_probe, probe_measures
 from .profiles import ReadoutSpec
 from .progress import progress
 from .targets import target_stack
@@ -280,11 +280,13 @@ EVALUATION_VERSION = 1
 @torch.no_grad()
 def evaluate(readout: Readout, features: FeatureSet, image_size: int, batch_size: int = 16,
              device: str | None = None, use_cache: bool = True) -> tuple[pd.DataFrame, np.ndarray]:
-    """Per-image SPC and MAE of every head on ``features``, and the low-resolution predictions.
+    """Per-image probe measures (:func:`measures.probe_measures`: SPC, MAE) of every head on ``features``,
+    and the low-resolution predictions.
 
-    Returns a DataFrame (image, pattern, spc, mae) and an array (N, patterns, h, w) of the PEM's
-    raw outputs (before upsampling), small enough to keep for figures. Cached by the readout's and
-    the features' keys, so a rerun of a notebook computes no metric again.
+    Returns a DataFrame (image, pattern, one column per probe measure) and an array (N, patterns, h, w)
+    of the PEM's raw outputs (before upsampling), small enough to keep for figures. Cached by the
+    readout's and the features' keys, so a rerun of a notebook computes no metric again; an entry that
+    lacks a probe measure registered after it was written is computed again.
     """
     key = cache.make_key({"readout": readout.key, "features": features.key, "image_size": image_size,
                           "batch_size": batch_size, "version": EVALUATION_VERSION})
@@ -295,9 +297,11 @@ def evaluate(readout: Readout, features: FeatureSet, image_size: int, batch_size
     def cached() -> tuple[pd.DataFrame, np.ndarray] | None:
         if cache.read_file_entry(data_path, meta_path, key) is None:
             return None
+        names = [m.name for m in probe_measures()]
         with np.load(data_path) as z:
-            df = pd.DataFrame({"image": z["image"], "pattern": z["pattern"].astype(str), "spc": z["spc"],
-                               "mae": z["mae"]})
+            if any(name not in z for name in names):
+                return None
+            df = pd.DataFrame({"image": z["image"], "pattern": z["pattern"].astype(str), **{n: z[n] for n in names}})
             return df, z["lowres"]
 
     def compute() -> tuple[pd.DataFrame, np.ndarray]:
@@ -307,7 +311,7 @@ def evaluate(readout: Readout, features: FeatureSet, image_size: int, batch_size
             def write(tmp: Path) -> None:
                 with open(tmp, "wb") as f:  # a file object: np.savez would add ".npz" to a path
                     np.savez(f, image=df.image.to_numpy(), pattern=df.pattern.to_numpy(dtype=str),
-                             spc=df.spc.to_numpy(), mae=df.mae.to_numpy(), lowres=lowres)
+                             **{m.name: df[m.name].to_numpy() for m in probe_measures()}, lowres=lowres)
 
             cache.write_file_entry(data_path, meta_path, {"key": key, "readout": readout.key,
                                                           "features": features.key}, write)
@@ -329,8 +333,9 @@ def _evaluate(readout: Readout, features: FeatureSet, image_size: int, batch_siz
             lowres.append(out.cpu().numpy().astype(np.float16))
             pred = upsample(out, image_size).cpu().numpy()
             for h, p in enumerate(readout.patterns):
-                s, m = spc(pred[:, h], targets[h]), mae(pred[:, h], targets[h])
-                rows += [{"image": int(i), "pattern": p, "spc": float(a), "mae": float(b)} for i, a, b in zip(idx, s, m)]
+                values = evaluate_probe(pred[:, h], targets[h])
+                rows += [{"image": int(i), "pattern": p, **{name: float(v[j]) for name, v in values.items()}}
+                         for j, i in enumerate(idx)]
     finally:
         stream.close()
     model.cpu()

@@ -6,6 +6,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import paths
+from .measures import MEASURES, feature_columns
 from .profiles import Profile
 
 # Which paper row each of our architectures is compared with. EfficientNet-Lite0 stands in
@@ -24,13 +25,16 @@ def paper_numbers(table: str) -> pd.DataFrame:
 
 
 def with_paper(ours: pd.DataFrame, profile: Profile, table: str = "table1") -> pd.DataFrame:
-    """``ours`` plus the paper's SPC/MAE for the matching row, and which paper row that is.
+    """``ours`` plus the paper's value of every measure it reports (:func:`measures.paper_columns`: SPC, MAE)
+    for the matching row, and which paper row that is; the feature measures, which the paper does not
+    report, stay the last columns.
 
     Rows match on pattern, model (our architecture's paper counterpart, or ``ours``' own ``paper_model``
     column where it has one, e.g. Table 6's "VGG16-SOD") and test set, and on the paper's ``setting`` too
     where ``ours`` has a ``paper_setting`` column (e.g. Table 4's "padding 1")."""
+    reported = {m.paper_column: f"paper_{m.name}" for m in MEASURES if m.paper_column}
     paper = paper_numbers(table).rename(columns={"model": "paper_model", "test_set": "paper_test_set",
-                                                 "spc": "paper_spc", "mae": "paper_mae", "setting": "paper_setting"})
+                                                 "setting": "paper_setting", **reported})
     test_names = dict(profile.paper_test_names)
     own = "paper_model" in ours
     df = ours.assign(
@@ -38,13 +42,15 @@ def with_paper(ours: pd.DataFrame, profile: Profile, table: str = "table1") -> p
         paper_test_set=ours["test_set"].map(test_names),
     )
     on = ["pattern", "paper_model", "paper_test_set"] + (["paper_setting"] if "paper_setting" in ours else [])
-    df = df.merge(paper[on + ["paper_spc", "paper_mae"]], on=on, how="left")
-    has = df["paper_spc"].notna()
+    df = df.merge(paper[on + list(reported.values())], on=on, how="left")
+    has = df[list(reported.values())].notna().any(axis=1)
     df["compared_with"] = ""
     setting = (", " + df.loc[has, "paper_setting"]) if "paper_setting" in ours else ""
     weights = "" if own else " (" + df.loc[has, "arch"].map(PAPER_WEIGHTS) + setting + ")"
     df.loc[has, "compared_with"] = df.loc[has, "paper_model"] + weights + " on " + df.loc[has, "paper_test_set"]
-    return df.drop(columns=["paper_model", "paper_test_set"])
+    df = df.drop(columns=["paper_model", "paper_test_set"])
+    last = [c for c in feature_columns() if c in df]
+    return df[[c for c in df if c not in last] + last]
 
 
 def spc_overview(df: pd.DataFrame, index: tuple[str, ...] = ("encoder", "pattern")) -> pd.DataFrame:
