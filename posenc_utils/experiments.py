@@ -1,13 +1,14 @@
 """The paper's experiments as functions of a :class:`~posenc_utils.profiles.Profile`.
 
-Each experiment is a function returning tidy DataFrames (one row per measured cell); the
-expensive steps underneath (image sets, encoder features, trained readouts) are cached, so
+Each experiment is a function returning tidy DataFrames (one row per measured cell), a table
+experiment a :class:`TableResult` (the table, the per-image metrics behind it, what it was measured
+from); the expensive steps underneath (image sets, encoder features, trained readouts) are cached, so
 an experiment that reuses another's features costs only its readouts.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -43,6 +44,18 @@ class ProbeResult:
         df = summarize(self.per_image, ["test_set", "pattern"])
         return df.assign(encoder=self.encoder.label, arch=self.encoder.name, weights=self.encoder.weights,
                          padding=self.encoder.padding)
+
+
+@dataclass(frozen=True, eq=False)
+class TableResult:
+    """What a table experiment returns: the tidy ``table`` (one row per measured cell), the
+    ``per_image`` metrics it summarizes (every seed's; what the claims are decided on), and the
+    ``runs`` it was measured from, keyed by row label (the first seed's :class:`ProbeResult` of each
+    row, for the figures; Table 5: each network's predictions by (task, padding, test set))."""
+
+    table: pd.DataFrame
+    per_image: pd.DataFrame
+    runs: dict[Any, Any] = field(default_factory=dict)
 
 
 def image_sets(profile: Profile) -> tuple[ImageSet, list[ImageSet]]:
@@ -153,12 +166,12 @@ def parse_encoders(texts: list[str] | tuple[str, ...]) -> tuple[EncoderSpec, ...
     return tuple(EncoderSpec.parse(t) for t in texts)
 
 
-def table1(profile: Profile, extra_encoders: tuple[EncoderSpec, ...] = ()) -> tuple[pd.DataFrame, dict[str, ProbeResult]]:
+def table1(profile: Profile, extra_encoders: tuple[EncoderSpec, ...] = ()) -> TableResult:
     """Table 1: every encoder x pattern x test set, with SPC, MAE, undefined-SPC count and n images,
     averaged over the profile's readout seeds with intervals over seeds and over test images.
 
-    Returns the tidy table (its ``attrs["per_image"]``: every seed's per-image metrics) and the first
-    seed's probe results (for the qualitative figure), keyed by label.
+    Returns the tidy table, every seed's per-image metrics and the first seed's probe results (for the
+    qualitative figure), keyed by label.
     """
     results, frames, per_image = {}, [], []
     sources = test_sources(profile, image_sets(profile)[1])
@@ -169,6 +182,4 @@ def table1(profile: Profile, extra_encoders: tuple[EncoderSpec, ...] = ()) -> tu
         per_image.append(per_image_frame(runs, sources))
     table = pd.concat(frames, ignore_index=True)
     cols = ["encoder", "arch", "weights", "padding", "pattern", "test_set", "spc", "mae", "spc_undefined", "n_images"]
-    table = table[cols + SEED_COLUMNS]
-    table.attrs["per_image"] = pd.concat(per_image, ignore_index=True)  # every seed's; pop it before using the table
-    return table, results
+    return TableResult(table[cols + SEED_COLUMNS], pd.concat(per_image, ignore_index=True), results)

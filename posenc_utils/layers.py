@@ -23,8 +23,8 @@ import pandas as pd
 from scipy import ndimage
 
 from . import tables
-from .experiments import (SEED_COLUMNS, ProbeResult, head_of, image_sets, per_image_frame, probe, seeded_summary,
-                          test_sources, view_features)
+from .experiments import (SEED_COLUMNS, ProbeResult, TableResult, head_of, image_sets, per_image_frame, probe,
+                          seeded_summary, test_sources, view_features)
 from .images import ImageSet
 from .metrics import cluster_bootstrap_ci
 from .plots import off_axes, save_figure
@@ -205,9 +205,9 @@ def content_error(errors: np.ndarray, content: np.ndarray, quantile: float = 0.7
 
 
 def content_error_table(results: dict[str, ProbeResult], photos: ImageSet, sources: np.ndarray | None = None,
-                        level: float = 0.95) -> tuple[pd.DataFrame, pd.DataFrame]:
+                        level: float = 0.95) -> TableResult:
     """Claim 8 per encoder: the mean content/elsewhere error ratio over test photos with a bootstrap
-    interval that resamples source photographs; and the per-image ratios."""
+    interval that resamples source photographs (``table``); and the per-image ratios (``per_image``)."""
     content = content_maps(photos.rows(0, photos.n))
     per_image, rows = [], []
     for label, res in results.items():
@@ -218,7 +218,7 @@ def content_error_table(results: dict[str, ProbeResult], photos: ImageSet, sourc
                          n_sources=len(np.unique(groups))))
         per_image.append(pd.DataFrame(dict(encoder=label, arch=res.encoder.name, weights=res.encoder.weights,
                                            image=np.arange(len(ratios)), source=groups, ratio=ratios)))
-    return pd.DataFrame(rows), pd.concat(per_image, ignore_index=True)
+    return TableResult(pd.DataFrame(rows), pd.concat(per_image, ignore_index=True), results)
 
 
 def fig7_error_maps(results: dict[str, ProbeResult], photos: ImageSet, path: Path, indices=(0, 1, 2)) -> plt.Figure:

@@ -26,8 +26,8 @@ import torch
 from . import tables
 from .borders import PADDING_MODES as MODES, PaddingNotSupportedError, canvas_value
 from .encoders import input_convention
-from .experiments import (SEED_COLUMNS, ProbeResult, Views, head_of, image_sets, per_image_frame, probe, probe_seeds,
-                          seeded_summary, test_sources, view_features)
+from .experiments import (SEED_COLUMNS, ProbeResult, TableResult, Views, head_of, image_sets, per_image_frame, probe,
+                          probe_seeds, seeded_summary, test_sources, view_features)
 from .images import ImageSet
 from .metrics import spc
 from .plots import off_axes, save_figure
@@ -57,12 +57,13 @@ def table4_sets(profile: Profile) -> tuple[ImageSet, list[ImageSet]]:
     return head_of(train, profile.table4_train_n)[0], tests
 
 
-def table4(profile: Profile) -> tuple[pd.DataFrame, dict[str, ProbeResult]]:
+def table4(profile: Profile) -> TableResult:
     """Table 4: PosENet with PEM zero padding 0/1/2; every VGG16 of the profile with and without padding.
 
     Every row is averaged over the profile's readout seeds, with intervals over seeds and over test
-    images. Returns the tidy table (the paper's numbers beside ours where it has them) and the first
-    seed's probe results keyed by row label ("PosENet, PEM padding 1", "VGG16 (HED), without padding", ...).
+    images. Returns the tidy table (the paper's numbers beside ours where it has them), every seed's
+    per-image metrics, and the first seed's probe results keyed by row label ("PosENet, PEM padding 1",
+    "VGG16 (HED), without padding", ...).
     """
     prof = table4_profile(profile)
     runs = [(EncoderSpec("posenet", "none"), f"PEM padding {p}", f"padding {p}",
@@ -83,8 +84,7 @@ def table4(profile: Profile) -> tuple[pd.DataFrame, dict[str, ProbeResult]]:
         per_image.append(per_image_frame(seeded, sources).assign(encoder=base, setting=setting))
     table = tables.with_paper(pd.concat(frames, ignore_index=True), prof, "table4")
     table = table[TABLE_COLUMNS + SEED_COLUMNS + ["paper_spc", "paper_mae", "compared_with"]]
-    table.attrs["per_image"] = pd.concat(per_image, ignore_index=True)  # every seed's; pop it before using the table
-    return table, results
+    return TableResult(table, pd.concat(per_image, ignore_index=True), results)
 
 
 def fig6_padding_gaussian(results: dict[str, ProbeResult], tests: list[ImageSet], path: Path,

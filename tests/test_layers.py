@@ -119,3 +119,17 @@ def test_error_maps_of_a_constant_prediction():
 
     expected = np.mean([np.abs(target_map(p, 16) - 0.5) for p in "HVG"], axis=0)
     np.testing.assert_allclose(err[0], expected, atol=1e-6)
+
+
+def test_content_error_table_returns_the_table_and_its_per_image_ratios():
+    spec = EncoderSpec("vgg16", "random")
+    res = ProbeResult(spec, SimpleNamespace(patterns=PATTERNS), pd.DataFrame(),
+                      {"photos": np.full((3, 5, 6, 6), 0.5, np.float16)})
+    images = np.random.default_rng(0).integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
+    photos = SimpleNamespace(name="photos", size=16, n=3, rows=lambda a, b: images[a:b])
+    out = layers.content_error_table({spec.label: res}, photos, sources=np.array([0, 0, 1]))
+    assert out.table.attrs == {} and out.runs == {spec.label: res}
+    assert list(out.table.columns) == ["encoder", "ratio", "ci_low", "ci_high", "n_images", "n_sources"]
+    assert out.table.n_images.tolist() == [3] and out.table.n_sources.tolist() == [2]
+    assert list(out.per_image.source) == [0, 0, 1] and len(out.per_image) == 3
+    assert out.table.ratio.iloc[0] == pytest.approx(np.nanmean(out.per_image.ratio))

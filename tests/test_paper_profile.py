@@ -29,13 +29,14 @@ def table1_run(data_root, tmp_path_factory):
         mp.setenv("POSENC_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
         mp.setenv("CI", "1")
         profile = tiny_paper_profile(encoders=ENCODERS)
-        table, results = experiments.table1(profile)
+        t1 = experiments.table1(profile)
         train, tests = experiments.image_sets(profile)
-    return profile, table, results, train, tests
+    return profile, t1, train, tests
 
 
 def test_table1_shape(table1_run):
-    profile, table, results, train, tests = table1_run
+    profile, t1, train, tests = table1_run
+    table, results = t1.table, t1.runs
     assert list(table.columns) == ["encoder", "arch", "weights", "padding", "pattern", "test_set", "spc", "mae",
                                    "spc_undefined", "n_images", "n_seeds", "spc_sd_seeds", "spc_ci_low", "spc_ci_high",
                                    "spc_boot_low", "spc_boot_high"]
@@ -56,8 +57,20 @@ def test_table1_shape(table1_run):
     assert (table.spc_undefined <= table.n_images).all()
 
 
+def test_table1_returns_its_per_image_metrics(table1_run):
+    """The per-image metrics come back beside the table (not in its ``attrs``): every seed's, every image."""
+    profile, t1, train, tests = table1_run
+    assert t1.table.attrs == {} and t1.per_image.attrs == {}
+    assert list(t1.per_image.columns) == ["encoder", "arch", "weights", "padding", "seed", "test_set", "image", "source",
+                                          "pattern", "spc", "mae"]
+    seeds = t1.per_image.groupby("encoder").seed.nunique()
+    assert seeds["PosENet"] == 3 and seeds["VGG16 (random init)"] == profile.random_init_seeds
+    assert len(t1.per_image) == (3 + profile.random_init_seeds) * 5 * (3 + 1 + 1 + 1)
+    assert set(t1.runs) == set(t1.table.encoder)
+
+
 def test_table1_image_sets(table1_run):
-    profile, table, results, train, tests = table1_run
+    profile, t1, train, tests = table1_run
     assert train.name == "DUTS-TR" and train.n == 6 and train.size == 32
     assert [t.name for t in tests] == list(TEST_SETS)
     assert [t.n for t in tests] == [3, 1, 1, 1]
@@ -66,14 +79,15 @@ def test_table1_image_sets(table1_run):
 def test_posenet_on_constant_images_is_undefined(table1_run):
     # PosENet sees the image itself; on an all-black or all-white image its 3x3 convolution
     # gives a constant map: no ranking, so SPC is undefined (reported as 0 and counted)
-    _, table, *_ = table1_run
+    table = table1_run[1].table
     pos = table[(table.encoder == "PosENet") & table.test_set.isin(["black", "white"])]
     assert len(pos) == 10
     assert (pos.spc_undefined == 1).all() and (pos.spc == 0).all()
 
 
 def test_table1_probe_results(table1_run):
-    profile, table, results, train, tests = table1_run
+    profile, t1, train, tests = table1_run
+    table, results = t1.table, t1.runs
     r = results["VGG16 (random init)"]
     assert r.readout.patterns == PATTERNS
     assert set(r.predictions) == set(TEST_SETS)
@@ -85,7 +99,8 @@ def test_table1_probe_results(table1_run):
 
 
 def test_figures(table1_run, tmp_path):
-    profile, table, results, train, tests = table1_run
+    profile, t1, train, tests = table1_run
+    table, results = t1.table, t1.runs
     f3 = plots.fig3_samples_and_targets(train, tests, tmp_path / "fig3.png")
     f4 = plots.fig4_qualitative(results, tests[0], 1, tmp_path / "figs" / "fig4.png")
     for path in (tmp_path / "fig3.png", tmp_path / "figs" / "fig4.png"):
@@ -164,12 +179,14 @@ def test_notebooks_03_04_in_the_paper_profile(data_root, tmp_path, monkeypatch):
     monkeypatch.setenv("POSENC_CACHE_DIR", str(tmp_path / "cache"))
     vgg = EncoderSpec("vgg16", "random")
     profile = tiny_paper_profile(encoders=(EncoderSpec("posenet", "none"), vgg), table4_image_size=196)
-    t4, runs = padding.table4(profile)
+    t4_result = padding.table4(profile)
+    t4 = t4_result.table
+    assert t4.attrs == {} and len(t4_result.runs) == 5
     assert len(t4) == (3 + 2) * 5 * 4 and set(t4.setting) == {"PEM padding 0", "PEM padding 1", "PEM padding 2",
                                                              "with padding", "without padding"}
     published = t4[(t4.test_set == "PASCAL-S") & t4.pattern.isin(["H", "G", "HS"])]
     assert published.paper_spc.notna().all() and t4[t4.test_set != "PASCAL-S"].paper_spc.isna().all()
-    claim7 = claims.decide(7, {"table4": t4.attrs["per_image"]}, "PASCAL-S")
+    claim7 = claims.decide(7, {"table4": t4_result.per_image}, "PASCAL-S")
     assert claim7.verdict in (claims.HOLDS, claims.CONTRADICTED, claims.NOT_DECIDED) and claim7.parts
 
     settings = layers.capacity_settings(profile)
