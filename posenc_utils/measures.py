@@ -331,11 +331,18 @@ def feature_table(train: FeatureSet, tests: dict[str, FeatureSet], channels: np.
     return pd.DataFrame(rows, columns=["test_set", *feature_columns()])
 
 
-def rank_agreement(table: pd.DataFrame, measure: str, by: list[str], test_set: str) -> float:
-    """Spearman correlation, over the rows ``by`` (e.g. encoder and setting) on ``test_set``, of the mean SPC
-    over patterns with the feature measure ``measure``: do the two rank the rows alike? NaN below three rows."""
-    d = table[table.test_set == test_set].groupby(by, sort=False).agg(spc=("spc", "mean"), other=(measure, "first"))
-    d = d.dropna()
-    if len(d) < 3:
+def beside_spc(table: pd.DataFrame, by: list[str], test_set: str) -> pd.DataFrame:
+    """One row per ``by`` (e.g. encoder, or encoder and setting) on ``test_set``: the mean SPC over patterns
+    beside every feature measure's columns (one value per row: they do not depend on the pattern)."""
+    d = table[table.test_set == test_set]
+    cols = [c for c in feature_columns() if c in d]
+    return d.groupby(by, sort=False).agg(spc=("spc", "mean"), **{c: (c, "first") for c in cols}).reset_index()
+
+
+def rank_agreement(table: pd.DataFrame, by: list[str], test_set: str, measure: str = "position_variance") -> float:
+    """Spearman correlation, over the rows ``by`` on ``test_set`` (:func:`beside_spc`), of the mean SPC over
+    patterns with the feature measure ``measure``: do the two rank the rows alike? NaN below three rows."""
+    d = beside_spc(table, by, test_set)[["spc", measure]].dropna()
+    if len(d) < 3 or d[measure].nunique() < 2 or d.spc.nunique() < 2:
         return float("nan")
-    return float(stats.spearmanr(d.spc, d.other).statistic)
+    return float(stats.spearmanr(d.spc, d[measure]).statistic)

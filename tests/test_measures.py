@@ -129,3 +129,15 @@ def test_summaries_equal_the_former_spc_mae_code():
     one = df[df.seed == 0].drop(columns="seed")
     pd.testing.assert_frame_equal(measures.summarize(one, ["test_set", "pattern"]),
                                   metrics.summarize(one, ["test_set", "pattern"]), check_exact=True)
+
+
+def test_beside_spc_and_rank_agreement():
+    rows = [dict(encoder=e, pattern=p, test_set=t, spc=s + (0.01 if p == "H" else 0), position_variance=v)
+            for e, s, v in (("a", 0.1, 0.2), ("b", 0.5, 0.3), ("c", 0.9, 0.6), ("d", 0.7, 0.1))
+            for p in ("H", "G") for t in ("photos", "black")]
+    df = pd.DataFrame(rows)
+    side = measures.beside_spc(df, ["encoder"], "photos")
+    assert list(side.columns) == ["encoder", "spc", "position_variance"] and len(side) == 4
+    assert side.spc.tolist() == pytest.approx([0.105, 0.505, 0.905, 0.705])
+    assert measures.rank_agreement(df, ["encoder"], "photos") == pytest.approx(0.4)
+    assert np.isnan(measures.rank_agreement(df[df.encoder.isin(["a", "b"])], ["encoder"], "photos"))
