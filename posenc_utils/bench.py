@@ -31,39 +31,16 @@ import time
 import torch
 import torch.nn as nn
 
+from . import experiments, paths, timing
+from .families import family_of
+from .networks import flush_denormals
+from .profiles import get_profile
+
 
 def bare_network(spec, image_size: int) -> nn.Module | None:
-    """The encoder's network up to its last tap, as plain torchvision modules (no hooks, no
-    preprocessing, random weights: speed does not depend on them). None for PosENet."""
-    import torchvision
-
-    from .borders import set_padding
-    from .encoders import VGG16_TAPS, efficientnet_lite0_model
-
-    if spec.name == "posenet":
-        return None
-    if spec.name == "vgg16":
-        last = max(int(t) for t in (spec.taps or VGG16_TAPS))
-        return set_padding(torchvision.models.vgg16(weights=None).features[:last + 1], spec.padding)
-    if spec.name == "resnet152":
-        net = set_padding(torchvision.models.resnet152(weights=None), spec.padding)
-        order = [name for name, _ in net.named_children()]
-        last = max(order.index(t) for t in (spec.taps or ("layer4",)))
-        return nn.Sequential(*list(net.children())[:last + 1])
-    if spec.name == "efficientnet_lite0":
-        from .encoders import _efficientnet_taps
-
-        net = set_padding(efficientnet_lite0_model(pretrained=False, image_size=image_size).eval(), spec.padding)
-        taps = spec.taps or _efficientnet_taps(net, image_size)
-        last = max(int(t.split(".")[1]) for t in taps)
-
-        class Stem(nn.Module):
-            def forward(self, x):
-                return net._swish(net._bn0(net._conv_stem(x)))
-
-        return nn.Sequential(Stem(), *list(net._blocks)[:last + 1])
-    net = torchvision.models.get_model(spec.name.removeprefix("tv:"), weights=None)
-    return set_padding(net, spec.padding)  # any torchvision model: the whole network
+    """The encoder's network up to its last tap, as plain modules (no hooks, no preprocessing, random
+    weights: speed does not depend on them), as its family declares it. None for the controls."""
+    return family_of(spec.name).bare(spec, image_size)
 
 
 def _network_id(spec) -> tuple:
@@ -73,8 +50,6 @@ def _network_id(spec) -> tuple:
 
 def best_forward(net: nn.Module, image_size: int, batch_sizes=(1, 2, 4, 8), repeats: int = 2) -> dict:
     """Best seconds per image of ``net`` over batch sizes (channels-last, inference mode)."""
-    from .encoders import flush_denormals
-
     net = net.eval().to(memory_format=torch.channels_last)
     per_batch = {}
     with torch.inference_mode(), flush_denormals():  # as the study's encoders run
@@ -144,9 +119,6 @@ def run(profile_name: str, output_dir: str = "", keep_cache: bool = False, profi
     speed drifts by tens of percent over minutes, and a floor caught at a slow moment would flatter
     the run. The measuring is excluded from the wall time.
     """
-    from . import experiments, paths, timing
-    from .profiles import get_profile
-
     profile = profile or get_profile(profile_name)
     timing.reset()
     floors: dict[tuple, dict] = {}  # per bare network (one for both VGG16s): the best measurement

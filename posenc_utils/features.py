@@ -13,6 +13,7 @@ undoes it exactly.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import mmap
 import time
@@ -24,7 +25,8 @@ import numpy as np
 import torch
 
 from . import cache, devices, paths, timing
-from .encoders import build_encoder, resize_taps
+from .encoders import build_encoder, resize_taps, weights_stamp
+from .families import family_of
 from .images import ImageSet
 from .profiles import EncoderSpec
 from .progress import progress
@@ -176,15 +178,10 @@ def feature_key(spec: EncoderSpec, seed: int, image_set: ImageSet, size: int, dt
     })
 
 
-# Images per forward pass on a CPU, by architecture: the fastest per image of 1, 2, 4, 8 and 16
-# measured on 2 cores (``make bench`` reports the best batch size of the machine it runs on).
-# A fixed table, not a choice made by timing at run time, so reruns stay bit-identical.
-CPU_BATCH_SIZES = {"vgg16": 2, "resnet152": 8, "efficientnet_lite0": 4}
-
-
 def default_batch_size(spec: EncoderSpec, device: str) -> int:
-    """Images per encoder forward pass: the measured table on a CPU, 32 on a GPU."""
-    return 32 if device.startswith("cuda") else CPU_BATCH_SIZES.get(spec.name, 8)
+    """Images per encoder forward pass: the family's measured number on a CPU (a fixed number, not a
+    choice made by timing at run time, so reruns stay bit-identical), 32 on a GPU."""
+    return 32 if device.startswith("cuda") else family_of(spec.name).cpu_batch
 
 
 def extract_features(spec: EncoderSpec, image_set: ImageSet, size: int = 28, seed: int = 0,
@@ -243,18 +240,19 @@ def extract_features(spec: EncoderSpec, image_set: ImageSet, size: int = 28, see
                       tuple(meta["channels"]), tuple(meta["tap_scales"]), size)
 
 
-_LAST_ENCODER: dict = {}
-
-
 def _encoder(spec: EncoderSpec, seed: int, size: int, device: str):
-    """Build the encoder, reusing the last one built (an encoder runs over several image sets in a row)."""
-    memo_key = (spec, seed, size, device)
-    if memo_key not in _LAST_ENCODER:
-        _LAST_ENCODER.clear()
-        t0 = time.perf_counter()
-        _LAST_ENCODER[memo_key] = build_encoder(spec, seed, size).to(device)
-        _record(spec, build=time.perf_counter() - t0)
-    return _LAST_ENCODER[memo_key]
+    """The encoder of ``spec`` on ``device``, built or reused."""
+    return _built(spec, seed, size, device, weights_stamp(spec))
+
+
+@functools.lru_cache(maxsize=1)
+def _built(spec: EncoderSpec, seed: int, size: int, device: str, _weights: tuple):
+    """The last encoder built (an encoder runs over several image sets in a row), keyed by what its
+    weights are read from as well, so a changed weights file is never served from the memo."""
+    t0 = time.perf_counter()
+    enc = build_encoder(spec, seed, size).to(device)
+    _record(spec, build=time.perf_counter() - t0)
+    return enc
 
 
 def _record(spec: EncoderSpec, forward: float = 0.0, store: float = 0.0, build: float = 0.0, images: int = 0) -> None:

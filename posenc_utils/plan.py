@@ -15,7 +15,8 @@ import numpy as np
 
 from . import devices, paths
 from .downstream import missing_datasets
-from .encoders import imagenet_weights_file, tap_channels
+from .encoders import tap_channels
+from .families import family_of
 from .images import dataset_folder, image_count
 from .padding import MODES
 from .profiles import Profile
@@ -39,10 +40,10 @@ def missing_inputs(profile: Profile, downstream: bool = True) -> list[str]:
         missing += missing_datasets(profile.downstream)
     offline = os.environ.get("POSENC_OFFLINE", "0") == "1"
     for enc in profile.encoders:
-        if enc.torchvision_imagenet_arch and offline:
-            path, url = imagenet_weights_file(enc.torchvision_imagenet_arch)
-            if not path.exists():
-                missing.append(f"ImageNet weights for {enc.name}: {path} (download {url})")
+        fam = family_of(enc.name)
+        path = fam.weights_file(enc) if enc.weights == "imagenet" and offline else None
+        if path is not None and not path.exists():
+            missing.append(f"ImageNet weights for {enc.name}: {path} ({fam.where_from(enc)})")
     return missing
 
 

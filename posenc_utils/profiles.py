@@ -8,11 +8,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from .families import FAMILIES, RESNET152_AUTHORS_TAPS, RESNET152_FIVE_STAGES, family_of
+
 PROFILES = ("quick", "offline", "paper")
 
-# Named tap sets of ResNet152 (module names of torchvision's resnet152).
-RESNET152_FIVE_STAGES = ("relu", "layer1", "layer2", "layer3", "layer4")  # the paper's text: five blocks
-RESNET152_AUTHORS_TAPS = ("layer1", "layer2", "layer3", "layer4")  # the authors' released code: 3840 channels
 INPUTS = ("auto", "unit", "imagenet")
 
 
@@ -20,7 +19,7 @@ INPUTS = ("auto", "unit", "imagenet")
 class EncoderSpec:
     """Which encoder to probe: architecture, weights, padding mode, taps and input convention."""
 
-    name: str  # posenet | coords | vgg16 | resnet152 | efficientnet_lite0 | vgg16bn_w<width> | tv:<torchvision model>
+    name: str  # a family of posenc_utils.families: posenet | coords | vgg16 | resnet152 | efficientnet_lite0 | vgg16bn_w<width> | tv:<model> | timm:<model>
     weights: str = "random"  # random | imagenet | hed | sod:<key> | seg:<key> (vgg16bn_w: trained in notebook 05)
     padding: str = "zeros"  # zeros | none | reflect | replicate | circular | canvas:<value in [0,1]> | canvas:mean
     taps: tuple[str, ...] | None = None  # module names to tap; None: the encoder's defaults
@@ -34,15 +33,10 @@ class EncoderSpec:
     def label(self) -> str:
         """Row label used in every table and figure, always naming the weights (and any non-default
         padding, taps or input convention)."""
-        if self.name == "posenet":
-            return "PosENet"
-        if self.name == "coords":
-            return "coordinates (x, y)"
-        pretty = {"vgg16": "VGG16", "resnet152": "ResNet152", "efficientnet_lite0": "EfficientNet-Lite0"}
-        arch = pretty.get(self.name, self.name.removeprefix("tv:"))
-        if self.name.startswith("vgg16bn_w"):  # notebook 05's downstream network
-            width = self.name.removeprefix("vgg16bn_w")
-            arch = "VGG16-BN" if width == "64" else f"VGG16-BN/{64 // int(width)}" if width.isdigit() else self.name
+        fam = family_of(self.name)
+        arch = fam.label(self.name)
+        if not fam.network:  # a control: no weights, no padding
+            return arch
         task = {"sod": "SOD-trained here", "seg": "segmentation-trained here"}.get(self.weights.split(":")[0])
         weights = task or {"random": "random init", "imagenet": "ImageNet", "hed": "HED"}.get(self.weights, self.weights)
         extra = {"zeros": ""}.get(self.padding, f", padding {self.padding}")
@@ -64,20 +58,16 @@ class EncoderSpec:
     @property
     def torchvision_imagenet_arch(self) -> str | None:
         """The torchvision model whose ImageNet weights file this spec loads, or None."""
-        if self.weights != "imagenet":
-            return None
-        if self.name in ("vgg16", "resnet152"):
-            return self.name
-        return self.name.removeprefix("tv:") if self.name.startswith("tv:") else None
+        return family_of(self.name).torchvision_arch(self.name) if self.weights == "imagenet" else None
 
     @classmethod
     def parse(cls, text: str) -> "EncoderSpec":
         """Parse ``name[:weights[:padding]]``, e.g. ``tv:resnet50:random`` or ``vgg16:hed``."""
         parts = text.split(":")
-        if parts[0] == "tv":
+        if f"{parts[0]}:" in FAMILIES:  # a family named by a prefix with a colon: tv:<model>, timm:<model>
             if len(parts) < 2 or not parts[1]:
-                raise ValueError(f"{text!r}: write a torchvision model as 'tv:<model>[:weights[:padding]]'")
-            parts = [f"tv:{parts[1]}"] + parts[2:]
+                raise ValueError(f"{text!r}: write a {parts[0]} model as '{parts[0]}:<model>[:weights[:padding]]'")
+            parts = [f"{parts[0]}:{parts[1]}"] + parts[2:]
         if len(parts) > 3:
             raise ValueError(f"{text!r}: expected 'name[:weights[:padding]]'")
         return cls(*parts)

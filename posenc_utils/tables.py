@@ -6,13 +6,14 @@ from pathlib import Path
 import pandas as pd
 
 from . import paths
+from .families import FAMILIES
 from .measures import MEASURES, feature_columns
 from .profiles import Profile
 
-# Which paper row each of our architectures is compared with. EfficientNet-Lite0 stands in
-# for the paper's ResNet152 (both residual ImageNet networks); the label says so.
-PAPER_MODEL = {"posenet": "PosENet", "vgg16": "VGG16", "resnet152": "ResNet152", "efficientnet_lite0": "ResNet152"}
-PAPER_WEIGHTS = {"posenet": "none", "vgg16": "ImageNet", "resnet152": "ImageNet", "efficientnet_lite0": "ImageNet"}
+# Which paper row each of our architectures is compared with, and that row's weights, as each family
+# declares it (EfficientNet-Lite0 stands in for the paper's ResNet152: both residual ImageNet networks).
+PAPER_MODEL = {f.name: f.paper_model for f in FAMILIES.values() if f.paper_model}
+PAPER_WEIGHTS = {name: "none" if model == "PosENet" else "ImageNet" for name, model in PAPER_MODEL.items()}
 
 
 def paper_numbers(table: str) -> pd.DataFrame:

@@ -21,8 +21,5 @@ def isolated_env(tmp_path, monkeypatch):
     monkeypatch.setenv("POSENC_OFFLINE", "1")  # never try a download from a test
     monkeypatch.setenv("CI", "1")  # no progress bars
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    from posenc_utils import encoders
-
-    encoders._as_built.cache_clear()  # networks built in one test's torch home are not another's
     return tmp_path
 

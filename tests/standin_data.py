@@ -66,7 +66,7 @@ def write_imagenet_weights(torch_home: Path, archs: tuple[str, ...] = ("vgg16", 
     import torch
     import torchvision
 
-    from posenc_utils.encoders import imagenet_weights_file
+    from posenc_utils.networks import imagenet_weights_file
 
     out = []
     for arch in archs:

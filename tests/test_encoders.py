@@ -11,8 +11,9 @@ import torch.nn as nn
 import torchvision
 from scipy import ndimage
 
-from posenc_utils import encoders, images
-from posenc_utils.encoders import EncoderSpec, build_encoder
+from posenc_utils import borders, encoders, images, networks
+from posenc_utils.encoders import build_encoder
+from posenc_utils.profiles import EncoderSpec
 
 VGG_CHANNELS = (64, 128, 256, 512, 512)
 
@@ -46,7 +47,7 @@ def hed_arrays():
 
 @pytest.fixture(scope="module")
 def lite0():
-    return encoders.efficientnet_lite0_model().eval()
+    return networks.efficientnet_lite0_model().eval()
 
 
 # ---------------------------------------------------------------- VGG16 and padding
@@ -61,7 +62,7 @@ def test_vgg16_random_taps(vgg_random):
     assert all((o >= 0).all() for o in outs), "taps are after ReLU"
     assert not any(p.requires_grad for p in enc.module.parameters())
     assert not enc.module.training
-    assert enc.preprocess is encoders._identity  # random weights see [0, 1] RGB, as the authors' code
+    assert enc.preprocess is networks.identity  # random weights see [0, 1] RGB, as the authors' code
 
 
 def test_vgg16_random_is_seeded(vgg_random):
@@ -116,16 +117,16 @@ def test_reflect_padding(vgg_random):
 def test_set_padding_small_net():
     net = nn.Sequential(nn.ZeroPad2d(1), nn.Conv2d(3, 4, 3), nn.Conv2d(4, 4, 3, padding=1),
                         nn.MaxPool2d(3, 2, padding=1), nn.Conv2d(4, 4, 1))
-    encoders.set_padding(net, "replicate")
+    borders.set_padding(net, "replicate")
     assert isinstance(net[0], nn.ReplicationPad2d)
     assert net[2].padding_mode == "replicate"
     assert net[4].padding_mode == "zeros"  # a 1x1 conv without padding is left alone
     net2 = nn.Sequential(nn.ZeroPad2d(1), nn.Conv2d(3, 4, 3, padding=1), nn.MaxPool2d(3, 2, padding=1))
-    encoders.set_padding(net2, "none")
+    borders.set_padding(net2, "none")
     assert isinstance(net2[0], nn.Identity) and net2[1].padding == (0, 0) and net2[2].padding == 0
     assert net2(torch.zeros(1, 3, 10, 10)).shape[-1] == 3  # 10 -> 8 -> (8 - 3) // 2 + 1
     with pytest.raises(ValueError, match="unknown padding"):
-        encoders.set_padding(net2, "mirror")
+        borders.set_padding(net2, "mirror")
 
 
 # ---------------------------------------------------------------- ResNet152, EfficientNet, torchvision
@@ -158,7 +159,7 @@ def test_efficientnet_lite0_encoder_taps():
     outs = enc(torch.rand(1, 3, 64, 64))
     assert [o.shape[-1] for o in outs] == [32, 16, 8, 4, 2]
     assert enc.channels == tuple(o.shape[1] for o in outs)
-    assert enc.preprocess is encoders.lite_normalize
+    assert enc.preprocess is networks.lite_normalize
 
 
 def test_torchvision_auto_taps():
@@ -221,7 +222,7 @@ def _save_random_state_dict(arch: str, seed: int, small_prefix: str | None = Non
     if small_prefix:
         sd = {k: v if k.startswith(small_prefix) or v.dim() == 0 else torch.zeros(1, dtype=v.dtype).expand(v.shape)
               for k, v in sd.items()}
-    path, _url = encoders.imagenet_weights_file(arch)
+    path, _url = networks.imagenet_weights_file(arch)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(sd, path)
     return sd
@@ -229,7 +230,7 @@ def _save_random_state_dict(arch: str, seed: int, small_prefix: str | None = Non
 
 def test_imagenet_weights_file_follows_torch_home(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "th"))
-    path, url = encoders.imagenet_weights_file("vgg16")
+    path, url = networks.imagenet_weights_file("vgg16")
     assert path == tmp_path / "th" / "hub" / "checkpoints" / "vgg16-397923af.pth"
     assert url.endswith("/vgg16-397923af.pth")
 
@@ -244,7 +245,7 @@ def test_vgg16_imagenet_loads_the_local_file(tmp_path, monkeypatch, vgg_random):
     assert torch.equal(feats[28].bias, sd["features.28.bias"])
     assert not torch.equal(feats[0].weight, vgg_random.module.net[0].weight)  # not the seed-0 init
     # ImageNet normalization in front of the network
-    assert enc.preprocess is encoders.imagenet_normalize
+    assert enc.preprocess is networks.imagenet_normalize
     assert "ImageNet" in enc.input_convention
     x = torch.rand(1, 3, 8, 8)
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
@@ -258,7 +259,7 @@ def test_torchvision_imagenet_loads_the_local_file(tmp_path, monkeypatch):
     enc = build_encoder(EncoderSpec("tv:resnet18", "imagenet"), seed=0, image_size=32)
     assert torch.equal(enc.module.net.conv1.weight, sd["conv1.weight"])
     assert torch.equal(enc.module.net.layer4[1].conv2.weight, sd["layer4.1.conv2.weight"])
-    assert enc.preprocess is encoders.imagenet_normalize
+    assert enc.preprocess is networks.imagenet_normalize
 
 
 def test_missing_weights_offline_names_the_file(tmp_path, monkeypatch):
@@ -273,7 +274,7 @@ def test_missing_weights_offline_names_the_file(tmp_path, monkeypatch):
     assert "POSENC_OFFLINE" in msg and "TORCH_HOME" in msg
     assert isinstance(e.value, FileNotFoundError)
     with pytest.raises(encoders.WeightsNotFoundError, match="resnet152-394f9c45.pth"):
-        encoders.load_imagenet_state_dict("resnet152")
+        networks.load_imagenet_state_dict("resnet152")
 
 
 def test_failed_download_is_reported(tmp_path, monkeypatch):
@@ -284,7 +285,7 @@ def test_failed_download_is_reported(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_network)
     with pytest.raises(encoders.WeightsNotFoundError, match="download failed: OSError: network is unreachable"):
-        encoders.load_imagenet_state_dict("vgg16", allow_download=True)
+        networks.load_imagenet_state_dict("vgg16", allow_download=True)
 
 
 # ---------------------------------------------------------------- HED
@@ -310,22 +311,22 @@ def test_load_hed_into_vgg16(hed_arrays):
     feats = torchvision.models.vgg.make_layers(torchvision.models.vgg.cfgs["D"])
     convs = [m for m in feats if isinstance(m, nn.Conv2d)]
     before = [c.weight.detach().clone() for c in convs]
-    encoders.load_hed_into_vgg16(feats)
+    networks.load_hed_into_vgg16(feats)
     assert len(convs) == 13
     for i, conv in enumerate(convs):
         assert torch.equal(conv.weight, torch.from_numpy(hed_arrays[f"conv{i}.weight"])), i
         assert torch.equal(conv.bias, torch.from_numpy(hed_arrays[f"conv{i}.bias"])), i
         assert not torch.equal(conv.weight, before[i]), i
     with pytest.raises(ValueError, match="13"):
-        encoders.load_hed_into_vgg16(nn.Sequential(nn.Conv2d(3, 64, 3)))
+        networks.load_hed_into_vgg16(nn.Sequential(nn.Conv2d(3, 64, 3)))
 
 
 def test_hed_encoder(vgg_hed, hed_arrays):
-    assert vgg_hed.preprocess is encoders.caffe_bgr
+    assert vgg_hed.preprocess is networks.caffe_bgr
     assert torch.equal(vgg_hed.module.net[0].weight, torch.from_numpy(hed_arrays["conv0.weight"]))
     x = torch.zeros(1, 3, 2, 2)
     x[:, 0] = 1.0  # pure red
-    bgr = encoders.caffe_bgr(x)
+    bgr = networks.caffe_bgr(x)
     assert torch.allclose(bgr[0, :, 0, 0], torch.tensor([-104.00699, -116.66877, 255 - 122.67892]))
 
 
@@ -368,26 +369,26 @@ def test_hed_edge_map_needs_vgg16():
 ])
 def test_efficientnet_lite0_classifies_photos(lite0, name, classes, min_p):
     with torch.no_grad():
-        probs = lite0(encoders.lite_normalize(photo01(name))).softmax(1)[0]
+        probs = lite0(networks.lite_normalize(photo01(name))).softmax(1)[0]
     top = int(probs.argmax())
     assert top in classes, f"{name}: top-1 class {top}"
     assert float(probs[top]) > min_p
 
 
 def test_efficientnet_lite0_random_differs(lite0):
-    rnd = encoders.efficientnet_lite0_model(seed=0, pretrained=False).eval()
+    rnd = networks.efficientnet_lite0_model(seed=0, pretrained=False).eval()
     a = dict(lite0.named_parameters())["_conv_stem.weight"]
     b = dict(rnd.named_parameters())["_conv_stem.weight"]
     assert a.shape == b.shape and not torch.equal(a, b)
 
 
 @pytest.mark.parametrize("weights, input_, expected", [
-    ("random", "auto", "_identity"), ("random", "imagenet", "imagenet_normalize"),
-    ("hed", "auto", "caffe_bgr"), ("hed", "unit", "_identity"),
+    ("random", "auto", "identity"), ("random", "imagenet", "imagenet_normalize"),
+    ("hed", "auto", "caffe_bgr"), ("hed", "unit", "identity"),
 ])
 def test_input_convention_option(weights, input_, expected):
     enc = build_encoder(EncoderSpec("vgg16", weights, input=input_), image_size=32)
-    assert enc.preprocess is getattr(encoders, expected)
+    assert enc.preprocess is getattr(networks, expected)
 
 
 def test_imagenet_input_option_and_authors_taps(tmp_path, monkeypatch):
@@ -398,9 +399,9 @@ def test_imagenet_input_option_and_authors_taps(tmp_path, monkeypatch):
     _save_random_state_dict("resnet152", seed=5, small_prefix="layer1.")
     spec = EncoderSpec("resnet152", "imagenet", taps=RESNET152_AUTHORS_TAPS, input="unit")
     enc = build_encoder(spec, image_size=32)
-    assert enc.preprocess is encoders._identity and "[0, 1]" in enc.input_convention
+    assert enc.preprocess is networks.identity and "[0, 1]" in enc.input_convention
     assert enc.tap_names == RESNET152_AUTHORS_TAPS and sum(enc.channels) == 3840
-    assert build_encoder(EncoderSpec("resnet152", "imagenet"), image_size=32).preprocess is encoders.imagenet_normalize
+    assert build_encoder(EncoderSpec("resnet152", "imagenet"), image_size=32).preprocess is networks.imagenet_normalize
     assert spec.label == "ResNet152 (ImageNet, taps layer1-4, [0,1] input)"
     with pytest.raises(ValueError, match="input convention"):
         build_encoder(EncoderSpec("vgg16", "random", input="bgr"), image_size=32)

