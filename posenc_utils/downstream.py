@@ -17,7 +17,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from . import cache, devices, paths, tables
-from .experiments import SEED_COLUMNS, image_sets, per_image_frame, probe, seeded_summary, test_sources
+from .experiments import SEED_COLUMNS, TableResult, image_sets, per_image_frame, probe, seeded_summary, test_sources
 from .images import list_images, read_rgb, resize
 from .metrics import cluster_bootstrap_ci
 from .plots import off_axes, save_figure
@@ -329,7 +329,15 @@ class Downstream:
 
     models: dict[tuple[str, str], TrainedModel]
     tests: dict[str, list[TaskData]]
-    predictions: dict[tuple[str, str, str], np.ndarray] = field(default_factory=dict)  # (task, padding, set)
+
+
+Predictions = dict[tuple[str, str, str], np.ndarray]  # (task, padding, test set) -> one network's predictions
+
+
+def predict_all(run: Downstream) -> Predictions:
+    """Every network's predictions on each test set of its task (:func:`predict`)."""
+    return {(task, pad, test.name): predict(model.net, test.images, task)
+            for (task, pad), model in run.models.items() for test in run.tests[task]}
 
 
 def train_all(profile: Profile) -> Downstream:
@@ -369,16 +377,19 @@ def _bootstrap(values: np.ndarray, stat, groups=None, seed: int = 0) -> tuple[fl
     return cluster_bootstrap_ci(values, groups, stat=stat, n_boot=1000, seed=seed)
 
 
-def table5(profile: Profile, run: Downstream) -> pd.DataFrame:
+def table5(profile: Profile, run: Downstream) -> TableResult:
     """Table 5, tidy: one row per task x padding x test set x metric, with a 95% bootstrap interval
     over test images and the paper's value beside ours. SOD: adaptive F-measure and MAE (per image,
-    averaged), max F-measure (one threshold for the set); segmentation: mIoU (fraction, not %)."""
+    averaged), max F-measure (one threshold for the set); segmentation: mIoU (fraction, not %).
+
+    Returns the table, the SOD F-measure and MAE of every test image (``per_image``) and the networks'
+    predictions it scored (``runs``, :func:`predict_all`'s; for :func:`padding_gain` and :func:`crop_shift`)."""
     paper, rows, per_image = _paper_table5(), [], []
     net = profile.downstream.label
+    predictions = predict_all(run)
     for (task, pad), model in run.models.items():
         for test in run.tests[task]:
-            pred = predict(model.net, test.images, task)
-            run.predictions[(task, pad, test.name)] = pred
+            pred = predictions[(task, pad, test.name)]
             if task == "sod":
                 f, err = f_measure(pred, test.labels), mean_absolute_error(pred, test.labels)
                 per_image.append(pd.DataFrame(dict(task=task, padding=model.label, test_set=test.name,
@@ -395,9 +406,7 @@ def table5(profile: Profile, run: Downstream) -> pd.DataFrame:
                 pv, where = _paper_value(paper, task, pad, metric, test.name)
                 rows.append(dict(task=task, network=net, padding=model.label, test_set=test.name, metric=metric,
                                  value=value, ci_low=lo, ci_high=hi, n_images=test.n, paper=pv, paper_test_set=where))
-    table = pd.DataFrame(rows)
-    table.attrs["per_image"] = pd.concat(per_image, ignore_index=True)  # SOD: F-measure and MAE of every test image
-    return table
+    return TableResult(pd.DataFrame(rows), pd.concat(per_image, ignore_index=True), predictions)
 
 
 def table5_wide(table: pd.DataFrame) -> pd.DataFrame:
@@ -409,13 +418,14 @@ def table5_wide(table: pd.DataFrame) -> pd.DataFrame:
     return wide.reset_index()
 
 
-def padding_gain(run: Downstream, seed: int = 0) -> pd.DataFrame:
+def padding_gain(run: Downstream, predictions: Predictions, seed: int = 0) -> pd.DataFrame:
     """Zero padding minus no padding, per task, test set and metric, with a paired bootstrap interval
-    over test images (the same images scored by both networks): what claim 9 is decided on."""
+    over test images (the same images scored by both networks): what claim 9 is decided on.
+    ``predictions``: the networks' on every test set (:func:`predict_all`; :func:`table5` returns them)."""
     rows = []
     for task, tests in run.tests.items():
         for test in tests:
-            with_pad, without = run.predictions[(task, "zeros", test.name)], run.predictions[(task, "none", test.name)]
+            with_pad, without = predictions[(task, "zeros", test.name)], predictions[(task, "none", test.name)]
             if task == "sod":
                 for metric, fn, better in (("F-measure (adaptive)", f_measure, 1), ("MAE", mean_absolute_error, -1)):
                     diff = fn(with_pad, test.labels) - fn(without, test.labels)
@@ -484,13 +494,14 @@ def table6_per_image(profile: Profile, results: dict, image_size: int | None = N
 # ---------------------------------------------------------------- Fig 1 and the loss curves
 
 
-def crop_shift(run: Downstream, test: TaskData, shift: int) -> pd.DataFrame:
+def crop_shift(run: Downstream, test: TaskData, shift: int, predictions: Predictions | None = None) -> pd.DataFrame:
     """How much each SOD network's prediction moves when the image loses its left ``shift`` columns:
-    per image, the mean |prediction on the crop - prediction on the image| over the pixels both show."""
+    per image, the mean |prediction on the crop - prediction on the image| over the pixels both show.
+    ``predictions``: the networks' on the whole images where already made (:func:`table5`'s), else made here."""
     rows = []
     for pad in PADDINGS:
         model = run.models[("sod", pad)]
-        full = run.predictions.get(("sod", pad, test.name))
+        full = (predictions or {}).get(("sod", pad, test.name))
         if full is None:
             full = predict(model.net, test.images, "sod")
         cropped = predict(model.net, test.images[:, :, shift:], "sod")

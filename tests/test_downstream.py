@@ -188,6 +188,24 @@ def test_trained_network_is_a_probe_encoder(tmp_path, monkeypatch):
         encoders.build_encoder(EncoderSpec("vgg16bn_w2", "imagenet"), seed=0, image_size=32)
 
 
+def test_table5_returns_what_padding_gain_and_crop_shift_read_in_any_order(tmp_path, monkeypatch):
+    """No hidden channel: the predictions come back from table5 (or predict_all), any call may come
+    first, and the tables carry nothing in ``attrs``."""
+    monkeypatch.setenv("POSENC_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("CI", "1")
+    profile = get_profile("quick").with_overrides(downstream=dataclasses.replace(TINY, epochs=1))
+    run = ds.train_all(profile)
+    shift = ds.crop_shift(run, run.tests["sod"][0], 16)  # before any table5
+    gain = ds.padding_gain(run, ds.predict_all(run))
+    t5 = ds.table5(profile, run)
+    assert not hasattr(run, "predictions") and t5.table.attrs == {} and t5.per_image.attrs == {}
+    assert sorted(t5.runs) == sorted((task, pad, t.name) for task, pad in run.models for t in run.tests[task])
+    pd.testing.assert_frame_equal(ds.padding_gain(run, t5.runs), gain)
+    pd.testing.assert_frame_equal(ds.crop_shift(run, run.tests["sod"][0], 16, t5.runs), shift)
+    assert len(t5.per_image) == 2 * 3 and set(t5.per_image.task) == {"sod"}
+    assert list(gain.metric) == ["F-measure (adaptive)", "MAE", "mIoU"]
+
+
 def test_voc_labels_and_void_are_read_and_ignored():
     labels = np.array([[0, 1], [255, 2]])
     pred = np.array([[0, 1], [2, 1]])
@@ -213,7 +231,7 @@ def test_paper_downstream_reads_the_paper_datasets(tmp_path, monkeypatch):
     assert run.models[("seg", "zeros")].net.n_out == 21
     msra = ds.task_data(profile.downstream.sod_train, 32)
     assert msra.n == 6 and set(np.unique(msra.labels)) == {0, 1}
-    table = ds.table5(profile, run)
+    table = ds.table5(profile, run).table
     ecssd = table[(table.test_set == "ECSSD") & (table.metric == "MAE") & (table.padding == "zero padding")]
     assert ecssd.paper.iloc[0] == pytest.approx(0.17) and ecssd.paper_test_set.iloc[0] == "ECSSD"
     voc = table[table.metric == "mIoU"].set_index("padding")
