@@ -17,7 +17,7 @@ import torch
 from .engine import upsample
 from .features import FeatureSet, extract_features
 from .images import ImageSet, build_image_set, photo_sources
-from .metrics import seed_summary, summarize
+from .measures import feature_columns, feature_table, probe_measures, seed_columns, seed_summary, summarize, table_columns
 from .profiles import EncoderSpec, Profile, ReadoutSpec
 from .readout import Readout, evaluate, train_readout
 from .targets import PATTERNS
@@ -25,13 +25,16 @@ from .targets import PATTERNS
 
 @dataclass
 class ProbeResult:
-    """One encoder probed by one readout: per-image metrics and low-resolution predictions."""
+    """One encoder probed by one readout: per-image metrics, low-resolution predictions, and the
+    features it was trained and tested on (for the measures that read features, not predictions)."""
 
     encoder: EncoderSpec
     readout: Readout
-    per_image: pd.DataFrame  # test_set, image, pattern, spc, mae
+    per_image: pd.DataFrame  # test_set, image, pattern, one column per probe measure (spc, mae)
     predictions: dict[str, np.ndarray] = field(default_factory=dict)  # test set -> (N, P, h, w)
     seed: int = 0  # the readout's seed
+    train_features: FeatureSet | None = None
+    test_features: dict[str, FeatureSet] = field(default_factory=dict)  # test set -> its features
 
     def upsampled(self, test_set: str, pattern: str, size: int, images=slice(None)) -> np.ndarray:
         """The ``pattern`` head's predictions on ``test_set`` (images ``images``), upsampled to ``size``
@@ -44,6 +47,20 @@ class ProbeResult:
         df = summarize(self.per_image, ["test_set", "pattern"])
         return df.assign(encoder=self.encoder.label, arch=self.encoder.name, weights=self.encoder.weights,
                          padding=self.encoder.padding)
+
+    def feature_measures(self, sources: dict | None = None) -> pd.DataFrame:
+        """Every feature measure on each test set and on the training set, over the channels the readout
+        reads (:func:`measures.feature_table`; ``sources``: test set -> source photograph of each image);
+        NaN for a result made without its features."""
+        if self.train_features is None:
+            return pd.DataFrame({"test_set": self.per_image.test_set.unique()}).reindex(columns=["test_set",
+                                                                                                 *feature_columns()])
+        return feature_table(self.train_features, self.test_features, self.readout.channel_index, sources)
+
+
+def with_feature_measures(summary: pd.DataFrame, result: ProbeResult, sources: dict | None = None) -> pd.DataFrame:
+    """``summary`` (one row per test set and pattern) with the feature measures of ``result`` beside each row."""
+    return summary.merge(result.feature_measures(sources), on="test_set", how="left")
 
 
 @dataclass(frozen=True, eq=False)
@@ -108,14 +125,16 @@ def probe(profile: Profile, spec: EncoderSpec, patterns: tuple[str, ...] = PATTE
     train, tests = sets or image_sets(profile)
     features = features or features_for
     seed = profile.seed if seed is None else seed
-    trained = train_readout(features(profile, spec, train), patterns, readout, profile.image_size,
+    train_features = features(profile, spec, train)
+    trained = train_readout(train_features, patterns, readout, profile.image_size,
                             seed, taps, profile.standardize_features)
-    frames, preds = [], {}
+    frames, preds, test_features = [], {}, {}
     for test in tests:
-        per_image, lowres = evaluate(trained, features(profile, spec, test), profile.image_size)
+        test_features[test.name] = features(profile, spec, test)
+        per_image, lowres = evaluate(trained, test_features[test.name], profile.image_size)
         frames.append(per_image.assign(test_set=test.name))
         preds[test.name] = lowres
-    return ProbeResult(spec, trained, pd.concat(frames, ignore_index=True), preds, seed)
+    return ProbeResult(spec, trained, pd.concat(frames, ignore_index=True), preds, seed, train_features, test_features)
 
 
 def probe_seeds(profile: Profile, spec: EncoderSpec, **kwargs) -> list[ProbeResult]:
@@ -134,7 +153,7 @@ def photo_source_ids(profile: Profile, photos: ImageSet) -> np.ndarray | None:
 def per_image_frame(results: list[ProbeResult], sources: dict | None = None) -> pd.DataFrame:
     """The per-image metrics of ``results`` (one encoder and readout setting, any seeds), tidy: encoder,
     arch, weights, padding, seed, test set, image, its source photograph (``sources``: test set -> source
-    id per image; the image itself where there is none), pattern, SPC, MAE."""
+    id per image; the image itself where there is none), pattern, and every probe measure (SPC, MAE)."""
     e = results[0].encoder
     df = pd.concat([r.per_image.assign(seed=r.seed) for r in results], ignore_index=True)
     source = df.image.to_numpy().copy()
@@ -142,12 +161,13 @@ def per_image_frame(results: list[ProbeResult], sources: dict | None = None) -> 
         at = (df.test_set == name).to_numpy()
         source[at] = np.asarray(ids)[df.image.to_numpy()[at]]
     df = df.assign(encoder=e.label, arch=e.name, weights=e.weights, padding=e.padding, source=source)
-    return df[["encoder", "arch", "weights", "padding", "seed", "test_set", "image", "source", "pattern", "spc", "mae"]]
+    return df[["encoder", "arch", "weights", "padding", "seed", "test_set", "image", "source", "pattern",
+               *(m.name for m in probe_measures())]]
 
 
 def seeded_summary(results: list[ProbeResult], sources: dict | None = None) -> pd.DataFrame:
     """One row per test set and pattern over the seeds of ``results`` (the same encoder and readout
-    setting): means, intervals over seeds and over test images (:func:`metrics.seed_summary`)."""
+    setting): means, intervals over seeds and over test images (:func:`measures.seed_summary`)."""
     df = seed_summary(per_image_frame(results), ["test_set", "pattern"], sources)
     e = results[0].encoder
     return df.assign(encoder=e.label, arch=e.name, weights=e.weights, padding=e.padding)
@@ -158,7 +178,7 @@ def test_sources(profile: Profile, tests: list[ImageSet]) -> dict[str, np.ndarra
     return {t.name: ids for t in tests if (ids := photo_source_ids(profile, t)) is not None}
 
 
-SEED_COLUMNS = ["n_seeds", "spc_sd_seeds", "spc_ci_low", "spc_ci_high", "spc_boot_low", "spc_boot_high"]
+SEED_COLUMNS = seed_columns()  # n_seeds and the probe measures' intervals
 
 
 def parse_encoders(texts: list[str] | tuple[str, ...]) -> tuple[EncoderSpec, ...]:
@@ -168,7 +188,8 @@ def parse_encoders(texts: list[str] | tuple[str, ...]) -> tuple[EncoderSpec, ...
 
 def table1(profile: Profile, extra_encoders: tuple[EncoderSpec, ...] = ()) -> TableResult:
     """Table 1: every encoder x pattern x test set, with SPC, MAE, undefined-SPC count and n images,
-    averaged over the profile's readout seeds with intervals over seeds and over test images.
+    averaged over the profile's readout seeds with intervals over seeds and over test images, and the
+    feature measures (:mod:`posenc_utils.measures`) on the test set and the training images.
 
     Returns the tidy table, every seed's per-image metrics and the first seed's probe results (for the
     qualitative figure), keyed by label.
@@ -178,8 +199,8 @@ def table1(profile: Profile, extra_encoders: tuple[EncoderSpec, ...] = ()) -> Ta
     for spec in profile.encoders + tuple(extra_encoders):
         runs = probe_seeds(profile, spec)
         results[spec.label] = runs[0]
-        frames.append(seeded_summary(runs, sources))
+        frames.append(with_feature_measures(seeded_summary(runs, sources), runs[0], sources))
         per_image.append(per_image_frame(runs, sources))
     table = pd.concat(frames, ignore_index=True)
-    cols = ["encoder", "arch", "weights", "padding", "pattern", "test_set", "spc", "mae", "spc_undefined", "n_images"]
-    return TableResult(table[cols + SEED_COLUMNS], pd.concat(per_image, ignore_index=True), results)
+    cols = table_columns(["encoder", "arch", "weights", "padding", "pattern", "test_set"], paper=False)
+    return TableResult(table[cols], pd.concat(per_image, ignore_index=True), results)

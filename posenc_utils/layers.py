@@ -23,9 +23,10 @@ import pandas as pd
 from scipy import ndimage
 
 from . import tables
-from .experiments import (SEED_COLUMNS, ProbeResult, TableResult, head_of, image_sets, per_image_frame, probe,
-                          seeded_summary, test_sources, view_features)
+from .experiments import (ProbeResult, TableResult, head_of, image_sets, per_image_frame, probe,
+                          seeded_summary, test_sources, view_features, with_feature_measures)
 from .images import ImageSet
+from .measures import probe_measures, table_columns
 from .metrics import cluster_bootstrap_ci
 from .plots import off_axes, save_figure
 from .profiles import EncoderSpec, Profile, ReadoutSpec
@@ -34,7 +35,7 @@ from .targets import PATTERNS, target_map
 DEPTHS = (1, 2, 3)
 KERNELS = (1, 3, 7)
 TABLE2_PATTERNS = ("H", "G", "HS")  # the paper's Table 2
-COLUMNS = ["encoder", "arch", "weights", "setting", "pattern", "test_set", "spc", "mae", "spc_undefined", "n_images"]
+KEYS = ["encoder", "arch", "weights", "setting", "pattern", "test_set"]  # then the measures' columns
 
 
 def capacity_sets(profile: Profile) -> tuple[ImageSet, list[ImageSet], dict]:
@@ -86,7 +87,7 @@ def readout_capacity(profile: Profile, depths=DEPTHS, kernels=KERNELS
     out = []
     for table in ("table2a", "table2b"):
         df = tables.with_paper(pd.concat(frames[table], ignore_index=True), profile, table)
-        out.append(df[COLUMNS + SEED_COLUMNS + ["paper_spc", "paper_mae", "compared_with"]])
+        out.append(df[table_columns(KEYS, features=False)])
     return out[0], out[1], results
 
 
@@ -107,8 +108,9 @@ def capacity_per_image(profile: Profile, results: dict[str, dict[str, ProbeResul
 
 def per_stage(profile: Profile, encoders: tuple[EncoderSpec, ...] | None = None) -> tuple[pd.DataFrame, dict[str, ProbeResult]]:
     """Table 3 for every encoder (PosENet has no stages; ``encoders``: the profile's by default): the readout
-    on stage f1 .. f5 alone and on all five, by selecting the stage's channels from the cached features.
-    The readout on all five is Table 1's (cached)."""
+    on stage f1 .. f5 alone and on all five, by selecting the stage's channels from the cached features,
+    with the feature measures (:mod:`posenc_utils.measures`) over the same channels. The readout on all
+    five is Table 1's (cached)."""
     train, tests, views = capacity_sets(profile)
     source, photos = view_features(views), test_sources(profile, tests)
     frames, results = [], {}
@@ -119,10 +121,10 @@ def per_stage(profile: Profile, encoders: tuple[EncoderSpec, ...] | None = None)
         for setting, sel, tap, stage in stages:
             res = probe(profile, spec, taps=sel, sets=(train, tests), features=source)
             results[f"{spec.label}, {setting}"] = res
-            frames.append(seeded_summary([res], photos).assign(setting=setting, paper_setting=setting, tap=tap,
-                                                               stage=stage, all_stages=sel is None))
+            frames.append(with_feature_measures(seeded_summary([res], photos), res, photos).assign(
+                setting=setting, paper_setting=setting, tap=tap, stage=stage, all_stages=sel is None))
     df = tables.with_paper(pd.concat(frames, ignore_index=True), profile, "table3")
-    return df[COLUMNS + ["tap", "stage", "all_stages"] + SEED_COLUMNS + ["paper_spc", "paper_mae", "compared_with"]], results
+    return df[table_columns(KEYS, middle=["tap", "stage", "all_stages"])], results
 
 
 def stage_per_image(profile: Profile, table3: pd.DataFrame, results: dict[str, ProbeResult]) -> pd.DataFrame:
@@ -169,7 +171,8 @@ def positive_control(profile: Profile) -> pd.DataFrame:
     for table, setting, _paper, readout in capacity_settings(profile):
         res = probe(profile, spec, readout=readout, sets=(train, [tests[0].head(1)]))
         frames.append(res.summary().assign(setting=setting, table=table))
-    return pd.concat(frames, ignore_index=True)[["encoder", "table", "setting", "pattern", "test_set", "spc", "mae"]]
+    return pd.concat(frames, ignore_index=True)[["encoder", "table", "setting", "pattern", "test_set",
+                                                 *(m.name for m in probe_measures())]]
 
 
 # ---------------------------------------------------------------- Fig 7: where the readout fails

@@ -1,13 +1,14 @@
-"""SPC (Spearman's rank correlation per image) and MAE, vectorized over images.
+"""SPC (Spearman's rank correlation per image) and MAE, vectorized over images, and the intervals
+the tables use (a bootstrap resampling groups of images, a t interval over seeds).
 
 A constant prediction has no ranking, so its SPC is undefined (NaN). The paper printed such
-cases as 0; :func:`summarize` does the same *and* counts them, so a 0 that means "undefined"
-is never mistaken for a measured 0.
+cases as 0; :func:`measures.summarize` does the same *and* counts them, so a 0 that means
+"undefined" is never mistaken for a measured 0. Which measures the tables report, and how they are
+summarized, is declared in :mod:`posenc_utils.measures`.
 """
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import torch
 
 
@@ -70,18 +71,6 @@ def mae(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
     return np.abs(p - t).mean(axis=1)
 
 
-def summarize(per_image: pd.DataFrame, by: list[str]) -> pd.DataFrame:
-    """Average per-image ``spc``/``mae`` within groups, reporting undefined SPC as 0 and counting it."""
-    g = per_image.groupby(by, sort=False)
-    out = g.agg(
-        spc=("spc", lambda s: float(s.fillna(0.0).mean())),
-        mae=("mae", "mean"),
-        spc_undefined=("spc", lambda s: int(s.isna().sum())),
-        n_images=("spc", "size"),
-    )
-    return out.reset_index()
-
-
 def cluster_bootstrap_ci(values: np.ndarray, groups: np.ndarray | None = None, stat=np.mean, n_boot: int = 2000,
                          level: float = 0.95, seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap interval of ``stat(values)``, resampling whole groups (e.g. the source
@@ -118,28 +107,3 @@ def t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
         return float("nan"), float("nan")
     half = stats.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
     return float(v.mean() - half), float(v.mean() + half)
-
-
-def seed_summary(per_image: pd.DataFrame, by: list[str], sources: dict | None = None, level: float = 0.95,
-                 n_boot: int = 1000) -> pd.DataFrame:
-    """:func:`summarize` over readout seeds: the mean SPC/MAE over seeds (undefined SPC as 0), the
-    seeds' standard deviation and ``level`` t-interval, and a bootstrap interval over test images of
-    the seed-averaged SPC, resampling whole source photographs where ``sources`` gives them
-    (test set name -> source id of each image). ``per_image`` has ``seed`` and ``image`` columns."""
-    rows = []
-    for keys, g in per_image.groupby(by, sort=False):
-        keys = keys if isinstance(keys, tuple) else (keys,)
-        cell = dict(zip(by, keys))
-        g = g.assign(spc0=g.spc.fillna(0.0))
-        per_seed = g.groupby("seed").spc0.mean()
-        lo, hi = t_interval(per_seed.values, level)
-        per_img = g.groupby("image").spc0.mean()
-        groups = (sources or {}).get(cell.get("test_set"))
-        groups = None if groups is None else np.asarray(groups)[per_img.index.values]
-        blo, bhi = (cluster_bootstrap_ci(per_img.values, groups, n_boot=n_boot, level=level)
-                    if len(per_img) > 1 else (float("nan"), float("nan")))
-        rows.append(dict(cell, spc=float(per_seed.mean()), mae=float(g.mae.mean()),
-                         spc_undefined=int(g.spc.isna().groupby(g.seed).sum().max()), n_images=int(g.image.nunique()),
-                         n_seeds=len(per_seed), spc_sd_seeds=float(per_seed.std(ddof=1)) if len(per_seed) > 1 else float("nan"),
-                         spc_ci_low=lo, spc_ci_high=hi, spc_boot_low=blo, spc_boot_high=bhi))
-    return pd.DataFrame(rows)

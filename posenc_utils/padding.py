@@ -26,16 +26,16 @@ import torch
 from . import tables
 from .borders import PADDING_MODES as MODES, PaddingNotSupportedError, canvas_value
 from .encoders import input_convention
-from .experiments import (SEED_COLUMNS, ProbeResult, TableResult, Views, head_of, image_sets, per_image_frame, probe,
-                          probe_seeds, seeded_summary, test_sources, view_features)
+from .experiments import (ProbeResult, TableResult, Views, head_of, image_sets, per_image_frame, probe,
+                          probe_seeds, seeded_summary, test_sources, view_features, with_feature_measures)
 from .images import ImageSet
+from .measures import probe_measures, table_columns
 from .metrics import spc
 from .plots import off_axes, save_figure
 from .profiles import EncoderSpec, Profile
 from .targets import PATTERNS, target_map
 
-TABLE_COLUMNS = ["encoder", "arch", "weights", "padding", "setting", "pattern", "test_set", "spc", "mae",
-                 "spc_undefined", "n_images"]
+KEYS = ["encoder", "arch", "weights", "padding", "setting", "pattern", "test_set"]  # then the measures' columns
 
 
 def _summary(result: ProbeResult, setting: str, **extra) -> pd.DataFrame:
@@ -80,10 +80,11 @@ def table4(profile: Profile) -> TableResult:
         seeded = probe_seeds(prof, spec, readout=readout, sets=(train, tests), features=view_features(views))
         base = dataclasses.replace(spec, padding="zeros").label
         results[f"{base}, {setting}"] = seeded[0]
-        frames.append(seeded_summary(seeded, sources).assign(setting=setting, paper_setting=paper_setting, encoder=base))
+        summary = with_feature_measures(seeded_summary(seeded, sources), seeded[0], sources)
+        frames.append(summary.assign(setting=setting, paper_setting=paper_setting, encoder=base))
         per_image.append(per_image_frame(seeded, sources).assign(encoder=base, setting=setting))
     table = tables.with_paper(pd.concat(frames, ignore_index=True), prof, "table4")
-    table = table[TABLE_COLUMNS + SEED_COLUMNS + ["paper_spc", "paper_mae", "compared_with"]]
+    table = table[table_columns(KEYS)]
     return TableResult(table, pd.concat(per_image, ignore_index=True), results)
 
 
@@ -137,16 +138,18 @@ def ablation_sets(profile: Profile) -> tuple[ImageSet, list[ImageSet], Views]:
 
 def _not_applicable(spec: EncoderSpec, mode: str, reason: str, tests: list[ImageSet]) -> pd.DataFrame:
     return pd.DataFrame([dict(encoder=spec.label, arch=spec.name, weights=spec.weights, padding=mode, setting=mode,
-                              pattern=p, test_set=t.name, spc=np.nan, mae=np.nan, spc_undefined=0, n_images=0,
-                              status="n/a", reason=reason)
+                              pattern=p, test_set=t.name, **{m.name: np.nan for m in probe_measures()},
+                              **{f"{m.name}_undefined": 0 for m in probe_measures() if m.undefined_as_zero},
+                              n_images=0, status="n/a", reason=reason)
                          for p in PATTERNS for t in tests])
 
 
 def padding_modes(profile: Profile) -> tuple[pd.DataFrame, dict[str, ProbeResult]]:
     """SPC and MAE of every encoder under every padding mode (zeros, reflect, replicate, circular,
-    none), on the ablation sets; a mode that cannot apply is a row marked "n/a" with the reason."""
+    none), on the ablation sets, and the feature measures (:mod:`posenc_utils.measures`) on them; a mode
+    that cannot apply is a row marked "n/a" with the reason."""
     train, tests, views = ablation_sets(profile)
-    source = view_features(views)
+    source, sources = view_features(views), test_sources(profile, tests)
     frames, results = [], {}
     for base in profile.encoders:
         for mode in MODES:
@@ -160,8 +163,10 @@ def padding_modes(profile: Profile) -> tuple[pd.DataFrame, dict[str, ProbeResult
                 frames.append(_not_applicable(base, mode, err.reason, tests))
                 continue
             results[f"{base.label}, {mode}"] = result
-            frames.append(_summary(result, mode, status="ok", reason="").assign(encoder=base.label))
-    return pd.concat(frames, ignore_index=True)[TABLE_COLUMNS + ["status", "reason"]], results
+            summary = with_feature_measures(_summary(result, mode, status="ok", reason=""), result, sources)
+            frames.append(summary.assign(encoder=base.label))
+    cols = table_columns(KEYS, seeds=False, paper=False, after=["status", "reason"])
+    return pd.concat(frames, ignore_index=True)[cols], results
 
 
 def as_built_canvas(spec: EncoderSpec) -> np.ndarray:
@@ -203,7 +208,7 @@ def canvas(profile: Profile) -> tuple[pd.DataFrame, dict[str, ProbeResult]]:
             canvas_text = "image mean" if isinstance(fill, str) else "/".join(f"{c:.2f}" for c in fill)
             frames.append(_summary(result, setting, canvas_rgb=canvas_text).assign(
                 encoder=base.label, border_contrast=lambda d: d.test_set.map(contrast)))
-    cols = TABLE_COLUMNS + ["canvas_rgb", "border_contrast"]
+    cols = table_columns(KEYS, seeds=False, paper=False, after=["canvas_rgb", "border_contrast"], features=False)
     return pd.concat(frames, ignore_index=True)[cols], results
 
 

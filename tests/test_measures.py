@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from posenc_utils import measures, metrics, timing
+from posenc_utils.metrics import cluster_bootstrap_ci, t_interval
 from posenc_utils.features import FeatureSet
 from posenc_utils.measures import (feature_columns, feature_table, position_variance, seed_columns, summary_columns,
                                    table_columns, variance_components)
@@ -124,11 +125,11 @@ def test_summaries_equal_the_former_spc_mae_code():
     """The registry's summaries give what the hand-written SPC/MAE code gave, to the last bit."""
     df = _per_image(np.random.default_rng(4))
     sources = {"photos": np.array([0, 0, 1, 2, 2])}
-    old = metrics.seed_summary(df, ["test_set", "pattern"], sources)
+    old = former_seed_summary(df, ["test_set", "pattern"], sources)
     pd.testing.assert_frame_equal(measures.seed_summary(df, ["test_set", "pattern"], sources), old, check_exact=True)
     one = df[df.seed == 0].drop(columns="seed")
     pd.testing.assert_frame_equal(measures.summarize(one, ["test_set", "pattern"]),
-                                  metrics.summarize(one, ["test_set", "pattern"]), check_exact=True)
+                                  former_summarize(one, ["test_set", "pattern"]), check_exact=True)
 
 
 def test_beside_spc_and_rank_agreement():
@@ -141,3 +142,42 @@ def test_beside_spc_and_rank_agreement():
     assert side.spc.tolist() == pytest.approx([0.105, 0.505, 0.905, 0.705])
     assert measures.rank_agreement(df, ["encoder"], "photos") == pytest.approx(0.4)
     assert np.isnan(measures.rank_agreement(df[df.encoder.isin(["a", "b"])], ["encoder"], "photos"))
+
+
+# the hand-written SPC/MAE summaries the registry replaced (metrics.py before the registry), kept as the reference
+
+def former_summarize(per_image: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Average per-image ``spc``/``mae`` within groups, reporting undefined SPC as 0 and counting it."""
+    g = per_image.groupby(by, sort=False)
+    out = g.agg(
+        spc=("spc", lambda s: float(s.fillna(0.0).mean())),
+        mae=("mae", "mean"),
+        spc_undefined=("spc", lambda s: int(s.isna().sum())),
+        n_images=("spc", "size"),
+    )
+    return out.reset_index()
+
+
+def former_seed_summary(per_image: pd.DataFrame, by: list[str], sources: dict | None = None, level: float = 0.95,
+                 n_boot: int = 1000) -> pd.DataFrame:
+    """former_summarize over readout seeds: the mean SPC/MAE over seeds (undefined SPC as 0), the
+    seeds' standard deviation and ``level`` t-interval, and a bootstrap interval over test images of
+    the seed-averaged SPC, resampling whole source photographs where ``sources`` gives them
+    (test set name -> source id of each image). ``per_image`` has ``seed`` and ``image`` columns."""
+    rows = []
+    for keys, g in per_image.groupby(by, sort=False):
+        keys = keys if isinstance(keys, tuple) else (keys,)
+        cell = dict(zip(by, keys))
+        g = g.assign(spc0=g.spc.fillna(0.0))
+        per_seed = g.groupby("seed").spc0.mean()
+        lo, hi = t_interval(per_seed.values, level)
+        per_img = g.groupby("image").spc0.mean()
+        groups = (sources or {}).get(cell.get("test_set"))
+        groups = None if groups is None else np.asarray(groups)[per_img.index.values]
+        blo, bhi = (cluster_bootstrap_ci(per_img.values, groups, n_boot=n_boot, level=level)
+                    if len(per_img) > 1 else (float("nan"), float("nan")))
+        rows.append(dict(cell, spc=float(per_seed.mean()), mae=float(g.mae.mean()),
+                         spc_undefined=int(g.spc.isna().groupby(g.seed).sum().max()), n_images=int(g.image.nunique()),
+                         n_seeds=len(per_seed), spc_sd_seeds=float(per_seed.std(ddof=1)) if len(per_seed) > 1 else float("nan"),
+                         spc_ci_low=lo, spc_ci_high=hi, spc_boot_low=blo, spc_boot_high=bhi))
+    return pd.DataFrame(rows)

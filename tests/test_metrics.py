@@ -7,7 +7,8 @@ import pytest
 from scipy.stats import spearmanr
 
 from posenc_utils import metrics
-from posenc_utils.metrics import mae, spc, summarize
+from posenc_utils.measures import summarize
+from posenc_utils.metrics import mae, spc
 
 
 def scipy_spc(pred, target):
@@ -132,7 +133,8 @@ def test_t_interval_matches_scipy():
 
 
 def test_seed_summary_over_seeds_and_images():
-    from posenc_utils.metrics import cluster_bootstrap_ci, seed_summary, t_interval
+    from posenc_utils.measures import seed_summary
+    from posenc_utils.metrics import cluster_bootstrap_ci, t_interval
 
     rng = np.random.default_rng(0)
     rows = []
