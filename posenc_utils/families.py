@@ -258,6 +258,13 @@ def _timm_model(spec: "EncoderSpec", seed: int, pretrained: bool) -> nn.Module:
             if "features_only" not in str(e):
                 raise
             raise ValueError(f"timm model {name!r} has no multi-scale feature extraction (features_only): {e}") from e
+        except Exception as e:  # no network: the hub's errors (LocalEntryNotFoundError, HTTP and socket errors)
+            if not pretrained or options:
+                raise
+            raise WeightsNotFoundError(
+                f"pretrained timm weights for {name} not found: no file {local.name} in {local.parent}, and the "
+                f"download from the Hugging Face hub failed ({type(e).__name__}). Save the model's state dict "
+                f"there (safetensors or .pth) on a machine that has it.") from e
 
 
 def _timm(spec: "EncoderSpec", seed: int, _size: int) -> Built:
