@@ -120,7 +120,6 @@ def run(profile_name: str, output_dir: str = "", keep_cache: bool = False, profi
     the run. The measuring is excluded from the wall time.
     """
     profile = profile or get_profile(profile_name)
-    timing.reset()
     floors: dict[tuple, dict] = {}  # per bare network (one for both VGG16s): the best measurement
     measuring = 0.0
 
@@ -135,7 +134,8 @@ def run(profile_name: str, output_dir: str = "", keep_cache: bool = False, profi
                 floors[_network_id(spec)] = {**fwd, "gflop": forward_gflop(net, profile.image_size)}
         measuring += time.perf_counter() - t1
 
-    with tempfile.TemporaryDirectory(prefix="posenc-bench-") as tmp, _cache_dir(None if keep_cache else tmp):
+    with (timing.record() as clock, tempfile.TemporaryDirectory(prefix="posenc-bench-") as tmp,
+          _cache_dir(None if keep_cache else tmp)):
         t0 = time.perf_counter()
         train, tests = experiments.image_sets(profile)
         for spec in profile.encoders:
@@ -147,8 +147,8 @@ def run(profile_name: str, output_dir: str = "", keep_cache: bool = False, profi
         wall = time.perf_counter() - t0 - measuring
     rss = peak_rss_gb()
     n_images = train.n + sum(t.n for t in tests)
-    phases = {k: round(v, 1) for k, v in sorted(timing.SECONDS.items(), key=lambda kv: -kv[1])}
-    phases["other"] = round(wall - sum(timing.SECONDS.values()), 1)
+    phases = {k: round(v, 1) for k, v in sorted(clock.seconds.items(), key=lambda kv: -kv[1])}
+    phases["other"] = round(wall - sum(clock.seconds.values()), 1)
 
     encoders, floor = {}, 0.0
     for spec in profile.encoders:
@@ -161,7 +161,7 @@ def run(profile_name: str, output_dir: str = "", keep_cache: bool = False, profi
         }
         if _network_id(spec) in floors:
             fwd = floors[_network_id(spec)]
-            ex = timing.EXTRACTIONS[spec.label]
+            ex = clock.extractions[spec.label]
             extraction = ex["encoder_forward"] + ex["resize_and_store"] + ex["encoder_build"]
             entry.update({
                 "floor_s_per_image": round(fwd["s_per_image"], 5),

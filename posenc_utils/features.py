@@ -258,9 +258,8 @@ def _built(spec: EncoderSpec, seed: int, size: int, device: str, _weights: tuple
 def _record(spec: EncoderSpec, forward: float = 0.0, store: float = 0.0, build: float = 0.0, images: int = 0) -> None:
     """Book extraction time per phase and per encoder (the benchmark's encoder overhead ratio)."""
     for name, seconds in (("encoder_forward", forward), ("resize_and_store", store), ("encoder_build", build)):
-        timing.add(name, seconds)
-        timing.EXTRACTIONS[spec.label][name] += seconds
-    timing.EXTRACTIONS[spec.label]["images"] += images
+        timing.add(name, seconds, encoder=spec.label)
+    timing.count_images(spec.label, images)
 
 
 def _check_range(outs: list[torch.Tensor], scales: list[float], dtype: str, what: str) -> None:

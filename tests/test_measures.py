@@ -80,10 +80,10 @@ def test_groups_keep_source_photographs_together():
 
 def test_cached_after_one_pass(tmp_path):
     fs = feature_set(tmp_path, np.random.default_rng(2).normal(size=(6, 2, 4, 4)))
-    timing.reset()
-    first = position_variance(fs)
-    seconds = timing.SECONDS["position_variance"]
-    assert position_variance(fs) == first and timing.SECONDS["position_variance"] == seconds  # read, not recomputed
+    with timing.record() as clock:
+        first = position_variance(fs)
+        seconds = clock.seconds["position_variance"]
+        assert position_variance(fs) == first and clock.seconds["position_variance"] == seconds  # read, not recomputed
     assert seconds > 0
 
 
