@@ -4,8 +4,9 @@ A cache entry is a data file plus a JSON sidecar written *after* it, both via a 
 file and ``os.replace``. An entry counts only when its sidecar exists and agrees with the
 data, so a run killed mid-write leaves at most a stray temporary file, never a half entry.
 The sidecar also holds a checksum of the data file (xxh3-128, read in chunks at memory
-speed), verified the first time a process opens the entry: a file damaged in place (same
-size, valid header, other bytes) is reported by name and recomputed, never used.
+speed), verified the first time a process opens the entry (and again once the file has
+changed): a file damaged in place (same size, valid header, other bytes) is reported by name
+and recomputed, never used.
 
 Several runs (processes, or machines on one shared file system) may share a cache: an entry
 is computed while holding its lock (:func:`entry_lock`, an advisory ``flock`` on a file
@@ -139,8 +140,15 @@ def ensure_free_space(folder: Path, nbytes: int, what: str) -> None:
 
 CHUNK_BYTES = 16 * 2**20  # read size for checksums and copies: large enough for full speed, small in RAM
 
-# Entries whose checksum this process has verified: path -> (size, mtime_ns, checksum).
-_VERIFIED: dict[str, tuple[int, int, str]] = {}
+# The checksum of each entry this process hashed or wrote, with the file's stamp at that moment:
+# path -> (size, mtime_ns, ctime_ns, inode, checksum). A memo that no content of it can make wrong,
+# so no test has to clear it (one may, to count the hashes a new process would make): a hit needs
+# the file to have the very stamp it had when hashed, and every change of a file's bytes gives it
+# another. A write moves mtime and ctime; setting mtime back (os.utime) moves ctime, which no
+# ordinary call sets; os.replace brings another inode. The one gap would be a rewrite within the same
+# timestamp tick as the stat that took the stamp, which Linux (6.13 on, ext4/xfs/btrfs/tmpfs)
+# closes: once a stat has read a ctime, the next change gets a finer, later one.
+_VERIFIED: dict[str, tuple[int, int, int, int, str]] = {}
 
 
 def file_checksum(path: Path) -> str:
@@ -154,13 +162,15 @@ def file_checksum(path: Path) -> str:
     return h.hexdigest()
 
 
-def _stamp(path: Path) -> tuple[int, int]:
+def _stamp(path: Path) -> tuple[int, int, int, int]:
+    """What changes whenever a file's bytes do (see ``_VERIFIED``)."""
     st = os.stat(path)
-    return st.st_size, st.st_mtime_ns
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino
 
 
 def verify_file(data_path: Path, meta_path: Path, meta: dict[str, Any]) -> bool:
-    """Whether ``data_path`` still has the checksum its sidecar recorded (hashed once per process).
+    """Whether ``data_path`` still has the checksum its sidecar recorded (hashed once per process
+    and version of the file: again only when its stamp has changed).
 
     A legacy sidecar without a checksum gets one now (trust on first use). On a mismatch the
     warning names the entry, so the caller can recompute it.
