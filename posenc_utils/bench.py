@@ -30,6 +30,7 @@ import time
 
 import torch
 import torch.nn as nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from . import experiments, paths, timing
 from .families import family_of
@@ -68,8 +69,6 @@ def best_forward(net: nn.Module, image_size: int, batch_sizes=(1, 2, 4, 8), repe
 
 def forward_gflop(net: nn.Module, image_size: int) -> float:
     """Floating-point operations (GFLOP) of one image's forward pass, counted by torch."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     counter = FlopCounterMode(display=False)
     with counter, torch.inference_mode():
         net(torch.rand(1, 3, image_size, image_size).contiguous(memory_format=torch.channels_last))

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
+import pandas as pd
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
@@ -341,10 +342,8 @@ def build_image_set(spec: ImageSetSpec, size: int) -> ImageSet:
     return ImageSet(spec.name, key, data, int(arr.shape[0]), size, desc)
 
 
-def describe(train: ImageSet, tests: list[ImageSet]) -> "pd.DataFrame":
+def describe(train: ImageSet, tests: list[ImageSet]) -> pd.DataFrame:
     """One row per image set: its role, name, size, count and where the images come from."""
-    import pandas as pd
-
     rows = [dict(role="train", name=train.name, images=train.n, size=train.size, source=train.description)]
     rows += [dict(role="test", name=t.name, images=t.n, size=t.size, source=t.description) for t in tests]
     return pd.DataFrame(rows)

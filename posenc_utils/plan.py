@@ -18,7 +18,7 @@ from .downstream import missing_datasets
 from .encoders import tap_channels
 from .families import family_of
 from .images import dataset_folder, image_count
-from .padding import MODES
+from .borders import PADDING_MODES
 from .profiles import Profile
 
 
@@ -83,7 +83,7 @@ def run_plan(profile: Profile, downstream: bool = True) -> list[str]:
     # (at most: a variant that Table 1 or 4 already extracted is viewed, not extracted again).
     n_ablation = min(profile.ablation_train_n or n_train, n_train) + sum(
         min(profile.ablation_test_n or n, n) for _, n in tests)
-    ablation = sum((len(MODES) + len(profile.canvas_values)) * feature_bytes(profile, width(spec, t4_size), n_ablation)
+    ablation = sum((len(PADDING_MODES) + len(profile.canvas_values)) * feature_bytes(profile, width(spec, t4_size), n_ablation)
                    for spec in profile.encoders if spec.name != "posenet")
     r = profile.readout
     steps = r.epochs * math.ceil(n_train / r.batch_size)

@@ -15,6 +15,8 @@ import resource
 import time
 from typing import Iterable, Iterator, TypeVar
 
+from tqdm.auto import tqdm
+
 T = TypeVar("T")
 MODES = ("bar", "lines", "off")
 
@@ -86,6 +88,4 @@ def progress(it: Iterable[T], desc: str, total: int | None = None, unit: str = "
         return it
     if chosen == "lines":
         return _lines(it, desc, unit)
-    from tqdm.auto import tqdm
-
     return tqdm(it, desc=desc, total=total, leave=False, unit=f" {unit}")

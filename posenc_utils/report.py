@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import paths
+from .borders import PADDING_MODES
 from .profiles import deviations, get_profile
 from .tables import spc_overview
 
@@ -115,8 +116,6 @@ def _findings(numbers: tuple[int, ...], out: Path, *tables: tuple[str, pd.DataFr
 def padding_section(profile: str = "offline") -> str:
     """Markdown: notebook 03's findings (claim 7, Table 4, padding modes, canvas, border regions),
     read from the profile's products."""
-    from .padding import MODES
-
     out = paths.FIGURES_DIR / profile
     if not (out / "table4_padding.csv").exists():
         return "Not run yet: `make reproduce` runs notebook 03."
@@ -133,7 +132,7 @@ def padding_section(profile: str = "offline") -> str:
          True),
         (f"Padding modes, mean SPC over the five patterns on {natural} (empty: the mode does not apply, reason in "
          "`padding_modes.csv`; figure: `fig_padding_modes.png`):",
-         mode_mean.reindex(columns=[m for m in MODES if m in mode_mean.columns]), True),
+         mode_mean.reindex(columns=[m for m in PADDING_MODES if m in mode_mean.columns]), True),
         ("The canvas the image is padded with, mean SPC over the patterns (`canvas.csv`, `fig_canvas.png`):",
          canvas.pivot_table(index=["encoder", "setting"], columns="test_set", values="spc", sort=False), True),
         ("SPC of the H, V, G readouts on the border band versus the centre of the test photos (`border_regions.csv`; "

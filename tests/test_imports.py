@@ -1,0 +1,104 @@
+"""The package's imports run one way: no circle, no arrow from a lower layer to a higher one, and no
+import inside a function except of an optional heavy library. Read from the source with ``ast``."""
+from __future__ import annotations
+
+import ast
+import graphlib
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "posenc_utils"
+
+# The layers, bottom up: a module may import from its own layer or a lower one. A new module goes into
+# the lowest layer whose modules it needs.
+LAYERS = (
+    # primitives: no import from the package, or only from each other
+    ("__init__", "paths", "timing", "devices", "progress", "metrics", "targets", "borders", "scenes", "task_metrics",
+     "pages", "cache"),
+    # networks: the parts, notebook 05's network core, the families, the settings that name them, the builder
+    ("networks", "scenenet", "families", "profiles", "encoders"),
+    # data: images, features, their measures and readouts, tables and plots of them
+    ("images", "features", "engine", "measures", "readout", "plots", "tables"),
+    # probing an encoder: the experiments every notebook shares
+    ("experiments",),
+    # the notebooks' modules and what reads their products
+    ("budget", "padding", "layers", "downstream", "claims", "show", "summary", "report", "bench"),
+    # running the study
+    ("plan", "pipeline"),
+)
+# Libraries a function may import when it needs them: optional, or heavy and needed by few calls.
+LAZY_OK = {"seaborn", "papermill", "nbconvert", "IPython", "timm", "h5py", "matplotlib", "xxhash"}
+
+
+def _tree(module: str) -> ast.Module:
+    return ast.parse((PACKAGE / f"{module}.py").read_text())
+
+
+def _type_checking_only(node: ast.AST) -> bool:
+    return isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+
+
+def _package_imports(node: ast.AST) -> set[str]:
+    """The package modules a statement (and everything under it) imports."""
+    out = set()
+    for n in ast.walk(node):
+        if isinstance(n, ast.ImportFrom) and n.level == 1:
+            out |= {n.module.split(".")[0]} if n.module else {a.name for a in n.names}
+        elif isinstance(n, ast.ImportFrom) and (n.module or "").startswith("posenc_utils"):
+            out |= {n.module.split(".")[1]} if "." in n.module else {a.name for a in n.names}
+        elif isinstance(n, ast.Import):
+            out |= {a.name.split(".")[1] for a in n.names if a.name.startswith("posenc_utils.")}
+    return out
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the package modules it imports at run time (``if TYPE_CHECKING:`` blocks excluded)."""
+    return {p.stem: set().union(*[_package_imports(s) for s in _tree(p.stem).body if not _type_checking_only(s)])
+            for p in sorted(PACKAGE.glob("*.py"))}
+
+
+def test_every_module_has_a_layer():
+    layered = [m for layer in LAYERS for m in layer]
+    assert len(layered) == len(set(layered))
+    assert set(layered) == {p.stem for p in PACKAGE.glob("*.py")}, "put each new module in LAYERS"
+
+
+def test_no_import_circle():
+    try:
+        graphlib.TopologicalSorter(import_graph()).prepare()
+    except graphlib.CycleError as e:
+        pytest.fail(f"import circle: {' -> '.join(e.args[1])}")
+
+
+def test_no_import_from_a_lower_layer_to_a_higher_one():
+    level = {m: i for i, layer in enumerate(LAYERS) for m in layer}
+    upward = [f"{m} (layer {level[m]}) imports {d} (layer {level[d]})"
+              for m, deps in import_graph().items() for d in sorted(deps) if level[d] > level[m]]
+    assert not upward, "\n".join(upward)
+
+
+def test_no_import_inside_a_function_but_optional_heavy_libraries():
+    found = []
+    for p in sorted(PACKAGE.glob("*.py")):
+        for fn in ast.walk(_tree(p.stem)):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for n in ast.walk(fn):
+                if isinstance(n, ast.ImportFrom):
+                    names = [n.module or ""] if n.level == 0 else [f".{n.module or ''}"]
+                elif isinstance(n, ast.Import):
+                    names = [a.name for a in n.names]
+                else:
+                    continue
+                found += [f"{p.name}:{n.lineno} {fn.name} imports {name}" for name in names
+                          if name.startswith(".") or name.split(".")[0] not in LAZY_OK]
+    assert not found, "\n".join(found)
+
+
+def test_the_checks_see_a_circle():
+    """The graph reader finds an import inside a function, a relative import and an absolute one."""
+    tree = ast.parse("from . import a\nfrom .b import x\nimport posenc_utils.c\ndef f():\n    from posenc_utils import d\n")
+    assert _package_imports(tree) == {"a", "b", "c", "d"}
+    with pytest.raises(graphlib.CycleError):
+        graphlib.TopologicalSorter({"a": {"b"}, "b": {"a"}}).prepare()
