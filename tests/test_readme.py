@@ -24,3 +24,12 @@ def test_readme_has_generated_sections_markers():
     text = (paths.PROJ_ROOT / "README.md").read_text()
     for name in ("headline", "padding", "layers", "deviations", "benchmark"):
         assert f"<!-- {name}:start -->" in text and f"<!-- {name}:end -->" in text
+
+
+def test_readme_family_example_is_the_registry_entry():
+    """The worked example of a new encoder family is the timm entry exactly as families.py declares it."""
+    text = (paths.PROJ_ROOT / "README.md").read_text()
+    section = text.split("### A new encoder family", 1)[1]
+    example = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    assert 'Family("timm:"' in example
+    assert example.strip() in (paths.PROJ_ROOT / "posenc_utils" / "families.py").read_text()
