@@ -56,7 +56,7 @@ class Measure:
 # ---------------------------------------------------------------- the share of feature variance explained by position
 
 GROUPS = 10  # jackknife groups of images (fewer where a set has fewer images or source photographs)
-BLOCK_VALUES = 2**21  # feature values converted to float64 per step of the pass (16 MB)
+BLOCK_VALUES = 2**23  # feature values converted to float32 per step of the pass (32 MB)
 VARIANCE_VERSION = 1
 
 
@@ -76,8 +76,8 @@ def variance_components(features: FeatureSet, groups: np.ndarray) -> dict[str, n
     ``T[c] = mean_iyx (F - m[c])^2``, on all images (row 0) and with each group of images left out
     (row g + 1): ``P`` and ``T`` of shape (1 + groups, C), and ``n`` the images each row counts.
 
-    One pass over the cached features, batch by batch, in float64 accumulators: the sum at each
-    location per group (groups x 784 x C: 92 MB for VGG16's 1472 channels, 245 MB for ResNet152's
+    One pass over the cached features, a few images at a time (converted to float32 in one reused
+    buffer; their sums then go to float64 accumulators): the sum at each location per group (groups x 784 x C: 92 MB for VGG16's 1472 channels, 245 MB for ResNet152's
     3904, with 10 groups; a bootstrap's replicates would each need as much, hence the jackknife) and
     the sum of squares per channel and group. Values are taken relative to the first image's value at
     the first location (the shift changes no variance, keeps the moments from cancelling, and leaves a
@@ -110,43 +110,54 @@ def variance_components(features: FeatureSet, groups: np.ndarray) -> dict[str, n
     return cache.computed_once(data_path, cached, compute)
 
 
+def _chunks(groups: np.ndarray, per: int) -> list[tuple[int, int, int]]:
+    """(first image, stop, group) runs of consecutive images of one group, at most ``per`` images each."""
+    out, start = [], 0
+    for i in range(1, len(groups) + 1):
+        if i == len(groups) or groups[i] != groups[start] or i - start == per:
+            out.append((start, i, int(groups[start])))
+            start = i
+    return out
+
+
 def _stream_components(features: FeatureSet, groups: np.ndarray) -> dict[str, np.ndarray]:
     n, side2, c = features.n, features.size**2, features.n_channels
     k = int(groups.max()) + 1
     sums = torch.zeros(k, side2, c, dtype=torch.float64)
     squares = torch.zeros(k, c, dtype=torch.float64)
     counts = np.bincount(groups, minlength=k)
-    per = max(1, BLOCK_VALUES // (side2 * c))
+    chunks = _chunks(groups, max(1, BLOCK_VALUES // (side2 * c)))
+    buf = torch.empty(max(b - a for a, b, _ in chunks), side2, c)  # float32, reused: no allocation per step
     fmap = FeatureMap(features)
     try:
-        ref = fmap.tensor[0, 0].double()
-        starts = list(range(0, n, per))
-        for j, i0 in enumerate(starts):
-            idx = np.arange(i0, min(n, i0 + per))
-            if j + 1 < len(starts):
-                fmap.prefetch(np.arange(starts[j + 1], min(n, starts[j + 1] + per)))
-            x = fmap.tensor[i0:idx[-1] + 1].double() - ref  # (b, side2, C)
-            g = torch.from_numpy(groups[idx])
-            sums.index_add_(0, g, x)
-            squares.index_add_(0, g, (x * x).sum(1))
-            fmap.release(idx)
+        ref = fmap.tensor[0, 0].float()
+        for j, (i0, i1, g) in enumerate(chunks):
+            if j + 1 < len(chunks):
+                fmap.prefetch(np.arange(*chunks[j + 1][:2]))
+            x = buf[:i1 - i0]
+            x.copy_(fmap.tensor[i0:i1]).sub_(ref)  # float16 -> float32, relative to the reference value
+            sums[g] += x.sum(0)  # float32 over the few images of one step, float64 across steps
+            squares[g] += torch.linalg.vector_norm(x, dim=1).double().square().sum(0)
+            fmap.release(np.arange(i0, i1))
     finally:
         fmap.close()
     total_s, total_q = sums.sum(0), squares.sum(0)
     rows_p, rows_t, rows_n = [], [], []
     for left_out in [None, *range(k)]:
-        s = total_s if left_out is None else total_s - sums[left_out]
-        q = total_q if left_out is None else total_q - squares[left_out]
         m_images = n if left_out is None else n - int(counts[left_out])
+        rows_n.append(m_images)
         if m_images == 0:
             rows_p.append(torch.full((c,), float("nan"), dtype=torch.float64))
             rows_t.append(torch.full((c,), float("nan"), dtype=torch.float64))
-        else:
-            mu = s / m_images  # (side2, C): the mean over images at each location
-            m = mu.mean(0)
-            rows_p.append(((mu - m) ** 2).mean(0))
-            rows_t.append((q / (m_images * side2) - m * m).clamp_min(0))
-        rows_n.append(m_images)
+            continue
+        # the mean over images at each location (side2, C), in place of one buffer
+        mu = total_s.clone() if left_out is None else torch.sub(total_s, sums[left_out])
+        mu /= m_images
+        q = total_q if left_out is None else total_q - squares[left_out]
+        m = mu.mean(0)
+        rows_p.append(torch.var(mu, dim=0, correction=0))
+        rows_t.append((q / (m_images * side2) - m * m).clamp_min(0))
+        del mu
     return {"P": torch.stack(rows_p).numpy(), "T": torch.stack(rows_t).numpy(), "n": np.array(rows_n)}
 
 
