@@ -10,7 +10,8 @@
 * :func:`border_distance`: readout errors against the distance to the nearest border, and SPC
   on the central region versus the border band.
 
-Every experiment returns tidy DataFrames; features come from the cache (a padding variant is a
+Every experiment returns tidy DataFrames (Table 4 in a :class:`~posenc_utils.experiments.TableResult`,
+with its per-image metrics and probe results); features come from the cache (a padding variant is a
 cache entry of its own, computed once; zero-padded features are Table 1's).
 """
 from __future__ import annotations
