@@ -28,8 +28,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 from . import cache, devices, paths, tables
-from .experiments import SEED_COLUMNS, TableResult, image_sets, per_image_frame, probe, seeded_summary, test_sources
+from .experiments import TableResult, image_sets, per_image_frame, probe, seeded_summary, test_sources
 from .images import list_images, read_rgb, resize
+from .measures import table_columns
 from .metrics import cluster_bootstrap_ci
 from .plots import off_axes, save_figure
 from .profiles import DownstreamSpec, EncoderSpec, ImageSetSpec, Profile
@@ -477,8 +478,7 @@ def table6(profile: Profile, run: Downstream, image_size: int | None = None) -> 
         frames.append(seeded_summary([result], photos).assign(paper_model=paper_model, image_size=prof.image_size))
     ours = pd.concat(frames, ignore_index=True)
     table = tables.with_paper(ours, prof, "table6")
-    cols = ["encoder", "arch", "weights", "image_size", "pattern", "test_set", "spc", "mae", "spc_undefined", "n_images",
-            *SEED_COLUMNS, "paper_spc", "paper_mae", "compared_with"]
+    cols = table_columns(["encoder", "arch", "weights", "image_size", "pattern", "test_set"], features=False)
     if prof is profile:
         cols.remove("image_size")  # the profile's own size, as every other table
     return table[cols], results

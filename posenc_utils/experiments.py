@@ -17,7 +17,7 @@ import torch
 from .engine import upsample
 from .features import FeatureSet, extract_features
 from .images import ImageSet, build_image_set, photo_sources
-from .measures import feature_columns, feature_table, probe_measures, seed_columns, seed_summary, summarize, table_columns
+from .measures import feature_columns, feature_table, probe_measures, seed_summary, summarize, table_columns
 from .profiles import EncoderSpec, Profile, ReadoutSpec
 from .readout import Readout, evaluate, train_readout
 from .targets import PATTERNS
@@ -176,9 +176,6 @@ def seeded_summary(results: list[ProbeResult], sources: dict | None = None) -> p
 def test_sources(profile: Profile, tests: list[ImageSet]) -> dict[str, np.ndarray]:
     """Source photograph ids of each test set made of photo crops (for bootstrap intervals)."""
     return {t.name: ids for t in tests if (ids := photo_source_ids(profile, t)) is not None}
-
-
-SEED_COLUMNS = seed_columns()  # n_seeds and the probe measures' intervals
 
 
 def parse_encoders(texts: list[str] | tuple[str, ...]) -> tuple[EncoderSpec, ...]:

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from posenc_utils import measures, metrics, timing
+from posenc_utils import measures, metrics, paths, timing
 from posenc_utils.metrics import cluster_bootstrap_ci, t_interval
 from posenc_utils.features import FeatureSet
 from posenc_utils.measures import (feature_columns, feature_table, position_variance, seed_columns, summary_columns,
@@ -142,6 +142,14 @@ def test_beside_spc_and_rank_agreement():
     assert side.spc.tolist() == pytest.approx([0.105, 0.505, 0.905, 0.705])
     assert measures.rank_agreement(df, ["encoder"], "photos") == pytest.approx(0.4)
     assert np.isnan(measures.rank_agreement(df[df.encoder.isin(["a", "b"])], ["encoder"], "photos"))
+
+
+def test_readme_worked_example_is_the_registry_entry():
+    """The README's 'A new measure of position' quotes the position-variance entry as it stands in measures.py."""
+    section = (paths.PROJ_ROOT / "README.md").read_text().split("### A new measure of position", 1)[1]
+    quoted = section.split("```python\n", 1)[1].split("```", 1)[0]
+    assert 'Measure("position_variance"' in quoted and quoted in (paths.PROJ_ROOT / "posenc_utils" / "measures.py").read_text()
+    assert measures.feature_measures()[0].name == "position_variance" and measures.feature_measures()[0].paper_column is None
 
 
 # the hand-written SPC/MAE summaries the registry replaced (metrics.py before the registry), kept as the reference
