@@ -19,7 +19,7 @@ LAYERS = (
     # networks: the parts, notebook 05's network core, the families, the settings that name them, the builder
     ("networks", "scenenet", "families", "profiles", "encoders"),
     # data: images, features, their measures and readouts, tables and plots of them
-    ("images", "features", "engine", "measures", "readout", "plots", "tables"),
+    ("images", "features", "engine", "measures", "readout", "plots", "tables", "evidence"),
     # probing an encoder: the experiments every notebook shares
     ("experiments",),
     # the notebooks' modules and what reads their products
