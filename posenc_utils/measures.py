@@ -224,6 +224,16 @@ def feature_measures() -> tuple[Measure, ...]:
     return tuple(m for m in MEASURES if not m.needs_probe)
 
 
+def overview() -> pd.DataFrame:
+    """The registry as a table: each measure, what it reads, how its interval is formed, and whether the
+    paper reports it (the comparison with the paper covers only those it does)."""
+    return pd.DataFrame([dict(measure=m.name, description=m.description, higher_is_better=m.higher_is_better,
+                              reads="a trained readout's predictions" if m.needs_probe else "the cached features",
+                              interval=m.interval,
+                              paper=f"reported (paper_{m.name})" if m.paper_column else "not reported by the paper")
+                         for m in MEASURES])
+
+
 def summary_columns() -> list[str]:
     """The probe measures' values, their undefined counts and ``n_images``: e.g. spc, mae, spc_undefined, n_images."""
     probe = probe_measures()

@@ -150,6 +150,9 @@ def test_readme_worked_example_is_the_registry_entry():
     quoted = section.split("```python\n", 1)[1].split("```", 1)[0]
     assert 'Measure("position_variance"' in quoted and quoted in (paths.PROJ_ROOT / "posenc_utils" / "measures.py").read_text()
     assert measures.feature_measures()[0].name == "position_variance" and measures.feature_measures()[0].paper_column is None
+    table = measures.overview().set_index("measure")
+    assert table.loc["position_variance", "paper"] == "not reported by the paper"
+    assert table.loc["spc", "paper"] == "reported (paper_spc)" and list(table.index) == [m.name for m in measures.MEASURES]
 
 
 # the hand-written SPC/MAE summaries the registry replaced (metrics.py before the registry), kept as the reference
