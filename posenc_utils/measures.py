@@ -57,7 +57,7 @@ class Measure:
 
 GROUPS = 10  # jackknife groups of images (fewer where a set has fewer images or source photographs)
 BLOCK_VALUES = 2**23  # feature values converted to float32 per step of the pass (32 MB)
-VARIANCE_VERSION = 1
+VARIANCE_VERSION = 2  # 2: float32 steps into float64 accumulators (1: float64 throughout)
 
 
 def image_groups(n: int, sources: np.ndarray | None = None, k: int = GROUPS) -> np.ndarray:
