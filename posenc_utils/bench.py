@@ -198,7 +198,7 @@ def run(profile_name: str, output_dir: str = "", keep_cache: bool = False, profi
     return report
 
 
-def summary(report: dict) -> str:
+def report_text(report: dict) -> str:
     """A few lines of plain text: the headline, then per encoder."""
     lines = [f"Table 1 ({report['profile']}, cold cache: {report['cold_cache']}, {report['device']}): "
              f"{report['wall_s'] / 60:.1f} min wall = {report['wall_over_floor']}x the encoder floor "
@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep-cache", action="store_true", help="use the normal cache (measures a warm rerun)")
     args = ap.parse_args(argv)
     os.environ.setdefault("POSENC_PROGRESS", "lines")
-    print(summary(run(args.profile, args.output_dir, args.keep_cache)))
+    print(report_text(run(args.profile, args.output_dir, args.keep_cache)))
     return 0
 
 

@@ -22,7 +22,7 @@ from . import paths
 from .pages import render
 from .plan import missing_inputs, run_plan
 from .profiles import PROFILES, Profile, get_profile
-from .summary import write_manifest
+from .figures import write_manifest
 
 
 def notebooks() -> list[Path]:

@@ -49,11 +49,11 @@ def _cell_hook() -> bool:
     except ImportError:
         shell = None
     if shell is not None:
-        shell.events.register("post_run_cell", lambda _result: print_cell_summary())
+        shell.events.register("post_run_cell", lambda _result: print_cell_line())
     return shell is not None
 
 
-def cell_summary(loops: list[tuple[str, int, str, float]], peak_gb: float) -> str:
+def cell_line(loops: list[tuple[str, int, str, float]], peak_gb: float) -> str:
     """One line for a cell's loops: how many, the longest, the time in all of them, the peak memory."""
     total = sum(s for *_, s in loops)
     desc, count, unit, seconds = max(loops, key=lambda loop: loop[3])
@@ -61,9 +61,9 @@ def cell_summary(loops: list[tuple[str, int, str, float]], peak_gb: float) -> st
     return f"[progress] {more}{desc}: {count} {unit} in {seconds:.1f} s; peak memory {peak_gb:.1f} GB"
 
 
-def print_cell_summary() -> None:
+def print_cell_line() -> None:
     if _CELL:
-        print(cell_summary(_CELL, _peak_gb()), flush=True)
+        print(cell_line(_CELL, _peak_gb()), flush=True)
         _CELL.clear()
 
 

@@ -60,5 +60,5 @@ def test_report_on_a_tiny_profile(tmp_path):
     assert {"encoder_forward", "readout_training", "evaluation", "image_sets", "checksum"} <= set(phases)
     assert sum(phases.values()) == pytest.approx(report["wall_s"], abs=0.5)
     assert report["peak_rss_gb"] > 0.1
-    text = bench.summary(report)
+    text = bench.report_text(report)
     assert "x the encoder floor" in text and "VGG16 (random init)" in text

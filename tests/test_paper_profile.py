@@ -39,7 +39,9 @@ def test_table1_shape(table1_run):
     table, results = t1.table, t1.runs
     assert list(table.columns) == ["encoder", "arch", "weights", "padding", "pattern", "test_set", "spc", "mae",
                                    "spc_undefined", "n_images", "n_seeds", "spc_sd_seeds", "spc_ci_low", "spc_ci_high",
-                                   "spc_boot_low", "spc_boot_high"]
+                                   "spc_boot_low", "spc_boot_high", "position_variance", "position_variance_low",
+                                   "position_variance_high", "position_variance_train", "position_variance_train_low",
+                                   "position_variance_train_high"]
     assert profile.seeds == 3, "the paper profile reports 3 seeds"
     decides = table.arch == "posenet"  # this tiny run's VGG16 is random-init: one seed (it decides no claim)
     assert (table[decides].n_seeds == 3).all() and (table[~decides].n_seeds == profile.random_init_seeds).all()
@@ -173,13 +175,13 @@ def test_missing_inputs_lists_everything_before_a_run(capsys):
 def test_notebooks_03_04_in_the_paper_profile(data_root, tmp_path, monkeypatch):
     """Table 4 and Tables 2/3 run in the paper profile on the stand-in data, with the paper's settings
     (C -> C stacked readouts, all training images) and its published values beside ours."""
-    from posenc_utils import claims, layers, padding
+    from posenc_utils import claims, layer_analysis, padding_ablation
 
     monkeypatch.setenv("POSENC_DATA_ROOT", str(data_root))
     monkeypatch.setenv("POSENC_CACHE_DIR", str(tmp_path / "cache"))
     vgg = EncoderSpec("vgg16", "random")
     profile = tiny_paper_profile(encoders=(EncoderSpec("posenet", "none"), vgg), table4_image_size=196)
-    t4_result = padding.table4(profile)
+    t4_result = padding_ablation.table4(profile)
     t4 = t4_result.table
     assert t4.attrs == {} and len(t4_result.runs) == 5
     assert len(t4) == (3 + 2) * 5 * 4 and set(t4.setting) == {"PEM padding 0", "PEM padding 1", "PEM padding 2",
@@ -189,11 +191,11 @@ def test_notebooks_03_04_in_the_paper_profile(data_root, tmp_path, monkeypatch):
     claim7 = claims.decide(7, {"table4": t4_result.per_image}, "PASCAL-S")
     assert claim7.verdict in (claims.HOLDS, claims.CONTRADICTED, claims.NOT_DECIDED) and claim7.parts
 
-    settings = layers.capacity_settings(profile)
+    settings = layer_analysis.capacity_settings(profile)
     assert all(r[3].width is None for r in settings)  # the paper's C -> C
-    t2a, t2b, _ = layers.readout_capacity(profile.with_overrides(encoders=(EncoderSpec("posenet", "none"),)))
-    assert len(t2a) == len(t2b) == 3 * len(layers.TABLE2_PATTERNS) * 4
+    t2a, t2b, _ = layer_analysis.readout_capacity(profile.with_overrides(encoders=(EncoderSpec("posenet", "none"),)))
+    assert len(t2a) == len(t2b) == 3 * len(layer_analysis.TABLE2_PATTERNS) * 4
     assert t2a[(t2a.test_set == "PASCAL-S") & t2a.pattern.isin(["H", "G", "HS"])].paper_spc.notna().all()
-    t3, _ = layers.per_stage(profile)
+    t3, _ = layer_analysis.per_stage(profile)
     assert set(t3.setting) == {f"features f{i}" for i in range(1, 6)} | {"features f1-f5"}
     assert t3[(t3.test_set == "PASCAL-S") & t3.pattern.isin(["H", "G"])].paper_spc.notna().all()

@@ -45,7 +45,7 @@ def test_bar_mode_uses_tqdm(monkeypatch):
 
 def test_a_cells_loops_collapse_to_one_line():
     loops = [("VGG16 on 500 images", 250, "batches", 40.0), ("readout", 15, "epochs", 12.5), ("PosENet", 3, "epochs", 0.4)]
-    line = prog.cell_summary(loops, 2.345)
+    line = prog.cell_line(loops, 2.345)
     assert line == ("[progress] 3 loops, 52.9 s in all; longest: VGG16 on 500 images: 250 batches in 40.0 s; "
                     "peak memory 2.3 GB")
-    assert prog.cell_summary(loops[1:2], 1.0) == "[progress] readout: 15 epochs in 12.5 s; peak memory 1.0 GB"
+    assert prog.cell_line(loops[1:2], 1.0) == "[progress] readout: 15 epochs in 12.5 s; peak memory 1.0 GB"

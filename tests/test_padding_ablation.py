@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from posenc_utils import borders, cache, encoders, padding
+from posenc_utils import borders, cache, encoders, padding_ablation
 from posenc_utils.encoders import build_encoder
 from posenc_utils.experiments import ProbeResult
 from posenc_utils.images import build_image_set
@@ -71,16 +71,16 @@ def test_canvas_refused_for_posenet():
 
 
 def test_as_built_canvas():
-    np.testing.assert_allclose(padding.as_built_canvas(EncoderSpec("vgg16", "random")), 0.0, atol=1e-7)
+    np.testing.assert_allclose(padding_ablation.as_built_canvas(EncoderSpec("vgg16", "random")), 0.0, atol=1e-7)
 
 
 def test_border_contrast():
     black = build_image_set(ImageSetSpec("black", "black"), 32)
     white = build_image_set(ImageSetSpec("white", "white"), 32)
-    assert padding.border_contrast(black, np.zeros(3)) == 0.0
-    assert padding.border_contrast(black, np.ones(3)) == 1.0
-    assert padding.border_contrast(white, np.full(3, 0.25)) == pytest.approx(0.75)
-    assert padding.border_contrast(white, "mean") == 0.0
+    assert padding_ablation.border_contrast(black, np.zeros(3)) == 0.0
+    assert padding_ablation.border_contrast(black, np.ones(3)) == 1.0
+    assert padding_ablation.border_contrast(white, np.full(3, 0.25)) == pytest.approx(0.75)
+    assert padding_ablation.border_contrast(white, "mean") == 0.0
 
 
 def test_too_small_images_give_a_short_reason():
@@ -106,16 +106,16 @@ def test_padding_modes_marks_what_cannot_apply(monkeypatch, tmp_path):
             raise encoders.PaddingNotSupportedError("long message: without padding ...", reason="residual adds")
         return _fake_result(spec, names)
 
-    monkeypatch.setattr(padding, "probe", probe)
-    table, runs = padding.padding_modes(prof)
-    assert len(table) == len(prof.encoders) * len(padding.MODES) * 5 * len(names)
+    monkeypatch.setattr(padding_ablation, "probe", probe)
+    table, runs = padding_ablation.padding_modes(prof)
+    assert len(table) == len(prof.encoders) * len(borders.PADDING_MODES) * 5 * len(names)
     na = table[table.status == "n/a"]
     assert set(na.encoder) == {"PosENet", "ResNet152 (random init)"}
     assert set(na[na.encoder == "ResNet152 (random init)"].padding) == {"none"}
     assert (na[na.encoder != "PosENet"].reason == "residual adds").all() and na.spc.isna().all()
     assert table[table.status == "ok"].spc.eq(0.5).all()
-    assert len(runs) == (len(prof.encoders) - 1) * len(padding.MODES) - 1
-    fig = padding.plot_padding_modes(table, tmp_path / "modes.png")
+    assert len(runs) == (len(prof.encoders) - 1) * len(borders.PADDING_MODES) - 1
+    fig = padding_ablation.plot_padding_modes(table, tmp_path / "modes.png")
     assert (tmp_path / "modes.png").exists() and len(fig.axes) >= 5
 
 
@@ -123,9 +123,9 @@ def test_padding_modes_marks_what_cannot_apply(monkeypatch, tmp_path):
 
 
 def test_distance_to_border():
-    d = padding.distance_to_border(5)
+    d = padding_ablation.distance_to_border(5)
     assert d.tolist() == [[0, 0, 0, 0, 0], [0, 1, 1, 1, 0], [0, 1, 2, 1, 0], [0, 1, 1, 1, 0], [0, 0, 0, 0, 0]]
-    assert padding.distance_to_border(224).max() == 111 and (padding.distance_to_border(224) == 0).sum() == 4 * 223
+    assert padding_ablation.distance_to_border(224).max() == 111 and (padding_ablation.distance_to_border(224) == 0).sum() == 4 * 223
 
 
 def test_border_distance_bins_a_known_error():
@@ -133,26 +133,26 @@ def test_border_distance_bins_a_known_error():
     spec = EncoderSpec("vgg16", "random", "reflect")
     res = _fake_result(spec, ["photos"])
     res.predictions = {"photos": np.full((2, 5, 6, 6), c, np.float16)}  # a constant map upsamples to itself
-    errors, regions = padding.border_distance({"x": res}, "photos", size, bin_px=4)
+    errors, regions = padding_ablation.border_distance({"x": res}, "photos", size, bin_px=4)
     assert set(errors.encoder) == {"VGG16 (random init)"} and set(errors.padding) == {"reflect"}
     assert sorted(errors.distance.unique()) == [0, 4, 8, 12]
-    dist = padding.distance_to_border(size)
+    dist = padding_ablation.distance_to_border(size)
     for b in (0, 4, 8, 12):
         sel = (dist // 4) * 4 == b
         expected = np.mean([np.abs(target_map(p, size)[sel] - np.float16(c)).mean() for p in "HVG"])
         got = errors[errors.distance == b].error
         np.testing.assert_allclose(got, expected, rtol=1e-5)
     assert regions.spc.isna().all(), "a constant prediction has no rank correlation"
-    summary = padding.region_summary(regions)
+    summary = padding_ablation.region_means(regions)
     assert summary[["border band", "centre", "centre_minus_border"]].eq(0).all().all()
 
 
-def test_region_summary_of_a_constructed_case():
+def test_region_means_of_a_constructed_case():
     regions = pd.DataFrame([dict(encoder="E", padding=m, image=i, pattern=p, region=r,
                                  spc=(0.9 if r == "border band" else 0.3) if m == "zeros" else 0.5)
                             for m in ("zeros", "none") for i in range(3) for p in "HV"
                             for r in ("border band", "centre")])
-    s = padding.region_summary(regions).set_index("padding")
+    s = padding_ablation.region_means(regions).set_index("padding")
     assert s.loc["zeros", "border band"] == pytest.approx(0.9) and s.loc["zeros", "centre"] == pytest.approx(0.3)
     assert s.loc["zeros", "centre_minus_border"] == pytest.approx(-0.6)
     assert s.loc["none", "centre_minus_border"] == pytest.approx(0.0)
@@ -188,15 +188,15 @@ def test_image_set_head():
 def test_ablation_sets_view_larger_cached_sets():
     prof = get_profile("quick", image_size=32, table4_image_size=None, table4_train_n=8, ablation_train_n=4,
                        ablation_test_n=2)
-    train, tests, views = padding.ablation_sets(prof)
-    t4_train, t4_tests = padding.table4_sets(prof)
+    train, tests, views = padding_ablation.ablation_sets(prof)
+    t4_train, t4_tests = padding_ablation.table4_sets(prof)
     assert train.n == 4 and t4_train.n == 8 and tests[0].n == 2 and t4_tests[0].n == prof.test_sets[0].n
     full_key = train.key.rsplit("-head", 1)[0]
     assert views[(train.key, "zeros")][0].key == full_key  # Table 1's features, with padding
     assert views[(train.key, "none")][0].key == t4_train.key  # Table 4's, without
     assert views[(tests[0].key, "none")][0].key == t4_tests[0].key
     assert (tests[1].key, "zeros") not in views, "a one-image test set is not a head of anything"
-    other = padding.ablation_sets(prof.with_overrides(table4_image_size=64))[2]
+    other = padding_ablation.ablation_sets(prof.with_overrides(table4_image_size=64))[2]
     assert not any(p == "none" for _, p in other), "features at another image size are not viewed"
 
 
@@ -204,6 +204,6 @@ def test_padding_modes_figure_reads_the_tables_natural_test_set(tmp_path):
     """Notebook 06 redraws the figure from its CSV alone: with PASCAL-S first (the paper profile) it draws
     PASCAL-S, not an empty figure for a test set the profile does not have."""
     rows = [dict(encoder="VGG16 (ImageNet)", padding=m, pattern=p, test_set=t, spc=0.5)
-            for t in ("PASCAL-S", "black") for m in padding.MODES for p in ("H", "G")]
-    fig = padding.plot_padding_modes(pd.DataFrame(rows), tmp_path / "modes.png")
+            for t in ("PASCAL-S", "black") for m in borders.PADDING_MODES for p in ("H", "G")]
+    fig = padding_ablation.plot_padding_modes(pd.DataFrame(rows), tmp_path / "modes.png")
     assert len(fig.axes) >= 2 and "PASCAL-S" in fig._suptitle.get_text() and (tmp_path / "modes.png").exists()

@@ -11,7 +11,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from posenc_utils import experiments, plots, summary  # noqa: E402
+from posenc_utils import experiments, plots, figures  # noqa: E402
 from posenc_utils.profiles import get_profile  # noqa: E402
 
 
@@ -54,14 +54,14 @@ def test_line_figures_keep_no_grid_data(tmp_path):
 
 
 def test_redraw_without_results_names_the_notebooks(tmp_path):
-    with pytest.raises(summary.ResultsMissingError, match="run notebooks 01-05"):
-        summary.redraw_figures(tmp_path)
+    with pytest.raises(figures.ResultsMissingError, match="run notebooks 01-05"):
+        figures.redraw_figures(tmp_path)
 
 
 def test_manifest_names_what_made_the_results(tmp_path):
     (tmp_path / "t.csv").write_text("a\n1\n")
     (tmp_path / "pipeline_times.json").write_text(json.dumps({"profile": "quick", "cold": {"notebooks_s": {"01": 3}}}))
-    path = summary.write_manifest(tmp_path, get_profile("quick"))
+    path = figures.write_manifest(tmp_path, get_profile("quick"))
     m = json.loads(path.read_text())
     assert m["profile"] == "quick" and m["seeds"] == [0, 1] and m["notebook_times_s"] == {"cold": {"01": 3}}
     assert len(m["git_commit"]) == 40 and m["packages"]["torch"] and m["machine"]["cpus"] >= 1

@@ -26,7 +26,7 @@ import torch
 from scipy.stats import spearmanr
 
 from . import tables
-from .borders import PADDING_MODES as MODES, PaddingNotSupportedError, canvas_value
+from .borders import PADDING_MODES, PaddingNotSupportedError, canvas_value
 from .encoders import input_convention
 from .experiments import (ProbeResult, TableResult, Views, head_of, image_sets, per_image_frame, probe,
                           probe_seeds, seeded_summary, test_sources, view_features, with_feature_measures)
@@ -154,7 +154,7 @@ def padding_modes(profile: Profile) -> tuple[pd.DataFrame, dict[str, ProbeResult
     source, sources = view_features(views), test_sources(profile, tests)
     frames, results = [], {}
     for base in profile.encoders:
-        for mode in MODES:
+        for mode in PADDING_MODES:
             spec = dataclasses.replace(base, padding=mode)
             if base.name == "posenet":
                 frames.append(_not_applicable(base, mode, "no encoder, nothing is padded", tests))
@@ -214,7 +214,7 @@ def canvas(profile: Profile) -> tuple[pd.DataFrame, dict[str, ProbeResult]]:
     return pd.concat(frames, ignore_index=True)[cols], results
 
 
-def canvas_summary(table: pd.DataFrame) -> pd.DataFrame:
+def canvas_trend(table: pd.DataFrame) -> pd.DataFrame:
     """Per encoder: how SPC follows the input-level contrast (Spearman correlation, over canvases and test
     sets, of the mean SPC over patterns with the border contrast), and SPC on the black image as built
     and on a white canvas."""
@@ -241,7 +241,7 @@ def plot_padding_modes(table: pd.DataFrame, path: Path, test_set: str | None = N
                              sharey=True)
     for k, (ax, p) in enumerate(zip(np.atleast_1d(axes), patterns)):
         grid = df[df.pattern == p].pivot_table(index="encoder", columns="padding", values="spc", sort=False,
-                                               dropna=False).reindex(columns=list(MODES))
+                                               dropna=False).reindex(columns=list(PADDING_MODES))
         labels = grid.map(lambda v: "n/a" if pd.isna(v) else f"{v:.2f}")
         sns.heatmap(grid, ax=ax, vmin=-0.2, vmax=1, cmap="viridis", annot=labels, fmt="", cbar=k == len(patterns) - 1,
                     annot_kws={"fontsize": 7}, linewidths=0.5, linecolor="white")
@@ -323,7 +323,7 @@ def border_distance(results: dict[str, ProbeResult], test_set: str, size: int, b
     return pd.DataFrame(err_rows), pd.DataFrame(spc_rows)
 
 
-def region_summary(regions: pd.DataFrame) -> pd.DataFrame:
+def region_means(regions: pd.DataFrame) -> pd.DataFrame:
     """SPC per encoder and padding on the border band and on the centre (mean over images and
     patterns, undefined counted as 0), side by side, with their difference."""
     df = regions.fillna({"spc": 0.0}).groupby(["encoder", "padding", "region"], sort=False).spc.mean()
@@ -343,7 +343,7 @@ def plot_border_distance(errors: pd.DataFrame, path: Path, title: str = BORDER_T
 
     grid = sns.relplot(errors, x="distance", y="error", hue="padding", col="encoder", kind="line",
                        errorbar=("se", 1.96), col_wrap=min(4, errors.encoder.nunique()),
-                       height=2.6, aspect=1.1, hue_order=[m for m in MODES if m in set(errors.padding)])
+                       height=2.6, aspect=1.1, hue_order=[m for m in PADDING_MODES if m in set(errors.padding)])
     grid.set_titles("{col_name}", size=8)
     grid.set_axis_labels("distance to the nearest border (px)", "|target - prediction|")
     grid.figure.suptitle(title, fontsize=10)

@@ -23,7 +23,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from . import budget, claims, downstream, layers, padding, paths
+from . import budget, claims, downstream, layer_analysis, padding_ablation, paths
 from .plots import FORMATS, RESULTS, redraw_grid, save_figure
 from .profiles import Profile
 
@@ -51,8 +51,8 @@ TABLE_FIGURES = {  # figure -> (the CSV it is drawn from, the notebook that writ
 
 def table_figures(out: Path) -> dict[str, callable]:
     """The figures drawn from CSV tables: file name -> a function drawing it to a path."""
-    draw = {"fig_budget_curve": budget.plot_budget_curve, "fig_padding_modes": padding.plot_padding_modes, "fig_canvas": padding.plot_canvas,
-            "fig_border_distance": padding.plot_border_distance, "fig_stage_trend": layers.plot_stage_trend,
+    draw = {"fig_budget_curve": budget.plot_budget_curve, "fig_padding_modes": padding_ablation.plot_padding_modes, "fig_canvas": padding_ablation.plot_canvas,
+            "fig_border_distance": padding_ablation.plot_border_distance, "fig_stage_trend": layer_analysis.plot_stage_trend,
             "fig_downstream_loss": downstream.plot_loss_curves}
     return {name: (lambda p, n=name: draw[n](_read(out, *TABLE_FIGURES[n]), p)) for name in TABLE_FIGURES}
 

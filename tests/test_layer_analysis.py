@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from posenc_utils import layers
+from posenc_utils import layer_analysis
 from posenc_utils.encoders import build_encoder
 from posenc_utils.experiments import ProbeResult
 from posenc_utils.images import build_image_set, photo_crops, photo_sources, shipped_photo_paths
@@ -41,12 +41,12 @@ def test_readout_width_label_and_default_key():
 
 def test_capacity_settings_name_the_papers_rows():
     cfg = get_profile("offline")
-    rows = layers.capacity_settings(cfg)
+    rows = layer_analysis.capacity_settings(cfg)
     assert [r[2] for r in rows] == ["1 layer(s), 3x3", "2 layer(s), 3x3", "3 layer(s), 3x3",
                                     "1 layer, 1x1", "1 layer, 3x3", "1 layer, 7x7"]
     assert [(r[3].n_layers, r[3].kernel) for r in rows] == [(1, 3), (2, 3), (3, 3), (1, 1), (1, 3), (1, 7)]
     assert rows[1][1].endswith(f"width {cfg.readout_width}") and rows[0][3] == rows[4][3]  # 1x3x3 is Table 1's
-    paper = layers.capacity_settings(get_profile("paper"))
+    paper = layer_analysis.capacity_settings(get_profile("paper"))
     assert all(r[3].width is None for r in paper), "the paper profile keeps C -> C"
 
 
@@ -75,14 +75,14 @@ def test_content_error_on_a_constructed_case():
     content[:, :2] = 1.0  # the top quarter of rows is "content"
     errors = np.full((2, 8, 8), 0.1)
     errors[0, :2] = 0.3  # image 0: 3x the error on content
-    ratios = layers.content_error(errors, content)
+    ratios = layer_analysis.content_error(errors, content)
     np.testing.assert_allclose(ratios, [3.0, 1.0])
 
 
 def test_content_maps_find_edges():
     img = np.zeros((1, 32, 32, 3), np.uint8)
     img[:, :, 16:] = 255
-    c = layers.content_maps(img)
+    c = layer_analysis.content_maps(img)
     assert c.shape == (1, 32, 32) and c.max() == 1.0
     assert c[0, :, 15:17].mean() > 0.5 and c[0, :, :8].max() < 0.01
 
@@ -114,7 +114,7 @@ def test_error_maps_of_a_constant_prediction():
     res = ProbeResult(spec, SimpleNamespace(patterns=PATTERNS), per_image,
                       {"photos": np.full((1, 5, 6, 6), 0.5, np.float16)})
     photos = SimpleNamespace(name="photos", size=16)
-    err = layers.error_maps(res, photos)
+    err = layer_analysis.error_maps(res, photos)
     from posenc_utils.targets import target_map
 
     expected = np.mean([np.abs(target_map(p, 16) - 0.5) for p in "HVG"], axis=0)
@@ -127,7 +127,7 @@ def test_content_error_table_returns_the_table_and_its_per_image_ratios():
                       {"photos": np.full((3, 5, 6, 6), 0.5, np.float16)})
     images = np.random.default_rng(0).integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
     photos = SimpleNamespace(name="photos", size=16, n=3, rows=lambda a, b: images[a:b])
-    out = layers.content_error_table({spec.label: res}, photos, sources=np.array([0, 0, 1]))
+    out = layer_analysis.content_error_table({spec.label: res}, photos, sources=np.array([0, 0, 1]))
     assert out.table.attrs == {} and out.runs == {spec.label: res}
     assert list(out.table.columns) == ["encoder", "ratio", "ci_low", "ci_high", "n_images", "n_sources"]
     assert out.table.n_images.tolist() == [3] and out.table.n_sources.tolist() == [2]
