@@ -162,8 +162,8 @@ def file_checksum(path: Path) -> str:
     return h.hexdigest()
 
 
-def _stamp(path: Path) -> tuple[int, int, int, int]:
-    """What changes whenever a file's bytes do (see ``_VERIFIED``)."""
+def file_stamp(path: Path) -> tuple[int, int, int, int]:
+    """What changes whenever a file's bytes do (see ``_VERIFIED``): size, modification and change times, inode."""
     st = os.stat(path)
     return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino
 
@@ -176,7 +176,7 @@ def verify_file(data_path: Path, meta_path: Path, meta: dict[str, Any]) -> bool:
     warning names the entry, so the caller can recompute it.
     """
     data_path = Path(data_path)
-    stamp = _stamp(data_path)
+    stamp = file_stamp(data_path)
     recorded = meta.get("checksum")
     seen = _VERIFIED.get(str(data_path))
     if recorded and seen == (*stamp, recorded):
@@ -322,5 +322,5 @@ def write_array_entry(data_path: Path, meta_path: Path, shape: tuple[int, ...], 
             shape = (kept,) + tuple(shape[1:])
         checksum = file_checksum(tmp)
     write_json(meta_path, {**meta, "shape": list(shape), "dtype": dtype, "checksum": checksum})
-    _VERIFIED[str(data_path)] = (*_stamp(data_path), checksum)
+    _VERIFIED[str(data_path)] = (*file_stamp(data_path), checksum)
     return np.load(data_path, mmap_mode="r")

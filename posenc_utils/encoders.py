@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from .borders import (ImageTooSmallError, PaddingNotSupportedError, apply_canvas, canvas_value,
                       check_padding_mode, set_padding)
+from .cache import file_stamp
 from .families import family_of
 from .networks import IMAGENET_INPUT, UNIT_INPUT, Encoder, WeightsNotFoundError, flush_denormals, hed_weights
 from .profiles import INPUTS, EncoderSpec
@@ -33,14 +34,13 @@ def input_convention(spec: EncoderSpec) -> tuple[Callable, str]:
 
 
 def weights_stamp(spec: EncoderSpec) -> tuple:
-    """What the weights of ``spec`` are read from, as it is now (path, size, modification time): part of
+    """What the weights of ``spec`` are read from, as it is now (path and :func:`cache.file_stamp`): part of
     the memo key, so a weights file that appears, changes or moves (another TORCH_HOME, another cache)
     gives a new build, never a stale one."""
     path = family_of(spec.name).weights_file(spec)
     if path is None:
         return ()
-    st = path.stat() if path.exists() else None
-    return (str(path), st.st_size, st.st_mtime_ns) if st else (str(path),)
+    return (str(path), *file_stamp(path)) if path.exists() else (str(path),)
 
 
 @functools.lru_cache(maxsize=4)
@@ -92,6 +92,7 @@ def build_encoder(spec: EncoderSpec, seed: int = 0, image_size: int = 224) -> En
     else:
         base = _zero_padded(spec, seed, image_size)
         enc = dataclasses.replace(base, spec=spec, module=base.module.copy())
+        fam.padding_check(enc.module, spec.padding)
         set_padding(enc.module, spec.padding)  # nothing to do for zeros or a canvas
         if spec.padding == "none":
             _check_no_padding(enc)

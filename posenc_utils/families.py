@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Callable
 import torch.nn as nn
 import torchvision
 
-from .borders import set_padding
+from .borders import PaddingNotSupportedError, set_padding
 from .networks import (HED_INPUT, IMAGENET_INPUT, LITE_INPUT, UNIT_INPUT, Coordinates, FeatureNet,
                        ImageAsFeatures, TapModel, WeightsNotFoundError, auto_taps, downloads_allowed,
                        efficientnet_lite0_model, efficientnet_taps, identity, imagenet_weights_file,
@@ -58,6 +58,10 @@ def _none(_spec) -> None:
     return None
 
 
+def _any_padding(_net: nn.Module, _mode: str) -> None:
+    """Every padding mode applies (set_padding switches every padded convolution and pooling)."""
+
+
 @dataclass(frozen=True)
 class Family:
     """One kind of encoder, declared once."""
@@ -78,6 +82,8 @@ class Family:
     torchvision_arch: Callable[[str], str] = _none  # the torchvision model whose ImageNet file "imagenet" reads
     weights_file: Callable[["EncoderSpec"], Path | None] = _none  # the file its (non-random) weights are read from
     where_from: Callable[["EncoderSpec"], str] = lambda spec: ""  # how to get that file when it is missing
+    key_by_weights_file: bool = False  # the file's name does not pin its content: cached features are keyed by its checksum
+    padding_check: Callable[[nn.Module, str], None] = _any_padding  # raises PaddingNotSupportedError where a mode cannot apply
 
     def takes(self, weights: str) -> bool:
         """Whether ``weights`` is one this family can be built with."""
@@ -92,7 +98,7 @@ class Family:
 
 
 def _imagenet_arch(spec: "EncoderSpec") -> str | None:
-    return family_of(spec.name).torchvision_arch(spec.name) if spec.weights == "imagenet" else None
+    return spec.torchvision_imagenet_arch
 
 
 def _torchvision_weights(net: nn.Module, spec: "EncoderSpec") -> None:
@@ -307,6 +313,17 @@ def _timm_bare(spec: "EncoderSpec", _size: int) -> nn.Module:
     return set_padding(_timm_model(spec, 0, pretrained=False), spec.padding)
 
 
+def _timm_padding(net: nn.Module, mode: str) -> None:
+    """timm's TensorFlow-style "same" layers (``Conv2dSame``, ``MaxPool2dSame``, ...: the ``tf_*`` models) pad
+    with zeros inside their forward pass, where :func:`set_padding` cannot reach: refuse every other mode."""
+    same = sorted({type(m).__name__ for m in net.modules() if type(m).__name__.endswith("Same")})
+    if mode != "zeros" and same:
+        raise PaddingNotSupportedError(
+            f"padding {mode!r} cannot be applied to this timm model: its {', '.join(same)} layers pad with zeros "
+            "inside their forward pass. Use a model without TensorFlow-style 'same' padding (not tf_*).",
+            reason="TensorFlow-style 'same' layers pad with zeros in their forward pass")
+
+
 def _timm_file(spec: "EncoderSpec") -> Path | None:
     return timm_weights_file(spec.name.removeprefix("timm:")) if spec.weights == "imagenet" else None
 
@@ -339,7 +356,8 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
            _torchvision_bare, prefix=True, try_no_padding=True, torchvision_arch=lambda n: n.removeprefix("tv:"),
            weights_file=_imagenet_file, where_from=_imagenet_url),
     Family("timm:", lambda n: f"timm {n.removeprefix('timm:')}", ("random", "imagenet"), _timm, _timm_input,
-           _timm_bare, prefix=True, try_no_padding=True, weights_file=_timm_file,
+           _timm_bare, prefix=True, try_no_padding=True, weights_file=_timm_file, key_by_weights_file=True,
+           padding_check=_timm_padding,
            where_from=lambda s: "save the model's state dict there, or let timm download it with internet"),
 )}
 

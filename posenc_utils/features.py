@@ -171,11 +171,17 @@ class FeatureMap:
 
 
 def feature_key(spec: EncoderSpec, seed: int, image_set: ImageSet, size: int, dtype: str) -> str:
-    """Everything that determines a feature array. The seed matters only for random weights."""
-    return cache.make_key({
+    """Everything that determines a feature array. The seed matters only for random weights; a weights
+    file whose name does not pin its content (a timm file the user placed) counts by its checksum."""
+    fields = {
         "encoder": cache.key_fields(spec), "seed": seed if spec.weights == "random" else None,
         "images": image_set.key, "feature_size": size, "dtype": dtype, "version": FEATURES_VERSION,
-    })
+    }
+    fam = family_of(spec.name)
+    weights = fam.weights_file(spec) if fam.key_by_weights_file else None
+    if weights is not None:
+        fields["weights_file"] = cache.file_checksum(weights) if weights.exists() else "from the hub"
+    return cache.make_key(fields)
 
 
 def default_batch_size(spec: EncoderSpec, device: str) -> int:

@@ -25,6 +25,7 @@ from scipy import ndimage
 from . import tables
 from .experiments import (ProbeResult, TableResult, head_of, image_sets, per_image_frame, probe,
                           seeded_summary, test_sources, view_features, with_feature_measures)
+from .families import family_of
 from .images import ImageSet
 from .measures import probe_measures, table_columns
 from .metrics import cluster_bootstrap_ci
@@ -114,7 +115,7 @@ def per_stage(profile: Profile, encoders: tuple[EncoderSpec, ...] | None = None)
     train, tests, views = capacity_sets(profile)
     source, photos = view_features(views), test_sources(profile, tests)
     frames, results = [], {}
-    for spec in (e for e in (profile.encoders if encoders is None else encoders) if e.name != "posenet"):
+    for spec in (e for e in (profile.encoders if encoders is None else encoders) if family_of(e.name).network):
         taps = source(profile, spec, train).tap_names
         stages = [(f"features f{i + 1}", (t,), t, i + 1) for i, t in enumerate(taps)]
         stages.append((f"features f1-f{len(taps)}", None, "all", len(taps) + 1))

@@ -28,6 +28,7 @@ from scipy.stats import spearmanr
 from . import tables
 from .borders import PADDING_MODES, PaddingNotSupportedError, canvas_value
 from .encoders import input_convention
+from .families import family_of
 from .experiments import (ProbeResult, TableResult, Views, head_of, image_sets, per_image_frame, probe,
                           probe_seeds, seeded_summary, test_sources, view_features, with_feature_measures)
 from .images import ImageSet
@@ -156,7 +157,7 @@ def padding_modes(profile: Profile) -> tuple[pd.DataFrame, dict[str, ProbeResult
     for base in profile.encoders:
         for mode in PADDING_MODES:
             spec = dataclasses.replace(base, padding=mode)
-            if base.name == "posenet":
+            if not family_of(base.name).network:
                 frames.append(_not_applicable(base, mode, "no encoder, nothing is padded", tests))
                 continue
             try:
@@ -195,7 +196,7 @@ def canvas(profile: Profile) -> tuple[pd.DataFrame, dict[str, ProbeResult]]:
     train, tests, views = ablation_sets(profile)
     source = view_features(views)
     frames, results = [], {}
-    for base in (e for e in profile.encoders if e.name != "posenet"):
+    for base in (e for e in profile.encoders if family_of(e.name).network):
         built = as_built_canvas(base)
         settings = [("as built", "zeros", built)]
         for v in profile.canvas_values:

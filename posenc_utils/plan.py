@@ -84,7 +84,7 @@ def run_plan(profile: Profile, downstream: bool = True) -> list[str]:
     n_ablation = min(profile.ablation_train_n or n_train, n_train) + sum(
         min(profile.ablation_test_n or n, n) for _, n in tests)
     ablation = sum((len(PADDING_MODES) + len(profile.canvas_values)) * feature_bytes(profile, width(spec, t4_size), n_ablation)
-                   for spec in profile.encoders if spec.name != "posenet")
+                   for spec in profile.encoders if family_of(spec.name).network)
     r = profile.readout
     steps = r.epochs * math.ceil(n_train / r.batch_size)
     lines.append(f"readouts: PEM {r.label}, {r.epochs} epochs of batch {r.batch_size} ({steps} SGD steps on "

@@ -26,10 +26,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import cache, devices, paths, timing
-from .encoders import flush_denormals
 from .engine import FeatureStream, UpsampledMSE, shift_sum, stored_product, upsample
 from .features import FeatureSet
 from .measures import evaluate_probe, probe_measures
+from .networks import flush_denormals
 from .profiles import ReadoutSpec
 from .progress import progress
 from .targets import target_stack

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from posenc_utils import bench
-from posenc_utils.profiles import EncoderSpec, RESNET152_AUTHORS_TAPS, get_profile
+from posenc_utils.families import RESNET152_AUTHORS_TAPS
+from posenc_utils.profiles import EncoderSpec, get_profile
 
 
 @pytest.mark.parametrize("spec, last", [

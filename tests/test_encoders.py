@@ -42,7 +42,7 @@ def vgg_hed():
 
 @pytest.fixture(scope="module")
 def hed_arrays():
-    return encoders.hed_weights()
+    return networks.hed_weights()
 
 
 @pytest.fixture(scope="module")
@@ -393,7 +393,7 @@ def test_input_convention_option(weights, input_, expected):
 
 def test_imagenet_input_option_and_authors_taps(tmp_path, monkeypatch):
     """The paper profile's ResNet152: ImageNet weights fed [0, 1] images, tapped at layer1..4 (3840 ch)."""
-    from posenc_utils.profiles import RESNET152_AUTHORS_TAPS
+    from posenc_utils.families import RESNET152_AUTHORS_TAPS
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "th"))
     _save_random_state_dict("resnet152", seed=5, small_prefix="layer1.")

@@ -71,11 +71,16 @@ def test_no_import_circle():
         pytest.fail(f"import circle: {' -> '.join(e.args[1])}")
 
 
+def upward(graph: dict[str, set[str]], layers=LAYERS) -> list[str]:
+    """The imports of ``graph`` from a lower layer to a higher one."""
+    level = {m: i for i, layer in enumerate(layers) for m in layer}
+    return [f"{m} (layer {level[m]}) imports {d} (layer {level[d]})"
+            for m, deps in graph.items() for d in sorted(deps) if level[d] > level[m]]
+
+
 def test_no_import_from_a_lower_layer_to_a_higher_one():
-    level = {m: i for i, layer in enumerate(LAYERS) for m in layer}
-    upward = [f"{m} (layer {level[m]}) imports {d} (layer {level[d]})"
-              for m, deps in import_graph().items() for d in sorted(deps) if level[d] > level[m]]
-    assert not upward, "\n".join(upward)
+    found = upward(import_graph())
+    assert not found, "\n".join(found)
 
 
 def test_no_import_inside_a_function_but_optional_heavy_libraries():
@@ -100,5 +105,6 @@ def test_the_checks_see_a_circle():
     """The graph reader finds an import inside a function, a relative import and an absolute one."""
     tree = ast.parse("from . import a\nfrom .b import x\nimport posenc_utils.c\ndef f():\n    from posenc_utils import d\n")
     assert _package_imports(tree) == {"a", "b", "c", "d"}
+    assert upward({"cache": {"features"}, "features": {"cache"}}) == ["cache (layer 0) imports features (layer 2)"]
     with pytest.raises(graphlib.CycleError):
         graphlib.TopologicalSorter({"a": {"b"}, "b": {"a"}}).prepare()

@@ -92,3 +92,30 @@ def test_quick_profile_probes_two_timm_families():
     assert len(t) == len(specs) * t.pattern.nunique() * t.test_set.nunique()
     assert np.isfinite(t.spc).all() and (t.spc.abs() <= 1).all()
     assert set(result.per_image.encoder) == set(t.encoder)
+    assert t.position_variance_train.between(0, 1).all()  # the feature measure, on the training images
+
+
+def test_features_are_keyed_by_the_content_of_a_placed_weights_file(tmp_path):
+    """A timm weights file's name does not pin its content: replacing it gives other cached features."""
+    from posenc_utils import features, images
+    from posenc_utils.profiles import ImageSetSpec
+
+    spec = EncoderSpec("timm:resnet18", "imagenet")
+    imgs = images.build_image_set(ImageSetSpec("noise", "noise", n=2), 32)
+    path = networks.timm_weights_file("resnet18")
+    path.parent.mkdir(parents=True)
+    torch.save(timm.create_model("resnet18").state_dict(), path)
+    first = features.feature_key(spec, 0, imgs, 28, "float16")
+    torch.save(timm.create_model("resnet18").state_dict() | {"conv1.weight": torch.ones(64, 3, 7, 7)}, path)
+    assert features.feature_key(spec, 0, imgs, 28, "float16") != first
+    random_key = features.feature_key(EncoderSpec("timm:resnet18"), 0, imgs, 28, "float16")
+    assert random_key == features.feature_key(EncoderSpec("timm:resnet18"), 0, imgs, 28, "float16")
+
+
+def test_timm_same_padding_layers_refuse_other_modes():
+    """tf_* models pad inside Conv2dSame's forward pass: another mode would silently stay zero padding."""
+    name = "timm:tf_mobilenetv3_small_minimal_100"
+    assert build_encoder(EncoderSpec(name), image_size=64).channels
+    for mode in ("reflect", "none", "canvas:1"):
+        with pytest.raises(encoders.PaddingNotSupportedError, match="Conv2dSame"):
+            build_encoder(EncoderSpec(name, "random", mode), image_size=64)
