@@ -168,6 +168,18 @@ def file_stamp(path: Path) -> tuple[int, int, int, int]:
     return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino
 
 
+def current_checksum(path: Path) -> str:
+    """The checksum of ``path`` as it is now: from the memo while the file has the stamp it was hashed
+    at (see ``_VERIFIED``), else hashed again and remembered."""
+    stamp = file_stamp(path)
+    seen = _VERIFIED.get(str(path))
+    if seen is not None and seen[:4] == stamp:
+        return seen[4]
+    checksum = file_checksum(path)
+    _VERIFIED[str(path)] = (*stamp, checksum)
+    return checksum
+
+
 def verify_file(data_path: Path, meta_path: Path, meta: dict[str, Any]) -> bool:
     """Whether ``data_path`` still has the checksum its sidecar recorded (hashed once per process
     and version of the file: again only when its stamp has changed).
@@ -176,12 +188,8 @@ def verify_file(data_path: Path, meta_path: Path, meta: dict[str, Any]) -> bool:
     warning names the entry, so the caller can recompute it.
     """
     data_path = Path(data_path)
-    stamp = file_stamp(data_path)
     recorded = meta.get("checksum")
-    seen = _VERIFIED.get(str(data_path))
-    if recorded and seen == (*stamp, recorded):
-        return True
-    actual = file_checksum(data_path)
+    actual = current_checksum(data_path)
     if recorded is None:
         write_json(meta_path, {**meta, "checksum": actual})
     elif actual != recorded:
@@ -189,7 +197,6 @@ def verify_file(data_path: Path, meta_path: Path, meta: dict[str, Any]) -> bool:
                       f"recorded when it was written); it is recomputed", stacklevel=3)
         _VERIFIED.pop(str(data_path), None)
         return False
-    _VERIFIED[str(data_path)] = (*stamp, actual)
     return True
 
 

@@ -180,7 +180,7 @@ def feature_key(spec: EncoderSpec, seed: int, image_set: ImageSet, size: int, dt
     fam = family_of(spec.name)
     weights = fam.weights_file(spec) if fam.key_by_weights_file else None
     if weights is not None:
-        fields["weights_file"] = cache.file_checksum(weights) if weights.exists() else "from the hub"
+        fields["weights_file"] = cache.current_checksum(weights) if weights.exists() else "from the hub"
     return cache.make_key(fields)
 
 

@@ -363,3 +363,15 @@ def test_row_writer(tmp_path):
             w[bad] = 1
     w.close()
     assert cache.npy_layout(path)[:2] == ((5, 2), np.dtype("uint8"))
+
+
+def test_current_checksum_hashes_once_per_version_of_a_file(tmp_path, monkeypatch):
+    path = tmp_path / "weights.bin"
+    path.write_bytes(b"a" * 1000)
+    calls = []
+    real = cache.file_checksum
+    monkeypatch.setattr(cache, "file_checksum", lambda p: calls.append(p) or real(p))
+    first = cache.current_checksum(path)
+    assert cache.current_checksum(path) == first and len(calls) == 1
+    path.write_bytes(b"b" * 1000)  # same size, other bytes
+    assert cache.current_checksum(path) != first and len(calls) == 2
