@@ -19,7 +19,6 @@ It writes ``benchmark_table1.json`` beside the profile's tables.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
@@ -34,7 +33,6 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from . import experiments, paths, timing
 from .families import family_of
-from .networks import flush_denormals
 from .profiles import get_profile
 
 
@@ -53,7 +51,7 @@ def best_forward(net: nn.Module, image_size: int, batch_sizes=(1, 2, 4, 8), repe
     """Best seconds per image of ``net`` over batch sizes (channels-last, inference mode)."""
     net = net.eval().to(memory_format=torch.channels_last)
     per_batch = {}
-    with torch.inference_mode(), flush_denormals():  # as the study's encoders run
+    with torch.inference_mode():
         for b in batch_sizes:
             x = torch.rand(b, 3, image_size, image_size).contiguous(memory_format=torch.channels_last)
             net(x)  # warm-up: first calls allocate and choose algorithms
@@ -92,23 +90,6 @@ def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
 
 
-@contextlib.contextmanager
-def _cache_dir(folder: str | None):
-    """Point ``POSENC_CACHE_DIR`` at ``folder`` (a cold cache) for the block, and put back what it was; None: leave it."""
-    if folder is None:
-        yield
-        return
-    before = os.environ.get("POSENC_CACHE_DIR")
-    os.environ["POSENC_CACHE_DIR"] = folder
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop("POSENC_CACHE_DIR", None)
-        else:
-            os.environ["POSENC_CACHE_DIR"] = before
-
-
 def run(profile_name: str, output_dir: str = "", keep_cache: bool = False, profile=None,
         batch_sizes=(1, 2, 4, 8)) -> dict:
     """Benchmark Table 1 of ``profile_name`` (or of ``profile``, a Profile) and write the JSON report.
@@ -134,7 +115,7 @@ def run(profile_name: str, output_dir: str = "", keep_cache: bool = False, profi
         measuring += time.perf_counter() - t1
 
     with (timing.record() as clock, tempfile.TemporaryDirectory(prefix="posenc-bench-") as tmp,
-          _cache_dir(None if keep_cache else tmp)):
+          paths.environ("POSENC_CACHE_DIR", None if keep_cache else tmp)):
         t0 = time.perf_counter()
         train, tests = experiments.image_sets(profile)
         for spec in profile.encoders:

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from . import cache, devices, paths, tables
+from . import cache, devices, paths, tables, timing
 from .experiments import TableResult, image_sets, per_image_frame, probe, seeded_summary, test_sources
 from .images import list_images, read_rgb, resize
 from .measures import table_columns
@@ -301,6 +301,7 @@ def _train(net: "SceneNet", train: TaskData, padding: str, ds: DownstreamSpec, s
             total += loss.item() * len(x)
         losses.append(total / train.n)
     seconds = time.perf_counter() - t0
+    timing.add("downstream_training", seconds)
     net.cpu().eval()
     data_path, meta_path = checkpoint_paths(key)
     meta = {"key": key, "task": train.task, "padding": padding, "width": ds.width, "n_out": n_out, "seed": seed,
@@ -313,7 +314,7 @@ def predict(net: SceneNet, images: np.ndarray, task: str, batch: int = 32) -> np
     """Saliency in [0, 1] (N, H, W) float32 for SOD; class indices (N, H, W) uint8 for segmentation."""
     dev, out = device(), []
     net = net.to(dev).eval()
-    with torch.no_grad():
+    with torch.no_grad(), timing.phase("downstream_prediction"):
         for i in range(0, len(images), batch):
             logits = net(_images(images[i:i + batch], dev))
             out.append((torch.sigmoid(logits[:, 0]) if task == "sod" else logits.argmax(1).to(torch.uint8)).cpu().numpy())

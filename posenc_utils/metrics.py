@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from scipy import stats
 
+from . import timing
+
 
 def _flatten(pred: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Predictions as (N, P) and the target as (1, P) (shared) or (N, P) (one per image)."""
@@ -77,6 +79,11 @@ def cluster_bootstrap_ci(values: np.ndarray, groups: np.ndarray | None = None, s
     """Percentile bootstrap interval of ``stat(values)``, resampling whole groups (e.g. the source
     photograph of each crop: crops of one photograph are not independent). Without ``groups``
     every value is its own group (the ordinary bootstrap)."""
+    with timing.phase("intervals"):
+        return _cluster_bootstrap_ci(values, groups, stat, n_boot, level, seed)
+
+
+def _cluster_bootstrap_ci(values, groups, stat, n_boot: int, level: float, seed: int) -> tuple[float, float]:
     values = np.asarray(values, dtype=np.float64)
     groups = np.arange(len(values)) if groups is None else np.asarray(groups)
     ids = np.unique(groups)

@@ -7,8 +7,10 @@ variables move the writable folders (useful for tests and benchmarks):
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
+from typing import Iterator
 
 PROJ_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = PROJ_ROOT / "data"
@@ -43,3 +45,21 @@ def output_dir(profile: str, root: str | os.PathLike | None = None) -> Path:
     out = base / profile
     out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+@contextlib.contextmanager
+def environ(name: str, value: str | os.PathLike | None) -> Iterator[None]:
+    """Set the environment variable ``name`` to ``value`` for the block (a process started inside inherits
+    it), then put back what it was; ``value`` None leaves it as it is."""
+    if value is None:
+        yield
+        return
+    before = os.environ.get(name)
+    os.environ[name] = str(value)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before

@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import paths
+from . import paths, timing
 from .pages import render
 from .plan import missing_inputs, run_plan
 from .profiles import PROFILES, Profile, get_profile
@@ -91,17 +91,21 @@ def run(profile: str, output_dir: str = "", only: list[str] | None = None, timeo
     dest.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("POSENC_PROGRESS", "lines")  # the kernels inherit it: a line per cell, no bars
     entries_before = cache_entries()
-    done, times, peaks, t_all = [], {}, {}, time.perf_counter()
+    done, times, peaks, phases, t_all = [], {}, {}, {}, time.perf_counter()
     for nb in selected:
         t0 = time.perf_counter()
         print(f"[{profile}] {nb.name} ...", flush=True)
-        papermill.execute_notebook(
-            str(nb), str(dest / nb.name), parameters=_parameters(nb, profile, output_dir, overrides),
-            kernel_name="python3", cwd=str(nb.parent), execution_timeout=timeout, progress_bar=False,
-        )
+        phases_file = dest / f"{nb.stem}.phases.json"
+        phases_file.unlink(missing_ok=True)
+        with paths.environ(timing.PHASES_FILE, phases_file):  # the kernel books its phases there (timing.kernel_clock)
+            papermill.execute_notebook(
+                str(nb), str(dest / nb.name), parameters=_parameters(nb, profile, output_dir, overrides),
+                kernel_name="python3", cwd=str(nb.parent), execution_timeout=timeout, progress_bar=False,
+            )
         times[nb.name] = round(time.perf_counter() - t0, 1)
         peaks[nb.name] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6, 2)  # running max
-        print(f"[{profile}] {nb.name} done in {times[nb.name]:.0f} s", flush=True)
+        phases[nb.name] = notebook_phases(timing.read_phases(phases_file), times[nb.name])
+        print(f"[{profile}] {nb.name} done in {times[nb.name]:.0f} s ({phase_line(phases[nb.name])})", flush=True)
         done.append(dest / nb.name)
     t_pages = time.perf_counter()
     executed = [dest / nb.name for nb in notebooks() if (dest / nb.name).exists()]  # with --only: the others' last run
@@ -110,7 +114,8 @@ def run(profile: str, output_dir: str = "", only: list[str] | None = None, timeo
     if not only:  # a full run: record how long the main job took and its peak memory, for the README
         # the kernels are this process's children: their peak resident memory, as /usr/bin/time -v reports it
         kernels = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6
-        run_record = {"notebooks_s": times, "peak_rss_gb_so_far": peaks, "total_s": round(time.perf_counter() - t_all, 1),
+        run_record = {"notebooks_s": times, "phases_s": phases, "peak_rss_gb_so_far": peaks,
+                      "total_s": round(time.perf_counter() - t_all, 1),
                       "peak_rss_gb": round(max(kernels, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6), 2),
                       "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d")}
         state = run_state(entries_before, cache_entries())
@@ -118,6 +123,20 @@ def run(profile: str, output_dir: str = "", only: list[str] | None = None, timeo
         record_times(out / "pipeline_times.json", profile, state, run_record)
         write_manifest(out, cfg, overrides)  # with this run's times
     return done
+
+
+def notebook_phases(record: dict, wall_s: float) -> dict[str, float]:
+    """A notebook's seconds per phase (largest first), and ``other``: its wall time outside every named phase
+    (the kernel's start, imports, tables, figures, bootstraps)."""
+    out = {k: round(v, 1) for k, v in record.get("phases_s", {}).items()}
+    out["other"] = round(wall_s - sum(record.get("phases_s", {}).values()), 1)
+    return out
+
+
+def phase_line(phases: dict[str, float], top: int = 4) -> str:
+    """The largest phases of a notebook, for its 'done' line."""
+    return ", ".join(f"{k} {v:.0f} s" for k, v in list(phases.items())[:top] if k != "other") + \
+        f", other {phases.get('other', 0):.0f} s"
 
 
 def cache_entries() -> set[str]:

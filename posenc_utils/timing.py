@@ -14,10 +14,19 @@ that wants its phases opens a block and reads its own clock::
 
 The block is a context variable (set on entering, restored on leaving): a thread started inside it
 books its phases only where it runs in a copy of the context (``contextvars.copy_context().run``).
+
+A notebook kernel that the pipeline runs has one more clock, for the whole kernel: where
+``POSENC_PHASES_FILE`` names a file, every phase is booked on it as well, and the kernel writes it to
+that file after each cell (:func:`kernel_clock`), so ``pipeline_times.json`` can say where each
+notebook's time went, even for a run killed half way.
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
+import functools
+import json
+import os
 import time
 from collections import defaultdict
 from contextvars import ContextVar
@@ -38,6 +47,7 @@ class Clock:
 
 
 _CLOCK: ContextVar[Clock | None] = ContextVar("posenc_timing_clock", default=None)
+PHASES_FILE = "POSENC_PHASES_FILE"  # set by the pipeline for each notebook's kernel: where its phases go
 
 
 @contextlib.contextmanager
@@ -62,10 +72,14 @@ def phase(name: str) -> Iterator[None]:
         add(name, time.perf_counter() - t0)
 
 
+def _clocks() -> list[Clock]:
+    """The clocks a phase books on now: the innermost open block's, and the kernel's (when there is one)."""
+    return [c for c in (_CLOCK.get(), kernel_clock()) if c is not None]
+
+
 def add(name: str, seconds: float, encoder: str | None = None) -> None:
     """Add ``seconds`` to phase ``name`` (and to that phase of ``encoder``'s extraction, when given)."""
-    clock = _CLOCK.get()
-    if clock is not None:
+    for clock in _clocks():
         clock.seconds[name] += seconds
         if encoder is not None:
             clock.extractions[encoder][name] += seconds
@@ -73,6 +87,49 @@ def add(name: str, seconds: float, encoder: str | None = None) -> None:
 
 def count_images(encoder: str, n: int) -> None:
     """Count ``n`` images extracted by ``encoder`` (the benchmark's seconds per image)."""
-    clock = _CLOCK.get()
-    if clock is not None:
+    for clock in _clocks():
         clock.extractions[encoder]["images"] += n
+
+
+@functools.cache
+def kernel_clock() -> Clock | None:
+    """The clock of this whole process where ``POSENC_PHASES_FILE`` is set (a notebook kernel of the pipeline),
+    else None. In an IPython kernel it is written to that file after every cell; elsewhere when the process exits."""
+    path = os.environ.get(PHASES_FILE)
+    if not path:
+        return None
+    clock = Clock()
+    try:
+        from IPython import get_ipython  # optional: a kernel writes after each cell
+
+        shell = get_ipython()
+    except ImportError:
+        shell = None
+    if shell is not None:
+        shell.events.register("post_run_cell", lambda _result: write_phases(clock, path))
+    else:
+        atexit.register(write_phases, clock, path)
+    return clock
+
+
+def as_dict(clock: Clock) -> dict:
+    """A clock as JSON: seconds per phase (largest first) and, per encoder, its extraction phases and images."""
+    return {"phases_s": {k: round(v, 2) for k, v in sorted(clock.seconds.items(), key=lambda kv: -kv[1])},
+            "extractions": {enc: {k: round(v, 2) for k, v in ph.items()} for enc, ph in clock.extractions.items()}}
+
+
+def write_phases(clock: Clock, path: str | os.PathLike) -> None:
+    """Write ``clock`` to ``path`` as JSON (through a temporary file: a reader never sees half of it)."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(as_dict(clock), f, indent=1)
+    os.replace(tmp, path)
+
+
+def read_phases(path: str | os.PathLike) -> dict:
+    """What :func:`write_phases` wrote, or an empty record where nothing was (a notebook that timed no phase)."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, json.JSONDecodeError):
+        return {"phases_s": {}, "extractions": {}}
