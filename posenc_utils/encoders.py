@@ -18,11 +18,11 @@ from .borders import (ImageTooSmallError, PaddingNotSupportedError, apply_canvas
                       check_padding_mode, set_padding)
 from .cache import file_stamp
 from .families import family_of
-from .networks import IMAGENET_INPUT, UNIT_INPUT, Encoder, WeightsNotFoundError, flush_denormals, hed_weights
+from .networks import IMAGENET_INPUT, UNIT_INPUT, Encoder, WeightsNotFoundError, hed_weights
 from .profiles import INPUTS, EncoderSpec
 
 __all__ = ["Encoder", "WeightsNotFoundError", "ImageTooSmallError", "PaddingNotSupportedError", "build_encoder",
-           "flush_denormals", "hed_edge_map", "input_convention", "resize_taps", "tap_channels", "weights_stamp"]
+           "hed_edge_map", "input_convention", "resize_taps", "tap_channels", "weights_stamp"]
 
 
 def input_convention(spec: EncoderSpec) -> tuple[Callable, str]:

