@@ -4,9 +4,11 @@ A cache entry is a data file plus a JSON sidecar written *after* it, both via a 
 file and ``os.replace``. An entry counts only when its sidecar exists and agrees with the
 data, so a run killed mid-write leaves at most a stray temporary file, never a half entry.
 The sidecar also holds a checksum of the data file (xxh3-128, read in chunks at memory
-speed), verified the first time a process opens the entry (and again once the file has
-changed): a file damaged in place (same size, valid header, other bytes) is reported by name
-and recomputed, never used.
+speed), verified whenever the file is not provably the one it was computed from: a file damaged in
+place (same size, valid header, other bytes) is reported by name and recomputed, never used. What
+proves it is the file's stamp (size, mtime, ctime, inode: every change of its bytes gives it
+another), recorded beside the entry when its checksum last held (``.<name>.verified``), so a process
+that reads an unchanged entry (a warm rerun) hashes nothing.
 
 Several runs (processes, or machines on one shared file system) may share a cache: an entry
 is computed while holding its lock (:func:`entry_lock`, an advisory ``flock`` on a file
@@ -87,7 +89,8 @@ def entry_lock(data_path: Path) -> Iterator[None]:
     data_path = Path(data_path)
     data_path.parent.mkdir(parents=True, exist_ok=True)
     with open(data_path.with_name(f".{data_path.name}.lock"), "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+        with timing.phase("lock_wait"):  # another run computing this entry (or nothing: an uncontended lock)
+            fcntl.flock(f, fcntl.LOCK_EX)
         try:
             for stale in _temporaries(data_path):
                 stale.unlink(missing_ok=True)
@@ -168,28 +171,61 @@ def file_stamp(path: Path) -> tuple[int, int, int, int]:
     return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino
 
 
+def _verified_path(data_path: Path) -> Path:
+    return Path(data_path).with_name(f".{Path(data_path).name}.verified")
+
+
+def _record_verified(data_path: Path, checksum: str) -> None:
+    """Remember, for every process, that ``data_path`` had ``checksum`` at its current stamp. Best effort: a
+    failed or racing write only costs a later hash (a stamp that no longer matches proves nothing)."""
+    stamp = file_stamp(data_path)
+    _VERIFIED[str(data_path)] = (*stamp, checksum)
+    try:
+        write_json(_verified_path(data_path), {"stamp": list(stamp), "checksum": checksum})
+    except OSError:
+        pass
+
+
+def _known_checksum(data_path: Path, stamp: tuple[int, int, int, int]) -> str | None:
+    """The checksum ``data_path`` is known to have at ``stamp`` (this process's memo, or the stamp file
+    beside it), or None."""
+    seen = _VERIFIED.get(str(data_path))
+    if seen is not None and seen[:4] == stamp:
+        return seen[4]
+    rec = read_json(_verified_path(data_path))
+    if rec is not None and tuple(rec.get("stamp") or ()) == stamp and isinstance(rec.get("checksum"), str):
+        _VERIFIED[str(data_path)] = (*stamp, rec["checksum"])
+        return rec["checksum"]
+    return None
+
+
 def current_checksum(path: Path) -> str:
     """The checksum of ``path`` as it is now: from the memo while the file has the stamp it was hashed
     at (see ``_VERIFIED``), else hashed again and remembered."""
     stamp = file_stamp(path)
-    seen = _VERIFIED.get(str(path))
-    if seen is not None and seen[:4] == stamp:
-        return seen[4]
+    known = _known_checksum(path, stamp)
+    if known is not None:
+        return known
     checksum = file_checksum(path)
     _VERIFIED[str(path)] = (*stamp, checksum)
     return checksum
 
 
 def verify_file(data_path: Path, meta_path: Path, meta: dict[str, Any]) -> bool:
-    """Whether ``data_path`` still has the checksum its sidecar recorded (hashed once per process
-    and version of the file: again only when its stamp has changed).
+    """Whether ``data_path`` still has the checksum its sidecar recorded: hashed only when the file's stamp is
+    not one at which that checksum is known to hold (a new or changed file; then the stamp is recorded).
 
     A legacy sidecar without a checksum gets one now (trust on first use). On a mismatch the
     warning names the entry, so the caller can recompute it.
     """
     data_path = Path(data_path)
     recorded = meta.get("checksum")
-    actual = current_checksum(data_path)
+    stamp = file_stamp(data_path)
+    if recorded is not None and _known_checksum(data_path, stamp) == recorded:
+        return True
+    actual = file_checksum(data_path)
+    if actual == recorded or recorded is None:
+        _record_verified(data_path, actual)
     if recorded is None:
         write_json(meta_path, {**meta, "checksum": actual})
     elif actual != recorded:
@@ -214,6 +250,7 @@ def write_file_entry(data_path: Path, meta_path: Path, meta: dict[str, Any], wri
     with atomic_path(data_path) as tmp:
         write(tmp)
         checksum = file_checksum(tmp)
+    _record_verified(data_path, checksum)
     write_json(meta_path, {**meta, "checksum": checksum})
 
 
@@ -328,6 +365,6 @@ def write_array_entry(data_path: Path, meta_path: Path, shape: tuple[int, ...], 
                 trimmed.unlink(missing_ok=True)
             shape = (kept,) + tuple(shape[1:])
         checksum = file_checksum(tmp)
+    _record_verified(data_path, checksum)
     write_json(meta_path, {**meta, "shape": list(shape), "dtype": dtype, "checksum": checksum})
-    _VERIFIED[str(data_path)] = (*file_stamp(data_path), checksum)
     return np.load(data_path, mmap_mode="r")

@@ -337,6 +337,33 @@ def test_checksum_is_verified_once_per_process(tmp_path, monkeypatch):
     assert len(calls) == 2
 
 
+@pytest.mark.parametrize("keep_mtime", [False, True])
+def test_a_new_process_hashes_only_a_changed_entry(tmp_path, monkeypatch, keep_mtime):
+    """The stamp at which an entry's checksum held is kept beside it, so another process (a warm rerun:
+    the in-process memo cleared) reads an unchanged entry without hashing it, and still finds damage,
+    even damage that kept the file's mtime."""
+    data, meta = tmp_path / "e.npy", tmp_path / "e.json"
+    cache.write_array_entry(data, meta, (8, 16), "float32", {"key": "k"}, fill_with(3.0))
+    calls = []
+    real = cache.file_checksum
+    monkeypatch.setattr(cache, "file_checksum", lambda p: calls.append(p) or real(p))
+    monkeypatch.setattr(cache, "_VERIFIED", {})  # a new process
+    for _ in range(2):
+        assert cache.open_array_entry(data, meta, {"key": "k"}) is not None
+    assert calls == []
+    _damage_in_place(data, keep_mtime)
+    monkeypatch.setattr(cache, "_VERIFIED", {})
+    with pytest.warns(UserWarning, match="damaged"):
+        assert cache.open_array_entry(data, meta, {"key": "k"}) is None
+    assert len(calls) == 1
+    cache.write_array_entry(data, meta, (8, 16), "float32", {"key": "k"}, fill_with(3.0))  # recomputed
+    for junk in ("{not json", "[1, 2]"):  # a broken stamp file proves nothing: a hash, no crash
+        (tmp_path / ".e.npy.verified").write_text(junk)
+        monkeypatch.setattr(cache, "_VERIFIED", {})
+        calls.clear()
+        assert cache.open_array_entry(data, meta, {"key": "k"}) is not None and len(calls) == 1
+
+
 def test_legacy_sidecar_without_checksum_gets_one(tmp_path):
     data, meta = tmp_path / "e.npy", tmp_path / "e.json"
     cache.write_array_entry(data, meta, (4,), "float32", {"key": "k"}, fill_with(2.0))

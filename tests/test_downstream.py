@@ -146,7 +146,7 @@ def test_training_is_cached_and_reproducible(tmp_path, monkeypatch):
     data = ds.task_data(TINY.sod_train, 32)
     first = ds.train_task_model(data, "zeros", TINY, seed=0)
     assert len(first.losses) == 2 and all(np.isfinite(first.losses))
-    files = sorted(p.name for p in (tmp_path / "downstream").iterdir() if p.suffix != ".lock")
+    files = sorted(p.name for p in (tmp_path / "downstream").iterdir() if p.suffix not in (".lock", ".verified"))
     assert files == [f"model-{first.key}.json", f"model-{first.key}.pt"], files  # no temporary file left
     again = ds.train_task_model(data, "zeros", TINY, seed=0)
     assert again.losses == first.losses

@@ -158,7 +158,7 @@ def test_failure_during_fill_leaves_no_entry(tiny_set, monkeypatch):
     assert calls == [2, 2]
     key = feature_key(VGG, 0, tiny_set, 28, "float16")
     folder = features.paths.cache_dir() / "features"
-    entries = [p for p in folder.glob(f"*{key}*") if p.suffix != ".lock"]  # a lock file holds no data
+    entries = [p for p in folder.glob(f"*{key}*") if p.suffix not in (".lock", ".verified")]  # lock and stamp files hold no data
     assert entries == [], entries
     assert cache_leftovers() == []
 
