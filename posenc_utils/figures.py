@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from . import budget, claims, downstream, layer_analysis, padding_ablation, paths
-from .plots import FORMATS, RESULTS, redraw_grid, save_figure
+from .plots import FORMATS, RESULTS, drawn, redraw_grid, save_figure
 from .profiles import Profile
 
 class ResultsMissingError(FileNotFoundError):
@@ -74,10 +74,12 @@ def redraw_figures(out: Path) -> pd.DataFrame:
     rows = []
     for g in grids:
         name = g.name.removesuffix(".grid.npz")
+        rows.append(dict(figure=name, drawn_from=f"{RESULTS}/{g.name}"))
+        if drawn(out / f"{name}.png", FORMATS):
+            continue
         fig = redraw_grid(g)
         save_figure(fig, out / f"{name}.png", FORMATS)
         plt.close(fig)
-        rows.append(dict(figure=name, drawn_from=f"{RESULTS}/{g.name}"))
     for name, draw in table_figures(out).items():
         rows.append(dict(figure=name, drawn_from=f"{TABLE_FIGURES[name][0]}"))
         if _current(out, name):

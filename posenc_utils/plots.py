@@ -13,7 +13,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from . import cache
+from . import cache, timing
 from .images import ImageSet
 from .targets import PATTERN_NAMES, PATTERNS, target_map
 
@@ -133,7 +133,7 @@ def redraw_grid(path: Path) -> plt.Figure:
     """The image-grid figure whose data :func:`save_figure` kept in ``path`` (a ``.grid.npz``)."""
     with np.load(path) as z:
         meta = json.loads(str(z["meta"]))
-        arrays = {k: z[k] for k in z.files if k not in ("meta", "digest")}
+        arrays = {k: z[k] for k in z.files if k not in ("meta", "digest", "formats")}
     nrows, ncols = meta["panels"][0]["nrows"], meta["panels"][0]["ncols"]
     fig, axes = plt.subplots(nrows, ncols, figsize=meta["size"], squeeze=False)
     used = set()
@@ -177,12 +177,23 @@ def _grid_digest(meta: dict, arrays: dict[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
-def _saved_digest(target: Path) -> str | None:
+def _saved_grid(target: Path) -> tuple[str | None, set[str]]:
+    """The digest of a saved grid's data and the file formats drawn from it ((None, {}) when unreadable)."""
     try:
         with np.load(target) as z:
-            return str(z["digest"]) if "digest" in z.files else None
+            digest = str(z["digest"]) if "digest" in z.files else None
+            formats = set(json.loads(str(z["formats"]))) if "formats" in z.files else set()
+            return digest, formats
     except (OSError, ValueError, KeyError):
-        return None
+        return None, set()
+
+
+def drawn(path: Path, formats: tuple[str, ...]) -> bool:
+    """Whether an image-grid figure's files in every one of ``formats`` exist and were drawn from the panel
+    data saved beside them (:func:`grid_path`): then drawing it again from that data would change nothing."""
+    path = Path(path)
+    digest, done = _saved_grid(grid_path(path))
+    return digest is not None and set(formats) <= done and all(path.with_suffix(e).exists() for e in formats)
 
 
 def save_figure(fig: plt.Figure, path: Path, formats: tuple[str, ...] = (".png",)) -> None:
@@ -191,14 +202,22 @@ def save_figure(fig: plt.Figure, path: Path, formats: tuple[str, ...] = (".png",
 
     An image-grid figure whose data and rendering settings hash as the saved ones, with every file
     already there, is not rendered again (a warm rerun redraws nothing that would come out the same)."""
+    with timing.phase("figures"):
+        _save_figure(fig, Path(path), formats)
+
+
+def _save_figure(fig: plt.Figure, path: Path, formats: tuple[str, ...]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     grid = _is_image_grid(fig)
     if grid:
         meta, arrays = grid_data(fig)
         digest, target = _grid_digest(meta, arrays), grid_path(path)
-        if _saved_digest(target) == digest and all(path.with_suffix(ext).exists() for ext in formats):
+        saved, done = _saved_grid(target)
+        if saved == digest and set(formats) <= done and all(path.with_suffix(ext).exists() for ext in formats):
             return
+        # the files drawn from these data: those drawn before (same digest) and these; written after them
+        done = sorted((done if saved == digest else set()) | set(formats))
     for ext in formats:
         stable = {"metadata": {"CreationDate": None}} if ext == ".pdf" else {}  # the same figure, the same bytes
         fig.savefig(path.with_suffix(ext), dpi=DPI, bbox_inches="tight", **stable)
@@ -206,4 +225,5 @@ def save_figure(fig: plt.Figure, path: Path, formats: tuple[str, ...] = (".png",
         target.parent.mkdir(parents=True, exist_ok=True)
         with cache.atomic_path(target) as tmp:
             with open(tmp, "wb") as f:
-                np.savez_compressed(f, meta=np.array(json.dumps(meta)), digest=np.array(digest), **arrays)
+                np.savez_compressed(f, meta=np.array(json.dumps(meta)), digest=np.array(digest),
+                                    formats=np.array(json.dumps(done)), **arrays)

@@ -88,6 +88,24 @@ def test_unchanged_image_figure_is_not_rendered_again(tmp_path):
     assert (tmp_path / "g.pdf").exists(), "a missing file is rendered"
 
 
+def test_a_file_drawn_from_older_data_is_drawn_again(tmp_path):
+    """A notebook redraws its figure's PNG from new data; the PDF notebook 06 drew from the old data is not
+    taken for current (it is drawn again), and once both come from the saved data nothing needs drawing."""
+    def draw(value):
+        fig, ax = plt.subplots()
+        ax.imshow(np.full((4, 4), value), cmap="gray", vmin=0, vmax=1)
+        return fig
+
+    png, both = tmp_path / "g.png", (".png", ".pdf")
+    plots.save_figure(draw(0.5), png, both)
+    assert plots.drawn(png, both)
+    plots.save_figure(draw(0.7), png)  # the notebook: PNG only, from other data
+    assert plots.drawn(png, (".png",)) and not plots.drawn(png, both), "the PDF shows the old data"
+    pdf = (tmp_path / "g.pdf").stat().st_mtime_ns
+    plots.save_figure(plots.redraw_grid(plots.grid_path(png)), png, both)  # notebook 06
+    assert (tmp_path / "g.pdf").stat().st_mtime_ns != pdf and plots.drawn(png, both)
+
+
 def test_csv_rewritten_only_when_it_changes(tmp_path):
     from posenc_utils import tables
 
