@@ -23,7 +23,7 @@ import matplotlib.pyplot as plt
 from matplotlib.ticker import NullFormatter
 import pandas as pd
 
-from .experiments import head_of, image_sets, probe, view_features
+from .experiments import Probe, head_of, image_sets, probe, train_probes, view_features
 from .plots import save_figure
 from .profiles import EncoderSpec, Profile, ReadoutSpec
 
@@ -65,18 +65,13 @@ def curve_budgets(profile: Profile, n_images: int, encoder: EncoderSpec, small: 
     return [scaled(base, e / base.epochs) for e in dict.fromkeys(epochs)]
 
 
-def budget_curve(profile: Profile) -> pd.DataFrame:
-    """Mean SPC over H, G, HS on the natural test images against SGD steps, for PosENet with PEM padding
-    0, 1, 2 and the profile's first pretrained VGG16, on the first ``curve_train_n`` training images (all of
-    them where there are fewer) and on all of them (Table 4's and Table 1's sets: their features and readouts
-    are cached)."""
+def _curve(profile: Profile) -> list[tuple[str, int, dict]]:
+    """The points of the budget curve: (readout label, training images, the probe's keyword arguments)."""
     train, tests = image_sets(profile)
-    natural = tests[0]
     vgg = [e for e in profile.encoders if e.name == "vgg16" and e.pretrained][:1]
-    rows = []
     small = min(profile.curve_train_n, train.n) if profile.curve_train_n else None
-    sizes = dict.fromkeys(n for n in (small, train.n) if n)
-    for n in sizes:
+    out = []
+    for n in dict.fromkeys(n for n in (small, train.n) if n):
         head, views = head_of(train, n)
         source = view_features(views)
         runs = [(EncoderSpec("posenet", "none"), f"PosENet, PEM padding {p}", p) for p in (0, 1, 2)]
@@ -84,11 +79,28 @@ def budget_curve(profile: Profile) -> pd.DataFrame:
         for spec, label, pem_padding in runs:
             for budget in curve_budgets(profile, head.n, spec, small=head.n == small):
                 readout = dataclasses.replace(budget, padding=pem_padding)
-                res = probe(profile, spec, readout=readout, sets=(head, [natural]), features=source)
-                d = res.per_image[res.per_image.pattern.isin(CURVE_PATTERNS)]
-                rows.append(dict(readout=label, train_images=head.n, epochs=readout.epochs, steps=steps(head.n, readout),
-                                 spc=float(d.spc.fillna(0.0).mean()), test_set=natural.name,
-                                 study=readout.epochs == profile.readout.epochs))
+                out.append((label, head.n, dict(spec=spec, readout=readout, sets=(head, [tests[0]]), features=source)))
+    return out
+
+
+def curve_probes(profile: Profile) -> list[Probe]:
+    """The probes of :func:`budget_curve`."""
+    return [(profile, kw) for *_, kw in _curve(profile)]
+
+
+def budget_curve(profile: Profile) -> pd.DataFrame:
+    """Mean SPC over H, G, HS on the natural test images against SGD steps, for PosENet with PEM padding
+    0, 1, 2 and the profile's first pretrained VGG16, on the first ``curve_train_n`` training images (all of
+    them where there are fewer) and on all of them (Table 4's and Table 1's sets: their features and readouts
+    are cached)."""
+    train_probes(curve_probes(profile))  # PosENet's readouts train side by side
+    rows = []
+    for label, n, kw in _curve(profile):
+        res, readout, natural = probe(profile, **kw), kw["readout"], kw["sets"][1][0]
+        d = res.per_image[res.per_image.pattern.isin(CURVE_PATTERNS)]
+        rows.append(dict(readout=label, train_images=n, epochs=readout.epochs, steps=steps(n, readout),
+                         spc=float(d.spc.fillna(0.0).mean()), test_set=natural.name,
+                         study=readout.epochs == profile.readout.epochs))
     return pd.DataFrame(rows)
 
 

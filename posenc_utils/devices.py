@@ -6,7 +6,9 @@ Feature extraction, readout training and evaluation, and notebook 05's networks 
 """
 from __future__ import annotations
 
+import contextlib
 import os
+from typing import Iterator
 
 import torch
 
@@ -45,6 +47,17 @@ def denormals_flushed() -> bool:
     out all zero); False where the pool started before :func:`flush_denormals` (torch used before the import)."""
     tiny = torch.full((2**20,), 1e-39)
     return bool(torch.count_nonzero(tiny * 1.0) == 0)
+
+
+@contextlib.contextmanager
+def threads(n: int) -> Iterator[None]:
+    """Compute with ``n`` of torch's threads for the block (process-wide), then as many as before."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def describe() -> str:

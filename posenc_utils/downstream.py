@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from . import cache, devices, paths, tables, timing
-from .experiments import TableResult, image_sets, per_image_frame, probe, seeded_summary, test_sources
+from .experiments import Probe, TableResult, image_sets, per_image_frame, probe, seeded_summary, test_sources, train_probes
 from .images import list_images, read_rgb, resize
 from .measures import table_columns
 from .metrics import cluster_bootstrap_ci
@@ -460,17 +460,31 @@ def table6_encoders(profile: Profile, run: Downstream) -> list[tuple[EncoderSpec
     return out
 
 
-def table6(profile: Profile, run: Downstream, image_size: int | None = None) -> tuple[pd.DataFrame, dict]:
+def _table6_rows(profile: Profile, run: Downstream, image_size: int | None) -> tuple[Profile, list]:
+    """The profile Table 6 probes in (at ``image_size``) and its rows: (encoder, the paper's row)."""
+    prof = profile.with_overrides(image_size=image_size) if image_size and image_size != profile.image_size else profile
+    return prof, [(e, p) for e, p in table6_encoders(profile, run)
+                  if prof is profile or e.name != "vgg16" or e.weights == "imagenet"]
+
+
+def table6_probes(profile: Profile, run: Downstream, image_size: int | None = None) -> list[Probe]:
+    """The probes of :func:`table6`."""
+    prof, encoders = _table6_rows(profile, run, image_size)
+    return [(prof, dict(spec=spec)) for spec, _ in encoders]
+
+
+def table6(profile: Profile, run: Downstream, image_size: int | None = None,
+           also: tuple[Profile, ...] = ()) -> tuple[pd.DataFrame, dict]:
     """Table 6: the Table 1 probe (same readout, training and test images) on each encoder of
     :func:`table6_encoders`, every pattern, one readout seed with 95% intervals over test images; the
     paper's values beside ours where it has the row.
 
     ``image_size``: probe at that size instead of the profile's (the training and test images made again
     at that size), e.g. the size the downstream networks were trained at; the profile's VGG16s are then
-    kept only where they are the paper's reference (ImageNet weights)."""
-    prof = profile.with_overrides(image_size=image_size) if image_size and image_size != profile.image_size else profile
-    encoders = [(e, p) for e, p in table6_encoders(profile, run)
-                if prof is profile or e.name != "vgg16" or e.weights == "imagenet"]
+    kept only where they are the paper's reference (ImageNet weights). ``also``: profiles whose Table 6 at
+    this size comes next (the budget check), trained now with this one's readouts, sharing their passes."""
+    prof, encoders = _table6_rows(profile, run, image_size)
+    train_probes(table6_probes(profile, run, image_size) + [p for o in also for p in table6_probes(o, run, image_size)])
     frames, results = [], {}
     photos = test_sources(prof, image_sets(prof)[1])
     for spec, paper_model in encoders:

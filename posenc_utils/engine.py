@@ -80,8 +80,12 @@ def as_batch(x) -> StoredBatch:
 def _float_blocks(batch: StoredBatch, ranges: tuple[tuple[int, int], ...]):
     """(rows, columns, float32 block) over a stored batch: one image at a time (a few when they
     are small; part of the channels when one is very wide), converted from float16 straight from
-    where it is stored into a small reused buffer that stays in cache for the matrix product that
-    follows (block sizes measured with ``make bench``). On a GPU: the whole batch in one block."""
+    where it is stored into a small reused buffer that stays in cache for the matrix products that
+    follow (block sizes measured with ``make bench``). On a GPU: the whole batch in one block.
+
+    How many images a block holds follows from the stored width alone, not from the channels selected,
+    so a readout of some channels sees the same rows in each block whether its channels are converted
+    alone or with others' (:func:`stored_products`): its products, and so its weights, are the same bits."""
     src = batch.source
     b, (p, c_total) = len(batch), src.shape[1:]
     c = sum(e - a for a, e in ranges)
@@ -90,7 +94,7 @@ def _float_blocks(batch: StoredBatch, ranges: tuple[tuple[int, int], ...]):
     else:
         # whole images (several when small); channels are split only when one image is very wide
         width = c if p * c <= 4 * BLOCK_FLOATS else -(-c // -(-p * c // BLOCK_FLOATS))  # equal chunks
-        per = max(1, BLOCK_FLOATS // (p * width))
+        per = max(1, BLOCK_FLOATS // (p * (c_total if p * c_total <= 4 * BLOCK_FLOATS else width)))
     if src.dtype == torch.float32 and ranges == ((0, c_total),) and per >= b:
         yield slice(0, b * p), slice(0, c), batch.gather().reshape(b * p, c_total)
         return
@@ -114,31 +118,93 @@ def _padded_columns(n: int) -> int:
     return -(-n // 16) * 16
 
 
-class _StoredProduct(torch.autograd.Function):
-    """``Y = X @ W`` for stored features ``X`` (no gradient) and a weight matrix ``W`` (gradient)."""
+def column_pieces(union: tuple[tuple[int, int], ...], ranges: tuple[tuple[int, int], ...]) -> tuple[tuple[int, int, int], ...]:
+    """Where the stored channels ``ranges`` (each within ``union``) sit among the channels ``union`` selects:
+    (first, last) column of the union's blocks and the first row of the product's weight matrix, per
+    contiguous piece (pieces contiguous in both merged: a selection equal to the union is one piece)."""
+    out: list[list[int]] = []
+    pos = 0
+    for a, e in union:
+        for row, (b, f) in zip(np.cumsum([0] + [f - b for b, f in ranges]), ranges):
+            lo, hi = max(a, b), min(e, f)
+            if lo < hi:
+                u0, r0 = pos + lo - a, int(row) + lo - b
+                if out and out[-1][1] == u0 and out[-1][2] + (out[-1][1] - out[-1][0]) == r0:
+                    out[-1][1] = u0 + hi - lo
+                else:
+                    out.append([u0, u0 + hi - lo, r0])
+        pos += e - a
+    if sum(u1 - u0 for u0, u1, _ in out) != sum(f - b for b, f in ranges):
+        raise ValueError(f"channels {ranges} are not all among {union}")
+    return tuple(tuple(piece) for piece in out)
+
+
+def _operand(block: torch.Tensor, cols: slice, pieces, scratch: list) -> tuple[torch.Tensor, slice] | None:
+    """One product's part of a block: its channels among the block's columns ``cols`` as one (rows, c) matrix,
+    and the rows of its weight matrix they meet; None where it has none there. A product whose channels lie
+    apart in the block gets them side by side in a scratch buffer (``scratch``: kept for the next block), so
+    it is one matrix product over all of them, as it is when its channels are converted alone."""
+    parts = []
+    for u0, u1, r0 in pieces:
+        a, e = max(u0, cols.start), min(u1, cols.stop)
+        if a < e:
+            parts.append((slice(a - cols.start, e - cols.start), slice(r0 + a - u0, r0 + e - u0)))
+    if not parts:
+        return None
+    rows = slice(parts[0][1].start, parts[-1][1].stop)
+    if len(parts) == 1:
+        return block[:, parts[0][0]], rows
+    need = block.shape[0] * (rows.stop - rows.start)
+    if not scratch or scratch[0].numel() < need:
+        scratch[:] = [block.new_empty(need)]
+    out = scratch[0][:need].view(block.shape[0], rows.stop - rows.start)
+    at = 0
+    for bc, wr in parts:
+        out[:, at:at + wr.stop - wr.start].copy_(block[:, bc])
+        at += wr.stop - wr.start
+    return out, rows
+
+
+class _StoredProducts(torch.autograd.Function):
+    """``Y_j = X[:, S_j] @ W_j`` for stored features ``X`` (no gradient) and weight matrices ``W_j``
+    (gradients), each over its own channels ``S_j`` of the ones ``ranges`` selects: every block of ``X``
+    is converted once for all the products (the readouts trained together on one feature set)."""
 
     @staticmethod
-    def forward(ctx, w, x, ranges):
+    def forward(ctx, x, ranges, pieces, *ws):
         x = as_batch(x)
-        ctx.batch, ctx.ranges = x, ranges
-        n = w.shape[1]
-        w = F.pad(w, (0, _padded_columns(n) - n))
-        y = torch.empty(len(x) * x.source.shape[1], w.shape[1], device=w.device)
+        ctx.batch, ctx.ranges, ctx.pieces, ctx.widths = x, ranges, pieces, [w.shape[1] for w in ws]
+        ws = [F.pad(w, (0, _padded_columns(n) - n)) for w, n in zip(ws, ctx.widths)]
+        n_rows = len(x) * x.source.shape[1]
+        ys = [torch.empty(n_rows, w.shape[1], device=w.device) for w in ws]
+        started: set[int] = set()  # the products that have a first part in the current rows
+        scratch: list = []
         for rows, cols, block in _float_blocks(x, ranges):
             if cols.start == 0:
-                torch.mm(block, w[cols], out=y[rows])
-            else:  # a later chunk of channels of the same rows
-                y[rows].addmm_(block, w[cols])
-        return y[:, :n]
+                started.clear()
+            for j, (y, w) in enumerate(zip(ys, ws)):
+                part = _operand(block, cols, pieces[j], scratch)
+                if part is None:
+                    continue
+                if j in started:  # a later chunk of channels of the same rows
+                    y[rows].addmm_(part[0], w[part[1]])
+                else:
+                    torch.mm(part[0], w[part[1]], out=y[rows])
+                    started.add(j)
+        return tuple(y[:, :n] for y, n in zip(ys, ctx.widths))
 
     @staticmethod
-    def backward(ctx, gy):
-        n = gy.shape[1]
-        gy = F.pad(gy, (0, _padded_columns(n) - n)).contiguous()
-        gw = torch.zeros(sum(e - a for a, e in ctx.ranges), gy.shape[1], device=gy.device)
+    def backward(ctx, *gys):
+        gys = [F.pad(gy, (0, _padded_columns(n) - n)).contiguous() for gy, n in zip(gys, ctx.widths)]
+        gws = [torch.zeros(sum(u1 - u0 for u0, u1, _ in p), gy.shape[1], device=gy.device)
+               for p, gy in zip(ctx.pieces, gys)]
+        scratch: list = []
         for rows, cols, block in _float_blocks(ctx.batch, ctx.ranges):
-            gw[cols].addmm_(block.t(), gy[rows])
-        return gw[:, :n], None, None
+            for gw, gy, pieces in zip(gws, gys, ctx.pieces):
+                part = _operand(block, cols, pieces, scratch)
+                if part is not None:
+                    gw[part[1]].addmm_(part[0].t(), gy[rows])
+        return (None, None, None, *(gw[:, :n] for gw, n in zip(gws, ctx.widths)))
 
 
 class _ShiftSum(torch.autograd.Function):
@@ -286,4 +352,13 @@ class FeatureStream:
 
 def stored_product(w: torch.Tensor, x, ranges: tuple[tuple[int, int], ...]) -> torch.Tensor:
     """``X @ w`` for a stored batch ``x`` (its channels ``ranges``), differentiable in ``w``."""
-    return _StoredProduct.apply(w, x, ranges)
+    return stored_products([w], x, ranges, [ranges])[0]
+
+
+def stored_products(ws: list[torch.Tensor], x, union: tuple[tuple[int, int], ...],
+                    ranges: list[tuple[tuple[int, int], ...]]) -> tuple[torch.Tensor, ...]:
+    """``X[:, ranges_j] @ ws[j]`` for each j, from one pass over the stored batch ``x`` that converts the channels
+    ``union`` (which holds every ``ranges_j``); differentiable in each weight matrix. Each product is the one it
+    would be alone, to the bit: the same rows of the same numbers times the same matrix (put side by side in one
+    wider product, they would differ by round-off, and measured they are no faster: 296 against 301 s)."""
+    return _StoredProducts.apply(x, union, tuple(column_pieces(union, r) for r in ranges), *ws)

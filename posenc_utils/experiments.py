@@ -19,7 +19,7 @@ from .features import FeatureSet, extract_features
 from .images import ImageSet, build_image_set, photo_sources
 from .measures import feature_columns, feature_table, probe_measures, seed_summary, summarize, table_columns
 from .profiles import EncoderSpec, Profile, ReadoutSpec
-from .readout import Readout, evaluate, train_readout
+from .readout import Readout, ReadoutJob, evaluate, train_readouts
 from .targets import PATTERNS
 
 
@@ -111,6 +111,27 @@ def head_of(full: ImageSet, n: int | None) -> tuple[ImageSet, Views]:
     return head, ({(head.key, "zeros"): (full, head.n)} if head.key != full.key else {})
 
 
+def probe_job(profile: Profile, spec: EncoderSpec, patterns: tuple[str, ...] = PATTERNS,
+              readout: ReadoutSpec | None = None, taps: tuple[str, ...] | None = None,
+              sets: tuple[ImageSet, list[ImageSet]] | None = None, features: FeatureSource | None = None,
+              seed: int | None = None) -> ReadoutJob:
+    """The readout :func:`probe` trains with the same arguments (its training features are had, or extracted, now)."""
+    train = (sets or image_sets(profile))[0]
+    seed = profile.seed if seed is None else seed
+    return ReadoutJob((features or features_for)(profile, spec, train), tuple(patterns), readout or profile.readout,
+                      profile.image_size, seed, taps, profile.standardize_features)
+
+
+Probe = tuple[Profile, dict]  # a probe to make: the profile and the keyword arguments of probe() / probe_job()
+
+
+def train_probes(probes: list[Probe]) -> None:
+    """Train the readouts of many probes at once, so the probes find them cached: the readouts of one feature
+    set, seed and batch size share their passes over the features, and narrow ones train side by side
+    (:func:`readout.train_readouts`). An experiment that knows its probes calls it first."""
+    train_readouts([probe_job(p, **kw) for p, kw in probes])
+
+
 def probe(profile: Profile, spec: EncoderSpec, patterns: tuple[str, ...] = PATTERNS,
           readout: ReadoutSpec | None = None, taps: tuple[str, ...] | None = None,
           sets: tuple[ImageSet, list[ImageSet]] | None = None, features: FeatureSource | None = None,
@@ -121,20 +142,18 @@ def probe(profile: Profile, spec: EncoderSpec, patterns: tuple[str, ...] = PATTE
     are had (default: :func:`features_for`), e.g. a view of a larger set's cached features.
     ``seed`` is the readout's (default: the profile's); the encoder keeps the profile's seed.
     """
-    readout = readout or profile.readout
-    train, tests = sets or image_sets(profile)
-    features = features or features_for
-    seed = profile.seed if seed is None else seed
-    train_features = features(profile, spec, train)
-    trained = train_readout(train_features, patterns, readout, profile.image_size,
-                            seed, taps, profile.standardize_features)
+    sets = sets or image_sets(profile)
+    job = probe_job(profile, spec, patterns, readout, taps, sets, features, seed)
+    trained = train_readouts([job])[0]
+    tests, features, train_features = sets[1], features or features_for, job.features
     frames, preds, test_features = [], {}, {}
     for test in tests:
         test_features[test.name] = features(profile, spec, test)
         per_image, lowres = evaluate(trained, test_features[test.name], profile.image_size)
         frames.append(per_image.assign(test_set=test.name))
         preds[test.name] = lowres
-    return ProbeResult(spec, trained, pd.concat(frames, ignore_index=True), preds, seed, train_features, test_features)
+    return ProbeResult(spec, trained, pd.concat(frames, ignore_index=True), preds, job.seed, train_features,
+                       test_features)
 
 
 def probe_seeds(profile: Profile, spec: EncoderSpec, **kwargs) -> list[ProbeResult]:
@@ -183,16 +202,31 @@ def parse_encoders(texts: list[str] | tuple[str, ...]) -> tuple[EncoderSpec, ...
     return tuple(EncoderSpec.parse(t) for t in texts)
 
 
-def table1(profile: Profile, extra_encoders: tuple[EncoderSpec, ...] = ()) -> TableResult:
+def table1_probes(profile: Profile, extra_encoders: tuple[EncoderSpec, ...] = ()) -> list[Probe]:
+    """The probes of :func:`table1`: every encoder with each of its readout seeds."""
+    return [(profile, dict(spec=spec, seed=s)) for spec in profile.encoders + tuple(extra_encoders)
+            for s in profile.seeds_for(spec)]
+
+
+def table1(profile: Profile, extra_encoders: tuple[EncoderSpec, ...] = (), also: tuple[Profile, ...] = ()) -> TableResult:
     """Table 1: every encoder x pattern x test set, with SPC, MAE, undefined-SPC count and n images,
     averaged over the profile's readout seeds with intervals over seeds and over test images, and the
     feature measures (:mod:`posenc_utils.measures`) on the test set and the training images.
+
+    ``also``: profiles whose Table 1 will be asked for next (the budget check), whose readouts are trained
+    now with this table's, sharing their passes over the features (a readout of the same seed on the same
+    features: the first epochs of a longer training see the same batches).
 
     Returns the tidy table, every seed's per-image metrics and the first seed's probe results (for the
     qualitative figure), keyed by label.
     """
     results, frames, per_image = {}, [], []
-    sources = test_sources(profile, image_sets(profile)[1])
+    train, tests = image_sets(profile)
+    sources = test_sources(profile, tests)
+    for spec in profile.encoders + tuple(extra_encoders):  # each encoder's features in a row: built once
+        for image_set in (train, *tests):
+            features_for(profile, spec, image_set)
+    train_probes(table1_probes(profile, extra_encoders) + [p for other in also for p in table1_probes(other)])
     for spec in profile.encoders + tuple(extra_encoders):
         runs = probe_seeds(profile, spec)
         results[spec.label] = runs[0]

@@ -22,9 +22,9 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from . import tables
-from .experiments import (ProbeResult, TableResult, head_of, image_sets, per_image_frame, probe,
-                          seeded_summary, test_sources, view_features, with_feature_measures)
+from . import budget, tables
+from .experiments import (Probe, ProbeResult, TableResult, head_of, image_sets, per_image_frame, probe,
+                          seeded_summary, test_sources, train_probes, view_features, with_feature_measures)
 from .families import family_of
 from .images import ImageSet
 from .measures import probe_measures, table_columns
@@ -65,22 +65,33 @@ def _capacity_encoders(profile: Profile) -> list[EncoderSpec]:
     return [EncoderSpec("posenet", "none")] + [e for e in profile.encoders if e.name == "vgg16" and e.pretrained]
 
 
+def capacity_probes(profile: Profile, depths=DEPTHS, kernels=KERNELS) -> list[Probe]:
+    """The probes of :func:`readout_capacity`: each encoder with each readout of the settings (once: 1 layer 3x3
+    is in both tables, and is Table 1's, on five patterns)."""
+    train, tests, views = capacity_sets(profile)
+    source, out = view_features(views), []
+    for spec in _capacity_encoders(profile):
+        for readout in dict.fromkeys(r for *_, r in capacity_settings(profile, depths, kernels)):
+            patterns = PATTERNS if readout == profile.readout else TABLE2_PATTERNS
+            out.append((profile, dict(spec=spec, patterns=patterns, readout=readout, sets=(train, tests), features=source)))
+    return out
+
+
 def readout_capacity(profile: Profile, depths=DEPTHS, kernels=KERNELS
                      ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict[str, ProbeResult]]]:
     """Table 2a (depth) and 2b (kernel size) for PosENet and every pretrained VGG16 of the profile, on the
     paper's patterns (H, G, HS), every test set, the paper's values beside ours (one readout seed; 95%
     intervals over test images); and the probe results per encoder and setting. The 1-layer 3x3 readout
     is Table 1's (five patterns, cached)."""
-    train, tests, views = capacity_sets(profile)
-    source, photos = view_features(views), test_sources(profile, tests)
+    probes = capacity_probes(profile, depths, kernels)
+    train_probes(probes)
+    done = {(kw["spec"], kw["readout"]): probe(p, **kw) for p, kw in probes}
+    photos = test_sources(profile, capacity_sets(profile)[1])
     frames, results = {"table2a": [], "table2b": []}, {}
     for spec in _capacity_encoders(profile):
-        results[spec.label], done = {}, {}
+        results[spec.label] = {}
         for table, setting, paper_setting, readout in capacity_settings(profile, depths, kernels):
-            if readout not in done:  # 1 layer 3x3 is in both tables: trained and evaluated once
-                patterns = PATTERNS if readout == profile.readout else TABLE2_PATTERNS
-                done[readout] = probe(profile, spec, patterns, readout=readout, sets=(train, tests), features=source)
-            res = done[readout]
+            res = done[(spec, readout)]
             results[spec.label].setdefault(setting, res)
             summary = seeded_summary([res], photos)
             frames[table].append(summary[summary.pattern.isin(TABLE2_PATTERNS)].assign(setting=setting,
@@ -107,23 +118,38 @@ def capacity_per_image(profile: Profile, results: dict[str, dict[str, ProbeResul
     return pd.concat(frames, ignore_index=True)
 
 
+def _stages(profile: Profile, encoders: tuple[EncoderSpec, ...] | None) -> list[tuple[EncoderSpec, str, tuple | None, str, int, dict]]:
+    """Table 3's rows: (encoder, setting, taps, tap, stage, the probe's keyword arguments) for each stage of each
+    encoder with a network, and all stages."""
+    train, tests, views = capacity_sets(profile)
+    source, out = view_features(views), []
+    for spec in (e for e in (profile.encoders if encoders is None else encoders) if family_of(e.name).network):
+        taps = source(profile, spec, train).tap_names
+        stages = [(f"features f{i + 1}", (t,), t, i + 1) for i, t in enumerate(taps)]
+        stages.append((f"features f1-f{len(taps)}", None, "all", len(taps) + 1))
+        out += [(spec, setting, sel, tap, stage, dict(spec=spec, taps=sel, sets=(train, tests), features=source))
+                for setting, sel, tap, stage in stages]
+    return out
+
+
+def stage_probes(profile: Profile, encoders: tuple[EncoderSpec, ...] | None = None) -> list[Probe]:
+    """The probes of :func:`per_stage`."""
+    return [(profile, kw) for *_, kw in _stages(profile, encoders)]
+
+
 def per_stage(profile: Profile, encoders: tuple[EncoderSpec, ...] | None = None) -> tuple[pd.DataFrame, dict[str, ProbeResult]]:
     """Table 3 for every encoder (PosENet has no stages; ``encoders``: the profile's by default): the readout
     on stage f1 .. f5 alone and on all five, by selecting the stage's channels from the cached features,
     with the feature measures (:mod:`posenc_utils.measures`) over the same channels. The readout on all
     five is Table 1's (cached)."""
-    train, tests, views = capacity_sets(profile)
-    source, photos = view_features(views), test_sources(profile, tests)
+    photos = test_sources(profile, capacity_sets(profile)[1])
     frames, results = [], {}
-    for spec in (e for e in (profile.encoders if encoders is None else encoders) if family_of(e.name).network):
-        taps = source(profile, spec, train).tap_names
-        stages = [(f"features f{i + 1}", (t,), t, i + 1) for i, t in enumerate(taps)]
-        stages.append((f"features f1-f{len(taps)}", None, "all", len(taps) + 1))
-        for setting, sel, tap, stage in stages:
-            res = probe(profile, spec, taps=sel, sets=(train, tests), features=source)
-            results[f"{spec.label}, {setting}"] = res
-            frames.append(with_feature_measures(seeded_summary([res], photos), res, photos).assign(
-                setting=setting, paper_setting=setting, tap=tap, stage=stage, all_stages=sel is None))
+    train_probes(stage_probes(profile, encoders))
+    for spec, setting, sel, tap, stage, kw in _stages(profile, encoders):
+        res = probe(profile, **kw)
+        results[f"{spec.label}, {setting}"] = res
+        frames.append(with_feature_measures(seeded_summary([res], photos), res, photos).assign(
+            setting=setting, paper_setting=setting, tap=tap, stage=stage, all_stages=sel is None))
     df = tables.with_paper(pd.concat(frames, ignore_index=True), profile, "table3")
     return df[table_columns(KEYS, middle=["tap", "stage", "all_stages"])], results
 
@@ -134,6 +160,25 @@ def stage_per_image(profile: Profile, table3: pd.DataFrame, results: dict[str, P
     rows = table3.drop_duplicates(["encoder", "setting"])
     return pd.concat([per_image_frame([results[f"{r.encoder}, {r.setting}"]], photos).assign(
         setting=r.setting, stage=r.stage, all_stages=r.all_stages) for r in rows.itertuples()], ignore_index=True)
+
+
+def budget_settings(profile: Profile) -> tuple[tuple[int, ...], tuple[int, ...], tuple[EncoderSpec, ...]]:
+    """What the training-budget check of claims 5 and 6 trains again (``budget.larger_budget``): the Table 2
+    depths (the deepest too where the readout is C -> C), the smallest and largest kernel, and Table 3 of
+    the profile's pretrained VGG16s."""
+    depths = (DEPTHS[0],) if profile.readout_width else (DEPTHS[0], DEPTHS[-1])
+    vggs = tuple(e for e in budget.larger_budget(profile).encoders if e.name == "vgg16")
+    return depths, (KERNELS[0], KERNELS[-1]), vggs
+
+
+def notebook_probes(profile: Profile) -> list[Probe]:
+    """Every probe of notebook 04 that trains a readout: Tables 2 and 3, the positive control, the budget curve and
+    the budget check of Tables 2 and 3. Trained at once (``experiments.train_probes``), the readouts of one
+    feature set share their passes over it, the budget check's included, and PosENet's train side by side."""
+    larger = budget.larger_budget(profile)
+    depths, kernels, vggs = budget_settings(profile)
+    return (capacity_probes(profile) + stage_probes(profile) + capacity_probes(larger, depths, kernels)
+            + stage_probes(larger, vggs) + control_probes(profile) + budget.curve_probes(profile))
 
 
 def plot_stage_trend(table: pd.DataFrame, path: Path, test_set: str | None = None) -> plt.Figure:
@@ -163,14 +208,21 @@ def plot_stage_trend(table: pd.DataFrame, path: Path, test_set: str | None = Non
 # ---------------------------------------------------------------- the positive control
 
 
+def control_probes(profile: Profile) -> list[Probe]:
+    """The probes of :func:`positive_control`, one per Table 2 setting."""
+    train, tests, _ = capacity_sets(profile)
+    return [(profile, dict(spec=EncoderSpec("coords", "none"), readout=readout, sets=(train, [tests[0].head(1)])))
+            for *_, readout in capacity_settings(profile)]
+
+
 def positive_control(profile: Profile) -> pd.DataFrame:
     """Every Table 2 readout trained on coordinate channels (x, y) instead of features: what it can
     express at all. The input is the same for every image, so one test image says everything."""
-    train, tests, _ = capacity_sets(profile)
-    spec = EncoderSpec("coords", "none")
+    probes = control_probes(profile)
+    train_probes(probes)
     frames = []
-    for table, setting, _paper, readout in capacity_settings(profile):
-        res = probe(profile, spec, readout=readout, sets=(train, [tests[0].head(1)]))
+    for (table, setting, _paper, _readout), (p, kw) in zip(capacity_settings(profile), probes):
+        res = probe(p, **kw)
         frames.append(res.summary().assign(setting=setting, table=table))
     return pd.concat(frames, ignore_index=True)[["encoder", "table", "setting", "pattern", "test_set",
                                                  *(m.name for m in probe_measures())]]

@@ -29,13 +29,14 @@ from . import tables
 from .borders import PADDING_MODES, PaddingNotSupportedError, canvas_value
 from .encoders import input_convention
 from .families import family_of
-from .experiments import (ProbeResult, TableResult, Views, head_of, image_sets, per_image_frame, probe,
-                          probe_seeds, seeded_summary, test_sources, view_features, with_feature_measures)
+from .experiments import (Probe, ProbeResult, TableResult, Views, head_of, image_sets, per_image_frame, probe,
+                          probe_seeds, seeded_summary, test_sources, train_probes, view_features,
+                          with_feature_measures)
 from .images import ImageSet
 from .measures import probe_measures, table_columns
 from .metrics import spc
 from .plots import off_axes, save_figure
-from .profiles import EncoderSpec, Profile
+from .profiles import EncoderSpec, Profile, ReadoutSpec
 from .targets import PATTERNS, target_map
 
 KEYS = ["encoder", "arch", "weights", "padding", "setting", "pattern", "test_set"]  # then the measures' columns
@@ -60,14 +61,9 @@ def table4_sets(profile: Profile) -> tuple[ImageSet, list[ImageSet]]:
     return head_of(train, profile.table4_train_n)[0], tests
 
 
-def table4(profile: Profile) -> TableResult:
-    """Table 4: PosENet with PEM zero padding 0/1/2; every VGG16 of the profile with and without padding.
-
-    Every row is averaged over the profile's readout seeds, with intervals over seeds and over test
-    images. Returns the tidy table (the paper's numbers beside ours where it has them), every seed's
-    per-image metrics, and the first seed's probe results keyed by row label ("PosENet, PEM padding 1",
-    "VGG16 (HED), without padding", ...).
-    """
+def _table4_rows(profile: Profile) -> tuple[Profile, list[tuple[EncoderSpec, str, str, ReadoutSpec]], dict]:
+    """Table 4's profile, its rows (encoder, setting, the paper's setting, readout) and the probes' common
+    keyword arguments (its image sets and the view of Table 1's cached features)."""
     prof = table4_profile(profile)
     runs = [(EncoderSpec("posenet", "none"), f"PEM padding {p}", f"padding {p}",
              dataclasses.replace(prof.readout, padding=p)) for p in (0, 1, 2)]
@@ -75,12 +71,37 @@ def table4(profile: Profile) -> TableResult:
         if spec.name == "vgg16":
             runs += [(dataclasses.replace(spec, padding="zeros"), "with padding", "with padding", prof.readout),
                      (dataclasses.replace(spec, padding="none"), "without padding", "without padding", prof.readout)]
-    frames, results = [], {}
     train_full, tests = image_sets(prof)
     train, views = head_of(train_full, profile.table4_train_n)
+    return prof, runs, dict(sets=(train, tests), features=view_features(views))
+
+
+def table4_probes(profile: Profile) -> list[Probe]:
+    """The probes of :func:`table4`: each row with each of its readout seeds."""
+    prof, runs, common = _table4_rows(profile)
+    return [(prof, dict(spec=spec, readout=readout, seed=s, **common)) for spec, _, _, readout in runs
+            for s in prof.seeds_for(spec)]
+
+
+def table4(profile: Profile, also: tuple[Profile, ...] = ()) -> TableResult:
+    """Table 4: PosENet with PEM zero padding 0/1/2; every VGG16 of the profile with and without padding.
+
+    Every row is averaged over the profile's readout seeds, with intervals over seeds and over test
+    images. Returns the tidy table (the paper's numbers beside ours where it has them), every seed's
+    per-image metrics, and the first seed's probe results keyed by row label ("PosENet, PEM padding 1",
+    "VGG16 (HED), without padding", ...). ``also``: profiles whose Table 4 comes next (the budget check),
+    trained now with this one's readouts, sharing their passes over the features.
+    """
+    prof, runs, common = _table4_rows(profile)
+    train, tests = common["sets"]
+    for spec in dict.fromkeys(spec for spec, *_ in runs):  # each encoder's features in a row: built once
+        for image_set in (train, *tests):
+            common["features"](prof, spec, image_set)
+    train_probes(table4_probes(profile) + [p for other in also for p in table4_probes(other)])
+    frames, results = [], {}
     sources, per_image = test_sources(prof, tests), []
     for spec, setting, paper_setting, readout in runs:
-        seeded = probe_seeds(prof, spec, readout=readout, sets=(train, tests), features=view_features(views))
+        seeded = probe_seeds(prof, spec, readout=readout, **common)
         base = dataclasses.replace(spec, padding="zeros").label
         results[f"{base}, {setting}"] = seeded[0]
         summary = with_feature_measures(seeded_summary(seeded, sources), seeded[0], sources)

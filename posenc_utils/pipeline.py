@@ -91,12 +91,13 @@ def run(profile: str, output_dir: str = "", only: list[str] | None = None, timeo
     dest.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("POSENC_PROGRESS", "lines")  # the kernels inherit it: a line per cell, no bars
     entries_before = cache_entries()
-    done, times, peaks, phases, t_all = [], {}, {}, {}, time.perf_counter()
+    done, times, peaks, phases, cpu, t_all = [], {}, {}, {}, {}, time.perf_counter()
     for nb in selected:
         t0 = time.perf_counter()
         print(f"[{profile}] {nb.name} ...", flush=True)
         phases_file = dest / f"{nb.stem}.phases.json"
         phases_file.unlink(missing_ok=True)
+        cpu_before = machine_cpu_seconds(), kernels_cpu_seconds()
         with paths.environ(timing.PHASES_FILE, phases_file):  # the kernel books its phases there (timing.kernel_clock)
             papermill.execute_notebook(
                 str(nb), str(dest / nb.name), parameters=_parameters(nb, profile, output_dir, overrides),
@@ -105,7 +106,9 @@ def run(profile: str, output_dir: str = "", only: list[str] | None = None, timeo
         times[nb.name] = round(time.perf_counter() - t0, 1)
         peaks[nb.name] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6, 2)  # running max
         phases[nb.name] = notebook_phases(timing.read_phases(phases_file), times[nb.name])
-        print(f"[{profile}] {nb.name} done in {times[nb.name]:.0f} s ({phase_line(phases[nb.name])})", flush=True)
+        cpu[nb.name] = cpu_share(cpu_before, (machine_cpu_seconds(), kernels_cpu_seconds()), times[nb.name])
+        print(f"[{profile}] {nb.name} done in {times[nb.name]:.0f} s ({phase_line(phases[nb.name])}; "
+              f"{cpu_line(cpu[nb.name])})", flush=True)
         done.append(dest / nb.name)
     t_pages = time.perf_counter()
     executed = [dest / nb.name for nb in notebooks() if (dest / nb.name).exists()]  # with --only: the others' last run
@@ -114,7 +117,7 @@ def run(profile: str, output_dir: str = "", only: list[str] | None = None, timeo
     if not only:  # a full run: record how long the main job took and its peak memory, for the README
         # the kernels are this process's children: their peak resident memory, as /usr/bin/time -v reports it
         kernels = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6
-        run_record = {"notebooks_s": times, "phases_s": phases, "peak_rss_gb_so_far": peaks,
+        run_record = {"notebooks_s": times, "phases_s": phases, "cpu_s": cpu, "peak_rss_gb_so_far": peaks,
                       "total_s": round(time.perf_counter() - t_all, 1),
                       "peak_rss_gb": round(max(kernels, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6), 2),
                       "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d")}
@@ -137,6 +140,40 @@ def phase_line(phases: dict[str, float], top: int = 4) -> str:
     """The largest phases of a notebook, for its 'done' line."""
     return ", ".join(f"{k} {v:.0f} s" for k, v in list(phases.items())[:top] if k != "other") + \
         f", other {phases.get('other', 0):.0f} s"
+
+
+def machine_cpu_seconds() -> float | None:
+    """CPU seconds every process of the machine has used since boot (Linux /proc/stat: user, nice, system, irq,
+    softirq and steal, which another virtual machine took), or None where there is no /proc/stat."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()[1:]
+    except OSError:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def kernels_cpu_seconds() -> float:
+    """CPU seconds of the notebook kernels that have ended (this process's children)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def cpu_share(before: tuple, after: tuple, wall_s: float) -> dict[str, float]:
+    """A notebook's CPU: its kernel's seconds, the seconds every other process took meanwhile (another job on
+    the same cores slows a run down most where its steps are small: notebook 05's networks), and the cores the
+    kernel kept busy on average."""
+    kernel = round(after[1] - before[1], 1)
+    out = {"kernel_cpu_s": kernel, "cores_busy": round(kernel / wall_s, 2) if wall_s else 0.0}
+    if before[0] is not None and after[0] is not None:
+        out["others_cpu_s"] = round(max(0.0, after[0] - before[0] - kernel), 1)
+    return out
+
+
+def cpu_line(cpu: dict[str, float]) -> str:
+    others = f", other processes {cpu['others_cpu_s']:.0f} CPU s" if "others_cpu_s" in cpu else ""
+    return f"{cpu['cores_busy']:.1f} cores busy{others}"
 
 
 def cache_entries() -> set[str]:

@@ -15,7 +15,10 @@ other for every kernel size and padding the study uses.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from dataclasses import dataclass, field
 
@@ -26,7 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import cache, devices, paths, timing
-from .engine import FeatureStream, UpsampledMSE, shift_sum, stored_product, upsample
+from .engine import FeatureStream, UpsampledMSE, channel_ranges, shift_sum, stored_product, stored_products, upsample
 from .features import FeatureSet
 from .measures import evaluate_probe, probe_measures
 from .profiles import ReadoutSpec
@@ -36,6 +39,7 @@ from .targets import target_stack
 READOUT_VERSION = 2  # 2: fast engine (same function, other round-off)
 ENGINES = ("fast", "reference")
 FAST_MAX_BYTES = 2**29  # a first-layer product larger than this per batch uses the convolution instead
+NARROW_SIDE_BY_SIDE = 2  # narrow readouts trained at once, one thread each (PosENet: 1.5x the readouts per second)
 
 
 def head_seed(seed: int, pattern: str) -> int:
@@ -100,7 +104,7 @@ class PEM(nn.Module):
         conv, p = self.body[0], self.padding
         x = F.pad(x, (p, p, p, p)) if p else x
         first = F.conv2d((x - self.in_mean) / self.in_std, conv.weight, conv.bias)
-        return self.body[1:](first)
+        return self.body[1:](first.contiguous())  # BatchNorm of a few channels: 4x faster on NCHW than channels-last
 
     def first_layer_matrix(self, storage_scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The first convolution as a (C, k*k*O) matrix acting on *stored* features, and an offset.
@@ -122,14 +126,18 @@ class PEM(nn.Module):
                        side: int) -> torch.Tensor:
         """Fast form: a stored batch (an ``engine.StoredBatch`` or a (B, side*side, C_total) tensor;
         channels ``ranges`` selected) -> (B, heads, h, w), by :mod:`posenc_utils.engine`."""
+        w, offset = self.first_layer_matrix(storage_scale)
+        return self.from_product(stored_product(w, x, ranges), offset, len(x), side)
+
+    def from_product(self, y: torch.Tensor, offset: torch.Tensor, batch: int, side: int) -> torch.Tensor:
+        """The rest of the fast form: the first layer's product ``y`` (B*side*side, k*k*O) with its
+        offset (:meth:`first_layer_matrix`) -> (B, heads, h, w)."""
         conv = self.body[0]
         k, o = self.kernel, conv.out_channels
-        w, offset = self.first_layer_matrix(storage_scale)
-        y = stored_product(w, x, ranges)
         # every output sums every tap, padded ones included (they hold the standardized zero): the
         # offset is one constant per output channel, and the padded product is zero
         bias = conv.bias - offset.view(k * k, o).sum(0)
-        y = y.reshape(len(x), side, side, k * k, o)
+        y = y.reshape(batch, side, side, k * k, o)
         out = shift_sum(y, k, self.padding) + bias.view(1, -1, 1, 1)
         return self.body[1:](out)
 
@@ -150,6 +158,7 @@ class Readout:
     engine: str = "fast"
     epoch_seconds: list[float] = field(default_factory=list)
     gflop: float = 0.0  # first-layer matrix-product arithmetic of the whole training (forward + gradient)
+    trained_with: tuple[str, ...] = ()  # the keys of the readouts trained in the same passes over the features
 
 
 def channel_index(features: FeatureSet, taps: tuple[str, ...] | None) -> np.ndarray | None:
@@ -169,9 +178,17 @@ def _fast_fits(model: PEM, batch: int, side: int) -> bool:
     return batch * side * side * model.kernel**2 * conv.out_channels * 4 <= FAST_MAX_BYTES
 
 
-def _predict(model: PEM, stream: FeatureStream, x: torch.Tensor, engine: str) -> torch.Tensor:
+def _uses_product(model: PEM, n_stored: int, batch: int, side: int) -> bool:
+    """Whether the fast engine computes the first layer as its matrix product: where the product fits
+    (``FAST_MAX_BYTES``) and pays. On features stored narrower than the product's k*k*O columns (PosENet's
+    3 channels against 45) the product holds more numbers than the features it is made of, and the
+    convolution of the gathered batch is faster (PosENet, PEM padding 1: 4.8 against 7.0 ms per SGD step)."""
+    return _fast_fits(model, batch, side) and n_stored > model.kernel**2 * model.body[0].out_channels
+
+
+def _predict(model: PEM, stream: FeatureStream, x, engine: str) -> torch.Tensor:
     """The PEM's low-resolution output for a stored batch, by either engine."""
-    if engine == "fast" and _fast_fits(model, len(x), stream.features.size):
+    if engine == "fast" and _uses_product(model, stream.features.n_channels, len(x), stream.features.size):
         return model.forward_stored(x, stream.ranges, stream.scale, stream.features.size)
     return model(stream.reference_batch(x).contiguous(memory_format=torch.channels_last))
 
@@ -182,94 +199,236 @@ def _first_layer_gflop(model: PEM, n_images: int, side: int) -> float:
     return 2 * 2 * n_images * side * side * conv.in_channels * model.kernel**2 * conv.out_channels / 1e9
 
 
-def _fit(model: PEM, stream: FeatureStream, patterns: tuple[str, ...], spec: ReadoutSpec, image_size: int,
-         seed: int, engine: str) -> tuple[list[list[float]], list[float]]:
-    """SGD on the summed per-head losses (PAPER.md section 3); per-epoch mean losses and seconds."""
-    label, n, device = stream.features.encoder.label, stream.features.n, stream.device
-    model.train()
-    loss_fn = UpsampledMSE(target_stack(patterns, image_size), model.out_size(stream.features.size)).to(device)
-    target = torch.from_numpy(target_stack(patterns, image_size)).unsqueeze(0).to(device)
-    opt = torch.optim.SGD(model.parameters(), lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay)
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=spec.lr_step, gamma=spec.lr_gamma)
-    gen = torch.Generator().manual_seed(seed)
-    history, epoch_seconds = [], []
-    for _epoch in progress(range(spec.epochs), f"readout on {label}", unit="epochs"):
-        t_epoch = time.perf_counter()
-        order = torch.randperm(n, generator=gen).numpy()
-        index_lists = [np.sort(order[s:s + spec.batch_size]) for s in range(0, n, spec.batch_size)]
-        total, seen = torch.zeros(len(patterns), dtype=torch.float64), 0
-        for idx, x in stream.batches(index_lists):
-            pred = _predict(model, stream, x, engine)
-            if engine == "fast":
-                per_head = loss_fn(pred)
-            else:
-                per_head = ((upsample(pred, image_size) - target) ** 2).mean(dim=(0, 2, 3))
-            opt.zero_grad(set_to_none=True)
-            per_head.sum().backward()
-            opt.step()
-            total += per_head.detach().double().cpu() * len(idx)
-            seen += len(idx)
-        sched.step()
-        history.append((total / seen).tolist())
-        epoch_seconds.append(round(time.perf_counter() - t_epoch, 3))
-        if not np.isfinite(history[-1]).all():
-            raise FloatingPointError(f"readout training on {label} diverged (loss {history[-1]})")
-    return history, epoch_seconds
+@dataclass(frozen=True)
+class ReadoutJob:
+    """One readout to train: what :func:`train_readout` takes, and so what its cache entry is keyed by."""
+
+    features: FeatureSet
+    patterns: tuple[str, ...]
+    spec: ReadoutSpec
+    image_size: int
+    seed: int = 0
+    taps: tuple[str, ...] | None = None
+    standardize: bool = False
+    engine: str = "fast"
+
+    def channels(self) -> np.ndarray | None:
+        return channel_index(self.features, self.taps)
+
+    def key(self) -> str:
+        """Everything that decides the trained weights (how it was trained, alone or with others, does not)."""
+        return cache.make_key({
+            "features": self.features.key, "patterns": tuple(self.patterns), "spec": cache.key_fields(self.spec),
+            "image_size": self.image_size, "seed": self.seed, "taps": self.taps, "standardize": self.standardize,
+            "version": READOUT_VERSION, **({"engine": self.engine} if self.engine != "fast" else {}),
+            # a padded PEM on standardized features pads them with their zero (before: with their mean)
+            **({"pads_with": "feature zero"} if self.standardize and self.spec.padding else {}),
+        })
+
+    def paths(self) -> tuple[Path, Path]:
+        folder = paths.cache_dir() / "readouts"
+        key = self.key()
+        return folder / f"{key}.pt", folder / f"{key}.json"
+
+    def new_model(self) -> PEM:
+        """The PEM at its initial weights (each head from its own seed)."""
+        chans = self.channels()
+        in_ch = self.features.n_channels if chans is None else len(chans)
+        s = self.spec
+        return PEM(in_ch, [head_seed(self.seed, p) for p in self.patterns], s.n_layers, s.kernel, s.padding, s.width)
+
+    def narrow(self, model: PEM) -> bool:
+        """Features stored narrower than the first layer's product (PosENet's 3 channels): a readout whose steps
+        are all overhead. It trains on one thread (as fast as on two, for steps this small), so two of them train
+        side by side (:func:`train_readouts`) and a readout is the same bits either way."""
+        return self.engine == "fast" and self.features.n_channels <= model.kernel**2 * model.body[0].out_channels
+
+    def passes(self, model: PEM) -> tuple | None:
+        """What the readouts trained in one pass over their features have in common: the features, the seed and
+        the batch size (so the same batches in the same order); None for one trained alone (the reference
+        engine, or a first layer computed as a convolution)."""
+        side = self.features.size
+        if self.engine != "fast" or not _uses_product(model, self.features.n_channels, self.spec.batch_size, side):
+            return None
+        return self.features.key, str(self.features.path), self.seed, self.spec.batch_size
 
 
 def train_readout(features: FeatureSet, patterns: tuple[str, ...], spec: ReadoutSpec, image_size: int,
                   seed: int = 0, taps: tuple[str, ...] | None = None, standardize: bool = False,
                   device: str | None = None, use_cache: bool = True, engine: str = "fast") -> Readout:
     """Train one PEM head per pattern on ``features`` (cached on disk by everything that decides it)."""
-    if engine not in ENGINES:
-        raise ValueError(f"unknown readout engine {engine!r}: choose one of {', '.join(ENGINES)}")
-    patterns = tuple(patterns)
-    chans = channel_index(features, taps)
-    key = cache.make_key({
-        "features": features.key, "patterns": patterns, "spec": cache.key_fields(spec), "image_size": image_size,
-        "seed": seed, "taps": taps, "standardize": standardize, "version": READOUT_VERSION,
-        **({"engine": engine} if engine != "fast" else {}),
-        # a padded PEM on standardized features pads them with their zero (before: with their mean)
-        **({"pads_with": "feature zero"} if standardize and spec.padding else {}),
-    })
-    in_ch = features.n_channels if chans is None else len(chans)
-    model = PEM(in_ch, [head_seed(seed, p) for p in patterns], spec.n_layers, spec.kernel, spec.padding, spec.width)
-    folder = paths.cache_dir() / "readouts"
-    weights_path, meta_path = folder / f"{key}.pt", folder / f"{key}.json"
+    job = ReadoutJob(features, tuple(patterns), spec, image_size, seed, taps, standardize, engine)
+    return train_readouts([job], device, use_cache)[0]
 
-    def cached() -> Readout | None:
-        meta = cache.read_file_entry(weights_path, meta_path, key)
-        if meta is None:
-            return None
-        model.load_state_dict(torch.load(weights_path, map_location="cpu", weights_only=True))
-        return Readout(model.eval(), patterns, chans, meta["history"], key, meta["train_seconds"], engine,
-                       meta.get("epoch_seconds", []), meta.get("gflop", 0.0))
 
-    def fit() -> Readout:  # holding the entry's lock
-        dev = device or devices.device()
+def train_readouts(jobs: list[ReadoutJob], device: str | None = None, use_cache: bool = True) -> list[Readout]:
+    """Every job's readout, in order: from the cache where it is there; the others trained, those that share
+    features, seed and batch size (:meth:`ReadoutJob.passes`) in one pass over the features, each block of
+    features converted once for all of them (:func:`engine.stored_products`). Trained together or alone, a
+    readout is the same bits (a test proves it); each is written to the cache on its own, under its own lock
+    (taken in a fixed order, so two runs wanting overlapping sets wait for each other, never deadlock)."""
+    for job in jobs:
+        if job.engine not in ENGINES:
+            raise ValueError(f"unknown readout engine {job.engine!r}: choose one of {', '.join(ENGINES)}")
+    unique = list({job.key(): job for job in jobs}.values())
+    found: dict[str, Readout | None] = {j.key(): (_cached(j) if use_cache else None) for j in unique}
+    groups: dict = {}
+    for job in (j for j in unique if found[j.key()] is None):
+        groups.setdefault(job.passes(job.new_model()) or ("alone", job.key()), []).append(job)
+
+    def train(members: list[ReadoutJob], book: bool = True) -> None:
+        with contextlib.ExitStack() as locks:
+            for job in sorted(members, key=lambda j: j.key()):
+                locks.enter_context(cache.entry_lock(job.paths()[0]))
+            if use_cache:  # another run may have trained some of them while this one waited for their locks
+                found.update({j.key(): _cached(j) for j in members})
+            left = [j for j in members if found[j.key()] is None]
+            for job, trained in zip(left, _fit_and_store(left, device, book)):
+                found[job.key()] = trained
+
+    narrow = [m for m in groups.values() if len(m) == 1 and m[0].narrow(m[0].new_model())]
+    for members in groups.values():
+        if not any(members is m for m in narrow):
+            train(members)
+    if narrow:
         t0 = time.perf_counter()
-        stream = FeatureStream(features, chans, dev)
-        try:
-            if standardize:
-                model.in_mean, model.in_std = stream.channel_stats()
-            history, epoch_seconds = _fit(model.to(dev, memory_format=torch.channels_last), stream, patterns,
-                                          spec, image_size, seed, engine)
-        finally:
-            stream.close()
-        model.cpu().eval()
-        seconds = time.perf_counter() - t0
-        timing.add("readout_training", seconds)
-        gflop = spec.epochs * _first_layer_gflop(model, features.n, features.size)
-        cache.write_file_entry(weights_path, meta_path, {
-            "key": key, "history": history, "train_seconds": seconds, "epoch_seconds": epoch_seconds, "gflop": gflop,
-            "engine": engine, "encoder": features.encoder.__dict__, "patterns": patterns,
-        }, lambda tmp: torch.save(model.state_dict(), tmp))
-        return Readout(model, patterns, chans, history, key, seconds, engine, epoch_seconds, gflop)
+        with devices.threads(1), ThreadPoolExecutor(NARROW_SIDE_BY_SIDE) as pool:
+            for done in [pool.submit(contextvars.copy_context().run, train, m, False) for m in narrow]:
+                done.result()
+        timing.add("readout_training", time.perf_counter() - t0)  # once: they ran side by side
+    return [found[j.key()] for j in jobs]
 
-    if not use_cache:
-        with cache.entry_lock(weights_path):
-            return fit()
-    return cache.computed_once(weights_path, cached, fit)
+
+def _cached(job: ReadoutJob) -> Readout | None:
+    weights_path, meta_path = job.paths()
+    meta = cache.read_file_entry(weights_path, meta_path, job.key())
+    if meta is None:
+        return None
+    model = job.new_model()
+    model.load_state_dict(torch.load(weights_path, map_location="cpu", weights_only=True))
+    return Readout(model.eval(), tuple(job.patterns), job.channels(), meta["history"], job.key(), meta["train_seconds"],
+                   job.engine, meta.get("epoch_seconds", []), meta.get("gflop", 0.0), tuple(meta.get("trained_with", ())))
+
+
+def _union(chans: list[np.ndarray | None]) -> np.ndarray | None:
+    """The channels any of the readouts reads (None: all)."""
+    if any(c is None for c in chans):
+        return None
+    return np.unique(np.concatenate(chans))
+
+
+def _fit_and_store(jobs: list[ReadoutJob], device: str | None, book: bool = True) -> list[Readout]:
+    """Train ``jobs`` (one feature set, one seed and batch size) in one pass and write each to the cache
+    (holding their locks). Each is booked its share of the time by its first layer's arithmetic; ``book``:
+    add the time to the phase readout_training (False where the caller books it)."""
+    if not jobs:
+        return []
+    dev = device or devices.device()
+    features, t0 = jobs[0].features, time.perf_counter()
+    models, chans = [j.new_model() for j in jobs], [j.channels() for j in jobs]
+    stream = FeatureStream(features, _union(chans), dev)
+    try:
+        stats: dict = {}
+        for job, model, c in zip(jobs, models, chans):
+            if job.standardize:  # over the readout's own channels (as alone: the same numbers)
+                which = None if c is None else tuple(c)
+                if which not in stats:
+                    own = FeatureStream(features, c, dev)
+                    try:
+                        stats[which] = own.channel_stats()
+                    finally:
+                        own.close()
+                model.in_mean, model.in_std = stats[which]
+        histories, epoch_seconds = _fit(jobs, [m.to(dev, memory_format=torch.channels_last) for m in models],
+                                        chans, stream)
+    finally:
+        stream.close()
+    seconds = time.perf_counter() - t0
+    if book:
+        timing.add("readout_training", seconds)
+    per_epoch = [_first_layer_gflop(m, features.n, features.size) for m in models]
+    total = sum(j.spec.epochs * g for j, g in zip(jobs, per_epoch)) or 1.0
+    out = []
+    for i, (job, model) in enumerate(zip(jobs, models)):
+        model.cpu().eval()
+        key, gflop = job.key(), job.spec.epochs * per_epoch[i]
+        share = gflop / total if total else 1 / len(jobs)
+        own_epochs = [round(s * per_epoch[i] / (sum(g for j, g in zip(jobs, per_epoch) if e < j.spec.epochs) or 1.0), 3)
+                      for e, s in enumerate(epoch_seconds[:job.spec.epochs])]
+        others = tuple(j.key() for j in jobs if j is not job)
+        weights_path, meta_path = job.paths()
+        cache.write_file_entry(weights_path, meta_path, {
+            "key": key, "history": histories[i], "train_seconds": seconds * share, "epoch_seconds": own_epochs,
+            "gflop": gflop, "engine": job.engine, "encoder": features.encoder.__dict__, "patterns": job.patterns,
+            "trained_with": others,
+        }, lambda tmp, m=model: torch.save(m.state_dict(), tmp))
+        out.append(Readout(model, tuple(job.patterns), chans[i], histories[i], key, seconds * share, job.engine,
+                           own_epochs, gflop, others))
+    return out
+
+
+def _fit(jobs: list[ReadoutJob], models: list[PEM], chans: list[np.ndarray | None],
+         stream: FeatureStream) -> tuple[list[list[list[float]]], list[float]]:
+    """SGD on each readout's summed per-head losses (PAPER.md section 3), all readouts on the same batches:
+    per readout its per-epoch mean losses, and the seconds of each epoch."""
+    features, device = stream.features, stream.device
+    n, side, label = features.n, features.size, features.encoder.label
+    ranges = [channel_ranges(c, features.n_channels) for c in chans]
+    all_scales = torch.from_numpy(features.channel_scales()).to(device)
+    scales = [all_scales if c is None else all_scales[torch.from_numpy(c)] for c in chans]
+    product = [j.engine == "fast" and _uses_product(m, features.n_channels, j.spec.batch_size, side)
+               for j, m in zip(jobs, models)]
+    if len(jobs) > 1 and not all(product):
+        raise ValueError("readouts trained together all compute their first layer as the engine's product")
+    losses, targets, opts, scheds = [], [], [], []
+    for job, model in zip(jobs, models):
+        model.train()
+        losses.append(UpsampledMSE(target_stack(job.patterns, job.image_size), model.out_size(side)).to(device))
+        targets.append(torch.from_numpy(target_stack(job.patterns, job.image_size)).unsqueeze(0).to(device))
+        s = job.spec
+        opts.append(torch.optim.SGD(model.parameters(), lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay,
+                                    foreach=True))  # one step for all its tensors: the same numbers, fewer calls
+        scheds.append(torch.optim.lr_scheduler.StepLR(opts[-1], step_size=s.lr_step, gamma=s.lr_gamma))
+    gen = torch.Generator().manual_seed(jobs[0].seed)
+    batch = jobs[0].spec.batch_size
+    histories: list[list[list[float]]] = [[] for _ in jobs]
+    epoch_seconds = []
+    what = label if len(jobs) == 1 else f"{len(jobs)} readouts"
+    for epoch in progress(range(max(j.spec.epochs for j in jobs)), f"readout on {what}", unit="epochs"):
+        t_epoch = time.perf_counter()
+        order = torch.randperm(n, generator=gen).numpy()
+        index_lists = [np.sort(order[s:s + batch]) for s in range(0, n, batch)]
+        active = [i for i, j in enumerate(jobs) if epoch < j.spec.epochs]
+        totals = {i: torch.zeros(len(jobs[i].patterns), dtype=torch.float64) for i in active}
+        seen = 0
+        for idx, x in stream.batches(index_lists):
+            if product[active[0]]:
+                mats = [models[i].first_layer_matrix(scales[i]) for i in active]
+                ys = stored_products([w for w, _ in mats], x, stream.ranges, [ranges[i] for i in active])
+                preds = [models[i].from_product(y, off, len(idx), side) for i, y, (_, off) in zip(active, ys, mats)]
+            else:
+                preds = [_predict(models[i], stream, x, jobs[i].engine) for i in active]
+            per_head, loss = {}, 0.0
+            for i, pred in zip(active, preds):
+                if jobs[i].engine == "fast":
+                    per_head[i] = losses[i](pred)
+                else:
+                    per_head[i] = ((upsample(pred, jobs[i].image_size) - targets[i]) ** 2).mean(dim=(0, 2, 3))
+                loss = loss + per_head[i].sum()
+            for i in active:
+                opts[i].zero_grad(set_to_none=True)
+            loss.backward()
+            for i in active:
+                opts[i].step()
+                totals[i] += per_head[i].detach().double().cpu() * len(idx)
+            seen += len(idx)
+        for i in active:
+            scheds[i].step()
+            histories[i].append((totals[i] / seen).tolist())
+            if not np.isfinite(histories[i][-1]).all():
+                raise FloatingPointError(f"readout training on {label} diverged (loss {histories[i][-1]})")
+        epoch_seconds.append(round(time.perf_counter() - t_epoch, 3))
+    return histories, epoch_seconds
 
 
 EVALUATION_VERSION = 1

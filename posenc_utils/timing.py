@@ -27,6 +27,7 @@ import contextlib
 import functools
 import json
 import os
+import threading
 import time
 from collections import defaultdict
 from contextvars import ContextVar
@@ -77,18 +78,23 @@ def _clocks() -> list[Clock]:
     return [c for c in (_CLOCK.get(), kernel_clock()) if c is not None]
 
 
+_LOCK = threading.Lock()  # threads (readouts trained side by side) may book on one clock
+
+
 def add(name: str, seconds: float, encoder: str | None = None) -> None:
     """Add ``seconds`` to phase ``name`` (and to that phase of ``encoder``'s extraction, when given)."""
-    for clock in _clocks():
-        clock.seconds[name] += seconds
-        if encoder is not None:
-            clock.extractions[encoder][name] += seconds
+    with _LOCK:
+        for clock in _clocks():
+            clock.seconds[name] += seconds
+            if encoder is not None:
+                clock.extractions[encoder][name] += seconds
 
 
 def count_images(encoder: str, n: int) -> None:
     """Count ``n`` images extracted by ``encoder`` (the benchmark's seconds per image)."""
-    for clock in _clocks():
-        clock.extractions[encoder]["images"] += n
+    with _LOCK:
+        for clock in _clocks():
+            clock.extractions[encoder]["images"] += n
 
 
 @functools.cache

@@ -205,6 +205,45 @@ def test_readout_cache(vgg_features, monkeypatch):
         train_readout(vgg_features, ("H", "V"), SPEC, IMAGE_SIZE, use_cache=False)
 
 
+def test_readouts_trained_together_are_the_readouts_trained_alone(vgg_features, monkeypatch):
+    """Readouts of one feature set, seed and batch size train in one pass over the features (each block
+    converted once for all): depths, kernel sizes, PEM padding, training budgets (one stops early), stages
+    and standardization mixed, every one is bit for bit what training it alone gives, and is cached alone."""
+    import dataclasses
+
+    jobs = [readout.ReadoutJob(vgg_features, PATTERNS, SPEC, IMAGE_SIZE, standardize=True),
+            readout.ReadoutJob(vgg_features, ("H", "G"), dataclasses.replace(SPEC, kernel=7), IMAGE_SIZE),
+            readout.ReadoutJob(vgg_features, ("G",), dataclasses.replace(SPEC, kernel=1, epochs=4, lr_step=2), IMAGE_SIZE),
+            readout.ReadoutJob(vgg_features, ("H", "HS"), dataclasses.replace(SPEC, n_layers=2, width=4, padding=1),
+                               IMAGE_SIZE, standardize=True),
+            readout.ReadoutJob(vgg_features, PATTERNS, SPEC, IMAGE_SIZE, taps=("relu1_2",), standardize=True),
+            readout.ReadoutJob(vgg_features, PATTERNS, SPEC, IMAGE_SIZE, taps=("relu2_2", "relu4_3"))]
+    assert len({j.passes(j.new_model()) for j in jobs}) == 1, "one group"
+    alone = [readout.train_readouts([j], use_cache=False)[0] for j in jobs]
+    together = readout.train_readouts(jobs, use_cache=False)
+    for a, b in zip(alone, together):
+        _assert_identical_readouts(a, b, vgg_features)
+        assert len(b.trained_with) == len(jobs) - 1 and not a.trained_with
+    assert sum(r.train_seconds for r in together) < sum(r.train_seconds for r in alone) * 1.5
+    # each was written on its own: a later call finds them all (and trains nothing)
+    monkeypatch.setattr(torch.optim, "SGD", lambda *a, **k: (_ for _ in ()).throw(AssertionError("trained again")))
+    again = readout.train_readouts(jobs[::-1] + jobs[:1])
+    assert [r.key for r in again] == [r.key for r in together[::-1] + together[:1]]
+    other_seed = dataclasses.replace(jobs[0], seed=1)
+    assert other_seed.passes(other_seed.new_model()) != jobs[0].passes(jobs[0].new_model())
+
+
+def test_narrow_features_train_alone_by_convolution(posenet_features):
+    """PosENet's 3 channels are narrower than the product's 45 columns: its first layer is a convolution, which
+    the engine does not fuse, and gives the product's function (the same losses up to round-off)."""
+    job = readout.ReadoutJob(posenet_features, PATTERNS, SPEC, IMAGE_SIZE, standardize=True)
+    assert job.passes(job.new_model()) is None
+    conv = train_readout(posenet_features, PATTERNS, SPEC, IMAGE_SIZE, standardize=True, use_cache=False)
+    ref = train_readout(posenet_features, PATTERNS, SPEC, IMAGE_SIZE, standardize=True, use_cache=False,
+                        engine="reference")
+    np.testing.assert_allclose(conv.history, ref.history, rtol=1e-4)
+
+
 # ---------------------------------------------------------------- channels and evaluation
 
 
@@ -362,7 +401,7 @@ def test_float_blocks_split_large_batches(monkeypatch):
     w = torch.randn(64, 7)
     whole = stored.float().reshape(-1, 64) @ w
     monkeypatch.setattr(engine, "BLOCK_FLOATS", 64 * 8)  # an image is > 4 blocks wide: channels split
-    y = engine._StoredProduct.apply(w, stored, ((0, 64),))
+    y = engine.stored_product(w, stored, ((0, 64),))
     torch.testing.assert_close(y, whole, atol=1e-4, rtol=1e-5)
     blocks = list(engine._float_blocks(engine.as_batch(stored), ((0, 64),)))
     assert len(blocks) > 5 and all(b.shape[0] == 64 for _r, _c, b in blocks)
