@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.posenc-installed
 OUT    ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup reproduce quick paper test unit nbval bench lab readme clean clean-cache
+.PHONY: help setup reproduce quick paper test unit nbval bench probe lab readme clean clean-cache
 
 ## help: list the commands
 help:
@@ -46,6 +46,11 @@ test: $(STAMP)
 ## unit: unit tests only
 unit: $(STAMP)
 	$(PY) -m pytest tests -p no:cacheprovider
+
+## probe: a report card for your own model: MODEL=timm:resnet50 [WEIGHTS=path/to/checkpoint.pth] [PROFILE=quick|offline|paper] (figures/probe/)
+probe: $(STAMP)
+	@if [ -z "$(MODEL)" ]; then echo "make probe MODEL=timm:resnet50 [WEIGHTS=checkpoint.pth] [PROFILE=quick]"; exit 2; fi
+	$(PY) -m posenc_utils.probe "$(MODEL)" $(if $(WEIGHTS),--weights "$(WEIGHTS)") --profile "$(or $(PROFILE),quick)" --output-dir "$(OUT)"
 
 ## bench: time and memory of the offline Table 1 from a cold cache, share spent in encoder forward passes
 bench: $(STAMP)

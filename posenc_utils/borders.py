@@ -83,6 +83,10 @@ def apply_canvas(net: nn.Module, value: float | str, preprocess: Callable) -> nn
         first.static_padding = CanvasPad(static.padding, value, preprocess)
         return net
     ph, pw = first.padding if isinstance(first.padding, tuple) else (first.padding, first.padding)
+    if not (ph or pw):
+        raise PaddingNotSupportedError("a canvas is what the first convolution pads with, and this encoder's first "
+                                       "convolution does not pad (a transformer's patch embedding)",
+                                       reason="its first convolution does not pad")
     first.padding = (0, 0)
     for parent in net.modules():
         for name, child in parent.named_children():
@@ -92,16 +96,31 @@ def apply_canvas(net: nn.Module, value: float | str, preprocess: Callable) -> nn
     raise RuntimeError("could not find the first convolution's parent module")
 
 
+def _pads(m: nn.Module) -> bool:
+    if isinstance(m, nn.ZeroPad2d):
+        return True
+    if isinstance(m, (nn.Conv2d, nn.MaxPool2d)):
+        p = m.padding if isinstance(m.padding, tuple) else (m.padding,)
+        return isinstance(p[0], int) and any(v > 0 for v in p)
+    return False
+
+
 def set_padding(net: nn.Module, mode: str) -> nn.Module:
     """Switch every convolution's border handling to ``mode``, keeping all weights.
 
     ``none`` removes the padding (each 3x3 convolution then shrinks its map by 2 pixels);
     ``reflect`` / ``replicate`` / ``circular`` keep the amount and change what is padded.
-    Explicit ``ZeroPad2d`` layers (TensorFlow-style "SAME" padding) are switched likewise.
+    Explicit ``ZeroPad2d`` layers (TensorFlow-style "SAME" padding) are switched likewise. A network in
+    which no layer pads (a Vision Transformer) is refused: every mode would give its features as built.
     """
     check_padding_mode(mode)
     if mode == "zeros" or canvas_value(mode) is not None:  # a canvas is applied once preprocessing is known
         return net
+    if not any(_pads(m) for m in net.modules()):
+        raise PaddingNotSupportedError(
+            f"padding {mode!r} changes nothing in this network: none of its layers pads (a transformer's patch "
+            "embedding moves by its own size). Its position comes from its positional embedding: see the "
+            "position modes (posenc_utils.positions).", reason="no layer pads")
     pad_layers = {"reflect": nn.ReflectionPad2d, "replicate": nn.ReplicationPad2d, "circular": nn.CircularPad2d}
     for parent in list(net.modules()):
         for name, child in list(parent.named_children()):

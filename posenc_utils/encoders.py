@@ -19,6 +19,7 @@ from .borders import (ImageTooSmallError, PaddingNotSupportedError, apply_canvas
 from .cache import file_stamp
 from .families import family_of
 from .networks import IMAGENET_INPUT, UNIT_INPUT, Encoder, WeightsNotFoundError, hed_weights
+from .positions import PositionNotSupportedError, check_position_mode, set_position
 from .profiles import INPUTS, EncoderSpec
 
 __all__ = ["Encoder", "WeightsNotFoundError", "ImageTooSmallError", "PaddingNotSupportedError", "build_encoder",
@@ -84,6 +85,10 @@ def build_encoder(spec: EncoderSpec, seed: int = 0, image_size: int = 224) -> En
     if not fam.takes(spec.weights):
         raise ValueError(f"{spec.name} has weights {' or '.join(map(repr, fam.weights))}, not {spec.weights!r}")
     check_padding_mode(spec.padding)
+    check_position_mode(spec.position)
+    if spec.position != "kept" and not fam.network:
+        raise PositionNotSupportedError(f"{spec.label} has no network, so no positional embedding to change",
+                                        reason="no encoder")
     if spec.input not in INPUTS:
         raise ValueError(f"unknown input convention {spec.input!r}: choose one of {', '.join(INPUTS)}")
     if not fam.network:
@@ -96,6 +101,7 @@ def build_encoder(spec: EncoderSpec, seed: int = 0, image_size: int = 224) -> En
         set_padding(enc.module, spec.padding)  # nothing to do for zeros or a canvas
         if spec.padding == "none":
             _check_no_padding(enc)
+        set_position(enc.module, spec.position, seed)  # nothing to do for kept
     if canvas_value(spec.padding) is not None:
         if not fam.network:
             raise PaddingNotSupportedError(f"{spec.label} has no encoder: there is no padding to put a canvas in",

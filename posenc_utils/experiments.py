@@ -96,7 +96,7 @@ def view_features(views: Views) -> FeatureSource:
     """A feature source that views the cached features of a larger set for its first images (e.g.
     Table 1's full training set for a head of it) instead of computing them again."""
     def features(profile: Profile, spec: EncoderSpec, image_set: ImageSet) -> FeatureSet:
-        if (image_set.key, spec.padding) in views:
+        if spec.position == "kept" and (image_set.key, spec.padding) in views:  # the view is of the network as built
             larger, n = views[(image_set.key, spec.padding)]
             return features_for(profile, spec, larger).head(n)
         return features_for(profile, spec, image_set)

@@ -27,17 +27,22 @@ Built-in families:
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+import torch
 import torch.nn as nn
 
 from .borders import PaddingNotSupportedError, set_padding
-from .networks import (HED_INPUT, IMAGENET_INPUT, LITE_INPUT, UNIT_INPUT, Coordinates, FeatureNet,
-                       ImageAsFeatures, TapModel, WeightsNotFoundError, auto_taps, downloads_allowed,
-                       efficientnet_lite0_model, efficientnet_taps, identity, imagenet_weights_file,
-                       load_hed_into_vgg16, load_imagenet_state_dict, normalizer, seeded, timm_weights_file)
+from .networks import (HED_INPUT, IMAGENET_INPUT, IMAGENET_MEAN, IMAGENET_STD, LITE_INPUT, UNIT_INPUT, CheckpointError,
+                       Coordinates, FeatureNet, ImageAsFeatures, TapModel, WeightsNotFoundError, auto_taps,
+                       check_state_dict, checkpoint_file, downloads_allowed, efficientnet_lite0_model,
+                       efficientnet_taps, identity, imagenet_weights_file, load_hed_into_vgg16,
+                       load_imagenet_state_dict, normalizer, read_checkpoint, seeded, timm_weights_file)
 from .scenenet import TAP_NAMES, TASKS, SceneNet, checkpoint_paths, load_checkpoint, scene_normalize
 
 if TYPE_CHECKING:
@@ -101,20 +106,31 @@ def _imagenet_arch(spec: "EncoderSpec") -> str | None:
 
 
 def _torchvision_weights(net: nn.Module, spec: "EncoderSpec") -> None:
-    """Load torchvision's ImageNet weights into ``net`` if ``spec`` asks for them."""
+    """Load torchvision's ImageNet weights, or a checkpoint of one's own (``file:<path>``), into ``net``."""
     if _imagenet_arch(spec):
         net.load_state_dict(load_imagenet_state_dict(_imagenet_arch(spec)))
+    elif checkpoint_file(spec) is not None:
+        state = read_checkpoint(checkpoint_file(spec))
+        check_state_dict(net, state, f"torchvision's {type(net).__name__} ({spec.name})")
+        net.load_state_dict(state)
 
 
 def _imagenet_file(spec: "EncoderSpec") -> Path | None:
+    if checkpoint_file(spec) is not None:
+        return checkpoint_file(spec)
     return imagenet_weights_file(_imagenet_arch(spec))[0] if _imagenet_arch(spec) else None
 
 
 def _imagenet_url(spec: "EncoderSpec") -> str:
+    if checkpoint_file(spec) is not None:
+        return "the checkpoint given as WEIGHTS= (or weights 'file:<path>') is not there"
     return f"download {imagenet_weights_file(_imagenet_arch(spec))[1]}" if _imagenet_arch(spec) else ""
 
 
 def _imagenet_or_unit(spec: "EncoderSpec") -> tuple[Callable, str]:
+    if checkpoint_file(spec) is not None:  # a checkpoint of one's own: torchvision's training convention
+        return normalizer(IMAGENET_MEAN, IMAGENET_STD), ("RGB, ImageNet mean/std (torchvision's convention, taken for a "
+                                                        "checkpoint of one's own; input='unit' feeds [0, 1])")
     return IMAGENET_INPUT if _imagenet_arch(spec) else UNIT_INPUT
 
 
@@ -245,18 +261,56 @@ def _checkpoint_file(spec: "EncoderSpec") -> Path | None:
 # ---------------------------------------------------------------- timm
 
 
-def _timm_model(spec: "EncoderSpec", seed: int, pretrained: bool) -> nn.Module:
-    """``timm.create_model(name, features_only=True)`` with the weights ``spec`` asks for."""
+TIMM_BLOCK_TAPS = 4  # a plain transformer (ViT, DeiT: one resolution) is tapped at this many blocks, evenly spaced
+
+
+@functools.lru_cache(maxsize=16)
+def timm_options(name: str, image_size: int) -> tuple[tuple[str, object], ...]:
+    """How the study creates the timm model ``name`` for ``image_size`` px images, decided from its structure (a
+    build on PyTorch's meta device: no weights): a transformer is made for the image size (its patch grid, and
+    so its positional embedding, follows it; pretrained embeddings are resampled by timm), and a plain one (ViT,
+    DeiT) is tapped at :data:`TIMM_BLOCK_TAPS` evenly spaced blocks instead of timm's default last three."""
+    import timm  # optional and heavy: only a timm encoder needs it
+
+    if not timm.is_model(name):
+        raise ValueError(f"unknown timm model {name!r}; see timm.list_models()")
+    with torch.device("meta"):
+        full = timm.create_model(name, pretrained=False)
+    options: dict = {}
+    if hasattr(full, "patch_embed") and "img_size" in inspect.signature(type(full).__init__).parameters:
+        options["img_size"] = image_size
+    blocks = getattr(full, "blocks", None)  # a plain transformer: patch embedding, then blocks at one resolution
+    if hasattr(full, "patch_embed") and isinstance(blocks, nn.Sequential | nn.ModuleList) \
+            and hasattr(full, "forward_intermediates"):
+        depth = len(blocks)
+        options["out_indices"] = tuple(sorted({max(0, round((i + 1) * depth / TIMM_BLOCK_TAPS) - 1)
+                                               for i in range(TIMM_BLOCK_TAPS)}))
+    return tuple(options.items())
+
+
+def _timm_model(spec: "EncoderSpec", seed: int, pretrained: bool, image_size: int) -> nn.Module:
+    """``timm.create_model(name, features_only=True)`` with the weights ``spec`` asks for: random (seeded), the
+    model's default pretrained ones, or a checkpoint of one's own (``file:<path>``, checked against the
+    architecture: every key and shape that does not match is named)."""
     import timm  # optional and heavy: only a timm encoder needs it
 
     name = spec.name.removeprefix("timm:")
-    if not timm.is_model(name):
-        raise ValueError(f"unknown timm model {name!r}; see timm.list_models()")
-    options: dict = {}
-    if pretrained:
+    options = dict(timm_options(name, image_size))
+    if checkpoint_file(spec) is not None:
+        state = read_checkpoint(checkpoint_file(spec))
+        with torch.device("meta"):
+            full = timm.create_model(name, pretrained=False, **{k: v for k, v in options.items() if k != "out_indices"})
+        # positional parameters may be of another grid: timm resamples them to this one
+        positional = {k for k in state if k.rsplit(".", 1)[-1] in ("pos_embed", "relative_position_bias_table",
+                                                                     "relative_position_index")}
+        check_state_dict(full, {k: v for k, v in state.items()}, f"timm's {name}",
+                         shapes_except=positional)
+        options["pretrained_cfg_overlay"] = {"state_dict": state}
+        pretrained = True
+    elif pretrained:
         local = timm_weights_file(name)
         if local.exists():
-            options = {"pretrained_cfg_overlay": {"file": str(local)}}
+            options["pretrained_cfg_overlay"] = {"file": str(local)}
         elif not downloads_allowed():
             raise WeightsNotFoundError(
                 f"pretrained timm weights for {name} not found: expected the file {local.name} in {local.parent} "
@@ -266,11 +320,13 @@ def _timm_model(spec: "EncoderSpec", seed: int, pretrained: bool) -> nn.Module:
         try:
             return timm.create_model(name, pretrained=pretrained, features_only=True, **options)
         except RuntimeError as e:
-            if "features_only" not in str(e):
-                raise
-            raise ValueError(f"timm model {name!r} has no multi-scale feature extraction (features_only): {e}") from e
+            if "features_only" in str(e):
+                raise ValueError(f"timm model {name!r} has no multi-scale feature extraction (features_only): {e}") from e
+            if checkpoint_file(spec) is not None:
+                raise CheckpointError(f"timm could not load {checkpoint_file(spec)} into {name}: {e}") from e
+            raise
         except Exception as e:  # no network: the hub's errors (LocalEntryNotFoundError, HTTP and socket errors)
-            if not pretrained or options:
+            if not pretrained or "pretrained_cfg_overlay" in options:
                 raise
             raise WeightsNotFoundError(
                 f"pretrained timm weights for {name} not found: no file {local.name} in {local.parent}, and the "
@@ -278,9 +334,15 @@ def _timm_model(spec: "EncoderSpec", seed: int, pretrained: bool) -> nn.Module:
                 f"there (safetensors or .pth) on a machine that has it.") from e
 
 
-def _timm(spec: "EncoderSpec", seed: int, _size: int) -> Built:
-    net = _timm_model(spec, seed, pretrained=spec.weights == "imagenet")
+def _nhwc(net: nn.Module) -> bool:
+    """Whether a timm feature network gives its maps as (B, H, W, C) (a Swin Transformer's stages)."""
+    return getattr(getattr(net, "output_fmt", None), "value", "NCHW") == "NHWC"
+
+
+def _timm(spec: "EncoderSpec", seed: int, image_size: int) -> Built:
+    net = _timm_model(spec, seed, pretrained=spec.weights == "imagenet", image_size=image_size)
     names = tuple(net.feature_info.module_name())
+    channels_last = _nhwc(net)
     if spec.taps is not None:  # keep the asked taps, in timm's order
         unknown = [t for t in spec.taps if t not in names]
         if unknown:
@@ -288,7 +350,7 @@ def _timm(spec: "EncoderSpec", seed: int, _size: int) -> Built:
         keep = [i for i, n in enumerate(names) if n in spec.taps]
         net = _TimmSubset(net, keep)
         names = tuple(names[i] for i in keep)
-    return FeatureNet(net.eval()), names, names
+    return FeatureNet(net.eval(), channels_last), names, names
 
 
 class _TimmSubset(nn.Module):
@@ -304,8 +366,9 @@ class _TimmSubset(nn.Module):
 
 
 def _timm_input(spec: "EncoderSpec") -> tuple[Callable, str]:
-    """Pretrained timm weights: the mean/std of their own configuration; random weights: [0, 1]."""
-    if spec.weights != "imagenet":
+    """Pretrained timm weights and a checkpoint of one's own: the mean/std of the model's default pretrained
+    configuration (how timm trains it); random weights: [0, 1]."""
+    if spec.weights != "imagenet" and checkpoint_file(spec) is None:
         return UNIT_INPUT
     import timm
 
@@ -314,8 +377,10 @@ def _timm_input(spec: "EncoderSpec") -> tuple[Callable, str]:
     return normalizer(mean, std), f"RGB, mean {mean} / std {std} (the timm weights' own)"
 
 
-def _timm_bare(spec: "EncoderSpec", _size: int) -> nn.Module:
-    return set_padding(_timm_model(spec, 0, pretrained=False), spec.padding)
+def _timm_bare(spec: "EncoderSpec", image_size: int) -> nn.Module:
+    random = dataclasses.replace(spec, weights="random")
+    net = _timm_model(random, 0, pretrained=False, image_size=image_size)
+    return FeatureNet(set_padding(net, spec.padding), _nhwc(net))
 
 
 def _timm_padding(net: nn.Module, mode: str) -> None:
@@ -329,7 +394,15 @@ def _timm_padding(net: nn.Module, mode: str) -> None:
             reason="TensorFlow-style 'same' layers pad with zeros in their forward pass")
 
 
+def _timm_where(spec: "EncoderSpec") -> str:
+    if checkpoint_file(spec) is not None:
+        return "the checkpoint given as WEIGHTS= (or weights 'file:<path>') is not there"
+    return "save the model's state dict there, or let timm download it with internet"
+
+
 def _timm_file(spec: "EncoderSpec") -> Path | None:
+    if checkpoint_file(spec) is not None:
+        return checkpoint_file(spec)
     return timm_weights_file(spec.name.removeprefix("timm:")) if spec.weights == "imagenet" else None
 
 
@@ -357,13 +430,12 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
            lambda s: (scene_normalize, "RGB, (x - 0.45) / 0.25 (as trained in notebook 05)"),
            lambda s, size: set_padding(SceneNet(_width(s), 1).features, s.padding), prefix=True,
            weights_file=_checkpoint_file),
-    Family("tv:", lambda n: n.removeprefix("tv:"), ("random", "imagenet"), _torchvision_model, _imagenet_or_unit,
+    Family("tv:", lambda n: n.removeprefix("tv:"), ("random", "imagenet", "file:<key>"), _torchvision_model, _imagenet_or_unit,
            _torchvision_bare, prefix=True, try_no_padding=True, torchvision_arch=lambda n: n.removeprefix("tv:"),
            weights_file=_imagenet_file, where_from=_imagenet_url),
-    Family("timm:", lambda n: f"timm {n.removeprefix('timm:')}", ("random", "imagenet"), _timm, _timm_input,
-           _timm_bare, prefix=True, try_no_padding=True, weights_file=_timm_file, key_by_weights_file=True,
-           padding_check=_timm_padding,
-           where_from=lambda s: "save the model's state dict there, or let timm download it with internet"),
+    Family("timm:", lambda n: f"timm {n.removeprefix('timm:')}", ("random", "imagenet", "file:<key>"), _timm,
+           _timm_input, _timm_bare, prefix=True, try_no_padding=True, size_dependent=True, weights_file=_timm_file,
+           key_by_weights_file=True, padding_check=_timm_padding, where_from=_timm_where),
 )}
 
 

@@ -27,6 +27,7 @@ import torch
 from . import cache, devices, paths, timing
 from .encoders import build_encoder, resize_taps, weights_stamp
 from .families import family_of
+from .networks import checkpoint_file
 from .images import ImageSet
 from .profiles import EncoderSpec
 from .progress import progress
@@ -178,7 +179,7 @@ def feature_key(spec: EncoderSpec, seed: int, image_set: ImageSet, size: int, dt
         "images": image_set.key, "feature_size": size, "dtype": dtype, "version": FEATURES_VERSION,
     }
     fam = family_of(spec.name)
-    weights = fam.weights_file(spec) if fam.key_by_weights_file else None
+    weights = fam.weights_file(spec) if fam.key_by_weights_file or checkpoint_file(spec) is not None else None
     if weights is not None:
         fields["weights_file"] = cache.current_checksum(weights) if weights.exists() else "from the hub"
     return cache.make_key(fields)

@@ -13,6 +13,7 @@ import copy
 import functools
 import importlib.util
 import os
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -115,17 +116,19 @@ class TapModel(nn.Module):
 
 class FeatureNet(nn.Module):
     """A network whose forward pass already returns its list of tap maps (timm's ``features_only``
-    models), with the same ``copy`` as :class:`TapModel`."""
+    models), with the same ``copy`` as :class:`TapModel`. ``channels_last``: its maps come as (B, H, W, C)
+    (a Swin Transformer's stages) and are given as (B, C, H, W), as every other encoder's."""
 
-    def __init__(self, net: nn.Module):
+    def __init__(self, net: nn.Module, channels_last: bool = False):
         super().__init__()
-        self.net = net
+        self.net, self.channels_last = net, channels_last
 
     def forward(self, x):
-        return list(self.net(x))
+        outs = list(self.net(x))
+        return [o.permute(0, 3, 1, 2) for o in outs] if self.channels_last else outs
 
     def copy(self) -> "FeatureNet":
-        return FeatureNet(copy.deepcopy(self.net))
+        return FeatureNet(copy.deepcopy(self.net), self.channels_last)
 
 
 # ---------------------------------------------------------------- preprocessing
@@ -253,6 +256,91 @@ def timm_weights_file(name: str) -> Path:
     folder = Path(torch.hub.get_dir()) / "checkpoints" / "timm"
     found = [folder / f"{name}{ext}" for ext in (".safetensors", ".pth", ".bin") if (folder / f"{name}{ext}").exists()]
     return found[0] if found else folder / f"{name}.safetensors"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be read, or does not fit the architecture it is given for."""
+
+
+CONTAINER_KEYS = ("state_dict_ema", "model_ema", "state_dict", "model_state_dict", "model", "net")  # training scripts'
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DistributedDataParallel, torch.compile
+
+
+def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
+    """The state dict in a checkpoint file of one's own: a state dict (``.safetensors``, or ``torch.save`` of a
+    dict, also inside a training script's container: ``{"model": ..., "optimizer": ...}``), or a whole saved
+    module (``torch.save(model)``), whose state dict it takes. Wrapper prefixes (``module.``) are removed.
+
+    A whole module is unpickled, which runs code named in the file: only do it for a file you made; a
+    state dict is read without (``weights_only``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist (WEIGHTS= names a state dict or a saved model file)")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file  # installed with timm
+
+            obj = load_file(str(path), device="cpu")
+        else:
+            try:
+                obj = torch.load(path, map_location="cpu", weights_only=True)
+            except pickle.UnpicklingError:  # a whole module: its classes are named in the file
+                obj = torch.load(path, map_location="cpu", weights_only=False)
+    except CheckpointError:
+        raise
+    except Exception as e:
+        raise CheckpointError(f"{path} is not a checkpoint torch or safetensors can read ({type(e).__name__}: {e}); "
+                              f"save one with torch.save(model.state_dict(), path) or torch.save(model, path)") from e
+    if isinstance(obj, nn.Module):
+        obj = obj.state_dict()
+    for key in CONTAINER_KEYS:
+        if isinstance(obj, dict) and isinstance(obj.get(key), (dict, nn.Module)):
+            obj = obj[key].state_dict() if isinstance(obj[key], nn.Module) else obj[key]
+            break
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        found = type(obj).__name__ if not isinstance(obj, dict) else f"a dict of {sorted(obj)[:6]}"
+        raise CheckpointError(f"{path} holds {found}, not a state dict (names -> tensors) or a model; save one with "
+                              f"torch.save(model.state_dict(), path)")
+    out = {}
+    for k, v in obj.items():
+        for prefix in WRAPPER_PREFIXES:
+            k = k.removeprefix(prefix)
+        out[k] = v
+    return out
+
+
+def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], what: str,
+                     shapes_except: set[str] | frozenset = frozenset()) -> None:
+    """Raise :class:`CheckpointError` naming every key ``model`` misses, every key it does not have, and every
+    shape that differs (but those of ``shapes_except``: resampled when loaded), so a checkpoint of another
+    architecture is told apart from a damaged one."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state) - set(shapes_except)
+                   if tuple(own[k].shape) != tuple(state[k].shape))
+    if not (missing or unexpected or wrong):
+        return
+
+    def some(keys: list[str], show=lambda k: k) -> str:
+        return ", ".join(show(k) for k in keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+
+    lines = [f"the checkpoint does not fit {what} ({len(own)} tensors in the architecture, {len(state)} in the file):"]
+    if missing:
+        lines.append(f"- {len(missing)} missing from the file: {some(missing)}")
+    if unexpected:
+        lines.append(f"- {len(unexpected)} in the file that the architecture does not have: {some(unexpected)}")
+    if wrong:
+        lines.append(f"- {len(wrong)} of another shape: " + some(
+            wrong, lambda k: f"{k} {tuple(state[k].shape)} in the file, {tuple(own[k].shape)} in the architecture"))
+    lines.append("Give MODEL as the architecture the checkpoint was saved from (e.g. timm:resnet50 for a timm "
+                 "resnet50, tv:resnet50 for torchvision's).")
+    raise CheckpointError("\n".join(lines))
+
+
+def checkpoint_file(spec: "EncoderSpec") -> Path | None:
+    """The file of ``file:<path>`` weights, or None for any other weights."""
+    return Path(spec.weights.split(":", 1)[1]) if spec.weights.startswith("file:") else None
 
 
 def downloads_allowed() -> bool:

@@ -27,6 +27,7 @@ from scipy.stats import spearmanr
 
 from . import tables
 from .borders import PADDING_MODES, PaddingNotSupportedError, canvas_value
+from .positions import POSITION_MODES, PositionNotSupportedError
 from .encoders import input_convention
 from .families import family_of
 from .experiments import (Probe, ProbeResult, TableResult, Views, head_of, image_sets, per_image_frame, probe,
@@ -168,22 +169,23 @@ def _not_applicable(spec: EncoderSpec, mode: str, reason: str, tests: list[Image
                          for p in PATTERNS for t in tests])
 
 
-def padding_modes(profile: Profile) -> tuple[pd.DataFrame, dict[str, ProbeResult]]:
-    """SPC and MAE of every encoder under every padding mode (zeros, reflect, replicate, circular,
-    none), on the ablation sets, and the feature measures (:mod:`posenc_utils.measures`) on them; a mode
-    that cannot apply is a row marked "n/a" with the reason."""
+def _modes(profile: Profile, field: str, modes: tuple[str, ...], refused: type[Exception],
+           no_network: str) -> tuple[pd.DataFrame, dict[str, ProbeResult]]:
+    """Every encoder of ``profile`` with its ``field`` (padding, position) set to each of ``modes``, probed on the
+    ablation sets, with the feature measures; a mode the encoder refuses (``refused``) is a row marked "n/a"
+    with the reason."""
     train, tests, views = ablation_sets(profile)
     source, sources = view_features(views), test_sources(profile, tests)
     frames, results = [], {}
     for base in profile.encoders:
-        for mode in PADDING_MODES:
-            spec = dataclasses.replace(base, padding=mode)
+        for mode in modes:
+            spec = dataclasses.replace(base, **{field: mode})
             if not family_of(base.name).network:
-                frames.append(_not_applicable(base, mode, "no encoder, nothing is padded", tests))
+                frames.append(_not_applicable(base, mode, no_network, tests))
                 continue
             try:
                 result = probe(profile, spec, sets=(train, tests), features=source)
-            except PaddingNotSupportedError as err:  # ImageTooSmallError included
+            except refused as err:
                 frames.append(_not_applicable(base, mode, err.reason, tests))
                 continue
             results[f"{base.label}, {mode}"] = result
@@ -191,6 +193,32 @@ def padding_modes(profile: Profile) -> tuple[pd.DataFrame, dict[str, ProbeResult
             frames.append(summary.assign(encoder=base.label))
     cols = table_columns(KEYS, seeds=False, paper=False, after=["status", "reason"])
     return pd.concat(frames, ignore_index=True)[cols], results
+
+
+def padding_modes(profile: Profile) -> tuple[pd.DataFrame, dict[str, ProbeResult]]:
+    """SPC and MAE of every encoder under every padding mode (zeros, reflect, replicate, circular,
+    none), on the ablation sets, and the feature measures (:mod:`posenc_utils.measures`) on them; a mode
+    that cannot apply is a row marked "n/a" with the reason (a transformer: no layer pads)."""
+    return _modes(profile, "padding", PADDING_MODES, PaddingNotSupportedError,  # ImageTooSmallError included
+                  "no encoder, nothing is padded")
+
+
+def position_modes(profile: Profile) -> tuple[pd.DataFrame, dict[str, ProbeResult]]:
+    """The transformer's analogue of :func:`padding_modes` (beyond the paper): every encoder with its positional
+    embedding kept, zeroed and shuffled at inference (:mod:`posenc_utils.positions`), on the ablation sets; "n/a"
+    with the reason where an encoder has no positional parameters (a CNN: its position comes from padding)."""
+    table, results = _modes(profile, "position", POSITION_MODES, PositionNotSupportedError,
+                            "no encoder, no positional embedding")
+    changed = table[table.setting != POSITION_MODES[0]]
+    none = changed.groupby("encoder").status.agg(lambda s: (s == "n/a").all())  # nothing to zero: "kept" means nothing
+    for enc in none[none].index:
+        at = (table.encoder == enc) & (table.setting == POSITION_MODES[0])
+        reason = changed[changed.encoder == enc].reason.iloc[0]
+        measures = [c for c in table.columns if c not in KEYS and c not in ("status", "reason")]
+        table.loc[at, measures] = np.nan
+        table.loc[at, ["status", "reason"]] = ["n/a", reason]
+        results = {k: v for k, v in results.items() if not k.startswith(f"{enc}, ")}
+    return table, results
 
 
 def as_built_canvas(spec: EncoderSpec) -> np.ndarray:

@@ -18,6 +18,7 @@ from .downstream import missing_datasets
 from .encoders import tap_channels
 from .families import family_of
 from .images import dataset_folder, image_count
+from .networks import checkpoint_file
 from .borders import PADDING_MODES
 from .profiles import Profile
 
@@ -41,6 +42,8 @@ def missing_inputs(profile: Profile, downstream: bool = True) -> list[str]:
     offline = os.environ.get("POSENC_OFFLINE", "0") == "1"
     for enc in profile.encoders:
         fam = family_of(enc.name)
+        if checkpoint_file(enc) is not None and not checkpoint_file(enc).is_file():
+            missing.append(f"the checkpoint for {enc.name}: {checkpoint_file(enc)} ({fam.where_from(enc)})")
         path = fam.weights_file(enc) if enc.weights == "imagenet" and offline else None
         if path is not None and not path.exists():
             missing.append(f"ImageNet weights for {enc.name}: {path} ({fam.where_from(enc)})")

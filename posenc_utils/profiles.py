@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .families import FAMILIES, RESNET152_AUTHORS_TAPS, RESNET152_FIVE_STAGES, family_of
 
@@ -20,7 +21,9 @@ class EncoderSpec:
     """Which encoder to probe: architecture, weights, padding mode, taps and input convention."""
 
     name: str  # a family of posenc_utils.families: posenet | coords | vgg16 | resnet152 | efficientnet_lite0 | vgg16bn_w<width> | tv:<model> | timm:<model>
-    weights: str = "random"  # random | imagenet | hed | sod:<key> | seg:<key> (vgg16bn_w: trained in notebook 05)
+    # random | imagenet | hed | sod:<key> | seg:<key> (vgg16bn_w: trained in notebook 05) | file:<path> (tv:, timm:
+    # a checkpoint of one's own: a state dict or a whole saved module)
+    weights: str = "random"
     padding: str = "zeros"  # zeros | none | reflect | replicate | circular | canvas:<value in [0,1]> | canvas:mean
     taps: tuple[str, ...] | None = None  # module names to tap; None: the encoder's defaults
     # How images in [0, 1] are fed: "auto" is the weights' own convention (ImageNet mean/std for
@@ -28,6 +31,9 @@ class EncoderSpec:
     # random weights); "unit" feeds [0, 1] to any weights, as the authors' released code did;
     # "imagenet" applies ImageNet mean/std.
     input: str = "auto"
+    # A transformer's positional embedding at inference: kept | zeroed | shuffled (posenc_utils.positions; the
+    # transformer's analogue of the padding modes).
+    position: str = "kept"
 
     @property
     def label(self) -> str:
@@ -38,6 +44,8 @@ class EncoderSpec:
         if not fam.network:  # a control: no weights, no padding
             return arch
         task = {"sod": "SOD-trained here", "seg": "segmentation-trained here"}.get(self.weights.split(":")[0])
+        if self.weights.startswith("file:"):
+            task = f"weights {Path(self.weights.split(':', 1)[1]).name}"
         weights = task or {"random": "random init", "imagenet": "ImageNet", "hed": "HED"}.get(self.weights, self.weights)
         extra = {"zeros": ""}.get(self.padding, f", padding {self.padding}")
         if self.padding.startswith("canvas:"):
@@ -47,13 +55,15 @@ class EncoderSpec:
             extra += f", taps {named.get(tuple(self.taps), '+'.join(self.taps))}"
         if self.input != "auto":
             extra += {"unit": ", [0,1] input", "imagenet": ", ImageNet-normalized input"}.get(self.input, self.input)
+        if self.position != "kept":
+            extra += f", positional embedding {self.position}"
         return f"{arch} ({weights}{extra})"
 
     @property
     def pretrained(self) -> bool:
-        """Weights learned on a task (ImageNet, or HED's edges from ImageNet): the paper's kind of encoder,
-        or a stand-in for it. Random-init rows and PosENet are not."""
-        return self.weights in ("imagenet", "hed")
+        """Weights learned on a task (ImageNet, HED's edges from ImageNet, or a checkpoint of one's own): the
+        paper's kind of encoder, or a stand-in for it. Random-init rows and PosENet are not."""
+        return self.weights in ("imagenet", "hed") or self.weights.startswith("file:")
 
     @property
     def torchvision_imagenet_arch(self) -> str | None:
@@ -69,7 +79,8 @@ class EncoderSpec:
                 raise ValueError(f"{text!r}: write a {parts[0]} model as '{parts[0]}:<model>[:weights[:padding]]'")
             parts = [f"{parts[0]}:{parts[1]}"] + parts[2:]
         if len(parts) > 3:
-            raise ValueError(f"{text!r}: expected 'name[:weights[:padding]]'")
+            raise ValueError(f"{text!r}: expected 'name[:weights[:padding]]' (a checkpoint file: give it as the "
+                             f"weights 'file:<path>', or to the probe command as WEIGHTS=<path>)")
         return cls(*parts)
 
 

@@ -2,7 +2,8 @@
 
 ``python -m posenc_utils.report`` rewrites the text between ``<!-- NAME:start -->`` and
 ``<!-- NAME:end -->`` for ``headline`` (Table 1 SPC, ours beside the paper's, and what the main
-job cost), ``padding``, ``layers`` and ``downstream`` (notebooks 03, 04 and 05), ``deviations`` and ``benchmark`` (``make bench``'s report), from ``figures/offline/``.
+job cost), ``padding``, ``layers`` and ``downstream`` (notebooks 03, 04 and 05), ``deviations``, ``benchmark`` (``make bench``'s
+report) and ``card`` (the sample report card of ``make probe``), from ``figures/offline/`` and ``figures/probe/offline/``.
 Nothing in those sections is typed by hand.
 """
 from __future__ import annotations
@@ -233,6 +234,28 @@ def benchmark(profile: str = "offline") -> str:
     return "\n".join(lines)
 
 
+SAMPLE_CARDS = ("timm-vit_tiny_patch16_224-random",)  # the cards of figures/probe/offline/ the README shows
+
+
+def card_section(profile: str = "offline") -> str:
+    """Markdown: the README's sample report cards (``make probe``'s), their sentences, Table 1 and figure."""
+    lines = []
+    for name in SAMPLE_CARDS:
+        folder = paths.FIGURES_DIR / "probe" / profile / name
+        if not (folder / "card.md").exists():
+            lines.append(f"No sample card yet: `make probe MODEL=timm:{name.split('-')[1]} PROFILE={profile}` makes it.")
+            continue
+        text = (folder / "card.md").read_text()
+        title = text.splitlines()[0].removeprefix("# ")
+        bullets = [line for line in text.splitlines() if line.startswith("- ")][:7]
+        table1 = text.split("## Table 1", 1)[1].split("\n## ", 1)[0].split("\n\n", 2)[-1].strip()
+        rel = f"figures/probe/{profile}/{name}"
+        lines += [f"A sample card ({title}, `{profile}` profile): [`card.md`]({rel}/card.md), "
+                  f"[`card.html`]({rel}/card.html).", "", *bullets, "", f"![the sample card's figure]({rel}/card.png)",
+                  "", table1, ""]
+    return "\n".join(lines).rstrip()
+
+
 def deviations_markdown() -> str:
     """Every profile's deviations: offline and paper in full, quick as what it adds to offline."""
     offline, paper = deviations(get_profile("offline")), deviations(get_profile("paper"))
@@ -258,6 +281,7 @@ def main() -> int:
     text = replace_section(text, "downstream", downstream_section("offline"))
     text = replace_section(text, "deviations", deviations_markdown())
     text = replace_section(text, "benchmark", benchmark("offline"))
+    text = replace_section(text, "card", card_section("offline"))
     README.write_text(text)
     print(f"updated {README}")
     return 0

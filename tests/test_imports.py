@@ -14,8 +14,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "posenc_utils"
 # the lowest layer whose modules it needs.
 LAYERS = (
     # primitives: no import from the package, or only from each other
-    ("__init__", "paths", "timing", "devices", "progress", "metrics", "targets", "borders", "scenes", "task_metrics",
-     "pages", "cache"),
+    ("__init__", "paths", "timing", "devices", "progress", "metrics", "targets", "borders", "positions", "scenes",
+     "task_metrics", "pages", "cache"),
     # networks: the parts, notebook 05's network core, the families, the settings that name them, the builder
     ("networks", "scenenet", "families", "profiles", "encoders"),
     # data: images, features, their measures and readouts, tables and plots of them
@@ -25,11 +25,11 @@ LAYERS = (
     # the notebooks' modules and what reads their products
     ("budget", "padding_ablation", "layer_analysis", "downstream", "claims", "show", "figures", "report", "bench"),
     # running the study
-    ("plan", "pipeline"),
+    ("plan", "pipeline", "probe"),
 )
 # Libraries a function may import when it needs them: optional, or heavy and needed by few calls.
 LAZY_OK = {"seaborn", "papermill", "nbconvert", "IPython", "timm", "h5py", "matplotlib", "xxhash", "torchvision",
-           "efficientnet_lite_pytorch"}
+           "efficientnet_lite_pytorch", "safetensors"}
 
 
 def _tree(module: str) -> ast.Module:

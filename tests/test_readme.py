@@ -6,7 +6,7 @@ from posenc_utils import paths
 
 def _example() -> str:
     text = (paths.PROJ_ROOT / "README.md").read_text()
-    section = text.split("### Probe your own network", 1)[1]
+    section = text.split("## Probe your own model", 1)[1]
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
@@ -22,7 +22,7 @@ def test_readme_probe_example_runs(capsys):
 
 def test_readme_has_generated_sections_markers():
     text = (paths.PROJ_ROOT / "README.md").read_text()
-    for name in ("headline", "padding", "layers", "deviations", "benchmark"):
+    for name in ("headline", "padding", "layers", "deviations", "benchmark", "card"):
         assert f"<!-- {name}:start -->" in text and f"<!-- {name}:end -->" in text
 
 
