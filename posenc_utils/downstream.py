@@ -322,6 +322,35 @@ def predict(net: SceneNet, images: np.ndarray, task: str, batch: int = 32) -> np
     return np.concatenate(out)
 
 
+PREDICTION_VERSION = 1
+
+
+def cached_predictions(model: TrainedModel, data: TaskData, crop_left: int = 0) -> np.ndarray:
+    """:func:`predict` of a trained network on a task set (its images without their ``crop_left`` leftmost
+    columns), cached by the network's and the set's keys: a rerun of notebook 05 predicts nothing again."""
+    key = cache.make_key({"model": model.key, "data": data.key, "crop_left": crop_left, "v": PREDICTION_VERSION})
+    folder = paths.cache_dir() / "downstream"
+    data_path, meta_path = folder / f"pred-{key}.npz", folder / f"pred-{key}.json"
+
+    def cached() -> np.ndarray | None:
+        if cache.read_file_entry(data_path, meta_path, key) is None:
+            return None
+        with np.load(data_path) as z:
+            return z["pred"]
+
+    def compute() -> np.ndarray:  # holding the entry's lock
+        pred = predict(model.net, data.images[:, :, crop_left:], model.task)
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as f:
+                np.savez(f, pred=pred)
+
+        cache.write_file_entry(data_path, meta_path, {"key": key, "model": model.key, "data": data.key}, write)
+        return pred
+
+    return cache.computed_once(data_path, cached, compute)
+
+
 # ---------------------------------------------------------------- Table 5: with and without padding
 
 
@@ -337,8 +366,8 @@ Predictions = dict[tuple[str, str, str], np.ndarray]  # (task, padding, test set
 
 
 def predict_all(run: Downstream) -> Predictions:
-    """Every network's predictions on each test set of its task (:func:`predict`)."""
-    return {(task, pad, test.name): predict(model.net, test.images, task)
+    """Every network's predictions on each test set of its task (:func:`cached_predictions`)."""
+    return {(task, pad, test.name): cached_predictions(model, test)
             for (task, pad), model in run.models.items() for test in run.tests[task]}
 
 
@@ -518,8 +547,8 @@ def crop_shift(run: Downstream, test: TaskData, shift: int, predictions: Predict
         model = run.models[("sod", pad)]
         full = (predictions or {}).get(("sod", pad, test.name))
         if full is None:
-            full = predict(model.net, test.images, "sod")
-        cropped = predict(model.net, test.images[:, :, shift:], "sod")
+            full = cached_predictions(model, test)
+        cropped = cached_predictions(model, test, crop_left=shift)
         change = np.abs(cropped - full[:, :, shift:]).reshape(len(full), -1).mean(axis=1)
         rows += [dict(padding=model.label, image=i, shift=shift, mean_abs_change=float(c)) for i, c in enumerate(change)]
     return pd.DataFrame(rows)

@@ -58,16 +58,22 @@ def _zero_padded(spec: EncoderSpec, seed: int, image_size: int) -> Encoder:
     return _network_at_zero_padding(at_zeros, seed, image_size if fam.size_dependent else 0, weights_stamp(at_zeros))
 
 
-def _check_no_padding(enc: Encoder) -> None:
-    """Refuse padding 'none' where the network cannot run without it, with the reason."""
-    fam = family_of(enc.spec.name)
-    if fam.no_padding:
+def _refuse_declared(spec: EncoderSpec) -> None:
+    """Refuse padding 'none' where the family declares it cannot apply, before anything is built."""
+    fam = family_of(spec.name)
+    if spec.padding == "none" and fam.no_padding:
         raise PaddingNotSupportedError(
-            f"padding 'none' is not meaningful for {enc.spec.name}: without padding its residual "
+            f"padding 'none' is not meaningful for {spec.name}: without padding its residual "
             "additions add maps of different sizes. Use vgg16 (or another plain network) for "
             "the no-padding ablation, or a padding mode that keeps sizes (reflect, replicate, circular).",
             reason=fam.no_padding,
         )
+
+
+def _check_no_padding(enc: Encoder) -> None:
+    """Refuse padding 'none' where the network cannot run without it, with the reason."""
+    fam = family_of(enc.spec.name)
+    _refuse_declared(enc.spec)
     if fam.try_no_padding:
         try:
             enc(torch.zeros(1, 3, 224, 224))
@@ -85,6 +91,7 @@ def build_encoder(spec: EncoderSpec, seed: int = 0, image_size: int = 224) -> En
     if not fam.takes(spec.weights):
         raise ValueError(f"{spec.name} has weights {' or '.join(map(repr, fam.weights))}, not {spec.weights!r}")
     check_padding_mode(spec.padding)
+    _refuse_declared(spec)  # without building the network (a warm rerun asks again for every mode that cannot apply)
     check_position_mode(spec.position)
     if spec.position != "kept" and not fam.network:
         raise PositionNotSupportedError(f"{spec.label} has no network, so no positional embedding to change",

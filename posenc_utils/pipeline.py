@@ -12,13 +12,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import multiprocessing
 import os
 import resource
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-from . import paths, timing
+from . import cache, paths, timing
 from .pages import render
 from .plan import missing_inputs, run_plan
 from .profiles import PROFILES, Profile, get_profile
@@ -72,8 +74,6 @@ def run(profile: str, output_dir: str = "", only: list[str] | None = None, timeo
         overrides: dict | None = None) -> list[Path]:
     """Execute the notebooks (all, or those whose name contains one of ``only``) for ``profile`` (with its
     fields changed by ``overrides``, as :meth:`Profile.with_overrides` takes them)."""
-    import papermill
-
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)}")
     cfg = get_profile(profile, **(overrides or {}))
@@ -91,25 +91,42 @@ def run(profile: str, output_dir: str = "", only: list[str] | None = None, timeo
     dest.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("POSENC_PROGRESS", "lines")  # the kernels inherit it: a line per cell, no bars
     entries_before = cache_entries()
-    done, times, peaks, phases, cpu, t_all = [], {}, {}, {}, {}, time.perf_counter()
-    for nb in selected:
-        t0 = time.perf_counter()
-        print(f"[{profile}] {nb.name} ...", flush=True)
-        phases_file = dest / f"{nb.stem}.phases.json"
-        phases_file.unlink(missing_ok=True)
-        cpu_before = machine_cpu_seconds(), kernels_cpu_seconds()
-        with paths.environ(timing.PHASES_FILE, phases_file):  # the kernel books its phases there (timing.kernel_clock)
-            papermill.execute_notebook(
-                str(nb), str(dest / nb.name), parameters=_parameters(nb, profile, output_dir, overrides),
-                kernel_name="python3", cwd=str(nb.parent), execution_timeout=timeout, progress_bar=False,
-            )
-        times[nb.name] = round(time.perf_counter() - t0, 1)
-        peaks[nb.name] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6, 2)  # running max
-        phases[nb.name] = notebook_phases(timing.read_phases(phases_file), times[nb.name])
-        cpu[nb.name] = cpu_share(cpu_before, (machine_cpu_seconds(), kernels_cpu_seconds()), times[nb.name])
+    made_before = notebook_entries(profile)
+    warm = [nb for nb in selected if predicted_warm(nb.name, made_before, entries_before)]
+    side_by_side = warm if len(warm) == len(selected) and len(selected) > 2 else []
+    done, times, peaks, phases, cpu, made, t_all = [], {}, {}, {}, {}, {}, time.perf_counter()
+
+    def finished(nb: Path, result: dict, entries_made: set[str]) -> None:
+        times[nb.name], peaks[nb.name] = result["seconds"], result["peak_rss_gb"]
+        phases[nb.name], cpu[nb.name] = result["phases"], result["cpu"]
+        made[nb.name] = sorted(entries_made)
         print(f"[{profile}] {nb.name} done in {times[nb.name]:.0f} s ({phase_line(phases[nb.name])}; "
               f"{cpu_line(cpu[nb.name])})", flush=True)
         done.append(dest / nb.name)
+
+    jobs = {nb: (str(nb), str(dest / nb.name), _parameters(nb, profile, output_dir, overrides), str(nb.parent),
+                 timeout, str(dest / f"{nb.stem}.phases.json")) for nb in selected}
+    if side_by_side:  # every notebook's results are cached: they only load and draw, two at a time
+        first, last = [nb for nb in selected if not nb.name.startswith("06")], [nb for nb in selected
+                                                                                  if nb.name.startswith("06")]
+        print(f"[{profile}] every notebook's results are cached: {len(first)} run side by side, "
+              f"{WARM_SIDE_BY_SIDE} at a time{', then ' + last[0].name if last else ''}", flush=True)
+        before = cache_entries()
+        # forked workers start at once (this process has imported everything) and only launch kernels
+        with ProcessPoolExecutor(WARM_SIDE_BY_SIDE, mp_context=multiprocessing.get_context("fork")) as pool:
+            running = {pool.submit(execute_notebook, *jobs[nb]): nb for nb in first}
+            for future in as_completed(running):
+                finished(running[future], future.result(), cache_entries() - before)
+        for nb in last:
+            entries = cache_entries()
+            finished(nb, execute_notebook(*jobs[nb]), cache_entries() - entries)
+    else:
+        for nb in selected:
+            print(f"[{profile}] {nb.name} ...", flush=True)
+            entries = cache_entries()
+            finished(nb, execute_notebook(*jobs[nb]), cache_entries() - entries)
+    record_notebook_entries(profile, made)
+    done.sort(key=lambda p: p.name)
     t_pages = time.perf_counter()
     executed = [dest / nb.name for nb in notebooks() if (dest / nb.name).exists()]  # with --only: the others' last run
     index = render(executed, paths.output_dir(profile, output_dir or None), times)
@@ -118,7 +135,7 @@ def run(profile: str, output_dir: str = "", only: list[str] | None = None, timeo
         # the kernels are this process's children: their peak resident memory, as /usr/bin/time -v reports it
         kernels = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6
         run_record = {"notebooks_s": times, "phases_s": phases, "cpu_s": cpu, "peak_rss_gb_so_far": peaks,
-                      "total_s": round(time.perf_counter() - t_all, 1),
+                      "total_s": round(command_seconds(), 1), "notebooks_total_s": round(time.perf_counter() - t_all, 1),
                       "peak_rss_gb": round(max(kernels, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6), 2),
                       "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d")}
         state = run_state(entries_before, cache_entries())
@@ -126,6 +143,49 @@ def run(profile: str, output_dir: str = "", only: list[str] | None = None, timeo
         record_times(out / "pipeline_times.json", profile, state, run_record)
         write_manifest(out, cfg, overrides)  # with this run's times
     return done
+
+
+WARM_SIDE_BY_SIDE = 2  # notebooks run at once when every one of them will only load cached results and draw
+
+
+def execute_notebook(source: str, executed: str, parameters: dict, cwd: str, timeout: int, phases_file: str) -> dict:
+    """Run one notebook with papermill, its kernel a child of this process (the pipeline's, or a worker's when
+    notebooks run side by side): its seconds, phases, CPU and the kernel's peak resident memory."""
+    import papermill
+
+    Path(phases_file).unlink(missing_ok=True)
+    t0, cpu_before = time.perf_counter(), (machine_cpu_seconds(), kernels_cpu_seconds())
+    with paths.environ(timing.PHASES_FILE, phases_file):  # the kernel books its phases there (timing.kernel_clock)
+        papermill.execute_notebook(source, executed, parameters=parameters, kernel_name="python3", cwd=cwd,
+                                   execution_timeout=timeout, progress_bar=False)
+    seconds = round(time.perf_counter() - t0, 1)
+    return {"seconds": seconds, "phases": notebook_phases(timing.read_phases(phases_file), seconds),
+            "cpu": cpu_share(cpu_before, (machine_cpu_seconds(), kernels_cpu_seconds()), seconds),
+            "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6, 2)}
+
+
+def _entries_file(profile: str) -> Path:
+    return paths.cache_dir() / "runs" / f"{profile}-notebook-entries.json"
+
+
+def notebook_entries(profile: str) -> dict[str, list[str]]:
+    """The cache entries each notebook of ``profile`` made the last time it made any (kept in the cache)."""
+    return cache.read_json(_entries_file(profile)) or {}
+
+
+def record_notebook_entries(profile: str, made: dict[str, list[str]]) -> None:
+    """Remember the entries each notebook made in this run (a notebook that made none keeps the record of the run
+    that did; one run for the first time is recorded even with none: it needs none)."""
+    record = notebook_entries(profile)
+    record.update({nb: e for nb, e in made.items() if e or nb not in record})
+    cache.write_json(_entries_file(profile), record)
+
+
+def predicted_warm(notebook: str, made: dict[str, list[str]], present: set[str]) -> bool:
+    """Whether ``notebook`` will compute nothing: every entry it made the last time is in the cache (a notebook
+    never run, or whose entries were deleted, is not). Notebooks predicted warm run side by side; a wrong guess
+    costs time, never a result (the cache's locks make one run compute an entry while the other waits)."""
+    return notebook in made and set(made[notebook]) <= present
 
 
 def notebook_phases(record: dict, wall_s: float) -> dict[str, float]:
@@ -140,6 +200,22 @@ def phase_line(phases: dict[str, float], top: int = 4) -> str:
     """The largest phases of a notebook, for its 'done' line."""
     return ", ".join(f"{k} {v:.0f} s" for k, v in list(phases.items())[:top] if k != "other") + \
         f", other {phases.get('other', 0):.0f} s"
+
+
+_IMPORTED = time.perf_counter()
+
+
+def command_seconds() -> float:
+    """Seconds since this process started (Linux: from /proc, so Python's start and the imports count, as a user's
+    stopwatch would), else since this module was imported."""
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return time.perf_counter() - _IMPORTED
 
 
 def machine_cpu_seconds() -> float | None:
@@ -231,7 +307,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", default="quick", choices=PROFILES)
     p.add_argument("--dest", type=Path, default=paths.BUILD_DIR / "nbval")
     args = ap.parse_args(argv)
-    t0 = time.perf_counter()
     if args.cmd == "run":
         try:
             overrides = parse_overrides(args.overrides)
@@ -243,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         except FileNotFoundError as err:
             print(err, file=sys.stderr)
             return 2
-        print(f"all notebooks done in {time.perf_counter() - t0:.0f} s")
+        print(f"all notebooks done in {command_seconds():.0f} s (since the command started)")
     else:
         for path in prepare(args.profile, args.dest):
             print(path)
