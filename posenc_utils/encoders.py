@@ -52,6 +52,11 @@ def _network_at_zero_padding(spec: EncoderSpec, seed: int, image_size: int, _sta
     return Encoder(spec, module, taps, names, *input_convention(spec))
 
 
+def release_networks() -> None:
+    """Forget the zero-padded networks kept for copying (see :func:`features.release_networks`)."""
+    _network_at_zero_padding.cache_clear()
+
+
 def _zero_padded(spec: EncoderSpec, seed: int, image_size: int) -> Encoder:
     fam = family_of(spec.name)
     at_zeros = dataclasses.replace(spec, padding="zeros")

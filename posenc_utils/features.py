@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import cache, devices, paths, timing
+from . import cache, devices, encoders, paths, timing
 from .encoders import build_encoder, resize_taps, weights_stamp
 from .families import family_of
 from .networks import checkpoint_file
@@ -250,6 +250,14 @@ def extract_features(spec: EncoderSpec, image_set: ImageSet, size: int = 28, see
 def _encoder(spec: EncoderSpec, seed: int, size: int, device: str):
     """The encoder of ``spec`` on ``device``, built or reused."""
     return _built(spec, seed, size, device, weights_stamp(spec))
+
+
+def release_networks() -> None:
+    """Forget every network built and kept for reuse in this process (the last encoder here, the zero-padded
+    networks its padding variants are copied from), so their memory can go back: a long-lived process that
+    probes many encoders (the test suite) does not keep the largest few alive."""
+    _built.cache_clear()
+    encoders.release_networks()
 
 
 @functools.lru_cache(maxsize=1)

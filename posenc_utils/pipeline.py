@@ -198,8 +198,8 @@ def notebook_phases(record: dict, wall_s: float) -> dict[str, float]:
 
 def phase_line(phases: dict[str, float], top: int = 4) -> str:
     """The largest phases of a notebook, for its 'done' line."""
-    return ", ".join(f"{k} {v:.0f} s" for k, v in list(phases.items())[:top] if k != "other") + \
-        f", other {phases.get('other', 0):.0f} s"
+    named = [f"{k} {v:.0f} s" for k, v in list(phases.items())[:top] if k != "other"]
+    return ", ".join(named + [f"other {phases.get('other', 0):.0f} s"])
 
 
 _IMPORTED = time.perf_counter()

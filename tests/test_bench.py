@@ -51,7 +51,14 @@ def test_report_on_a_tiny_profile(tmp_path):
     saved = json.loads((tmp_path / "quick" / "benchmark_table1.json").read_text())
     assert saved == json.loads(json.dumps(report))
     assert report["wall_s"] > 0 and report["encoder_floor_s"] > 0
-    assert report["wall_over_floor"] == pytest.approx(report["wall_s"] / report["encoder_floor_s"], rel=0.02)
+    assert report["readout_floor_s"] > 0 and report["floor_s"] == pytest.approx(
+        report["encoder_floor_s"] + report["readout_floor_s"], abs=0.02)
+    assert report["wall_over_floor"] == pytest.approx(report["wall_s"] / report["floor_s"], rel=0.02)
+    assert report["wall_over_encoder_floor"] == pytest.approx(report["wall_s"] / report["encoder_floor_s"], rel=0.02)
+    # the readout floor is the readouts' counted arithmetic at the measured matrix-product rate
+    assert sum(e["readout_floor_s"] for e in report["encoders"].values()) == pytest.approx(
+        report["readout_floor_s"], abs=0.05)
+    assert report["encoders"]["VGG16 (random init)"]["readout_gflop"] > report["encoders"]["PosENet"]["readout_gflop"] > 0
     vgg = report["encoders"]["VGG16 (random init)"]
     assert vgg["floor_batch_size"] in (1, 4) and vgg["encoder_overhead_ratio"] > 0.5
     assert vgg["floor_s"] == pytest.approx(vgg["floor_s_per_image"] * report["images_per_encoder"], rel=0.01)
@@ -62,4 +69,4 @@ def test_report_on_a_tiny_profile(tmp_path):
     assert sum(phases.values()) == pytest.approx(report["wall_s"], abs=0.5)
     assert report["peak_rss_gb"] > 0.1
     text = bench.report_text(report)
-    assert "x the encoder floor" in text and "VGG16 (random init)" in text
+    assert "x the floor" in text and "VGG16 (random init)" in text
