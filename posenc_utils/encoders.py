@@ -77,8 +77,7 @@ def _refuse_declared(spec: EncoderSpec) -> None:
 
 def _check_no_padding(enc: Encoder) -> None:
     """Refuse padding 'none' where the network cannot run without it, with the reason."""
-    fam = family_of(enc.spec.name)
-    _refuse_declared(enc.spec)
+    fam = family_of(enc.spec.name)  # a declared refusal came before the build (:func:`_refuse_declared`)
     if fam.try_no_padding:
         try:
             enc(torch.zeros(1, 3, 224, 224))

@@ -104,6 +104,10 @@ def run(profile: str, output_dir: str = "", only: list[str] | None = None, timeo
               f"{cpu_line(cpu[nb.name])})", flush=True)
         done.append(dest / nb.name)
 
+    def run_here(nb: Path) -> None:
+        entries = cache_entries()
+        finished(nb, execute_notebook(*jobs[nb]), cache_entries() - entries)
+
     jobs = {nb: (str(nb), str(dest / nb.name), _parameters(nb, profile, output_dir, overrides), str(nb.parent),
                  timeout, str(dest / f"{nb.stem}.phases.json")) for nb in selected}
     if side_by_side:  # every notebook's results are cached: they only load and draw, two at a time
@@ -118,13 +122,11 @@ def run(profile: str, output_dir: str = "", only: list[str] | None = None, timeo
             for future in as_completed(running):
                 finished(running[future], future.result(), cache_entries() - before)
         for nb in last:
-            entries = cache_entries()
-            finished(nb, execute_notebook(*jobs[nb]), cache_entries() - entries)
+            run_here(nb)
     else:
         for nb in selected:
             print(f"[{profile}] {nb.name} ...", flush=True)
-            entries = cache_entries()
-            finished(nb, execute_notebook(*jobs[nb]), cache_entries() - entries)
+            run_here(nb)
     record_notebook_entries(profile, made)
     done.sort(key=lambda p: p.name)
     t_pages = time.perf_counter()

@@ -142,8 +142,8 @@ def write_phases(clock: Clock, path: str | os.PathLike) -> None:
     os.replace(tmp, path)
 
 
-if os.environ.get(PHASES_FILE):  # a kernel of the pipeline: its clock (and its quick exit) from its first import
-    kernel_clock()
+if os.environ.get(PHASES_FILE) and "ipykernel" in sys.modules:  # a kernel of the pipeline: its clock (and its
+    kernel_clock()  # quick exit) from its first import; another process inheriting the setting starts one only if it books
 
 
 def read_phases(path: str | os.PathLike) -> dict:
