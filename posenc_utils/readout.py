@@ -16,9 +16,8 @@ other for every kernel size and padding the study uses.
 from __future__ import annotations
 
 import contextlib
-import contextvars
+import functools
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from dataclasses import dataclass, field
 
@@ -39,7 +38,6 @@ from .targets import target_stack
 READOUT_VERSION = 2  # 2: fast engine (same function, other round-off)
 ENGINES = ("fast", "reference")
 FAST_MAX_BYTES = 2**29  # a first-layer product larger than this per batch uses the convolution instead
-NARROW_SIDE_BY_SIDE = 2  # narrow readouts trained at once, one thread each (PosENet: 1.5x the readouts per second)
 
 
 def head_seed(seed: int, pattern: str) -> int:
@@ -292,9 +290,7 @@ def train_readouts(jobs: list[ReadoutJob], device: str | None = None, use_cache:
             train(members)
     if narrow:
         t0 = time.perf_counter()
-        with devices.threads(1), ThreadPoolExecutor(NARROW_SIDE_BY_SIDE) as pool:
-            for done in [pool.submit(contextvars.copy_context().run, train, m, False) for m in narrow]:
-                done.result()
+        devices.side_by_side([functools.partial(train, m, False) for m in narrow])
         timing.add("readout_training", time.perf_counter() - t0)  # once: they ran side by side
     return [found[j.key()] for j in jobs]
 

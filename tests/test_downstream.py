@@ -163,6 +163,29 @@ def test_training_is_cached_and_reproducible(tmp_path, monkeypatch):
     assert redone.losses == first.losses
 
 
+def test_networks_trained_side_by_side_are_those_trained_alone_on_one_thread(tmp_path, monkeypatch):
+    """train_all trains two networks at once, one thread each: the same weights as each trained alone, and the
+    trainer restores the process's thread count."""
+    import torch
+
+    from posenc_utils import profiles
+
+    monkeypatch.setenv("CI", "1")
+    monkeypatch.setenv("POSENC_DEVICE", "cpu")
+    profile = profiles.get_profile("quick").with_overrides(downstream=TINY)
+    monkeypatch.setenv("POSENC_CACHE_DIR", str(tmp_path / "together"))
+    threads = torch.get_num_threads()
+    together = ds.train_all(profile).models
+    assert torch.get_num_threads() == threads and all(m.fresh for m in together.values())
+    monkeypatch.setenv("POSENC_CACHE_DIR", str(tmp_path / "alone"))
+    for (task, pad), model in together.items():
+        data = ds.task_data(TINY.sod_train if task == "sod" else TINY.seg_train, TINY.image_size)
+        alone = ds.train_task_model(data, pad, TINY, seed=profile.seed)
+        assert alone.key == model.key and alone.losses == model.losses, (task, pad)
+        assert all(torch.equal(a, b) for a, b in zip(alone.net.state_dict().values(), model.net.state_dict().values()))
+    assert not any(m.fresh for m in ds.train_all(profile).models.values())  # all four are read back from the cache
+
+
 def test_trained_network_is_a_probe_encoder(tmp_path, monkeypatch):
     monkeypatch.setenv("POSENC_CACHE_DIR", str(tmp_path))
     monkeypatch.setenv("CI", "1")
