@@ -30,19 +30,21 @@ CONSTANT_RANGE = 1e-6  # a prediction whose values span less than this is consta
 
 def average_ranks(x: np.ndarray) -> np.ndarray:
     """Ranks (1-based, ties get their average rank) along the last axis of a 2-D array, as
-    ``scipy.stats.rankdata(x, axis=1, method="average")`` (a test checks it) but 2-3x faster: a
-    multi-threaded sort, then each run of equal values gets the mean of its first and last position."""
-    x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64))
+    ``scipy.stats.rankdata(x, axis=1, method="average")`` (a test checks it) but 2x faster than torch's
+    sort alone: NumPy's vectorized sort (ties may come in any order: that changes no average), then
+    each run of equal values gets the mean of its first and last position, for every row at once."""
+    x = np.ascontiguousarray(x, dtype=np.float64)
     n, p = x.shape
-    v, order = torch.sort(x, dim=1)
-    idx = torch.arange(p).expand(n, p)
-    starts = torch.ones(n, p, dtype=torch.bool)
-    starts[:, 1:] = v[:, 1:] != v[:, :-1]
-    ends = torch.ones(n, p, dtype=torch.bool)
-    ends[:, :-1] = starts[:, 1:]
-    first = torch.cummax(torch.where(starts, idx, 0), dim=1).values
-    last = torch.cummin(torch.where(ends, idx, p).flip(1), dim=1).values.flip(1)
-    return torch.empty(n, p, dtype=torch.float64).scatter_(1, order, (first + last).double() / 2 + 1).numpy()
+    order = np.argsort(x, axis=1)
+    v = np.take_along_axis(x, order, axis=1)
+    starts = np.ones((n, p), dtype=bool)
+    starts[:, 1:] = v[:, 1:] != v[:, :-1]  # every row starts a run at position 0: no run spans two rows
+    first = np.nonzero(starts)[1]  # position of each run's first value in its row, runs in order
+    last = np.append(first[1:], 0)  # ... the next run's first; 0 where that run starts a new row
+    last[last == 0] = p
+    last -= 1
+    ranks = np.repeat((first + last) / 2 + 1, last - first + 1).reshape(n, p)  # of the sorted values
+    return torch.empty(n, p, dtype=torch.float64).scatter_(1, torch.from_numpy(order), torch.from_numpy(ranks)).numpy()
 
 
 def spc(pred: np.ndarray, target: np.ndarray) -> np.ndarray:

@@ -116,7 +116,9 @@ def test_average_ranks_equal_scipy():
     x[1] = np.round(x[1], 1)  # many ties
     x[2] = 1.0  # all equal
     x[3, ::2] = x[3, 1::2]  # pairs
-    np.testing.assert_array_equal(average_ranks(x), rankdata(x, axis=1, method="average"))
+    np.testing.assert_array_equal(average_ranks(x), rankdata(x, axis=1, method="average"))  # tied and untied rows
+    for part in (x[:4], x[4:]):  # only rows with ties; only rows without
+        np.testing.assert_array_equal(average_ranks(part), rankdata(part, axis=1, method="average"))
     np.testing.assert_array_equal(average_ranks(x[:1, :1]), [[1.0]])
 
 
