@@ -349,7 +349,8 @@ RULES: dict[int, Rule] = {r.number: r for r in (
          "pretrained encoders (the Table 1 readouts)", "04", ("content",), _parts_8),
     Rule(9, "Padding helps downstream tasks that need position (Table 5).",
          "On every test set and metric of Table 5, the network with zero padding beats the same network trained without "
-         "padding (higher F-measure and mIoU, lower MAE; paired bootstrap over test images).",
+         "padding (higher F-measure and mIoU, lower MAE; mean over the networks' training seeds, paired: the wider, on "
+         "each side, of a bootstrap over test images and a t-interval over the seeds).",
          "the downstream networks (notebook 05)", "05", ("gain",), _parts_9),
     Rule(10, "Encoders trained for dense tasks (SOD, segmentation) encode more position (Table 6).",
          "Each SOD- and segmentation-trained encoder minus ImageNet VGG16 (the paper's comparison) is above 0: mean SPC "

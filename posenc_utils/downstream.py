@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -33,7 +33,7 @@ from . import cache, devices, paths, tables, timing
 from .experiments import Probe, TableResult, image_sets, per_image_frame, probe, seeded_summary, test_sources, train_probes
 from .images import list_images, read_rgb, resize
 from .measures import table_columns
-from .metrics import cluster_bootstrap_ci
+from .metrics import cluster_bootstrap_ci, t_interval
 from .plots import off_axes, save_figure
 from .profiles import DownstreamSpec, EncoderSpec, ImageSetSpec, Profile
 from .progress import progress
@@ -369,10 +369,23 @@ def cached_predictions(model: TrainedModel, data: TaskData, crop_left: int = 0) 
 
 @dataclass
 class Downstream:
-    """Notebook 05's trained networks and test data: models[(task, padding)], tests[task] (list)."""
+    """Notebook 05's trained networks and test data: models[(task, padding)] (the first seed's), tests[task] (list),
+    and the networks of the other seeds, replicas[(task, padding, seed)] (claim 9 is decided over all of them)."""
 
     models: dict[tuple[str, str], TrainedModel]
     tests: dict[str, list[TaskData]]
+    replicas: dict[tuple[str, str, int], TrainedModel] = field(default_factory=dict)
+    seed: int = 0  # the training seed of ``models``
+
+    def seeds(self) -> list[int]:
+        """Every training seed, ``models``' first."""
+        return [self.seed] + sorted({s for _t, _p, s in self.replicas} - {self.seed})
+
+    def networks(self, seed: int) -> dict[tuple[str, str], TrainedModel]:
+        """The networks of one training seed, by (task, padding)."""
+        if seed == self.seed:
+            return self.models
+        return {(t, p): m for (t, p, s), m in self.replicas.items() if s == seed}
 
 
 Predictions = dict[tuple[str, str, str], np.ndarray]  # (task, padding, test set) -> one network's predictions
@@ -385,22 +398,26 @@ def predict_all(run: Downstream) -> Predictions:
 
 
 def train_all(profile: Profile) -> Downstream:
-    """Both tasks' networks, with and without padding, the same seed and data for each pair."""
+    """Both tasks' networks, with and without padding, the same seed and data for each pair, for each of the
+    downstream spec's ``seeds`` training seeds."""
     ds = profile.downstream
     missing = missing_datasets(ds)
     if missing:
         raise FileNotFoundError("notebook 05 cannot run in this profile; missing:\n- " + "\n- ".join(missing))
     trains = {"sod": task_data(ds.sod_train, ds.image_size), "seg": task_data(ds.seg_train, ds.image_size)}
     tests = {"sod": [task_data(s, ds.image_size) for s in ds.sod_tests], "seg": [task_data(ds.seg_test, ds.image_size)]}
-    pairs = sorted(((task, pad) for task in TASKS for pad in PADDINGS), key=lambda tp: tp[1] == "zeros")  # longest first
-    jobs = [functools.partial(train_task_model, trains[task], pad, ds, profile.seed) for task, pad in pairs]
+    seeds = range(profile.seed, profile.seed + max(1, ds.seeds))
+    todo = sorted(((task, pad, seed) for seed in seeds for task in TASKS for pad in PADDINGS),
+                  key=lambda tps: tps[1] == "zeros")  # the longest first
+    jobs = [functools.partial(train_task_model, trains[task], pad, ds, seed) for task, pad, seed in todo]
     t0 = time.perf_counter()
     # one thread each (as alone: the same weights), two at a time on a CPU
     trained = devices.side_by_side(jobs) if device().type == "cpu" else [job() for job in jobs]
     if any(m.fresh for m in trained):
         timing.add("downstream_training", time.perf_counter() - t0)
-    found = dict(zip(pairs, trained))
-    return Downstream({(task, pad): found[(task, pad)] for task in TASKS for pad in PADDINGS}, tests)
+    found = dict(zip(todo, trained))
+    first = {(task, pad): found[(task, pad, profile.seed)] for task in TASKS for pad in PADDINGS}
+    return Downstream(first, tests, {k: m for k, m in found.items() if k[2] != profile.seed}, profile.seed)
 
 
 def _paper_table5() -> pd.DataFrame:
@@ -470,27 +487,49 @@ def table5_wide(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def padding_gain(run: Downstream, predictions: Predictions, seed: int = 0) -> pd.DataFrame:
-    """Zero padding minus no padding, per task, test set and metric, with a paired bootstrap interval
-    over test images (the same images scored by both networks): what claim 9 is decided on.
-    ``predictions``: the networks' on every test set (:func:`predict_all`; :func:`table5` returns them)."""
-    rows = []
+    """Zero padding minus no padding, per task, test set and metric: what claim 9 is decided on. The gain is the mean
+    over the networks' training seeds of each pair's gain on the same test images; its interval the wider, on each
+    side, of a paired bootstrap over test images (of the seeds' mean) and a t-interval over the seeds' gains (one
+    seed: the bootstrap alone). ``predictions``: the first seed's networks' on every test set (:func:`predict_all`;
+    :func:`table5` returns them); the other seeds' are read from the cache or computed (:func:`cached_predictions`)."""
+    def scored(s: int, task: str, pad: str, test: TaskData) -> np.ndarray:
+        if s == run.seed:
+            return predictions[(task, pad, test.name)]
+        return cached_predictions(run.networks(s)[(task, pad)], test)
+
+    seeds, rows = run.seeds(), []
     for task, tests in run.tests.items():
         for test in tests:
-            with_pad, without = predictions[(task, "zeros", test.name)], predictions[(task, "none", test.name)]
+            pairs = [(scored(s, task, "zeros", test), scored(s, task, "none", test)) for s in seeds]
             if task == "sod":
                 for metric, fn, better in (("F-measure (adaptive)", f_measure, 1), ("MAE", mean_absolute_error, -1)):
-                    diff = fn(with_pad, test.labels) - fn(without, test.labels)
-                    lo, hi = _bootstrap(diff, np.mean, seed=seed)
+                    diff = np.stack([fn(a, test.labels) - fn(b, test.labels) for a, b in pairs])  # (seeds, images)
+                    per_seed = diff.mean(1)
+                    lo, hi = _bootstrap(diff.mean(0), np.mean, seed=seed)
                     rows.append(dict(task=task, test_set=test.name, metric=metric, gain=float(diff.mean()),
-                                     ci_low=lo, ci_high=hi, higher_is_better=better > 0))
+                                     **_with_seeds(lo, hi, per_seed), higher_is_better=better > 0))
             else:
                 n = len(test.classes)
-                conf = np.stack([[confusion(p, y, n) for p, y in zip(pr, test.labels)] for pr in (with_pad, without)], 1)
-                stat = lambda c: iou_from_confusion(c[:, 0].sum(0))[0] - iou_from_confusion(c[:, 1].sum(0))[0]  # noqa: E731
+                # (images, seeds, 2: with and without padding, n, n)
+                conf = np.stack([[[confusion(p, y, n) for p, y in zip(pr, test.labels)] for pr in pair]
+                                 for pair in pairs]).transpose(2, 0, 1, 3, 4)
+                stat = lambda c: float(np.mean([iou_from_confusion(c[:, k, 0].sum(0))[0]  # noqa: E731
+                                                - iou_from_confusion(c[:, k, 1].sum(0))[0] for k in range(c.shape[1])]))
+                per_seed = np.array([stat(conf[:, k:k + 1]) for k in range(len(seeds))])
                 lo, hi = _bootstrap(conf, stat, seed=seed)
-                rows.append(dict(task=task, test_set=test.name, metric="mIoU", gain=stat(conf), ci_low=lo, ci_high=hi,
-                                 higher_is_better=True))
+                rows.append(dict(task=task, test_set=test.name, metric="mIoU", gain=stat(conf),
+                                 **_with_seeds(lo, hi, per_seed), higher_is_better=True))
     return pd.DataFrame(rows)
+
+
+def _with_seeds(lo: float, hi: float, per_seed: np.ndarray) -> dict:
+    """The interval of a gain: the bootstrap's over images (``lo``, ``hi``) widened, on each side, to the t-interval
+    over the seeds' gains where there are several; and the seeds' gains' spread."""
+    t_lo, t_hi = t_interval(per_seed)
+    if np.isfinite(t_lo):
+        lo, hi = min(lo, t_lo), max(hi, t_hi)
+    return dict(ci_low=lo, ci_high=hi, n_seeds=len(per_seed),
+                seed_sd=float(per_seed.std(ddof=1)) if len(per_seed) > 1 else float("nan"))
 
 
 # ---------------------------------------------------------------- Table 6: the trained encoders under the probe

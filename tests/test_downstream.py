@@ -229,6 +229,38 @@ def test_table5_returns_what_padding_gain_and_crop_shift_read_in_any_order(tmp_p
     assert list(gain.metric) == ["F-measure (adaptive)", "MAE", "mIoU"]
 
 
+def test_padding_gain_is_over_every_training_seed(tmp_path, monkeypatch):
+    """Claim 9's gain: the mean of each seed's gain on the same images; its interval holds the bootstrap over images
+    of the seeds' mean and the t-interval over the seeds' gains; with one seed it is the bootstrap alone."""
+    from posenc_utils.metrics import t_interval
+
+    monkeypatch.setenv("POSENC_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("CI", "1")
+    profile = get_profile("quick").with_overrides(downstream=dataclasses.replace(TINY, epochs=1, seeds=2))
+    run = ds.train_all(profile)
+    assert run.seeds() == [0, 1] and len(run.replicas) == 4
+    assert all(run.networks(1)[k].key != m.key for k, m in run.models.items())  # the other seed: other networks
+    gain = ds.padding_gain(run, ds.predict_all(run)).set_index("metric")
+    alone = [ds.padding_gain(ds.Downstream(run.networks(s), run.tests, seed=s),
+                             ds.predict_all(ds.Downstream(run.networks(s), run.tests, seed=s))).set_index("metric")
+             for s in (0, 1)]
+    assert (alone[0].n_seeds == 1).all() and alone[0].seed_sd.isna().all()
+    for metric in gain.index:
+        per_seed = np.array([a.loc[metric, "gain"] for a in alone])
+        assert gain.loc[metric, "gain"] == pytest.approx(per_seed.mean())
+        lo, hi = t_interval(per_seed)
+        assert gain.loc[metric, "ci_low"] <= min(lo, gain.loc[metric, "gain"])
+        assert gain.loc[metric, "ci_high"] >= max(hi, gain.loc[metric, "gain"])
+        assert gain.loc[metric, "n_seeds"] == 2 and gain.loc[metric, "seed_sd"] == pytest.approx(per_seed.std(ddof=1))
+    sod = run.tests["sod"][0]
+    first = ds.predict_all(run)
+    diff = ds.f_measure(first[("sod", "zeros", sod.name)], sod.labels) - ds.f_measure(first[("sod", "none", sod.name)],
+                                                                                     sod.labels)
+    assert alone[0].loc["F-measure (adaptive)", "gain"] == pytest.approx(diff.mean())  # one seed: as before
+    assert (alone[0].loc["F-measure (adaptive)", ["ci_low", "ci_high"]].to_numpy()
+            == np.array(ds._bootstrap(diff, np.mean))).all()
+
+
 def test_voc_labels_and_void_are_read_and_ignored():
     labels = np.array([[0, 1], [255, 2]])
     pred = np.array([[0, 1], [2, 1]])
