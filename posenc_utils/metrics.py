@@ -30,9 +30,11 @@ CONSTANT_RANGE = 1e-6  # a prediction whose values span less than this is consta
 
 def average_ranks(x: np.ndarray) -> np.ndarray:
     """Ranks (1-based, ties get their average rank) along the last axis of a 2-D array, as
-    ``scipy.stats.rankdata(x, axis=1, method="average")`` (a test checks it) but 2x faster than torch's
-    sort alone: NumPy's vectorized sort (ties may come in any order: that changes no average), then
-    each run of equal values gets the mean of its first and last position, for every row at once."""
+    ``scipy.stats.rankdata(x, axis=1, method="average")`` (a test checks it), but faster: NumPy's vectorized
+    sort (2x torch's here; ties may come in any order, which changes no average), each run of equal values
+    given the mean of its first and last position for every row at once, and torch's scatter to put the
+    ranks back in place (faster than NumPy's ``put_along_axis``). Measured: a readout's evaluation on 60
+    photos, 1.00 s with torch's sort and scans, 0.65 s so."""
     x = np.ascontiguousarray(x, dtype=np.float64)
     n, p = x.shape
     order = np.argsort(x, axis=1)
