@@ -49,6 +49,32 @@ def test_the_device_setting(monkeypatch):
             devices.device()
 
 
+
+def test_side_by_side_runs_each_task_on_one_thread_and_reruns_an_internal_error_once():
+    """Results in order, each task on one of torch's threads; a task failing with SystemError runs once more,
+    alone, with a warning that shows the error; a second SystemError, or any other error, is raised."""
+    calls: dict[str, int] = {}
+
+    def task(name, fail_times=0, error=SystemError):
+        def run():
+            calls[name] = calls.get(name, 0) + 1
+            if calls[name] <= fail_times:
+                raise error(f"{name} failed")
+            return name, torch.get_num_threads()
+        return run
+
+    before = torch.get_num_threads()
+    assert devices.side_by_side([task("a"), task("b"), task("c")]) == [("a", 1), ("b", 1), ("c", 1)]
+    with pytest.warns(RuntimeWarning, match="(?s)running it again alone.*SystemError: f failed"):
+        assert devices.side_by_side([task("a2"), task("f", fail_times=1)]) == [("a2", 1), ("f", 1)]
+    assert calls["f"] == 2 and calls["a2"] == 1, "the failed task ran twice, the other once"
+    with pytest.warns(RuntimeWarning), pytest.raises(SystemError, match="d failed"):
+        devices.side_by_side([task("d", fail_times=2)])
+    with pytest.raises(ValueError, match="e failed"):
+        devices.side_by_side([task("e", fail_times=1, error=ValueError)])
+    assert calls["e"] == 1, "only an internal error is run again"
+    assert torch.get_num_threads() == before
+
 def test_overrides_from_the_command_line():
     got = pipeline.parse_overrides(["image_size=64", "readout.epochs=2", "readout.width=null", "seeds=2",
                                     "downstream.width=8"])
