@@ -33,7 +33,7 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from . import experiments, paths, timing
+from . import devices, experiments, paths, timing
 from .families import family_of
 from .profiles import get_profile
 
@@ -181,6 +181,7 @@ def run(profile_name: str, output_dir: str = "", keep_cache: bool = False, profi
         "dense_matmul_gflops": round(matmul, 1),
         "encoders": encoders,
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU x{os.cpu_count()}",
+        "cpu": devices.cpu_model(),
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
         "torch": torch.__version__,

@@ -10,6 +10,7 @@ import concurrent.futures
 import contextlib
 import contextvars
 import os
+import platform
 import traceback
 import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -98,6 +99,17 @@ def _result_or_rerun(done: Future, task: Callable[[], T]) -> T:
                   "running it again alone. The error:\n" + "".join(traceback.format_exception(error)),
                   RuntimeWarning, stacklevel=3)
     return task()
+
+
+def cpu_model() -> str:
+    """The CPU's model name (machines here differ ~1.7x in speed at the same core count), for a run's records."""
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def describe() -> str:

@@ -23,7 +23,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from . import budget, claims, downstream, layer_analysis, padding_ablation, paths
+from . import budget, claims, devices, downstream, layer_analysis, padding_ablation, paths
 from .plots import FORMATS, RESULTS, drawn, redraw_grid, save_figure
 from .profiles import Profile
 
@@ -225,16 +225,6 @@ def _git(*args: str) -> str:
         return ""
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def manifest(out: Path, profile: Profile, overrides: dict | None = None) -> dict:
     """What produced the results in ``out``: commit, versions, profile (and any fields a run changed in it),
     seeds, notebook times, machine."""
@@ -258,7 +248,8 @@ def manifest(out: Path, profile: Profile, overrides: dict | None = None) -> dict
         "git_commit": _git("rev-parse", "HEAD"), "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no", "--", ".",
                                                       ":(exclude)figures/*/manifest.json")),
         "python": sys.version.split()[0], "packages": versions, "notebook_times_s": times,
-        "machine": {"platform": platform.platform(), "cpu": _cpu_model(), "cpus": os.cpu_count(), "memory_gb": mem_gb},
+        "machine": {"platform": platform.platform(), "cpu": devices.cpu_model(), "cpus": os.cpu_count(),
+                    "memory_gb": mem_gb},
         "results": sorted(p.name for p in Path(out).iterdir() if p.suffix in (".csv", ".md", ".json"))
         + sorted(f"{RESULTS}/{p.name}" for p in (Path(out) / RESULTS).glob("*")),
     }

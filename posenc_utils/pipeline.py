@@ -20,7 +20,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-from . import cache, paths, timing
+from . import cache, devices, paths, timing
 from .pages import render
 from .plan import missing_inputs, run_plan
 from .profiles import PROFILES, Profile, get_profile
@@ -139,7 +139,7 @@ def run(profile: str, output_dir: str = "", only: list[str] | None = None, timeo
         run_record = {"notebooks_s": times, "phases_s": phases, "cpu_s": cpu, "peak_rss_gb_so_far": peaks,
                       "total_s": round(command_seconds(), 1), "notebooks_total_s": round(time.perf_counter() - t_all, 1),
                       "peak_rss_gb": round(max(kernels, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6), 2),
-                      "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d")}
+                      "cpus": os.cpu_count(), "cpu": devices.cpu_model(), "date": time.strftime("%Y-%m-%d")}
         state = run_state(entries_before, cache_entries())
         out = paths.output_dir(profile, output_dir or None)
         record_times(out / "pipeline_times.json", profile, state, run_record)

@@ -65,7 +65,7 @@ def headline(profile: str = "offline") -> str:
         if "cold" in t:
             cold = t["cold"]
             lines += ["", f"The main job (`make reproduce`, every notebook) took {cold['total_s'] / 60:.1f} min from an "
-                          f"empty cache on {cold['cpus']} CPU cores, peak memory {cold['peak_rss_gb']:.1f} GB "
+                          f"empty cache on {cold['cpus']} CPU cores{_model(cold)}, peak memory {cold['peak_rss_gb']:.1f} GB "
                           f"({cold['date']}). Per notebook: "
                           + ", ".join(f"{k.split('_')[0]} {v / 60:.1f} min" for k, v in cold["notebooks_s"].items())
                           + "."]
@@ -74,6 +74,11 @@ def headline(profile: str = "offline") -> str:
                           f"({t['warm']['date']}).")
         lines[-1] += " Where the time goes: see Benchmark below."
     return "\n".join(lines)
+
+
+def _model(record: dict) -> str:
+    """`` (the CPU's model)`` where a run recorded it (runs before it was recorded did not)."""
+    return f" ({record['cpu']})" if record.get("cpu") else ""
 
 
 def claims_overview(c: pd.DataFrame) -> pd.DataFrame:
@@ -207,7 +212,7 @@ def benchmark(profile: str = "offline") -> str:
         b.update(floor_s=b["encoder_floor_s"], readout_floor_s=0.0, wall_over_encoder_floor=b["wall_over_floor"])
     phases = ", ".join(f"{k.replace('_', ' ')} {v:.0f} s" for k, v in b["phases_s"].items())
     lines = [
-        f"`make bench` ({b['date']}, {b['device']}, {b['torch_threads']} threads; cold cache; Table 1 of the "
+        f"`make bench` ({b['date']}, {b['device']}{_model(b)}, {b['torch_threads']} threads; cold cache; Table 1 of the "
         f"`{b['profile']}` profile, {b['images_per_encoder']} images per encoder): **{b['wall_s'] / 60:.1f} min wall, "
         f"{b['wall_over_floor']:.2f}x its floor** ({b['floor_s'] / 60:.1f} min: the best bare forward pass of each "
         f"encoder, measured in the same run, times the images it must see, {b['encoder_floor_s'] / 60:.1f} min, plus "

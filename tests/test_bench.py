@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-from posenc_utils import bench
+from posenc_utils import bench, devices
 from posenc_utils.families import RESNET152_AUTHORS_TAPS
 from posenc_utils.profiles import EncoderSpec, get_profile
 
@@ -50,7 +50,7 @@ def test_report_on_a_tiny_profile(tmp_path):
     assert os.environ["POSENC_CACHE_DIR"] == cache_before, "the benchmark's cold cache is gone: the setting is put back"
     saved = json.loads((tmp_path / "quick" / "benchmark_table1.json").read_text())
     assert saved == json.loads(json.dumps(report))
-    assert report["wall_s"] > 0 and report["encoder_floor_s"] > 0
+    assert report["wall_s"] > 0 and report["encoder_floor_s"] > 0 and report["cpu"] == devices.cpu_model()
     assert report["readout_floor_s"] > 0 and report["floor_s"] == pytest.approx(
         report["encoder_floor_s"] + report["readout_floor_s"], abs=0.02)
     assert report["wall_over_floor"] == pytest.approx(report["wall_s"] / report["floor_s"], rel=0.02)

@@ -11,7 +11,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from posenc_utils import experiments, plots, figures  # noqa: E402
+from posenc_utils import devices, experiments, plots, figures  # noqa: E402
 from posenc_utils.profiles import get_profile  # noqa: E402
 
 
@@ -65,6 +65,7 @@ def test_manifest_names_what_made_the_results(tmp_path):
     m = json.loads(path.read_text())
     assert m["profile"] == "quick" and m["seeds"] == [0, 1] and m["notebook_times_s"] == {"cold": {"01": 3}}
     assert len(m["git_commit"]) == 40 and m["packages"]["torch"] and m["machine"]["cpus"] >= 1
+    assert m["machine"]["cpu"] == devices.cpu_model() and m["machine"]["cpu"].strip()
     assert "t.csv" in m["results"] and "manifest.json" not in m["results"]
 
 

@@ -12,7 +12,7 @@ import sys
 
 import pandas as pd
 
-from posenc_utils import paths, pipeline
+from posenc_utils import devices, paths, pipeline
 from standin_data import make_downstream_datasets, make_probe_datasets, write_imagenet_weights
 
 # The paper profile shrunk only in size (what a CI machine affords); every other setting is the paper's.
@@ -54,6 +54,8 @@ def test_the_paper_profile_runs_every_notebook(tmp_path, monkeypatch, capsys):
                 "fig4_qualitative.png", "fig6_padding_gaussian.png", "fig_padding_modes.png", "fig_stage_trend.png",
                 "fig1_crop_shift.png", "fig_paper_vs_ours.png", "pipeline_times.json"]
     assert [p for p in products if not (out / p).exists()] == [], sorted(p.name for p in out.iterdir())
+    cold = json.loads((out / "pipeline_times.json").read_text())["cold"]
+    assert cold["cpu"] == devices.cpu_model() and cold["cpus"] >= 1, "a run's times name the machine that made them"
     t1 = pd.read_csv(out / "table1_position_info.csv")
     assert set(t1.test_set) == {"PASCAL-S", "black", "white", "noise"}
     assert set(t1.encoder) == {"PosENet", "VGG16 (ImageNet, [0,1] input)", "ResNet152 (ImageNet, taps layer1-4, [0,1] input)"}
