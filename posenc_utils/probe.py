@@ -147,15 +147,31 @@ def read_measures(card: Card) -> list[str]:
         elif np.isfinite(p_spc) and np.isfinite(p_share):
             out.append("The two measures place it alike among the study's encoders (their places differ by less than "
                        "half of them), so the readout's number is not an artefact of the readout alone.")
+    shown = False
     for what, table in (("Its positional embedding", card.position), ("Padding modes", card.padding)):
         parts = _modes_line(table, natural)
         if parts and (table.status == "ok").any():
             out.append(f"{what}: mean SPC {parts}.")
+            shown = True
+    setting = ablation_setting(card.profile)
+    if shown and setting:
+        out.append(f"The embedding and padding rows come from a smaller setting than Table 1's ({setting}): compare "
+                   f"them with each other, not with Table 1.")
     if (card.position.status == "ok").sum() > len(card.position) // 2:
         out.append("Zeroing the embedding takes position away; shuffling it keeps a code of its own at each position, "
                    "which a readout trained on the shuffled features can learn again (a random embedding shuffled is "
                    "just another one): what shuffling costs is what the readout cannot relearn.")
     return out
+
+
+def ablation_setting(profile: Profile) -> str:
+    """The smaller setting the padding-mode and embedding rows are trained and tested in ('' where it is the full
+    one): their SPC compares within their own table, not with Table 1's."""
+    train, test = profile.ablation_train_n, profile.ablation_test_n
+    if not (train or test):
+        return ""
+    return (f"readouts trained on {train or 'all the'} training images and tested on {test or 'all the'} "
+            f"{profile.natural_test_set}, each mode a new feature extraction")
 
 
 def _modes_line(table: pd.DataFrame, natural: str) -> str:
@@ -270,6 +286,8 @@ def _modes_view(table: pd.DataFrame, natural: str) -> pd.DataFrame:
 def sections(card: Card) -> list[tuple[str, str, pd.DataFrame | None]]:
     """The card's sections: (title, a sentence, table)."""
     natural = card.profile.natural_test_set
+    setting = ablation_setting(card.profile)
+    smaller = f" A smaller setting than Table 1's ({setting}): compare these rows with each other." if setting else ""
     return [
         ("Table 1: position information, readout and probe-free",
          f"SPC per pattern and test set (mean over readout seeds; 95% interval over seeds where there are several, "
@@ -282,10 +300,10 @@ def sections(card: Card) -> list[tuple[str, str, pd.DataFrame | None]]:
         ("Where it lives: the readout on each tap alone (Table 3)",
          "Mean SPC over the five patterns, and the share of variance explained by position in that tap's channels.",
          _stages_view(card)),
-        ("Where it comes from: padding modes", "Every padded layer switched; n/a where no layer pads.",
+        ("Where it comes from: padding modes", "Every padded layer switched; n/a where no layer pads." + smaller,
          _modes_view(card.padding, natural)),
         ("Where it comes from: the positional embedding",
-         "Kept, zeroed or shuffled at inference; n/a for a network without one (a CNN).",
+         "Kept, zeroed or shuffled at inference; n/a for a network without one (a CNN)." + smaller,
          _modes_view(card.position, natural)),
         ("The study's encoders beside it", f"On {natural}; source: {card.study_source}.",
          None if card.study.empty else beside_spc(card.study, ["encoder"], natural)[

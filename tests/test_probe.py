@@ -182,6 +182,11 @@ def test_the_card_says_when_the_readout_and_the_probe_free_measure_disagree(monk
     assert any("the probe-free measure ranks" in s for s in probe.read_measures(_card(0.1, 0.5, study)))
 
 
+def test_the_ablations_setting_is_named_where_it_is_smaller():
+    assert "trained on 24 training images and tested on 8 photos" in probe.ablation_setting(get_profile("offline"))
+    assert probe.ablation_setting(get_profile("offline", ablation_train_n=None, ablation_test_n=None)) == ""
+
+
 def test_model_spec_and_its_errors(tmp_path):
     spec = probe.model_spec("timm:resnet18")
     assert spec == EncoderSpec("timm:resnet18") and probe.slug(spec) == "timm-resnet18-random"
@@ -214,4 +219,8 @@ def test_a_quick_card_end_to_end(tmp_path, monkeypatch, capsys):
     assert "data:image/png;base64," in page and "Table 1" in page and "beside it" in page
     md = (folder / "card.md").read_text()
     assert "![the model beside" in md and "| pattern" in md and (folder / "card.png").stat().st_size > 10_000
+    # the padding rows come from the smaller ablation setting, and the card says so beside them
+    assert "Padding modes: mean SPC zeros" in md and "come from a smaller setting than Table 1's (readouts trained " \
+        "on 16 training images and tested on 4 photos" in md
+    assert "A smaller setting than Table 1's (readouts trained on 16" in md.split("## Where it comes from")[1]
     assert np.isfinite(pd.read_csv(folder / "card_table1.csv").spc).all()
