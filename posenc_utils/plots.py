@@ -79,6 +79,35 @@ def fig4_qualitative(results: dict, test_set: ImageSet, index: int, path: Path,
 STYLE = {"context": "paper", "style": "ticks"}  # seaborn's theme: one style for every figure of the study
 
 
+def spread_labels(fig: plt.Figure, labels: list, step: float = 2.0, rounds: int = 40) -> None:
+    """Move annotations (placed with offsets in points) apart, a step at a time, until no two of them overlap as
+    the saved file draws them: labels of points that lie close together stay readable. The earlier label keeps
+    its place; a later one moves away from the one it overlaps (up if it sits higher, else down)."""
+    before = fig.dpi
+    fig.set_dpi(DPI)  # text is measured at the resolution it is saved at (its hinted width differs on screen)
+    try:
+        renderer = fig.canvas.get_renderer()
+        for _ in range(rounds):
+            boxes = [_box(t, renderer) for t in labels]
+            moved = False
+            for i, t in enumerate(labels):
+                hit = next((boxes[j] for j in range(i) if boxes[i].overlaps(boxes[j])), None)
+                if hit is not None:
+                    x, y = t.xyann
+                    t.xyann = (x, y + (step if boxes[i].y0 + boxes[i].y1 >= hit.y0 + hit.y1 else -step))
+                    boxes[i] = _box(t, renderer)
+                    moved = True
+            if not moved:
+                return
+    finally:
+        fig.set_dpi(before)
+
+
+def _box(label, renderer):
+    """A label's drawn extent with a small margin."""
+    return label.get_window_extent(renderer).expanded(1.02, 1.05)
+
+
 def use_style() -> None:
     """Apply the study's figure style (done once when this module is imported)."""
     import seaborn as sns

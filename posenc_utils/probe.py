@@ -43,7 +43,7 @@ from . import experiments, layer_analysis, padding_ablation, paths, tables
 from .measures import beside_spc
 from .networks import CheckpointError, WeightsNotFoundError, checkpoint_file
 from .plan import missing_inputs, run_plan
-from .plots import save_figure
+from .plots import save_figure, spread_labels
 from .profiles import INPUTS, PROFILES, EncoderSpec, Profile, deviations, get_profile
 from .targets import PATTERNS
 
@@ -220,28 +220,32 @@ def plot_card(card: Card, path: Path) -> plt.Figure:
     tests = list(dict.fromkeys(card.table1.test_set))
     mean = rows.groupby(["encoder", "test_set"], sort=False).spc.mean().unstack()[tests]
     x = np.arange(len(tests))
+    names = []
     for enc, values in mean.iterrows():
         mine = enc == label
         left.plot(x, values.to_numpy(), marker="o", lw=2.5 if mine else 1, color="C3" if mine else "0.6",
                   zorder=3 if mine else 2, label=enc if mine else None)
         if not mine:
-            left.annotate(enc, (x[-1], values.iloc[-1]), fontsize=6, color="0.4", xytext=(3, 0),
-                          textcoords="offset points", va="center")
+            names.append(left.annotate(enc, (x[-1], values.iloc[-1]), fontsize=6, color="0.4", xytext=(3, 0),
+                                       textcoords="offset points", va="center"))
     left.set_xticks(x, tests)
     left.set_ylabel("SPC, mean of 5 patterns")
     left.set_ylim(-0.1, 1.0)
     left.set_title(f"{label} (red) beside the study's encoders (grey)" if not card.study.empty else label, fontsize=9)
     spc = rows[rows.test_set == natural].groupby("encoder", sort=False).spc.mean()
     share = rows[rows.test_set == natural].groupby("encoder", sort=False).position_variance.mean()
-    for enc in spc.index:
+    points = []
+    for enc in sorted(spc.index, key=lambda e: e != label):  # the model's own label first: it keeps its place
         mine = enc == label
         right.scatter(share[enc], spc[enc], s=60 if mine else 25, color="C3" if mine else "0.6", zorder=3)
-        right.annotate(enc, (share[enc], spc[enc]), fontsize=6, xytext=(3, 3), textcoords="offset points",
-                       color="C3" if mine else "0.4")
+        points.append(right.annotate(enc, (share[enc], spc[enc]), fontsize=6, xytext=(3, 3),
+                                     textcoords="offset points", color="C3" if mine else "0.4"))
     right.set_xlabel(f"share of feature variance explained by position ({natural})")
     right.set_ylabel(f"SPC ({natural})")
     right.set_title("the readout against the probe-free measure (Lin et al. 2022)", fontsize=9)
     fig.tight_layout()
+    spread_labels(fig, names)
+    spread_labels(fig, points)
     save_figure(fig, path)
     return fig
 

@@ -117,3 +117,21 @@ def test_csv_rewritten_only_when_it_changes(tmp_path):
     assert path.stat().st_mtime_ns == stamp
     tables.write_csv(pd.DataFrame({"a": [1, 3]}), path)
     assert pd.read_csv(path).a.tolist() == [1, 3]
+
+
+def test_labels_of_close_points_are_spread_until_none_overlap():
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.set_xlim(0, 1), ax.set_ylim(0, 1)
+    close = [ax.annotate(name, (0.3, y), xytext=(3, 3), textcoords="offset points", fontsize=6)
+             for name, y in (("first label", 0.5), ("second label", 0.505), ("third label", 0.495))]
+    alone = ax.annotate("far away", (0.8, 0.1), xytext=(3, 3), textcoords="offset points", fontsize=6)
+    plots.spread_labels(fig, close + [alone])
+    fig.set_dpi(plots.DPI)
+    r = fig.canvas.get_renderer()
+    boxes = [t.get_window_extent(r) for t in close]
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[:i])
+    assert close[0].xyann == (3, 3) and alone.xyann == (3, 3), "the first and a lone label keep their places"
+    assert close[1].xyann[1] > 3 > close[2].xyann[1], "a label moves away from the one it overlaps"
+    plt.close(fig)
