@@ -147,15 +147,16 @@ def read_measures(card: Card) -> list[str]:
         elif np.isfinite(p_spc) and np.isfinite(p_share):
             out.append("The two measures place it alike among the study's encoders (their places differ by less than "
                        "half of them), so the readout's number is not an artefact of the readout alone.")
-    shown = False
-    for what, table in (("Its positional embedding", card.position), ("Padding modes", card.padding)):
+    shown = []
+    for what, rows, table in (("Its positional embedding", "embedding", card.position),
+                              ("Padding modes", "padding", card.padding)):
         parts = _modes_line(table, natural)
         if parts and (table.status == "ok").any():
             out.append(f"{what}: mean SPC {parts}.")
-            shown = True
+            shown.append(rows)
     setting = ablation_setting(card.profile)
     if shown and setting:
-        out.append(f"The embedding and padding rows come from a smaller setting than Table 1's ({setting}): compare "
+        out.append(f"The {' and '.join(shown)} rows come from a smaller setting than Table 1's ({setting}): compare "
                    f"them with each other, not with Table 1.")
     if (card.position.status == "ok").sum() > len(card.position) // 2:
         out.append("Zeroing the embedding takes position away; shuffling it keeps a code of its own at each position, "
@@ -315,10 +316,15 @@ def sections(card: Card) -> list[tuple[str, str, pd.DataFrame | None]]:
     ]
 
 
+def _made(card: Card, code: str, end: str | None = None) -> str:
+    """How long the run that wrote the card took (a rerun reads what is cached: seconds, not the first run's time)."""
+    return (f"the run of {code}python -m posenc_utils.probe{end or code} that wrote it took {card.seconds:.0f} s "
+            f"(parts made by an earlier run are read from the cache)")
+
+
 def to_markdown(card: Card, figure: str) -> str:
     lines = [f"# Report card: {card.spec.label}", "",
-             f"Profile `{card.profile.name}` ({card.profile.description}); made in {card.seconds:.0f} s by "
-             f"`python -m posenc_utils.probe`.", "", *[f"- {s}" for s in card.sentences], "", f"![the model beside the "
+             f"Profile `{card.profile.name}` ({card.profile.description}); {_made(card, '`')}.", "", *[f"- {s}" for s in card.sentences], "", f"![the model beside the "
              f"study's encoders]({figure})", ""]
     for title, text, table in sections(card):
         lines += [f"## {title}", "", text, ""]
@@ -331,8 +337,8 @@ def to_markdown(card: Card, figure: str) -> str:
 def to_html(card: Card, png: Path) -> str:
     image = base64.b64encode(png.read_bytes()).decode()
     body = [f"<h1>Report card: {html.escape(card.spec.label)}</h1>",
-            f"<p>Profile <code>{card.profile.name}</code> ({html.escape(card.profile.description)}); made in "
-            f"{card.seconds:.0f} s by <code>python -m posenc_utils.probe</code>.</p>",
+            f"<p>Profile <code>{card.profile.name}</code> ({html.escape(card.profile.description)}); "
+            f"{_made(card, '<code>', '</code>')}.</p>",
             "<ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in card.sentences) + "</ul>",
             f'<img alt="the model beside the study\'s encoders" style="max-width:100%" src="data:image/png;base64,{image}">']
     for title, text, table in sections(card):
