@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -369,23 +369,29 @@ def cached_predictions(model: TrainedModel, data: TaskData, crop_left: int = 0) 
 
 @dataclass
 class Downstream:
-    """Notebook 05's trained networks and test data: models[(task, padding)] (the first seed's), tests[task] (list),
-    and the networks of the other seeds, replicas[(task, padding, seed)] (claim 9 is decided over all of them)."""
+    """Notebook 05's trained networks, trained[(task, padding, seed)], and test data, tests[task] (list). Tables 5
+    and 6 and Fig 1 show the first seed's networks (:attr:`models`); claim 9 is decided over every seed's."""
 
-    models: dict[tuple[str, str], TrainedModel]
+    trained: dict[tuple[str, str, int], TrainedModel]
     tests: dict[str, list[TaskData]]
-    replicas: dict[tuple[str, str, int], TrainedModel] = field(default_factory=dict)
-    seed: int = 0  # the training seed of ``models``
+    seed: int = 0  # the first training seed: the one whose networks the tables show
 
     def seeds(self) -> list[int]:
-        """Every training seed, ``models``' first."""
-        return [self.seed] + sorted({s for _t, _p, s in self.replicas} - {self.seed})
+        """Every training seed, the first one first."""
+        return [self.seed] + sorted({s for _t, _p, s in self.trained} - {self.seed})
 
     def networks(self, seed: int) -> dict[tuple[str, str], TrainedModel]:
         """The networks of one training seed, by (task, padding)."""
-        if seed == self.seed:
-            return self.models
-        return {(t, p): m for (t, p, s), m in self.replicas.items() if s == seed}
+        return {(t, p): m for (t, p, s), m in self.trained.items() if s == seed}
+
+    @property
+    def models(self) -> dict[tuple[str, str], TrainedModel]:
+        """The first seed's networks, by (task, padding)."""
+        return self.networks(self.seed)
+
+    def only(self, seed: int) -> "Downstream":
+        """The run as if it had trained one seed's networks alone."""
+        return Downstream({k: m for k, m in self.trained.items() if k[2] == seed}, self.tests, seed)
 
 
 Predictions = dict[tuple[str, str, str], np.ndarray]  # (task, padding, test set) -> one network's predictions
@@ -415,9 +421,7 @@ def train_all(profile: Profile) -> Downstream:
     trained = devices.side_by_side(jobs) if device().type == "cpu" else [job() for job in jobs]
     if any(m.fresh for m in trained):
         timing.add("downstream_training", time.perf_counter() - t0)
-    found = dict(zip(todo, trained))
-    first = {(task, pad): found[(task, pad, profile.seed)] for task in TASKS for pad in PADDINGS}
-    return Downstream(first, tests, {k: m for k, m in found.items() if k[2] != profile.seed}, profile.seed)
+    return Downstream(dict(zip(todo, trained)), tests, profile.seed)
 
 
 def _paper_table5() -> pd.DataFrame:

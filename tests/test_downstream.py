@@ -238,12 +238,10 @@ def test_padding_gain_is_over_every_training_seed(tmp_path, monkeypatch):
     monkeypatch.setenv("CI", "1")
     profile = get_profile("quick").with_overrides(downstream=dataclasses.replace(TINY, epochs=1, seeds=2))
     run = ds.train_all(profile)
-    assert run.seeds() == [0, 1] and len(run.replicas) == 4
+    assert run.seeds() == [0, 1] and len(run.trained) == 8 and run.models == run.networks(0)
     assert all(run.networks(1)[k].key != m.key for k, m in run.models.items())  # the other seed: other networks
     gain = ds.padding_gain(run, ds.predict_all(run)).set_index("metric")
-    alone = [ds.padding_gain(ds.Downstream(run.networks(s), run.tests, seed=s),
-                             ds.predict_all(ds.Downstream(run.networks(s), run.tests, seed=s))).set_index("metric")
-             for s in (0, 1)]
+    alone = [ds.padding_gain(run.only(s), ds.predict_all(run.only(s))).set_index("metric") for s in (0, 1)]
     assert (alone[0].n_seeds == 1).all() and alone[0].seed_sd.isna().all()
     for metric in gain.index:
         per_seed = np.array([a.loc[metric, "gain"] for a in alone])
