@@ -421,7 +421,9 @@ def train_all(profile: Profile) -> Downstream:
     trained = devices.side_by_side(jobs) if device().type == "cpu" else [job() for job in jobs]
     if any(m.fresh for m in trained):
         timing.add("downstream_training", time.perf_counter() - t0)
-    return Downstream(dict(zip(todo, trained)), tests, profile.seed)
+    found = dict(zip(todo, trained))  # in the tables' order: seed, task, padding (not the order they trained in)
+    return Downstream({k: found[k] for k in ((t, p, s) for s in seeds for t in TASKS for p in PADDINGS)}, tests,
+                      profile.seed)
 
 
 def _paper_table5() -> pd.DataFrame:

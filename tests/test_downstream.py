@@ -239,6 +239,7 @@ def test_padding_gain_is_over_every_training_seed(tmp_path, monkeypatch):
     profile = get_profile("quick").with_overrides(downstream=dataclasses.replace(TINY, epochs=1, seeds=2))
     run = ds.train_all(profile)
     assert run.seeds() == [0, 1] and len(run.trained) == 8 and run.models == run.networks(0)
+    assert list(run.models) == [(t, p) for t in ds.TASKS for p in ds.PADDINGS], "the tables' order, not training's"
     assert all(run.networks(1)[k].key != m.key for k, m in run.models.items())  # the other seed: other networks
     gain = ds.padding_gain(run, ds.predict_all(run)).set_index("metric")
     alone = [ds.padding_gain(run.only(s), ds.predict_all(run.only(s))).set_index("metric") for s in (0, 1)]
