@@ -6,7 +6,6 @@ Feature extraction, readout training and evaluation, and notebook 05's networks 
 """
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import contextvars
 import os
@@ -84,9 +83,8 @@ def side_by_side(tasks: list[Callable[[], T]], at_once: int = SIDE_BY_SIDE) -> l
     more, alone on the calling thread, with a warning that shows the error in full. A rerun is safe: every
     task here writes its results to the cache under the entry's lock, atomically. Any other error is raised."""
     with threads(1):
-        with ThreadPoolExecutor(max(1, at_once)) as pool:
+        with ThreadPoolExecutor(max(1, at_once)) as pool:  # leaving the block waits for every task
             futures = [pool.submit(contextvars.copy_context().run, task) for task in tasks]
-            concurrent.futures.wait(futures)
         return [_result_or_rerun(f, task) for f, task in zip(futures, tasks)]
 
 

@@ -413,17 +413,16 @@ def train_all(profile: Profile) -> Downstream:
     trains = {"sod": task_data(ds.sod_train, ds.image_size), "seg": task_data(ds.seg_train, ds.image_size)}
     tests = {"sod": [task_data(s, ds.image_size) for s in ds.sod_tests], "seg": [task_data(ds.seg_test, ds.image_size)]}
     seeds = range(profile.seed, profile.seed + max(1, ds.seeds))
-    todo = sorted(((task, pad, seed) for seed in seeds for task in TASKS for pad in PADDINGS),
-                  key=lambda tps: tps[1] == "zeros")  # the longest first
+    order = [(task, pad, seed) for seed in seeds for task in TASKS for pad in PADDINGS]  # the tables' order
+    todo = sorted(order, key=lambda tps: tps[1] == "zeros")  # trained the longest first
     jobs = [functools.partial(train_task_model, trains[task], pad, ds, seed) for task, pad, seed in todo]
     t0 = time.perf_counter()
     # one thread each (as alone: the same weights), two at a time on a CPU
     trained = devices.side_by_side(jobs) if device().type == "cpu" else [job() for job in jobs]
     if any(m.fresh for m in trained):
         timing.add("downstream_training", time.perf_counter() - t0)
-    found = dict(zip(todo, trained))  # in the tables' order: seed, task, padding (not the order they trained in)
-    return Downstream({k: found[k] for k in ((t, p, s) for s in seeds for t in TASKS for p in PADDINGS)}, tests,
-                      profile.seed)
+    found = dict(zip(todo, trained))
+    return Downstream({k: found[k] for k in order}, tests, profile.seed)
 
 
 def _paper_table5() -> pd.DataFrame:

@@ -316,16 +316,17 @@ def sections(card: Card) -> list[tuple[str, str, pd.DataFrame | None]]:
     ]
 
 
-def _made(card: Card, code: str, end: str | None = None) -> str:
+def _made(card: Card, command: str) -> str:
     """How long the run that wrote the card took (a rerun reads what is cached: seconds, not the first run's time)."""
-    return (f"the run of {code}python -m posenc_utils.probe{end or code} that wrote it took {card.seconds:.0f} s "
-            f"(parts made by an earlier run are read from the cache)")
+    return (f"the run of {command} that wrote it took {card.seconds:.0f} s (parts made by an earlier run are read "
+            f"from the cache)")
 
 
 def to_markdown(card: Card, figure: str) -> str:
     lines = [f"# Report card: {card.spec.label}", "",
-             f"Profile `{card.profile.name}` ({card.profile.description}); {_made(card, '`')}.", "", *[f"- {s}" for s in card.sentences], "", f"![the model beside the "
-             f"study's encoders]({figure})", ""]
+             f"Profile `{card.profile.name}` ({card.profile.description}); "
+             f"{_made(card, '`python -m posenc_utils.probe`')}.", "", *[f"- {s}" for s in card.sentences], "",
+             f"![the model beside the study's encoders]({figure})", ""]
     for title, text, table in sections(card):
         lines += [f"## {title}", "", text, ""]
         if table is not None:
@@ -338,7 +339,7 @@ def to_html(card: Card, png: Path) -> str:
     image = base64.b64encode(png.read_bytes()).decode()
     body = [f"<h1>Report card: {html.escape(card.spec.label)}</h1>",
             f"<p>Profile <code>{card.profile.name}</code> ({html.escape(card.profile.description)}); "
-            f"{_made(card, '<code>', '</code>')}.</p>",
+            f"{_made(card, '<code>python -m posenc_utils.probe</code>')}.</p>",
             "<ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in card.sentences) + "</ul>",
             f'<img alt="the model beside the study\'s encoders" style="max-width:100%" src="data:image/png;base64,{image}">']
     for title, text, table in sections(card):
