@@ -119,7 +119,7 @@ def probe_job(profile: Profile, spec: EncoderSpec, patterns: tuple[str, ...] = P
     train = (sets or image_sets(profile))[0]
     seed = profile.seed if seed is None else seed
     return ReadoutJob((features or features_for)(profile, spec, train), tuple(patterns), readout or profile.readout,
-                      profile.image_size, seed, taps, profile.standardize_features)
+                      profile.image_size, seed, taps, profile.feature_scaling)
 
 
 Probe = tuple[Profile, dict]  # a probe to make: the profile and the keyword arguments of probe() / probe_job()

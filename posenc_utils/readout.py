@@ -37,6 +37,15 @@ from .targets import target_stack
 
 READOUT_VERSION = 2  # 2: fast engine (same function, other round-off)
 ENGINES = ("fast", "reference")
+# How the features are scaled before the PEM (an affine map per channel, folded into its first layer, so no
+# scaling changes what a readout can express, only how SGD conditions it): "none" (raw, as the authors' code),
+# "channel" (each channel to zero mean and unit variance on the training images) or "tap" (each channel centred,
+# and every channel of a tap divided by the tap's pooled standard deviation). Per-channel scaling lifts a
+# channel that barely varies on the training images to unit variance: on test images from elsewhere it then
+# reaches thousands of standard deviations and saturates the sigmoid (VGG16 (HED) without padding predicted a
+# constant on a quarter of the test photos); per-tap scaling keeps the channels' relative sizes within a tap, as
+# the raw features have them, and still brings every tap to unit scale (random-init ResNet152's reach 1e8).
+SCALINGS = ("none", "channel", "tap")
 FAST_MAX_BYTES = 2**29  # a first-layer product larger than this per batch uses the convolution instead
 
 
@@ -54,12 +63,12 @@ class PEM(nn.Module):
     Non-final layers: Conv(C -> C, k, pad p) -> BatchNorm -> ReLU (C -> ``width`` -> ``width`` ... when
     ``width`` is set: a narrower readout where C -> C cannot be afforded); final layer:
     Conv(C -> 1, k, pad p) -> BatchNorm -> Sigmoid; Xavier-uniform weights, zero bias.
-    ``in_mean`` / ``in_std`` standardize the input channels (identity unless set). Where the PEM
-    pads (``padding`` > 0), it pads the features it reads with their value **zero** and standardizes
-    after padding, so the border stays what padding means (a zero feature) whatever the
-    conditioning: standardization is then an affine reparametrization of the first layer, borders
-    included (a test proves it for every padding the study uses). Padding the standardized features
-    with zero instead would pad the raw ones with their training-set mean.
+    ``in_mean`` / ``in_std`` scale the input channels (identity unless set; see :data:`SCALINGS`). Where the
+    PEM pads (``padding`` > 0), it pads the features it reads with their value **zero** and scales after
+    padding, so the border stays what padding means (a zero feature) whatever the conditioning: the scaling
+    is then an affine reparametrization of the first layer, borders included (a test proves it for every
+    padding the study uses). Padding the scaled features with zero instead would pad the raw ones with their
+    training-set mean.
     ``forward`` takes features in the encoder's scale (the reference form); ``forward_stored``
     takes the cached float16 features and computes the same function by the fast engine.
     """
@@ -207,8 +216,14 @@ class ReadoutJob:
     image_size: int
     seed: int = 0
     taps: tuple[str, ...] | None = None
-    standardize: bool = False
+    scaling: str = "none"  # one of SCALINGS
     engine: str = "fast"
+
+    def __post_init__(self) -> None:
+        if self.scaling not in SCALINGS:
+            raise ValueError(f"unknown feature scaling {self.scaling!r}: choose one of {', '.join(SCALINGS)}")
+        if self.engine not in ENGINES:
+            raise ValueError(f"unknown readout engine {self.engine!r}: choose one of {', '.join(ENGINES)}")
 
     def channels(self) -> np.ndarray | None:
         return channel_index(self.features, self.taps)
@@ -217,10 +232,10 @@ class ReadoutJob:
         """Everything that decides the trained weights (how it was trained, alone or with others, does not)."""
         return cache.make_key({
             "features": self.features.key, "patterns": tuple(self.patterns), "spec": cache.key_fields(self.spec),
-            "image_size": self.image_size, "seed": self.seed, "taps": self.taps, "standardize": self.standardize,
+            "image_size": self.image_size, "seed": self.seed, "taps": self.taps, "scaling": self.scaling,
             "version": READOUT_VERSION, **({"engine": self.engine} if self.engine != "fast" else {}),
-            # a padded PEM on standardized features pads them with their zero (before: with their mean)
-            **({"pads_with": "feature zero"} if self.standardize and self.spec.padding else {}),
+            # a padded PEM on scaled features pads them with their zero (before: with their mean)
+            **({"pads_with": "feature zero"} if self.scaling != "none" and self.spec.padding else {}),
         })
 
     def paths(self) -> tuple[Path, Path]:
@@ -252,10 +267,10 @@ class ReadoutJob:
 
 
 def train_readout(features: FeatureSet, patterns: tuple[str, ...], spec: ReadoutSpec, image_size: int,
-                  seed: int = 0, taps: tuple[str, ...] | None = None, standardize: bool = False,
+                  seed: int = 0, taps: tuple[str, ...] | None = None, scaling: str = "none",
                   device: str | None = None, use_cache: bool = True, engine: str = "fast") -> Readout:
     """Train one PEM head per pattern on ``features`` (cached on disk by everything that decides it)."""
-    job = ReadoutJob(features, tuple(patterns), spec, image_size, seed, taps, standardize, engine)
+    job = ReadoutJob(features, tuple(patterns), spec, image_size, seed, taps, scaling, engine)
     return train_readouts([job], device, use_cache)[0]
 
 
@@ -265,9 +280,6 @@ def train_readouts(jobs: list[ReadoutJob], device: str | None = None, use_cache:
     features converted once for all of them (:func:`engine.stored_products`). Trained together or alone, a
     readout is the same bits (a test proves it); each is written to the cache on its own, under its own lock
     (taken in a fixed order, so two runs wanting overlapping sets wait for each other, never deadlock)."""
-    for job in jobs:
-        if job.engine not in ENGINES:
-            raise ValueError(f"unknown readout engine {job.engine!r}: choose one of {', '.join(ENGINES)}")
     unique = list({job.key(): job for job in jobs}.values())
     found: dict[str, Readout | None] = {j.key(): (_cached(j) if use_cache else None) for j in unique}
     groups: dict = {}
@@ -306,6 +318,19 @@ def _cached(job: ReadoutJob) -> Readout | None:
                    job.engine, meta.get("epoch_seconds", []), meta.get("gflop", 0.0), tuple(meta.get("trained_with", ())))
 
 
+def pooled_by_tap(std: torch.Tensor, features: FeatureSet, chans: np.ndarray | None) -> torch.Tensor:
+    """Per-channel standard deviations (1, C, 1, 1) of the channels ``chans`` replaced, within each tap, by the
+    tap's pooled one: the root mean square over the tap's channels (its channels' mean variance)."""
+    sel = np.arange(features.n_channels) if chans is None else np.asarray(chans)
+    flat = std.reshape(-1).double()
+    out = flat.clone()
+    for part in features.tap_slices().values():
+        inside = torch.from_numpy((sel >= part.start) & (sel < part.stop))
+        if inside.any():
+            out[inside] = flat[inside].square().mean().sqrt()
+    return out.clamp_min(1e-6).float().view(std.shape)
+
+
 def _union(chans: list[np.ndarray | None]) -> np.ndarray | None:
     """The channels any of the readouts reads (None: all)."""
     if any(c is None for c in chans):
@@ -326,7 +351,7 @@ def _fit_and_store(jobs: list[ReadoutJob], device: str | None, book: bool = True
     try:
         stats: dict = {}
         for job, model, c in zip(jobs, models, chans):
-            if job.standardize:  # over the readout's own channels (as alone: the same numbers)
+            if job.scaling != "none":  # over the readout's own channels (as alone: the same numbers)
                 which = None if c is None else tuple(c)
                 if which not in stats:
                     own = FeatureStream(features, c, dev)
@@ -334,7 +359,8 @@ def _fit_and_store(jobs: list[ReadoutJob], device: str | None, book: bool = True
                         stats[which] = own.channel_stats()
                     finally:
                         own.close()
-                model.in_mean, model.in_std = stats[which]
+                mean, std = stats[which]
+                model.in_mean, model.in_std = mean, (pooled_by_tap(std, features, c) if job.scaling == "tap" else std)
         histories, epoch_seconds = _fit(jobs, [m.to(dev, memory_format=torch.channels_last) for m in models],
                                         chans, stream)
     finally:

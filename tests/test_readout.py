@@ -197,7 +197,7 @@ def test_readout_cache(vgg_features, monkeypatch):
     assert not second.model.training
     # anything that decides the result is part of the key: these train (and hit the patched SGD)
     for kwargs in (dict(patterns=("H",)), dict(spec=ReadoutSpec(epochs=1, batch_size=4)), dict(seed=3),
-                   dict(taps=("relu1_2",)), dict(standardize=True)):
+                   dict(taps=("relu1_2",)), dict(scaling="channel"), dict(scaling="tap")):
         args = dict(features=vgg_features, patterns=("H", "V"), spec=SPEC, image_size=IMAGE_SIZE) | kwargs
         with pytest.raises(AssertionError, match="trained again"):
             train_readout(**args)
@@ -211,12 +211,12 @@ def test_readouts_trained_together_are_the_readouts_trained_alone(vgg_features, 
     and standardization mixed, every one is bit for bit what training it alone gives, and is cached alone."""
     import dataclasses
 
-    jobs = [readout.ReadoutJob(vgg_features, PATTERNS, SPEC, IMAGE_SIZE, standardize=True),
+    jobs = [readout.ReadoutJob(vgg_features, PATTERNS, SPEC, IMAGE_SIZE, scaling="channel"),
             readout.ReadoutJob(vgg_features, ("H", "G"), dataclasses.replace(SPEC, kernel=7), IMAGE_SIZE),
             readout.ReadoutJob(vgg_features, ("G",), dataclasses.replace(SPEC, kernel=1, epochs=4, lr_step=2), IMAGE_SIZE),
             readout.ReadoutJob(vgg_features, ("H", "HS"), dataclasses.replace(SPEC, n_layers=2, width=4, padding=1),
-                               IMAGE_SIZE, standardize=True),
-            readout.ReadoutJob(vgg_features, PATTERNS, SPEC, IMAGE_SIZE, taps=("relu1_2",), standardize=True),
+                               IMAGE_SIZE, scaling="channel"),
+            readout.ReadoutJob(vgg_features, PATTERNS, SPEC, IMAGE_SIZE, taps=("relu1_2",), scaling="channel"),
             readout.ReadoutJob(vgg_features, PATTERNS, SPEC, IMAGE_SIZE, taps=("relu2_2", "relu4_3"))]
     assert len({j.passes(j.new_model()) for j in jobs}) == 1, "one group"
     passes = []  # one entry per batch read from the features: how many readouts shared it
@@ -245,10 +245,10 @@ def test_readouts_trained_together_are_the_readouts_trained_alone(vgg_features, 
 def test_narrow_features_train_alone_by_convolution(posenet_features):
     """PosENet's 3 channels are narrower than the product's 45 columns: its first layer is a convolution, which
     the engine does not fuse, and gives the product's function (the same losses up to round-off)."""
-    job = readout.ReadoutJob(posenet_features, PATTERNS, SPEC, IMAGE_SIZE, standardize=True)
+    job = readout.ReadoutJob(posenet_features, PATTERNS, SPEC, IMAGE_SIZE, scaling="channel")
     assert job.passes(job.new_model()) is None
-    conv = train_readout(posenet_features, PATTERNS, SPEC, IMAGE_SIZE, standardize=True, use_cache=False)
-    ref = train_readout(posenet_features, PATTERNS, SPEC, IMAGE_SIZE, standardize=True, use_cache=False,
+    conv = train_readout(posenet_features, PATTERNS, SPEC, IMAGE_SIZE, scaling="channel", use_cache=False)
+    ref = train_readout(posenet_features, PATTERNS, SPEC, IMAGE_SIZE, scaling="channel", use_cache=False,
                         engine="reference")
     np.testing.assert_allclose(conv.history, ref.history, rtol=1e-4)
 
@@ -271,11 +271,28 @@ def test_channel_index(vgg_features):
 
 
 def test_standardize(vgg_features):
-    r = train_readout(vgg_features, ("H",), SPEC, IMAGE_SIZE, standardize=True, use_cache=False)
+    r = train_readout(vgg_features, ("H",), SPEC, IMAGE_SIZE, scaling="channel", use_cache=False)
     x = np.asarray(vgg_features.read(slice(None)), dtype=np.float64)
     np.testing.assert_allclose(r.model.in_mean.flatten().numpy(), x.mean(axis=(0, 2, 3)), rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(r.model.in_std.flatten().numpy(), np.maximum(x.std(axis=(0, 2, 3)), 1e-6),
                                rtol=1e-3, atol=1e-6)
+
+
+def test_tap_scaling_pools_each_taps_channels(vgg_features):
+    """Per-tap scaling: each channel centred, every channel of a tap divided by the tap's root mean square standard
+    deviation, over the channels the readout reads (a stage readout pools its own tap alone)."""
+    x = np.asarray(vgg_features.read(slice(None)), dtype=np.float64)
+    std = x.std(axis=(0, 2, 3))
+    for taps in (None, ("relu2_2", "relu4_3")):
+        r = train_readout(vgg_features, ("H",), SPEC, IMAGE_SIZE, taps=taps, scaling="tap", use_cache=False)
+        chans = np.arange(x.shape[1]) if taps is None else r.channel_index
+        expected = np.concatenate([np.full(len(part), np.sqrt((std[part] ** 2).mean())) for part in
+                                   (np.intersect1d(chans, np.arange(s.start, s.stop))
+                                    for s in vgg_features.tap_slices().values()) if len(part)])
+        np.testing.assert_allclose(r.model.in_std.flatten().numpy(), expected, rtol=1e-3)
+        np.testing.assert_allclose(r.model.in_mean.flatten().numpy(), x.mean(axis=(0, 2, 3))[chans], rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="unknown feature scaling 'pixel'"):
+        train_readout(vgg_features, ("H",), SPEC, IMAGE_SIZE, scaling="pixel", use_cache=False)
 
 
 def test_evaluate(vgg_features):
@@ -419,8 +436,8 @@ def test_float_blocks_split_large_batches(monkeypatch):
 def test_trained_readout_same_spc_as_reference(vgg_features):
     """Training by the fast engine gives the reference engine's SPC (round-off may differ, not results)."""
     spec = ReadoutSpec(epochs=3, batch_size=4)
-    fast = train_readout(vgg_features, PATTERNS, spec, IMAGE_SIZE, standardize=True, use_cache=False)
-    ref = train_readout(vgg_features, PATTERNS, spec, IMAGE_SIZE, standardize=True, use_cache=False,
+    fast = train_readout(vgg_features, PATTERNS, spec, IMAGE_SIZE, scaling="channel", use_cache=False)
+    ref = train_readout(vgg_features, PATTERNS, spec, IMAGE_SIZE, scaling="channel", use_cache=False,
                         engine="reference")
     np.testing.assert_allclose(fast.history, ref.history, rtol=1e-3)
     a, _ = evaluate(fast, vgg_features, IMAGE_SIZE)

@@ -32,7 +32,7 @@ def test_profiles():
     assert all(e.input == "unit" for e in paper.encoders if e.weights == "imagenet")
     assert next(e for e in paper.encoders if e.name == "resnet152").taps == ("layer1", "layer2", "layer3", "layer4")
     assert EncoderSpec("vgg16", "hed") in offline.encoders
-    assert not paper.standardize_features and offline.standardize_features
+    assert paper.feature_scaling == "none" and offline.feature_scaling == "tap"
     assert profiles.PROFILES == ("quick", "offline", "paper")
 
 
@@ -171,10 +171,10 @@ def test_deviations():
     paper = deviations(get_profile("paper"))
     text = " ".join(offline)
     assert "dead-leaves" in text and "HED" in text and "EfficientNet-Lite0" in text
-    assert "standardized" in text
+    assert "pooled standard deviation" in text
     assert len(paper) < len(offline)
     paper_text = " ".join(paper)
-    assert "dead-leaves" not in paper_text and "HED" not in paper_text and "standardized" not in paper_text
+    assert "dead-leaves" not in paper_text and "HED" not in paper_text and "pooled standard deviation" not in paper_text
     assert any("five stages" in d for d in offline)  # offline's ResNet tap choice differs from the authors' code
     # the paper profile follows the authors' code and lists those choices
     assert any("layer1..4" in d and "authors' released code" in d for d in paper)
