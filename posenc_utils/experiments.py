@@ -17,7 +17,8 @@ import torch
 from .engine import upsample
 from .features import FeatureSet, extract_features
 from .images import ImageSet, build_image_set, photo_sources
-from .measures import feature_columns, feature_table, probe_measures, seed_summary, summarize, table_columns
+from .measures import (baseline_summary, feature_columns, feature_table, probe_measures, seed_summary, summarize,
+                       table_columns)
 from .profiles import EncoderSpec, Profile, ReadoutSpec
 from .readout import Readout, ReadoutJob, evaluate, train_readouts
 from .targets import PATTERNS
@@ -30,11 +31,14 @@ class ProbeResult:
 
     encoder: EncoderSpec
     readout: Readout
-    per_image: pd.DataFrame  # test_set, image, pattern, one column per probe measure (spc, mae)
+    # test_set, image, pattern, one column per probe measure (spc, mae), the head's final training loss and whether
+    # it failed to train (train_loss, readout_failed)
+    per_image: pd.DataFrame
     predictions: dict[str, np.ndarray] = field(default_factory=dict)  # test set -> (N, P, h, w)
     seed: int = 0  # the readout's seed
     train_features: FeatureSet | None = None
     test_features: dict[str, FeatureSet] = field(default_factory=dict)  # test set -> its features
+    image_size: int = 0  # the size the targets and metrics are at (the constant baseline's)
 
     def upsampled(self, test_set: str, pattern: str, size: int, images=slice(None)) -> np.ndarray:
         """The ``pattern`` head's predictions on ``test_set`` (images ``images``), upsampled to ``size``
@@ -44,7 +48,9 @@ class ProbeResult:
         return upsample(low, size)[:, 0].numpy()
 
     def summary(self) -> pd.DataFrame:
-        df = summarize(self.per_image, ["test_set", "pattern"])
+        """One row per test set and pattern: the probe measures and the readout's baseline."""
+        by = ["test_set", "pattern"]
+        df = summarize(self.per_image, by).merge(baseline_summary(self.per_image, by, self.image_size), on=by)
         return df.assign(encoder=self.encoder.label, arch=self.encoder.name, weights=self.encoder.weights,
                          padding=self.encoder.padding)
 
@@ -147,13 +153,15 @@ def probe(profile: Profile, spec: EncoderSpec, patterns: tuple[str, ...] = PATTE
     trained = train_readouts([job])[0]
     tests, features, train_features = sets[1], features or features_for, job.features
     frames, preds, test_features = [], {}, {}
+    losses, failed = trained.final_losses(), trained.failed_heads(profile.image_size)
     for test in tests:
         test_features[test.name] = features(profile, spec, test)
         per_image, lowres = evaluate(trained, test_features[test.name], profile.image_size)
-        frames.append(per_image.assign(test_set=test.name))
+        frames.append(per_image.assign(test_set=test.name, train_loss=per_image.pattern.map(losses),
+                                       readout_failed=per_image.pattern.map(failed)))
         preds[test.name] = lowres
     return ProbeResult(spec, trained, pd.concat(frames, ignore_index=True), preds, job.seed, train_features,
-                       test_features)
+                       test_features, profile.image_size)
 
 
 def probe_seeds(profile: Profile, spec: EncoderSpec, **kwargs) -> list[ProbeResult]:
@@ -181,13 +189,14 @@ def per_image_frame(results: list[ProbeResult], sources: dict | None = None) -> 
         source[at] = np.asarray(ids)[df.image.to_numpy()[at]]
     df = df.assign(encoder=e.label, arch=e.name, weights=e.weights, padding=e.padding, source=source)
     return df[["encoder", "arch", "weights", "padding", "seed", "test_set", "image", "source", "pattern",
-               *(m.name for m in probe_measures())]]
+               *(m.name for m in probe_measures()), "train_loss", "readout_failed"]]
 
 
 def seeded_summary(results: list[ProbeResult], sources: dict | None = None) -> pd.DataFrame:
     """One row per test set and pattern over the seeds of ``results`` (the same encoder and readout
     setting): means, intervals over seeds and over test images (:func:`measures.seed_summary`)."""
-    df = seed_summary(per_image_frame(results), ["test_set", "pattern"], sources)
+    by, per_image = ["test_set", "pattern"], per_image_frame(results)
+    df = seed_summary(per_image, by, sources).merge(baseline_summary(per_image, by, results[0].image_size), on=by)
     e = results[0].encoder
     return df.assign(encoder=e.label, arch=e.name, weights=e.weights, padding=e.padding)
 

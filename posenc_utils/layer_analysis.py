@@ -27,7 +27,7 @@ from .experiments import (Probe, ProbeResult, TableResult, head_of, image_sets, 
                           seeded_summary, test_sources, train_probes, view_features, with_feature_measures)
 from .families import family_of
 from .images import ImageSet
-from .measures import probe_measures, table_columns
+from .measures import BASELINE_COLUMNS, probe_measures, table_columns
 from .metrics import cluster_bootstrap_ci
 from .plots import off_axes, save_figure
 from .profiles import EncoderSpec, Profile, ReadoutSpec
@@ -225,7 +225,7 @@ def positive_control(profile: Profile) -> pd.DataFrame:
         res = probe(p, **kw)
         frames.append(res.summary().assign(setting=setting, table=table))
     return pd.concat(frames, ignore_index=True)[["encoder", "table", "setting", "pattern", "test_set",
-                                                 *(m.name for m in probe_measures())]]
+                                                 *(m.name for m in probe_measures()), *BASELINE_COLUMNS]]
 
 
 # ---------------------------------------------------------------- Fig 7: where the readout fails

@@ -33,6 +33,7 @@ from scipy import stats
 from . import cache, paths, timing
 from .features import FeatureMap, FeatureSet
 from .metrics import cluster_bootstrap_ci, mae, spc, t_interval
+from .targets import constant_baseline
 
 SEEDS_AND_IMAGES = "t interval over readout seeds; bootstrap over test images (resampling source photographs)"
 NO_INTERVAL = "none"
@@ -269,12 +270,33 @@ def feature_columns() -> list[str]:
     return [c for m in feature_measures() for suffix in ("", "_train") for c in _on_set_columns(m, suffix)]
 
 
+# Every readout row's baseline (:func:`baseline_summary`): what a readout that found no position would show.
+BASELINE_COLUMNS = ["train_loss", "const_loss", "const_mae", "constant_share", "readout_failed"]
+
+
 def table_columns(keys, middle=(), seeds: bool = True, paper: bool = True, after=(), features: bool = True) -> list[str]:
     """A table's columns in the order every table keeps: ``keys``, the probe measures (:func:`summary_columns`),
-    ``middle``, the seeds and intervals, the paper's values and which paper row they are, ``after``, and
-    last the feature measures (so a measure added later appends columns)."""
-    return [*keys, *summary_columns(), *middle, *(seed_columns() if seeds else ()),
+    ``middle``, the seeds and intervals, the readout's baseline (:data:`BASELINE_COLUMNS`), the paper's values and
+    which paper row they are, ``after``, and last the feature measures (so a measure added later appends columns)."""
+    return [*keys, *summary_columns(), *middle, *(seed_columns() if seeds else ()), *BASELINE_COLUMNS,
             *((*paper_columns(), "compared_with") if paper else ()), *after, *(feature_columns() if features else ())]
+
+
+def baseline_summary(per_image: pd.DataFrame, by: list[str], image_size: int) -> pd.DataFrame:
+    """Per group of ``per_image`` (one pattern each; ``seed``, ``train_loss`` and ``readout_failed`` columns, as
+    :func:`posenc_utils.experiments.per_image_frame` gives them): the readout's final training loss (mean over its
+    seeds), the squared and absolute error of the best constant prediction of the pattern (:func:`targets.constant_baseline`;
+    the squared error is what the readout's bias alone reaches), the share of test images with a constant
+    prediction (undefined SPC, over images and seeds), and how many of its seeds failed to train."""
+    rows = []
+    for keys, g in per_image.groupby(by, sort=False):
+        keys = keys if isinstance(keys, tuple) else (keys,)
+        loss, err = constant_baseline(str(g.pattern.iloc[0]), image_size)
+        seeds = g.groupby(g["seed"] if "seed" in g else np.zeros(len(g), int))
+        rows.append(dict(zip(by, keys), train_loss=float(seeds.train_loss.first().mean()), const_loss=loss,
+                         const_mae=err, constant_share=float(g.spc.isna().mean()),
+                         readout_failed=int(seeds.readout_failed.first().astype(bool).sum())))
+    return pd.DataFrame(rows, columns=[*by, *BASELINE_COLUMNS])
 
 
 # ---------------------------------------------------------------- summaries of the probe measures

@@ -33,7 +33,7 @@ from .features import FeatureSet
 from .measures import evaluate_probe, probe_measures
 from .profiles import ReadoutSpec
 from .progress import progress
-from .targets import target_stack
+from .targets import constant_baseline, target_stack
 
 READOUT_VERSION = 2  # 2: fast engine (same function, other round-off)
 ENGINES = ("fast", "reference")
@@ -46,6 +46,11 @@ ENGINES = ("fast", "reference")
 # constant on a quarter of the test photos); per-tap scaling keeps the channels' relative sizes within a tap, as
 # the raw features have them, and still brings every tap to unit scale (random-init ResNet152's reach 1e8).
 SCALINGS = ("none", "channel", "tap")
+# A head has failed to train when its last epoch's mean training loss (the MSE it optimizes) is more than this
+# share above the squared error of the best constant prediction, which its bias alone reaches: it did not find
+# even that. A head with nothing to find ends near the constant (PosENet without padding: 0.999-1.008 of it; VGG16
+# (HED) without padding: up to 1.04), so a tolerance keeps "found nothing" apart from "failed".
+FAILED_TOLERANCE = 0.10
 FAST_MAX_BYTES = 2**29  # a first-layer product larger than this per batch uses the convolution instead
 
 
@@ -166,6 +171,21 @@ class Readout:
     epoch_seconds: list[float] = field(default_factory=list)
     gflop: float = 0.0  # first-layer matrix-product arithmetic of the whole training (forward + gradient)
     trained_with: tuple[str, ...] = ()  # the keys of the readouts trained in the same passes over the features
+
+    def final_losses(self) -> dict[str, float]:
+        """Each head's mean training loss (MSE) over its last epoch."""
+        return dict(zip(self.patterns, self.history[-1])) if self.history else {}
+
+    def failed_heads(self, image_size: int) -> dict[str, bool]:
+        """Whether each head failed to train (:data:`FAILED_TOLERANCE`): its last epoch's training loss above the
+        best constant's squared error at ``image_size`` by more than the tolerance."""
+        return {p: training_failed(loss, p, image_size) for p, loss in self.final_losses().items()}
+
+
+def training_failed(loss: float, pattern: str, image_size: int) -> bool:
+    """A final training loss that does not reach the best constant prediction's (within :data:`FAILED_TOLERANCE`),
+    or is not a number."""
+    return not loss <= constant_baseline(pattern, image_size)[0] * (1 + FAILED_TOLERANCE)
 
 
 def channel_index(features: FeatureSet, taps: tuple[str, ...] | None) -> np.ndarray | None:

@@ -54,17 +54,44 @@ def with_paper(ours: pd.DataFrame, profile: Profile, table: str = "table1") -> p
     return df[[c for c in df if c not in last] + last]
 
 
+def _failed_mark(failed) -> str:
+    """`` [readout failed]`` where some readout seed behind a cell failed to train (``readout_failed`` > 0)."""
+    return " [readout failed]" if pd.notna(failed) and failed else ""
+
+
 def spc_overview(df: pd.DataFrame, index: tuple[str, ...] = ("encoder", "pattern")) -> pd.DataFrame:
-    """A wide view: one row per ``index`` (encoder x pattern), one 'SPC ours (paper)' column per test set."""
+    """A wide view: one row per ``index`` (encoder x pattern), one 'SPC ours (paper)' column per test set, with the
+    images whose prediction was constant (undefined SPC, counted as 0) and a readout that failed to train marked."""
     def cell(r):
         paper = "" if pd.isna(r.get("paper_spc")) else f" ({r['paper_spc']:.2f})"
         undefined = f" [{int(r['spc_undefined'])} undef.]" if r["spc_undefined"] else ""
-        return f"{r['spc']:.2f}{paper}{undefined}"
+        return f"{r['spc']:.2f}{paper}{undefined}{_failed_mark(r.get('readout_failed'))}"
 
     wide = df.assign(cell=df.apply(cell, axis=1)).pivot_table(
         index=list(index), columns="test_set", values="cell", aggfunc="first", sort=False)
     wide.columns.name = None
     return wide.reset_index()
+
+
+def spc_means(df: pd.DataFrame, index, columns="test_set", patterns=None) -> pd.DataFrame:
+    """Mean SPC over the patterns (``patterns``: all of ``df``'s) of each ``index`` x ``columns`` cell, as text: the
+    value, how many of its (image, pattern) cells had a constant prediction (undefined SPC, counted as 0: ``[k/n
+    undef.]``) and ``[readout failed]`` where a readout seed behind it failed to train; empty where the cell has no
+    measured row (a mode that does not apply)."""
+    d = df if patterns is None else df[df.pattern.isin(patterns)]
+    d = d[d.spc.notna()]
+    index, columns = [index] if isinstance(index, str) else list(index), [columns] if isinstance(columns, str) else list(columns)
+    g = d.groupby(index + columns, sort=False).agg(
+        spc=("spc", "mean"), undefined=("spc_undefined", "sum"), cells=("n_images", "sum"),
+        failed=("readout_failed", "max") if "readout_failed" in d else ("spc", lambda s: 0))
+
+    def cell(r) -> str:
+        undefined = f" [{int(r.undefined)}/{int(r.cells)} undef.]" if r.undefined else ""
+        return f"{0.0 if abs(r.spc) < 0.005 else r.spc:.2f}{undefined}{_failed_mark(r.failed)}"
+
+    wide = g.assign(cell=g.apply(cell, axis=1)).cell.unstack(columns, sort=False) if len(g) else pd.DataFrame()
+    wide.columns = wide.columns if len(columns) > 1 else list(wide.columns)
+    return wide.fillna("")
 
 
 def write_csv(df: pd.DataFrame, path: Path) -> Path:

@@ -5,6 +5,8 @@ min-max normalized to [0, 1]. x is the column, y the row.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 PATTERNS = ("H", "V", "G", "HS", "VS")
@@ -49,3 +51,12 @@ def target_map(pattern: str, size: int) -> np.ndarray:
 def target_stack(patterns: tuple[str, ...] | list[str], size: int) -> np.ndarray:
     """The maps for several patterns stacked as (len(patterns), size, size)."""
     return np.stack([target_map(p, size) for p in patterns])
+
+
+@functools.lru_cache(maxsize=None)
+def constant_baseline(pattern: str, size: int) -> tuple[float, float]:
+    """(squared error, absolute error) of the best constant prediction of ``pattern``'s map at ``size``: the map's
+    mean for the squared error (its variance: what a readout's bias alone reaches, with every weight at zero) and
+    its median for the absolute error. The target is the same for every image, so these are per pixel and image."""
+    t = target_map(pattern, size).astype(np.float64)
+    return float(t.var()), float(np.abs(t - np.median(t)).mean())

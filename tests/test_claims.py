@@ -1,5 +1,5 @@
-"""The claims as rules: three outcomes, paired intervals, scope, stand-ins, the training-budget check,
-and the calibration on the paper's own published numbers."""
+"""The claims as rules: four outcomes, paired intervals, scope, stand-ins, failed readouts, the training-budget
+check, and the calibration on the paper's own published numbers."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from posenc_utils import claims
-from posenc_utils.claims import CONTRADICTED, HOLDS, NOT_DECIDED, Effect, Part
+from posenc_utils.claims import CONTRADICTED, HOLDS, NOT_DECIDED, NOT_REPRODUCED, Effect, Part
 
 PATTERNS = ("H", "V", "G", "HS", "VS")
 
@@ -41,7 +41,7 @@ def _part(value, low, high, side="above", t=0.0, **kw) -> Part:
 # ---------------------------------------------------------------- outcomes
 
 
-def test_three_outcomes_from_an_interval():
+def test_outcomes_from_an_interval():
     assert _part(0.3, 0.1, 0.5).outcome == HOLDS
     assert _part(-0.3, -0.5, -0.1).outcome == CONTRADICTED
     straddle = _part(0.1, -0.1, 0.3)
@@ -51,6 +51,38 @@ def test_three_outcomes_from_an_interval():
     assert _part(0.09, 0.05, 0.13, side="within", t=0.1).outcome == NOT_DECIDED
     assert _part(0.4, 0.3, 0.5, side="below", t=0.7).outcome == HOLDS
     assert _part(0.9, 0.8, 0.95, side="below", t=0.7).outcome == CONTRADICTED
+
+
+def test_not_reproduced_where_the_interval_excludes_the_papers_effect():
+    """The fourth outcome: the paper's own cells give +0.18; an interval that excludes it without lying below the
+    threshold does not reproduce it. The claimed side still holds, the opposite still contradicts, and a stand-in
+    comparison stays not decided whatever the paper's effect."""
+    missed = _part(0.02, -0.01, 0.05, paper=0.18)
+    assert (missed.outcome, missed.reason) == (NOT_REPRODUCED, "the interval excludes the paper's +0.18")
+    assert "(paper: +0.18)" in missed.text()
+    assert _part(0.1, -0.01, 0.2, paper=0.18).outcome == NOT_DECIDED  # includes it: noise
+    assert _part(0.05, 0.01, 0.09, paper=0.18).outcome == HOLDS  # smaller than the paper's, but on the claimed side
+    assert _part(-0.05, -0.09, -0.01, paper=0.18).outcome == CONTRADICTED
+    assert _part(0.02, -0.01, 0.05, paper=0.18, blocked="stand-in").outcome == NOT_DECIDED
+    assert _part(0.02, -0.01, 0.05).outcome == NOT_DECIDED  # no paper effect: noise
+    below = _part(0.75, 0.6, 0.8, side="below", t=0.7, paper=0.38)
+    assert (below.outcome, below.reason) == (NOT_REPRODUCED, "the interval excludes the paper's +0.38")
+    assert _part(0.65, 0.3, 0.8, side="below", t=0.7, paper=0.38).outcome == NOT_DECIDED
+    h, n, r, c = _part(0.3, 0.1, 0.5), _part(0.1, -0.1, 0.3), missed, _part(-0.3, -0.5, -0.1)
+    assert claims.combine([h, n, r]) == (NOT_REPRODUCED, "the interval excludes the paper's +0.18")
+    assert claims.combine([h, r, c]) == (CONTRADICTED, "")
+
+
+def test_a_failed_readout_decides_nothing():
+    """A row whose readout failed to train leaves every part it enters undecided, whatever its interval."""
+    t1 = _table1()
+    t1["readout_failed"] = (t1.encoder == "VGG16 (HED)") & (t1.pattern == "HS")
+    c = claims.decide(4, {"table1": t1}, "photos")
+    hed = next(p for p in c.parts if "HED" in p.effect.what)
+    assert (hed.outcome, hed.reason) == (NOT_DECIDED, "readout failed") and "[readout failed]" in hed.text()
+    assert (c.verdict, c.reason) == (NOT_DECIDED, "readout failed")
+    t1["readout_failed"] = (t1.encoder == "VGG16 (HED)") & (t1.pattern == "HS") & (t1.test_set == "black")
+    assert claims.decide(4, {"table1": t1}, "photos").verdict == HOLDS  # claim 4 reads the photos alone
 
 
 def test_no_interval_is_not_decided_unless_points_decide():
@@ -182,7 +214,7 @@ def test_the_budget_check_keeps_the_study_uncertainty():
 
 
 def _table3(values, all_value, noise=0.01):
-    frames = [_frame({("VGG16 (HED)", "vgg16", "hed"): {"H": v, "G": v}}, noise=noise,
+    frames = [_frame({("VGG16 (HED)", "vgg16", "hed"): {"H": v, "G": v}}, noise=noise, rng_seed=k,
                      setting_cols=dict(setting=f"features f{k}", stage=k, all_stages=False))
               for k, v in enumerate(values, start=1)]
     frames.append(_frame({("VGG16 (HED)", "vgg16", "hed"): {"H": all_value, "G": all_value}}, noise=noise,
@@ -196,6 +228,23 @@ def test_claim6_all_stages_short_of_the_best_is_the_readout_not_a_refutation():
     assert (short.verdict, short.reason) == (NOT_DECIDED, "training budget")
     falling = claims.decide(6, {"table3": _table3((0.6, 0.5, 0.4, 0.3, 0.2), 0.7)}, "photos")
     assert falling.verdict == CONTRADICTED
+
+
+def test_claim6_the_order_of_the_stages_is_a_part():
+    """f5 > ... > f1: a rank correlation of 1 holds, one swapped pair shown beyond the noise contradicts the order,
+    and a swap within the noise decides nothing; another encoder's order is reported, deciding nothing."""
+    swapped = claims.decide(6, {"table3": _table3((0.3, 0.2, 0.4, 0.5, 0.6), 0.7)}, "photos")
+    order = next(p for p in swapped.parts if "deeper stage" in p.name)
+    assert order.effect.value == pytest.approx(0.9) and order.outcome == CONTRADICTED and order.rule_text == "= 1"
+    assert swapped.verdict == CONTRADICTED
+    close = claims.decide(6, {"table3": _table3((0.25, 0.24, 0.4, 0.5, 0.6), 0.7, noise=0.1)}, "photos")
+    assert next(p for p in close.parts if "deeper stage" in p.name).outcome == NOT_DECIDED
+    other = pd.concat([_table3((0.2, 0.3, 0.4, 0.5, 0.6), 0.7), _table3((0.2, 0.3, 0.4, 0.6, 0.5), 0.7).assign(
+        encoder="EfficientNet-Lite0 (ImageNet)", arch="efficientnet_lite0", weights="imagenet")], ignore_index=True)
+    c = claims.decide(6, {"table3": other}, "photos")
+    effnet = next(p for p in c.parts if "EfficientNet" in p.effect.what)
+    assert c.verdict == HOLDS and not effnet.decides and effnet.outcome == CONTRADICTED
+    assert "deciding nothing" in c.statement()
 
 
 def _table2(layers, kernels, width=4.0):
@@ -230,7 +279,8 @@ def test_the_rules_do_not_contradict_the_paper_on_its_own_numbers():
     "not decided" for each claim the paper makes; claim 8 has no published number (a figure only)."""
     found = {c.number: c for c in claims.paper_claims()}
     assert set(found) == set(range(1, 11))
-    assert all(c.verdict != CONTRADICTED for c in found.values()), {k: c.outcome for k, c in found.items()}
+    assert all(c.verdict not in (CONTRADICTED, NOT_REPRODUCED) for c in found.values()), \
+        {k: c.outcome for k, c in found.items()}
     assert all(found[k].verdict == HOLDS for k in (1, 2, 3, 4, 5, 6, 7, 9, 10)), {k: c.outcome for k, c in found.items()}
     assert (found[8].verdict, found[8].reason) == (NOT_DECIDED, "not testable")
 
@@ -259,7 +309,7 @@ def _table4(posenet=(0.0, 0.3, 0.35), vgg=(0.6, 0.2)):
     ((0.0, 0.3, 0.35), (0.6, 0.2), HOLDS),
     ((0.0, -0.3, 0.35), (0.6, 0.2), CONTRADICTED),  # padding 1 loses position
     ((0.0, 0.3, 0.35), (0.6, 0.58), CONTRADICTED),  # VGG16 keeps 97% without padding
-    ((0.0, 0.3, 0.35), (0.6, 0.42), NOT_DECIDED),  # 70% kept: at the threshold, within the noise
+    ((0.0, 0.3, 0.35), (0.6, 0.42), NOT_REPRODUCED),  # 70% kept: not below 0.7, and far from the paper's 38%
 ])
 def test_claim7(posenet, vgg, verdict):
     c = claims.decide(7, {"table4": _table4(posenet, vgg)}, "photos")
@@ -280,6 +330,8 @@ def test_claim9():
     assert claims.decide(9, {"gain": _gain([0.1, 0.05, 0.02], [0.05, 0.02, 0.01], [0.15, 0.08, 0.03])},
                          "photos").verdict == CONTRADICTED
     c = claims.decide(9, {"gain": _gain([0.1, -0.01, 0.02], [0.05, -0.03, 0.01], [0.15, 0.01, 0.03])}, "photos")
+    assert (c.verdict, c.reason) == (NOT_REPRODUCED, "the interval excludes the paper's +0.29")  # its MAE gain
+    c = claims.decide(9, {"gain": _gain([0.1, -0.1, 0.02], [0.05, -0.35, 0.01], [0.15, 0.01, 0.03])}, "photos")
     assert (c.verdict, c.reason) == (NOT_DECIDED, "noise")
 
 

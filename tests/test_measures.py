@@ -105,6 +105,7 @@ def test_registry_columns_are_the_tables_columns():
                                  "position_variance_train", "position_variance_train_low", "position_variance_train_high"]
     cols = table_columns(["encoder", "pattern", "test_set"], middle=["tap"])
     assert cols == ["encoder", "pattern", "test_set", "spc", "mae", "spc_undefined", "n_images", "tap", *seed_columns(),
+                    "train_loss", "const_loss", "const_mae", "constant_share", "readout_failed",
                     "paper_spc", "paper_mae", "compared_with", *feature_columns()]
     assert [m.name for m in measures.probe_measures()] == ["spc", "mae"]
     assert measures.MEASURES[0].function is metrics.spc and measures.MEASURES[1].function is metrics.mae
@@ -192,3 +193,33 @@ def former_seed_summary(per_image: pd.DataFrame, by: list[str], sources: dict | 
                          n_seeds=len(per_seed), spc_sd_seeds=float(per_seed.std(ddof=1)) if len(per_seed) > 1 else float("nan"),
                          spc_ci_low=lo, spc_ci_high=hi, spc_boot_low=blo, spc_boot_high=bhi))
     return pd.DataFrame(rows)
+
+
+def test_baseline_summary_gives_each_row_its_constant_and_its_failures():
+    """Every readout row's baseline: the best constant prediction's squared error (the map's variance) and absolute
+    error (at its median), the share of images whose prediction is constant, and the seeds that failed to train."""
+    from posenc_utils.targets import constant_baseline, target_map
+
+    t = target_map("G", 32).astype(np.float64)
+    assert constant_baseline("G", 32) == pytest.approx((t.var(), np.abs(t - np.median(t)).mean()))
+    h = constant_baseline("H", 224)
+    assert h[0] == pytest.approx(1 / 12, rel=0.01) and h[1] == pytest.approx(0.25, rel=0.01)  # uniform on [0, 1]
+    df = pd.DataFrame(dict(test_set="photos", pattern=["G"] * 4 + ["H"] * 4, seed=[0, 0, 1, 1] * 2, image=[0, 1] * 4,
+                           spc=[0.5, np.nan, 0.4, 0.3, np.nan, np.nan, 0.1, 0.2],
+                           train_loss=[0.01, 0.01, 0.02, 0.02, 0.2, 0.2, 0.05, 0.05],
+                           readout_failed=[False] * 4 + [True, True, False, False]))
+    out = measures.baseline_summary(df, ["test_set", "pattern"], 32).set_index("pattern")
+    assert list(out.columns) == ["test_set", *measures.BASELINE_COLUMNS]
+    assert out.loc["G", "train_loss"] == pytest.approx(0.015) and out.loc["H", "readout_failed"] == 1
+    assert out.loc["G", "constant_share"] == 0.25 and out.loc["H", "constant_share"] == 0.5
+    assert out.loc["G", "const_loss"] == pytest.approx(constant_baseline("G", 32)[0])
+
+
+def test_a_head_fails_when_its_training_loss_does_not_reach_the_constant():
+    """The tolerance keeps "found nothing" (ending at the constant's loss) apart from "failed" (above it)."""
+    from posenc_utils.readout import FAILED_TOLERANCE, training_failed
+    from posenc_utils.targets import constant_baseline
+
+    c = constant_baseline("HS", 64)[0]
+    assert not training_failed(0.5 * c, "HS", 64) and not training_failed(1.04 * c, "HS", 64)
+    assert training_failed(c * (1 + FAILED_TOLERANCE) * 1.01, "HS", 64) and training_failed(float("nan"), "HS", 64)
