@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.posenc-installed
 OUT    ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup reproduce quick paper test unit nbval bench probe lab readme clean clean-cache
+.PHONY: help setup reproduce extended quick paper test unit nbval bench probe lab readme clean clean-cache
 
 ## help: list the commands
 help:
@@ -29,6 +29,10 @@ setup: $(STAMP)
 reproduce: $(STAMP)
 	$(PY) -m posenc_utils.pipeline run --profile offline --output-dir "$(OUT)"
 	@if [ -z "$(OUT)" ]; then $(PY) -m posenc_utils.report; fi
+
+## extended: claim 5's width sweep and the VGG16 budget curve to 4,950 steps, too long for the main job (offline: about 1.5 h on 2 cores); notebook 04 reads the results (PROFILE=offline, OUT=dir)
+extended: $(STAMP)
+	$(PY) -m posenc_utils.extended --profile "$(or $(PROFILE),offline)" --output-dir "$(OUT)"
 
 ## quick: every notebook in the CI-sized quick profile (minutes on 2 cores)
 quick: $(STAMP)

@@ -49,24 +49,36 @@ def larger_budget(profile: Profile) -> Profile:
     return profile.with_overrides(readout=scaled(profile.readout, profile.budget_factor), seeds=1, encoders=encoders)
 
 
-def curve_budgets(profile: Profile, n_images: int, encoder: EncoderSpec, small: bool | None = None) -> list[ReadoutSpec]:
+def _reaching(profile: Profile, n_images: int) -> int:
+    """The epochs on ``n_images`` that reach ``profile.curve_max_steps`` SGD steps (the paper's 4,950), at least the study's."""
+    per_epoch = steps(n_images, dataclasses.replace(profile.readout, epochs=1))
+    return max(math.ceil(profile.curve_max_steps / per_epoch), profile.readout.epochs)
+
+
+def curve_budgets(profile: Profile, n_images: int, encoder: EncoderSpec, small: bool | None = None,
+                  long: bool | None = None) -> list[ReadoutSpec]:
     """The readout budgets of the curve on ``n_images``: the study's epochs, then for PosENet four times as many
-    and, on the small set (``small``; by default: ``n_images`` is ``curve_train_n``), the epochs that reach ``profile.curve_max_steps`` SGD steps
-    (the paper's 4,950); for an encoder ``budget_factor`` times (the verdicts' check, cached on the full set).
-    Measured offline: PosENet's 4,950 steps take ~25 s per readout (its steps are all overhead), a VGG16 readout
-    at 4x on 500 images ~55 s; the whole curve is kept to about two minutes."""
+    and, on the small set (``small``; by default: ``n_images`` is ``curve_train_n``), the epochs that reach
+    ``profile.curve_max_steps`` SGD steps (the paper's 4,950); for an encoder ``budget_factor`` times (the verdicts'
+    check, cached on the full set) and, with ``long`` (by default where the profile runs its extended readouts in
+    the main job), four times and the epochs that reach ``curve_max_steps`` on either set. Measured offline (AMD
+    EPYC, 2 cores): PosENet's 4,950 steps take ~25 s per readout (its steps are all overhead); a VGG16 readout's
+    4,950 steps ~6 min on either set, hence `make extended`."""
     base = profile.readout
     if encoder.name != "posenet":
-        return [base, scaled(base, profile.budget_factor)]
+        epochs = [base.epochs, round(base.epochs * profile.budget_factor)]
+        if profile.extended_in_main if long is None else long:
+            epochs += [base.epochs * 4, _reaching(profile, n_images)]
+        return [base if e == base.epochs else scaled(base, e / base.epochs) for e in dict.fromkeys(epochs)]
     epochs = [base.epochs, base.epochs * 4]
     if (n_images == profile.curve_train_n) if small is None else small:
-        per_epoch = steps(n_images, dataclasses.replace(base, epochs=1))
-        epochs.append(max(math.ceil(profile.curve_max_steps / per_epoch), base.epochs))
+        epochs.append(_reaching(profile, n_images))
     return [scaled(base, e / base.epochs) for e in dict.fromkeys(epochs)]
 
 
-def _curve(profile: Profile) -> list[tuple[str, int, dict]]:
-    """The points of the budget curve: (readout label, training images, the probe's keyword arguments)."""
+def _curve(profile: Profile, long: bool | None = None) -> list[tuple[str, int, dict]]:
+    """The points of the budget curve: (readout label, training images, the probe's keyword arguments); ``long``:
+    with the VGG16's long budgets (:func:`curve_budgets`)."""
     train, tests = image_sets(profile)
     vgg = [e for e in profile.encoders if e.name == "vgg16" and e.pretrained][:1]
     small = min(profile.curve_train_n, train.n) if profile.curve_train_n else None
@@ -77,30 +89,44 @@ def _curve(profile: Profile) -> list[tuple[str, int, dict]]:
         runs = [(EncoderSpec("posenet", "none"), f"PosENet, PEM padding {p}", p) for p in (0, 1, 2)]
         runs += [(e, e.label, profile.readout.padding) for e in vgg]
         for spec, label, pem_padding in runs:
-            for budget in curve_budgets(profile, head.n, spec, small=head.n == small):
+            for budget in curve_budgets(profile, head.n, spec, small=head.n == small, long=long):
                 readout = dataclasses.replace(budget, padding=pem_padding)
                 out.append((label, head.n, dict(spec=spec, readout=readout, sets=(head, [tests[0]]), features=source)))
     return out
 
 
-def curve_probes(profile: Profile) -> list[Probe]:
+def curve_probes(profile: Profile, long: bool | None = None) -> list[Probe]:
     """The probes of :func:`budget_curve`."""
-    return [(profile, kw) for *_, kw in _curve(profile)]
+    return [(profile, kw) for *_, kw in _curve(profile, long)]
 
 
-def budget_curve(profile: Profile) -> pd.DataFrame:
-    """Mean SPC over H, G, HS on the natural test images against SGD steps, for PosENet with PEM padding
-    0, 1, 2 and the profile's first pretrained VGG16, on the first ``curve_train_n`` training images (all of
-    them where there are fewer) and on all of them (Table 4's and Table 1's sets: their features and readouts
-    are cached)."""
-    train_probes(curve_probes(profile))  # PosENet's readouts train side by side
+def short_points(profile: Profile) -> list[tuple[str, int, dict]]:
+    """The curve's points without the VGG16's long budgets (:func:`long_points`)."""
+    return _curve(profile, long=False)
+
+
+def long_points(profile: Profile) -> list[tuple[str, int, dict]]:
+    """The curve's points beyond :func:`short_points`: the VGG16 trained four times as long and up to
+    ``curve_max_steps`` (`make extended` offline; notebook 04 where the profile runs them in the main job)."""
+    short = {(label, n, kw["readout"]) for label, n, kw in short_points(profile)}
+    return [c for c in _curve(profile, long=True) if (c[0], c[1], c[2]["readout"]) not in short]
+
+
+def budget_curve(profile: Profile, points: list[tuple[str, int, dict]] | None = None) -> pd.DataFrame:
+    """Mean SPC over H, G, HS on the natural test images against SGD steps (at ``points``: by default the main
+    job's, :func:`long_points` the rest), for PosENet with PEM padding 0, 1, 2 and the profile's first pretrained
+    VGG16, on the first ``curve_train_n`` training images (all of them where there are fewer) and on all of them
+    (Table 4's and Table 1's sets: their features and readouts are cached); ``readout_failed`` where a head of
+    the point's readout failed to train."""
+    points = _curve(profile) if points is None else points
+    train_probes([(profile, kw) for *_, kw in points])  # PosENet's readouts train side by side
     rows = []
-    for label, n, kw in _curve(profile):
+    for label, n, kw in points:
         res, readout, natural = probe(profile, **kw), kw["readout"], kw["sets"][1][0]
         d = res.per_image[res.per_image.pattern.isin(CURVE_PATTERNS)]
         rows.append(dict(readout=label, train_images=n, epochs=readout.epochs, steps=steps(n, readout),
                          spc=float(d.spc.fillna(0.0).mean()), test_set=natural.name,
-                         study=readout.epochs == profile.readout.epochs))
+                         study=readout.epochs == profile.readout.epochs, readout_failed=bool(d.readout_failed.any())))
     return pd.DataFrame(rows)
 
 

@@ -5,9 +5,12 @@
   layout). The paper profile reads MSRA-B, ECSSD, PASCAL-S, DUT-OMRON and PASCAL VOC 2012 from
   ``data/raw`` (:data:`SOD_DATASETS`, :data:`VOC`).
 * **The network** (:mod:`posenc_utils.scenenet`): VGG16's layout with BatchNorm (``vgg16_bn``) at a
-  chosen width and an HED-style decoder, trained from scratch with zero padding or with every padding removed.
-  Without padding the input is extended by mirroring (U-Net's overlap-tile strategy), so that the
-  output covers the whole image while no layer ever pads.
+  chosen width (and its first ``blocks`` blocks) and an HED-style decoder, trained from scratch with zero padding
+  or with every padding removed. Every image is made with the scene around it (:attr:`TaskData.margin` pixels on
+  each side: the generated scene goes on; a dataset's photo is resized and its centre is the image): with padding
+  the network sees the image and pads it with zeros, without padding it sees the image and the scene around it and
+  its valid convolutions give an output for exactly the image. Neither sees a value that is not in the scene: the
+  two arms differ in what lies beyond the image, zeros or the scene itself.
 * **Training** (:func:`train_task_model`): seeded, cached by everything that decides the weights,
   written atomically; the trained encoders are probe encoders (``vgg16bn_w<width>`` with weights
   ``sod:<key>`` / ``seg:<key>``) for Table 6.
@@ -37,11 +40,13 @@ from .metrics import cluster_bootstrap_ci, t_interval
 from .plots import off_axes, save_figure
 from .profiles import DownstreamSpec, EncoderSpec, ImageSetSpec, Profile
 from .progress import progress
-from .scenenet import PADDINGS, TASKS, SceneNet, checkpoint_paths, load_checkpoint
+from .scenenet import PADDINGS, TASKS, SceneNet, checkpoint_paths, frame_inputs, load_checkpoint
 from .scenes import SCENE_VERSION, SEG_CLASSES, seg_scene, sod_scene
 from .task_metrics import confusion, f_measure, iou_from_confusion, max_f_measure, mean_absolute_error
 
-MODEL_VERSION = 2  # bump when the network or its training changes (invalidates cached checkpoints); 2: one thread
+# bump when the network or its training changes (invalidates cached checkpoints); 2: one thread; 3: without padding
+# the network sees the scene around the image (was: the image mirrored), and may keep its first blocks only
+MODEL_VERSION = 3
 IGNORE = 255  # label of pixels no metric or loss counts (PASCAL VOC's "void")
 
 # ---------------------------------------------------------------- data: generated scenes and the paper's folders
@@ -49,7 +54,8 @@ IGNORE = 255  # label of pixels no metric or loss counts (PASCAL VOC's "void")
 
 @dataclass(frozen=True)
 class TaskData:
-    """Images and their labels for one task: (N, S, S, 3) uint8 and (N, S, S) uint8.
+    """Images with the scene around them and their labels for one task: (N, S + 2m, S + 2m, 3) uint8 and
+    (N, S, S) uint8 (m: ``margin``; the image is the central S x S, :func:`scenenet.frame_inputs`).
 
     SOD labels are binary masks; segmentation labels are class indices (``IGNORE``: not counted)."""
 
@@ -59,6 +65,7 @@ class TaskData:
     images: np.ndarray
     labels: np.ndarray
     classes: tuple[str, ...]
+    margin: int = 0
 
     @property
     def n(self) -> int:
@@ -66,7 +73,12 @@ class TaskData:
 
     @property
     def size(self) -> int:
-        return self.images.shape[1]
+        """The side of the image (its labels' side)."""
+        return self.labels.shape[1]
+
+    def frames(self) -> np.ndarray:
+        """The images alone, without the scene around them (N, S, S, 3)."""
+        return frame_inputs(self.images, self.margin, "zeros")
 
 
 # Folders of the paper's SOD datasets under data/raw: where the images and their masks may be.
@@ -156,6 +168,11 @@ def _pairs(spec: ImageSetSpec) -> list[tuple[Path, Path]] | None:
     return None
 
 
+def _centre(a: np.ndarray, margin: int) -> np.ndarray:
+    """The central part of an image made with ``margin`` pixels around it."""
+    return a[margin:a.shape[0] - margin, margin:a.shape[1] - margin] if margin else a
+
+
 def _read_mask(path: Path, size: int, task: str) -> np.ndarray:
     """A label image resized (nearest) to size x size: SOD masks binarized at 128, VOC class indices kept."""
     with Image.open(path) as im:
@@ -167,23 +184,26 @@ def _read_mask(path: Path, size: int, task: str) -> np.ndarray:
     return (grey >= 128).astype(np.uint8)
 
 
-GENERATED = {
-    "sod_scenes": ("sod", lambda rng, size: sod_scene(rng, size)),
-    "sod_scenes_anywhere": ("sod", lambda rng, size: sod_scene(rng, size, centre_sd=None)),
-    "seg_scenes": ("seg", seg_scene),
+GENERATED = {  # (task, scene(rng, size, margin))
+    "sod_scenes": ("sod", lambda rng, size, m: sod_scene(rng, size, margin=m)),
+    "sod_scenes_anywhere": ("sod", lambda rng, size, m: sod_scene(rng, size, centre_sd=None, margin=m)),
+    "seg_scenes": ("seg", lambda rng, size, m: seg_scene(rng, size, margin=m)),
 }
 
 
-def task_data(spec: ImageSetSpec, size: int) -> TaskData:
-    """The images and labels of one set: generated (seeded, in memory: ~2 ms a scene) or read from
-    a paper dataset's folder and cached (resized to ``size``; the cache is keyed by the file list)."""
+def task_data(spec: ImageSetSpec, size: int, margin: int = 0) -> TaskData:
+    """The images (with ``margin`` pixels of their scene around them) and labels of one set: generated (seeded, in
+    memory: ~2 ms a scene) or read from a paper dataset's folder and cached (each photo and its label resized to
+    ``size + 2 * margin``, the image its central ``size``; the cache is keyed by the file list)."""
     if spec.kind in GENERATED:
         task, make = GENERATED[spec.kind]
         rng = np.random.default_rng(spec.seed)
-        images, labels = zip(*(make(rng, size) for _ in range(spec.n)))
-        key = cache.make_key({"v": SCENE_VERSION, "set": cache.key_fields(spec), "size": size})
+        images, labels = zip(*(make(rng, size, margin) for _ in range(spec.n)))
+        key = cache.make_key({"v": SCENE_VERSION, "set": cache.key_fields(spec), "size": size,
+                              **({"margin": margin} if margin else {})})
         classes = ("object",) if task == "sod" else SEG_CLASSES
-        return TaskData(spec.name, task, key, np.stack(images), np.stack(labels), classes)
+        return TaskData(spec.name, task, key, np.stack(images), np.stack([_centre(y, margin) for y in labels]),
+                        classes, margin)
     pairs = _pairs(spec)
     if pairs is None:
         raise ValueError(f"{spec.name}: unknown kind {spec.kind!r} for a task set; use one of "
@@ -191,14 +211,16 @@ def task_data(spec: ImageSetSpec, size: int) -> TaskData:
     pairs = pairs[: spec.n or None]
     task = "sod" if spec.kind == "sod_folder" else "seg"
     key = cache.make_key({"v": SCENE_VERSION, "set": cache.key_fields(spec), "size": size,
-                          "files": [f"{a.name}:{a.stat().st_size}:{b.name}:{b.stat().st_size}" for a, b in pairs]})
+                          "files": [f"{a.name}:{a.stat().st_size}:{b.name}:{b.stat().st_size}" for a, b in pairs],
+                          **({"margin": margin} if margin else {})})
     folder = paths.cache_dir() / "downstream"
     data_path, meta_path = folder / f"data-{key}.npz", folder / f"data-{key}.json"
     def read_folders() -> bool:  # holding the entry's lock
-        images = np.empty((len(pairs), size, size, 3), np.uint8)
+        side = size + 2 * margin
+        images = np.empty((len(pairs), side, side, 3), np.uint8)
         labels = np.empty((len(pairs), size, size), np.uint8)
         for i, (a, b) in enumerate(progress(pairs, f"reading {spec.name}", unit="images")):
-            images[i], labels[i] = resize(read_rgb(a), size), _read_mask(b, size, task)
+            images[i], labels[i] = resize(read_rgb(a), side), _centre(_read_mask(b, side, task), margin)
         cache.ensure_free_space(folder, images.nbytes + labels.nbytes, f"the {spec.name} images")
 
         def write(tmp: Path) -> None:
@@ -211,7 +233,7 @@ def task_data(spec: ImageSetSpec, size: int) -> TaskData:
     cache.computed_once(data_path, lambda: cache.read_file_entry(data_path, meta_path, key), read_folders)
     with np.load(data_path) as z:
         images, labels = z["images"], z["labels"]
-    return TaskData(spec.name, task, key, images, labels, ("object",) if task == "sod" else VOC_CLASSES)
+    return TaskData(spec.name, task, key, images, labels, ("object",) if task == "sod" else VOC_CLASSES, margin)
 
 
 # ---------------------------------------------------------------- training, cached
@@ -235,12 +257,13 @@ class TrainedModel:
 
     def encoder_spec(self) -> EncoderSpec:
         """This network's encoder as a probe encoder (Table 6): its weights are found by their key."""
-        return EncoderSpec(f"vgg16bn_w{self.net.width}", f"{self.task}:{self.key}")
+        blocks = "" if self.net.blocks == 5 else f"_b{self.net.blocks}"
+        return EncoderSpec(f"vgg16bn_w{self.net.width}{blocks}", f"{self.task}:{self.key}")
 
 
 def model_key(task: str, padding: str, train: TaskData, ds: DownstreamSpec, seed: int) -> str:
     """Everything that decides the trained weights."""
-    settings = {k: getattr(ds, k) for k in ("width", "image_size", "epochs", "batch_size", "lr")}
+    settings = {k: getattr(ds, k) for k in ("width", "image_size", "epochs", "batch_size", "lr", "blocks")}
     return cache.make_key({"v": MODEL_VERSION, "task": task, "padding": padding, "data": train.key,
                            "classes": len(train.classes), "settings": settings, "seed": seed})
 
@@ -255,8 +278,10 @@ def _images(images: np.ndarray, dev: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images)).to(dev).permute(0, 3, 1, 2).float() / 255
 
 
-def _batch(data: TaskData, idx: np.ndarray, dev: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    return _images(data.images[idx], dev), torch.from_numpy(np.ascontiguousarray(data.labels[idx])).to(dev)
+def _batch(data: TaskData, idx: np.ndarray, padding: str, dev: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch as a network of ``padding`` sees it (:func:`scenenet.frame_inputs`) and its labels."""
+    return (_images(frame_inputs(data.images[idx], data.margin, padding), dev),
+            torch.from_numpy(np.ascontiguousarray(data.labels[idx])).to(dev))
 
 
 def task_loss(logits: torch.Tensor, labels: torch.Tensor, task: str) -> torch.Tensor:
@@ -276,7 +301,10 @@ def train_task_model(train: TaskData, padding: str, ds: DownstreamSpec, seed: in
     of any number of cores."""
     key = model_key(train.task, padding, train, ds, seed)
     n_out = 1 if train.task == "sod" else len(train.classes)
-    net = SceneNet(ds.width, n_out, padding, seed)
+    net = SceneNet(ds.width, n_out, padding, seed, ds.blocks)
+    if padding == "none" and net.margin() != train.margin:
+        raise ValueError(f"{train.name} holds {train.margin} px of scene around each image; the network without "
+                         f"padding needs {net.margin()} (make the set with task_data(..., margin=scene_margin(ds)))")
 
     def cached() -> TrainedModel | None:
         found = load_checkpoint(key)
@@ -296,7 +324,8 @@ def _train(net: "SceneNet", train: TaskData, padding: str, ds: DownstreamSpec, s
         losses, seconds = _fit(net, train, ds, seed, dev)
     net.cpu().eval()
     data_path, meta_path = checkpoint_paths(key)
-    meta = {"key": key, "task": train.task, "padding": padding, "width": ds.width, "n_out": net.n_out, "seed": seed,
+    meta = {"key": key, "task": train.task, "padding": padding, "width": ds.width, "blocks": ds.blocks,
+            "n_out": net.n_out, "seed": seed,
             "train_set": train.name, "n_train": train.n, "losses": losses, "seconds": round(seconds, 2)}
     cache.write_file_entry(data_path, meta_path, meta, lambda tmp: torch.save(net.state_dict(), tmp))
     return TrainedModel(train.task, padding, key, net, losses, seconds, fresh=True)
@@ -313,7 +342,7 @@ def _fit(net: "SceneNet", train: TaskData, ds: DownstreamSpec, seed: int, dev: t
     for _epoch in progress(range(ds.epochs), desc, total=ds.epochs, unit="epochs"):
         perm, total = torch.randperm(train.n, generator=order).numpy(), 0.0
         for i in range(0, train.n, ds.batch_size):
-            x, y = _batch(train, np.sort(perm[i:i + ds.batch_size]), dev)
+            x, y = _batch(train, np.sort(perm[i:i + ds.batch_size]), padding, dev)
             loss = task_loss(net(x), y, train.task)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -324,7 +353,8 @@ def _fit(net: "SceneNet", train: TaskData, ds: DownstreamSpec, seed: int, dev: t
 
 
 def predict(net: SceneNet, images: np.ndarray, task: str, batch: int = 32) -> np.ndarray:
-    """Saliency in [0, 1] (N, H, W) float32 for SOD; class indices (N, H, W) uint8 for segmentation."""
+    """Saliency in [0, 1] (N, H, W) float32 for SOD; class indices (N, H, W) uint8 for segmentation, of the
+    network's inputs ``images`` (:func:`scenenet.frame_inputs`: without padding, with the scene around each image)."""
     dev, out = device(), []
     net = net.to(dev).eval()
     with torch.no_grad(), timing.phase("downstream_prediction"):
@@ -335,7 +365,7 @@ def predict(net: SceneNet, images: np.ndarray, task: str, batch: int = 32) -> np
     return np.concatenate(out)
 
 
-PREDICTION_VERSION = 1
+PREDICTION_VERSION = 2  # 2: the network without padding sees the scene around the image
 
 
 def cached_predictions(model: TrainedModel, data: TaskData, crop_left: int = 0) -> np.ndarray:
@@ -352,7 +382,7 @@ def cached_predictions(model: TrainedModel, data: TaskData, crop_left: int = 0) 
             return z["pred"]
 
     def compute() -> np.ndarray:  # holding the entry's lock
-        pred = predict(model.net, data.images[:, :, crop_left:], model.task)
+        pred = predict(model.net, frame_inputs(data.images, data.margin, model.padding, crop_left), model.task)
 
         def write(tmp: Path) -> None:
             with open(tmp, "wb") as f:
@@ -403,6 +433,12 @@ def predict_all(run: Downstream) -> Predictions:
             for (task, pad), model in run.models.items() for test in run.tests[task]}
 
 
+def scene_margin(ds: DownstreamSpec) -> int:
+    """The pixels of scene every image of notebook 05 is made with on each side: what its network without padding
+    needs (:meth:`SceneNet.margin`)."""
+    return SceneNet(ds.width, 1, "none", 0, ds.blocks).margin()
+
+
 def train_all(profile: Profile) -> Downstream:
     """Both tasks' networks, with and without padding, the same seed and data for each pair, for each of the
     downstream spec's ``seeds`` training seeds."""
@@ -410,8 +446,10 @@ def train_all(profile: Profile) -> Downstream:
     missing = missing_datasets(ds)
     if missing:
         raise FileNotFoundError("notebook 05 cannot run in this profile; missing:\n- " + "\n- ".join(missing))
-    trains = {"sod": task_data(ds.sod_train, ds.image_size), "seg": task_data(ds.seg_train, ds.image_size)}
-    tests = {"sod": [task_data(s, ds.image_size) for s in ds.sod_tests], "seg": [task_data(ds.seg_test, ds.image_size)]}
+    m = scene_margin(ds)
+    trains = {"sod": task_data(ds.sod_train, ds.image_size, m), "seg": task_data(ds.seg_train, ds.image_size, m)}
+    tests = {"sod": [task_data(s, ds.image_size, m) for s in ds.sod_tests],
+             "seg": [task_data(ds.seg_test, ds.image_size, m)]}
     seeds = range(profile.seed, profile.seed + max(1, ds.seeds))
     order = [(task, pad, seed) for seed in seeds for task in TASKS for pad in PADDINGS]  # the tables' order
     todo = sorted(order, key=lambda tps: tps[1] == "zeros")  # trained the longest first
@@ -548,7 +586,7 @@ def table6_encoders(profile: Profile, run: Downstream) -> list[tuple[EncoderSpec
     downstream network at its initial weights (no paper row: the control for training), and the SOD-
     and segmentation-trained networks with zero padding (the paper's VGG16-SOD and VGG16-SS)."""
     out = [(e, "VGG16") for e in profile.encoders if e.name == "vgg16"]
-    out.append((EncoderSpec(f"vgg16bn_w{profile.downstream.width}", "random"), np.nan))
+    out.append((EncoderSpec(profile.downstream.encoder_name, "random"), np.nan))
     out += [(run.models[(t, "zeros")].encoder_spec(), {"sod": "VGG16-SOD", "seg": "VGG16-SS"}[t]) for t in TASKS]
     return out
 
@@ -621,14 +659,14 @@ def crop_shift(run: Downstream, test: TaskData, shift: int, predictions: Predict
 def fig1_crop_shift(run: Downstream, test: TaskData, shift: int, path: Path, index: int = 0) -> plt.Figure:
     """Fig 1: each SOD network on an image and on its copy without the left ``shift`` columns, and the
     difference of the two predictions where both see the scene."""
-    image = test.images[index:index + 1]
+    scene, image = test.images[index:index + 1], test.frames()[index]
     fig, axes = plt.subplots(2, 5, figsize=(11, 4.6))
     for r, pad in enumerate(PADDINGS):
         model = run.models[("sod", pad)]
-        full = predict(model.net, image, "sod")[0]
-        crop = predict(model.net, image[:, :, shift:], "sod")[0]
+        full = predict(model.net, frame_inputs(scene, test.margin, pad), "sod")[0]
+        crop = predict(model.net, frame_inputs(scene, test.margin, pad, shift), "sod")[0]
         diff = np.abs(crop - full[:, shift:])
-        panels = [(image[0], None, "image"), (image[0, :, shift:], None, f"cropped copy (-{shift} px left)"),
+        panels = [(image, None, "image"), (image[:, shift:], None, f"cropped copy (-{shift} px left)"),
                   (full[:, shift:], "gray", "prediction on the image\n(the part the crop shows)"),
                   (crop, "gray", "prediction on the crop"), (diff, "magma", f"|difference| (mean {diff.mean():.3f})")]
         for ax, (im, cmap, title) in zip(axes[r], panels):
@@ -643,13 +681,24 @@ def fig1_crop_shift(run: Downstream, test: TaskData, shift: int, path: Path, ind
     return fig
 
 
+def _outlined(scene: np.ndarray, margin: int) -> np.ndarray:
+    """A scene with the image inside it outlined in white (where the network with padding sees its border)."""
+    out = scene.copy()
+    if margin:
+        a, b = margin - 1, scene.shape[0] - margin
+        out[[a, b], a:b + 1] = 255
+        out[a:b + 1, [a, b]] = 255
+    return out
+
+
 def plot_task_samples(run: Downstream, path: Path, n: int = 4) -> plt.Figure:
-    """The first ``n`` scenes of each task's first test set with their labels (what the networks learn)."""
+    """The first ``n`` scenes of each task's first test set with their labels (what the networks learn): each image
+    outlined in the scene around it, which the network without padding sees and the one with padding does not."""
     fig, axes = plt.subplots(2, 2 * n, figsize=(2 * n * 1.3, 3.2))
     for r, task in enumerate(TASKS):
         test = run.tests[task][0]
         for i in range(n):
-            axes[r, 2 * i].imshow(test.images[i])
+            axes[r, 2 * i].imshow(_outlined(test.images[i], test.margin))
             axes[r, 2 * i + 1].imshow(test.labels[i], cmap="gray" if task == "sod" else "viridis", vmin=0,
                                       vmax=max(1, len(test.classes) - 1), interpolation="nearest")
             axes[r, 2 * i].set_title(f"#{i}", fontsize=7)
@@ -657,7 +706,8 @@ def plot_task_samples(run: Downstream, path: Path, n: int = 4) -> plt.Figure:
         for ax in axes[r]:
             off_axes(ax)
         axes[r, 0].set_ylabel(test.name, fontsize=8)
-    fig.suptitle("Test scenes and their labels: salient object (top), layout segmentation (bottom)", fontsize=9)
+    fig.suptitle("Test scenes (the image outlined in the scene around it) and the image's labels: salient object (top), "
+                 "layout segmentation (bottom)", fontsize=9)
     fig.tight_layout()
     save_figure(fig, path)
     return fig

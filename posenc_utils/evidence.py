@@ -173,14 +173,16 @@ def failed(df: pd.DataFrame, patterns=None) -> bool:
     ``readout_failed`` column; frames saved before it existed have none)."""
     if "readout_failed" not in df:
         return False
-    d = df if patterns is None else df[df.pattern.isin(patterns)]
+    d = df if patterns is None or "pattern" not in df else df[df.pattern.isin(patterns)]
     return bool(d.readout_failed.fillna(False).astype(bool).any())
 
 
-def pattern_cells(df: pd.DataFrame, patterns) -> pd.Series:
-    """Mean SPC over ``patterns`` per (seed, image) (undefined SPC counted as 0, as the paper)."""
-    d = df[df.pattern.isin(patterns)]
-    return d.assign(spc=d.spc.fillna(0.0)).groupby(["seed", "image"]).spc.mean()
+def pattern_cells(df: pd.DataFrame, patterns, column: str = "spc") -> pd.Series:
+    """Mean ``column`` (SPC) over ``patterns`` per (seed, image) (undefined SPC counted as 0, as the paper);
+    ``patterns`` None: a frame without patterns (one value per seed and image, e.g. claim 8's error ratio)."""
+    d = df if patterns is None else df[df.pattern.isin(patterns)]
+    values = d[column].fillna(0.0) if column == "spc" else d[column]
+    return values.groupby([d.seed, d.image]).mean()
 
 
 def _interval(per_seed_image: pd.Series, sources: pd.Series, level: float = 0.95) -> tuple[float, float, int, int]:
@@ -207,14 +209,14 @@ def image_sources(df: pd.DataFrame) -> pd.Series:
 
 
 def effect(df: pd.DataFrame, what: str, a: dict, b: dict | None = None, patterns=("H", "V", "G", "HS", "VS"),
-           b_patterns=None) -> Effect:
-    """Mean SPC over ``patterns`` of rows ``a`` (minus that of rows ``b`` on the same images and seeds,
+           b_patterns=None, column: str = "spc") -> Effect:
+    """Mean SPC (``column``) over ``patterns`` of rows ``a`` (minus that of rows ``b`` on the same images and seeds,
     over ``b_patterns``, default ``patterns``), with its paired 95% interval."""
     rows_a = select(df, **a)
-    x, bad = pattern_cells(rows_a, patterns), failed(rows_a, patterns)
+    x, bad = pattern_cells(rows_a, patterns, column), failed(rows_a, patterns)
     if b is not None:
         rows_b = select(df, **b)
-        y, bad = pattern_cells(rows_b, b_patterns or patterns), bad or failed(rows_b, b_patterns or patterns)
+        y, bad = pattern_cells(rows_b, b_patterns or patterns, column), bad or failed(rows_b, b_patterns or patterns)
         x, y = x.align(y, join="inner")
         x = x - y
     if x.empty:
@@ -290,6 +292,6 @@ def order_effect(df: pd.DataFrame, what: str, by_stage: dict[int, dict], pattern
         lo, hi = cluster_bootstrap_ci(per_image.to_numpy(), groups, lambda v: spearman_with_index(v.mean(0)),
                                       n_boot=1000, level=level)
         lows.append(lo), highs.append(hi)
-    lo, hi = (min(lows), max(highs)) if lows else (float("nan"), float("nan"))
+    lo, hi = (max(-1.0, min(lows)), min(1.0, max(highs))) if lows else (float("nan"), float("nan"))  # a correlation
     return Effect(what, spearman_with_index(per_image.to_numpy().mean(0)), lo, hi, len(per_image), len(per_seed),
                   failed=bad)

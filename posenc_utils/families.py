@@ -17,7 +17,7 @@ Built-in families:
   that ResNet and VGG are probed at the same five resolutions.
 * ``efficientnet_lite0``: ImageNet EfficientNet-Lite0 from a PyPI wheel, taps at its five
   resolution stages (1/2 .. 1/32).
-* ``vgg16bn_w<width>``: notebook 05's downstream network (VGG16-BN's layout at ``width`` channels),
+* ``vgg16bn_w<width>[_b<blocks>]``: notebook 05's downstream network (VGG16-BN's layout at ``width`` channels, its first ``blocks`` blocks),
   weights ``random`` (its initial weights) or ``sod:<key>`` / ``seg:<key>`` (trained and cached there).
 * ``tv:<name>``: any torchvision classification model, with taps given by module name or
   chosen automatically (the last module at each spatial resolution).
@@ -213,19 +213,22 @@ def _efficientnet_bare(spec: "EncoderSpec", image_size: int) -> nn.Module:
 # ---------------------------------------------------------------- notebook 05's network
 
 
-def _width(spec: "EncoderSpec") -> int:
+def _width_blocks(name: str) -> tuple[int, int]:
+    """(width, blocks) of a ``vgg16bn_w<width>[_b<blocks>]`` name (5 blocks where none is given)."""
+    width, _, blocks = name.removeprefix("vgg16bn_w").partition("_b")
     try:
-        return int(spec.name.removeprefix("vgg16bn_w"))
+        return int(width), int(blocks or 5)
     except ValueError:
-        raise ValueError(f"{spec.name!r}: write the downstream network as vgg16bn_w<width>, e.g. vgg16bn_w8") from None
+        raise ValueError(f"{name!r}: write the downstream network as vgg16bn_w<width>[_b<blocks>], e.g. vgg16bn_w8 "
+                         f"or vgg16bn_w8_b4") from None
 
 
 def task_encoder_net(spec: "EncoderSpec", seed: int) -> SceneNet:
-    """The network behind a ``vgg16bn_w<width>`` probe encoder: at its initial weights (``random``:
+    """The network behind a ``vgg16bn_w<width>[_b<blocks>]`` probe encoder: at its initial weights (``random``:
     the weights every trained network of that seed started from) or trained (``sod:<key>``, ``seg:<key>``)."""
-    width = _width(spec)
+    width, blocks = _width_blocks(spec.name)
     if spec.weights == "random":
-        return SceneNet(width, 1, "zeros", seed).eval()
+        return SceneNet(width, 1, "zeros", seed, blocks).eval()
     task, _, key = spec.weights.partition(":")
     if task not in TASKS or not key:
         raise ValueError(f"{spec.name} has weights 'random', 'sod:<key>' or 'seg:<key>', not {spec.weights!r}")
@@ -235,9 +238,10 @@ def task_encoder_net(spec: "EncoderSpec", seed: int) -> SceneNet:
             f"the {task.upper()}-trained network {key} is not in the cache ({checkpoint_paths(key)[0]}); "
             f"train it first: notebook 05 (downstream.table5) trains and caches it")
     meta, state = found
-    if meta["width"] != width:
-        raise ValueError(f"{spec.name}: the checkpoint {key} has width {meta['width']}, not {width}")
-    net = SceneNet(width, meta["n_out"], meta["padding"], seed)
+    if (meta["width"], meta.get("blocks", 5)) != (width, blocks):
+        raise ValueError(f"{spec.name}: the checkpoint {key} has width {meta['width']} and {meta.get('blocks', 5)} "
+                         f"blocks, not {width} and {blocks}")
+    net = SceneNet(width, meta["n_out"], meta["padding"], seed, blocks)
     net.load_state_dict(state)
     return net.eval()
 
@@ -248,9 +252,19 @@ def _task_network(spec: "EncoderSpec", seed: int, _size: int) -> Built:
     return TapModel(net.features, taps), taps, tuple(dict(zip(net.taps, TAP_NAMES)).get(t, t) for t in taps)
 
 
+def _bare_task_network(name: str) -> SceneNet:
+    """The downstream network of ``name`` at its initial weights, one output (what the benchmark times)."""
+    width, blocks = _width_blocks(name)
+    return SceneNet(width, 1, blocks=blocks)
+
+
 def _task_network_label(name: str) -> str:
-    width = name.removeprefix("vgg16bn_w")
-    return "VGG16-BN" if width == "64" else f"VGG16-BN/{64 // int(width)}" if width.isdigit() else name
+    try:
+        width, blocks = _width_blocks(name)
+    except ValueError:
+        return name
+    base = "VGG16-BN" if width == 64 else f"VGG16-BN/{64 // width}"
+    return base if blocks == 5 else f"{base}, {blocks} blocks"
 
 
 def _checkpoint_file(spec: "EncoderSpec") -> Path | None:
@@ -428,7 +442,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
            paper_model="ResNet152"),  # the stand-in for ImageNet ResNet152 (OFFLINE_ASSETS.md)
     Family("vgg16bn_w", _task_network_label, ("random", "sod:<key>", "seg:<key>"), _task_network,
            lambda s: (scene_normalize, "RGB, (x - 0.45) / 0.25 (as trained in notebook 05)"),
-           lambda s, size: set_padding(SceneNet(_width(s), 1).features, s.padding), prefix=True,
+           lambda s, size: set_padding(_bare_task_network(s.name).features, s.padding), prefix=True,
            weights_file=_checkpoint_file),
     Family("tv:", lambda n: n.removeprefix("tv:"), ("random", "imagenet", "file:<key>"), _torchvision_model, _imagenet_or_unit,
            _torchvision_bare, prefix=True, try_no_padding=True, torchvision_arch=lambda n: n.removeprefix("tv:"),

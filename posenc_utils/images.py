@@ -23,6 +23,7 @@ from scipy.ndimage import gaussian_filter
 from . import cache, paths, timing
 from .progress import progress
 from .profiles import ImageSetSpec
+from .scenes import SCENE_VERSION, object_scene
 
 GENERATOR_VERSION = 1  # bump when a generator changes its output, to invalidate cached sets
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -304,6 +305,12 @@ def _source(spec: ImageSetSpec, size: int) -> tuple[int, Callable[[np.ndarray], 
                 out[i] = img
 
         return spec.n, fill, {"photos": [p.name for p in shipped_photo_paths()]}
+    if spec.kind in OBJECT_KINDS:
+        def fill(out):
+            for i, scene in enumerate(object_scenes(spec.n, size, spec.seed)):
+                out[i] = scene[OBJECT_KINDS.index(spec.kind)]
+
+        return spec.n, fill, {"scenes": SCENE_VERSION}
     if spec.kind == "folder":
         folder = dataset_folder(spec.dataset)
         n, fill = folder_images(folder, size, spec.n)
@@ -311,6 +318,27 @@ def _source(spec: ImageSetSpec, size: int) -> tuple[int, Callable[[np.ndarray], 
         fingerprint = cache.make_key([(f.name, f.stat().st_size, int(f.stat().st_mtime)) for f in files])
         return n, fill, {"folder": str(folder), "files": fingerprint}
     raise ValueError(f"unknown image-set kind {spec.kind!r}")
+
+
+# Test images whose content is known exactly: an object on a textured background, and the same background
+# without it (claim 8: the readout's error on the object against its error at the same pixels without it).
+OBJECT_KINDS = ("objects", "object_backgrounds")
+
+
+def object_scenes(n: int, size: int, seed: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``n`` seeded (scene, background, mask) triples (:func:`posenc_utils.scenes.object_scene`), the object placed
+    anywhere it fits: its pixels are not tied to a place in the image."""
+    rng = np.random.default_rng(seed)
+    for _ in range(n):
+        yield object_scene(rng, size, centre_sd=None)
+
+
+def object_masks(spec: ImageSetSpec, size: int) -> np.ndarray:
+    """The objects' masks (N, size, size) bool of an ``objects`` or ``object_backgrounds`` set (made again: the
+    scenes are seeded)."""
+    if spec.kind not in OBJECT_KINDS:
+        raise ValueError(f"{spec.name} ({spec.kind}) has no object masks: only {', '.join(OBJECT_KINDS)} sets do")
+    return np.stack([m.astype(bool) for *_, m in object_scenes(spec.n, size, spec.seed)])
 
 
 def image_count(spec: ImageSetSpec) -> int:
@@ -336,6 +364,7 @@ def build_image_set(spec: ImageSetSpec, size: int) -> ImageSet:
         lambda: cache.write_array_entry(data, meta, (n, size, size, 3), "uint8", {"key": key, **key_spec}, timed_fill))
     desc = {
         "dead_leaves": "generated dead-leaves images", "photo_crops": "crops of shipped photographs",
+        "objects": "an object on a textured background", "object_backgrounds": "the same backgrounds without the object",
         "folder": f"{spec.dataset} images", "black": "all-black image", "white": "all-white image",
         "noise": "Gaussian noise image",
     }[spec.kind]

@@ -23,14 +23,15 @@ import pandas as pd
 from scipy import ndimage
 
 from . import budget, tables
+from .evidence import effect
 from .experiments import (Probe, ProbeResult, TableResult, head_of, image_sets, per_image_frame, probe,
                           seeded_summary, test_sources, train_probes, view_features, with_feature_measures)
 from .families import family_of
-from .images import ImageSet
+from .images import OBJECT_KINDS, ImageSet, build_image_set, object_masks
 from .measures import BASELINE_COLUMNS, probe_measures, table_columns
 from .metrics import cluster_bootstrap_ci
 from .plots import off_axes, save_figure
-from .profiles import EncoderSpec, Profile, ReadoutSpec
+from .profiles import EncoderSpec, ImageSetSpec, Profile, ReadoutSpec
 from .targets import PATTERNS, target_map
 
 DEPTHS = (1, 2, 3)
@@ -47,14 +48,15 @@ def capacity_sets(profile: Profile) -> tuple[ImageSet, list[ImageSet], dict]:
     return head, tests, views
 
 
-def capacity_settings(profile: Profile, depths=DEPTHS, kernels=KERNELS) -> list[tuple[str, str, str, ReadoutSpec]]:
-    """(table, our setting, the paper's setting name, readout) of Table 2a and 2b."""
+def capacity_settings(profile: Profile, depths=DEPTHS, kernels=KERNELS, widths=None) -> list[tuple[str, str, str, ReadoutSpec]]:
+    """(table, our setting, the paper's setting name, readout) of Table 2a and 2b; ``widths``: Table 2a's stacked
+    readouts at each of these widths per head (None in it: C -> C) instead of the profile's ``readout_width``."""
     base = profile.readout
-    out = [("table2a", f"{d} layer{'s' if d > 1 else ''}, 3x3" + (f", width {profile.readout_width}"
-                                                                  if d > 1 and profile.readout_width else ""),
-            f"{d} layer(s), 3x3",
-            dataclasses.replace(base, n_layers=d, kernel=3, width=profile.readout_width if d > 1 else None))
-           for d in depths]
+    out = []
+    for d in depths:
+        for w in ((profile.readout_width,) if widths is None else tuple(widths)) if d > 1 else (None,):
+            out.append(("table2a", f"{d} layer{'s' if d > 1 else ''}, 3x3" + (f", width {w}" if w else ""),
+                        f"{d} layer(s), 3x3", dataclasses.replace(base, n_layers=d, kernel=3, width=w)))
     out += [("table2b", f"1 layer, {k}x{k}", f"1 layer, {k}x{k}", dataclasses.replace(base, kernel=k))
             for k in kernels]
     return out
@@ -65,62 +67,121 @@ def _capacity_encoders(profile: Profile) -> list[EncoderSpec]:
     return [EncoderSpec("posenet", "none")] + [e for e in profile.encoders if e.name == "vgg16" and e.pretrained]
 
 
-def capacity_probes(profile: Profile, depths=DEPTHS, kernels=KERNELS) -> list[Probe]:
+def capacity_probes(profile: Profile, depths=DEPTHS, kernels=KERNELS, widths=None) -> list[Probe]:
     """The probes of :func:`readout_capacity`: each encoder with each readout of the settings (once: 1 layer 3x3
-    is in both tables, and is Table 1's, on five patterns)."""
+    is in both tables, and is Table 1's, on five patterns), for each of the encoder's readout seeds."""
     train, tests, views = capacity_sets(profile)
     source, out = view_features(views), []
     for spec in _capacity_encoders(profile):
-        for readout in dict.fromkeys(r for *_, r in capacity_settings(profile, depths, kernels)):
+        for readout in dict.fromkeys(r for *_, r in capacity_settings(profile, depths, kernels, widths)):
             patterns = PATTERNS if readout == profile.readout else TABLE2_PATTERNS
-            out.append((profile, dict(spec=spec, patterns=patterns, readout=readout, sets=(train, tests), features=source)))
+            out += [(profile, dict(spec=spec, patterns=patterns, readout=readout, sets=(train, tests), features=source,
+                                   seed=s)) for s in profile.seeds_for(spec)]
     return out
 
 
-def readout_capacity(profile: Profile, depths=DEPTHS, kernels=KERNELS
-                     ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict[str, ProbeResult]]]:
+Runs = dict[str, dict[str, list[ProbeResult]]]  # encoder label -> setting -> the probe of each readout seed
+
+
+def readout_capacity(profile: Profile, depths=DEPTHS, kernels=KERNELS, widths=None
+                     ) -> tuple[pd.DataFrame, pd.DataFrame, Runs]:
     """Table 2a (depth) and 2b (kernel size) for PosENet and every pretrained VGG16 of the profile, on the
-    paper's patterns (H, G, HS), every test set, the paper's values beside ours (one readout seed; 95%
-    intervals over test images); and the probe results per encoder and setting. The 1-layer 3x3 readout
-    is Table 1's (five patterns, cached)."""
-    probes = capacity_probes(profile, depths, kernels)
+    paper's patterns (H, G, HS), every test set, the paper's values beside ours (averaged over the encoder's
+    readout seeds, with intervals over seeds and over test images); and the probe results per encoder, setting and
+    seed. The 1-layer 3x3 readout is Table 1's (five patterns, cached). ``widths``: the stacked readouts at each of
+    these widths per head (None: C -> C) instead of the profile's ``readout_width`` (the width sweep)."""
+    probes = capacity_probes(profile, depths, kernels, widths)
     train_probes(probes)
-    done = {(kw["spec"], kw["readout"]): probe(p, **kw) for p, kw in probes}
+    done: dict = {}
+    for p, kw in probes:
+        done.setdefault((kw["spec"], kw["readout"]), []).append(probe(p, **kw))
     photos = test_sources(profile, capacity_sets(profile)[1])
     frames, results = {"table2a": [], "table2b": []}, {}
     for spec in _capacity_encoders(profile):
         results[spec.label] = {}
-        for table, setting, paper_setting, readout in capacity_settings(profile, depths, kernels):
-            res = done[(spec, readout)]
-            results[spec.label].setdefault(setting, res)
-            summary = seeded_summary([res], photos)
+        for table, setting, paper_setting, readout in capacity_settings(profile, depths, kernels, widths):
+            seeded = done[(spec, readout)]
+            results[spec.label].setdefault(setting, seeded)
+            summary = seeded_summary(seeded, photos)
             frames[table].append(summary[summary.pattern.isin(TABLE2_PATTERNS)].assign(setting=setting,
                                                                                        paper_setting=paper_setting))
     out = []
     for table in ("table2a", "table2b"):
-        df = tables.with_paper(pd.concat(frames[table], ignore_index=True), profile, table)
+        df = tables.with_paper(pd.concat(frames[table], ignore_index=True), profile, table) if frames[table] else \
+            pd.DataFrame(columns=table_columns(KEYS, features=False))
         out.append(df[table_columns(KEYS, features=False)])
     return out[0], out[1], results
 
 
-def capacity_per_image(profile: Profile, results: dict[str, dict[str, ProbeResult]], depths=DEPTHS,
-                       kernels=KERNELS) -> pd.DataFrame:
-    """The per-image metrics behind Tables 2a and 2b (the paper's patterns), with each row's readout:
+def first_seeds(runs: dict[str, list[ProbeResult]]) -> dict[str, ProbeResult]:
+    """Each setting's first readout seed (what the qualitative figures show)."""
+    return {setting: seeded[0] for setting, seeded in runs.items()}
+
+
+def capacity_per_image(profile: Profile, results: Runs, depths=DEPTHS, kernels=KERNELS, widths=None) -> pd.DataFrame:
+    """The per-image metrics behind Tables 2a and 2b (the paper's patterns), every seed's, with each row's readout:
     table, setting, layers, kernel, width (NaN: C -> C or a single layer)."""
     photos = test_sources(profile, image_sets(profile)[1])
     frames = []
     for by_setting in results.values():
-        for table, setting, _paper, readout in capacity_settings(profile, depths, kernels):
-            f = per_image_frame([by_setting[setting]], photos)
+        for table, setting, _paper, readout in capacity_settings(profile, depths, kernels, widths):
+            f = per_image_frame(by_setting[setting], photos)
             frames.append(f[f.pattern.isin(TABLE2_PATTERNS)].assign(
                 table=table, setting=setting, layers=readout.n_layers, kernel=readout.kernel,
                 width=float(readout.width) if readout.width and readout.n_layers > 1 else float("nan")))
     return pd.concat(frames, ignore_index=True)
 
 
+def with_sweep(per_image: pd.DataFrame, sweep: pd.DataFrame | None) -> pd.DataFrame:
+    """Table 2's per-image results with the width sweep's (:mod:`posenc_utils.extended`; the readouts both hold,
+    1 layer and the profile's own width, once): what claim 5 is decided on."""
+    if sweep is None or sweep.empty:
+        return per_image
+    keys = ["encoder", "table", "setting", "seed", "test_set", "image", "pattern"]
+    return pd.concat([per_image, sweep], ignore_index=True).drop_duplicates(keys, ignore_index=True)
+
+
+def plot_width_sweep(sweep: pd.DataFrame, path: Path, test_set: str | None = None) -> plt.Figure:
+    """Mean SPC over the paper's patterns against the stacked readout's width per head, one line per depth, one
+    panel per encoder, with 95% intervals (the wider of those over seeds and over test images, averaged over the
+    patterns); the 1-layer readout as a dashed level; a readout that failed to train marked with a cross."""
+    test_set = test_set or sweep.test_set.iloc[0]
+    d = sweep[(sweep.test_set == test_set) & sweep.pattern.isin(TABLE2_PATTERNS)].copy()
+    d["width"] = d.setting.str.extract(r"width (\d+)")[0].astype(float)
+    d["layers"] = d.setting.str.extract(r"^(\d) layer")[0].astype(int)
+    d["low"] = d[["spc_ci_low", "spc_boot_low"]].min(axis=1)
+    d["high"] = d[["spc_ci_high", "spc_boot_high"]].max(axis=1)
+    encoders = list(dict.fromkeys(d.encoder))
+    fig, axes = plt.subplots(1, len(encoders), figsize=(4.2 * len(encoders), 3.3), squeeze=False, sharey=True)
+    for ax, enc in zip(axes[0], encoders):
+        e = d[d.encoder == enc].groupby(["layers", "width"], dropna=False).agg(
+            spc=("spc", "mean"), low=("low", "mean"), high=("high", "mean"), failed=("readout_failed", "max")).reset_index()
+        one = e[e.layers == 1]
+        if len(one):
+            ax.axhline(one.spc.iloc[0], color="grey", ls="--", lw=1, label="1 layer")
+        for layers, g in e[e.layers > 1].groupby("layers"):
+            g = g.sort_values("width")
+            ax.errorbar(g.width, g.spc, yerr=[g.spc - g.low, g.high - g.spc], marker="o", capsize=3,
+                        label=f"{layers} layers")
+            bad = g[g.failed > 0]
+            ax.scatter(bad.width, bad.spc, marker="x", s=80, color="red", zorder=5,
+                       label="readout failed" if len(bad) else None)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sorted(e.width.dropna().unique()), [f"{w:.0f}" for w in sorted(e.width.dropna().unique())])
+        ax.set_title(enc, fontsize=9)
+        ax.set_xlabel("channels per pattern in the stacked layers")
+    axes[0, 0].set_ylabel(f"SPC on {test_set}, mean of {', '.join(TABLE2_PATTERNS)}")
+    axes[0, -1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.suptitle("Claim 5: stacked readouts of growing width (95% intervals over readout seeds and test images)",
+                 fontsize=10)
+    fig.tight_layout()
+    save_figure(fig, path)
+    return fig
+
+
 def _stages(profile: Profile, encoders: tuple[EncoderSpec, ...] | None) -> list[tuple[EncoderSpec, str, tuple | None, str, int, dict]]:
-    """Table 3's rows: (encoder, setting, taps, tap, stage, the probe's keyword arguments) for each stage of each
-    encoder with a network, and all stages."""
+    """Table 3's rows: (encoder, setting, taps, tap, stage, the probe's keyword arguments but the seed) for each
+    stage of each encoder with a network, and all stages."""
     train, tests, views = capacity_sets(profile)
     source, out = view_features(views), []
     for spec in (e for e in (profile.encoders if encoders is None else encoders) if family_of(e.name).network):
@@ -133,40 +194,43 @@ def _stages(profile: Profile, encoders: tuple[EncoderSpec, ...] | None) -> list[
 
 
 def stage_probes(profile: Profile, encoders: tuple[EncoderSpec, ...] | None = None) -> list[Probe]:
-    """The probes of :func:`per_stage`."""
-    return [(profile, kw) for *_, kw in _stages(profile, encoders)]
+    """The probes of :func:`per_stage`: each stage with each of its encoder's readout seeds."""
+    return [(profile, dict(kw, seed=s)) for *_, kw in _stages(profile, encoders) for s in profile.seeds_for(kw["spec"])]
 
 
-def per_stage(profile: Profile, encoders: tuple[EncoderSpec, ...] | None = None) -> tuple[pd.DataFrame, dict[str, ProbeResult]]:
+def per_stage(profile: Profile, encoders: tuple[EncoderSpec, ...] | None = None
+              ) -> tuple[pd.DataFrame, dict[str, list[ProbeResult]]]:
     """Table 3 for every encoder (PosENet has no stages; ``encoders``: the profile's by default): the readout
     on stage f1 .. f5 alone and on all five, by selecting the stage's channels from the cached features,
-    with the feature measures (:mod:`posenc_utils.measures`) over the same channels. The readout on all
-    five is Table 1's (cached)."""
+    with the feature measures (:mod:`posenc_utils.measures`) over the same channels, averaged over the encoder's
+    readout seeds (:meth:`Profile.seeds_for`); and every seed's probe of each row. The readout on all five is
+    Table 1's (cached)."""
     photos = test_sources(profile, capacity_sets(profile)[1])
     frames, results = [], {}
     train_probes(stage_probes(profile, encoders))
     for spec, setting, sel, tap, stage, kw in _stages(profile, encoders):
-        res = probe(profile, **kw)
-        results[f"{spec.label}, {setting}"] = res
-        frames.append(with_feature_measures(seeded_summary([res], photos), res, photos).assign(
+        seeded = [probe(profile, seed=s, **kw) for s in profile.seeds_for(spec)]
+        results[f"{spec.label}, {setting}"] = seeded
+        frames.append(with_feature_measures(seeded_summary(seeded, photos), seeded[0], photos).assign(
             setting=setting, paper_setting=setting, tap=tap, stage=stage, all_stages=sel is None))
     df = tables.with_paper(pd.concat(frames, ignore_index=True), profile, "table3")
     return df[table_columns(KEYS, middle=["tap", "stage", "all_stages"])], results
 
 
-def stage_per_image(profile: Profile, table3: pd.DataFrame, results: dict[str, ProbeResult]) -> pd.DataFrame:
-    """The per-image metrics behind Table 3, with each row's setting, stage and whether it is all stages."""
+def stage_per_image(profile: Profile, table3: pd.DataFrame, results: dict[str, list[ProbeResult]]) -> pd.DataFrame:
+    """The per-image metrics behind Table 3 (every seed's), with each row's setting, stage and whether it is all
+    stages."""
     photos = test_sources(profile, image_sets(profile)[1])
     rows = table3.drop_duplicates(["encoder", "setting"])
-    return pd.concat([per_image_frame([results[f"{r.encoder}, {r.setting}"]], photos).assign(
+    return pd.concat([per_image_frame(results[f"{r.encoder}, {r.setting}"], photos).assign(
         setting=r.setting, stage=r.stage, all_stages=r.all_stages) for r in rows.itertuples()], ignore_index=True)
 
 
 def budget_settings(profile: Profile) -> tuple[tuple[int, ...], tuple[int, ...], tuple[EncoderSpec, ...]]:
-    """What the training-budget check of claims 5 and 6 trains again (``budget.larger_budget``): the Table 2
-    depths (the deepest too where the readout is C -> C), the smallest and largest kernel, and Table 3 of
-    the profile's pretrained VGG16s."""
-    depths = (DEPTHS[0],) if profile.readout_width else (DEPTHS[0], DEPTHS[-1])
+    """What the training-budget check of claims 5 and 6 trains again (``budget.larger_budget``): 1 layer and the
+    deepest readout of Table 2 (at the profile's width; the width sweep checks its widest itself), the smallest and
+    largest kernel, and Table 3 of the profile's pretrained VGG16s."""
+    depths = (DEPTHS[0], DEPTHS[-1])
     vggs = tuple(e for e in budget.larger_budget(profile).encoders if e.name == "vgg16")
     return depths, (KERNELS[0], KERNELS[-1]), vggs
 
@@ -275,6 +339,84 @@ def content_error_table(results: dict[str, ProbeResult], photos: ImageSet, sourc
         per_image.append(pd.DataFrame(dict(encoder=label, arch=res.encoder.name, weights=res.encoder.weights,
                                            image=np.arange(len(ratios)), source=groups, ratio=ratios)))
     return TableResult(pd.DataFrame(rows), pd.concat(per_image, ignore_index=True), results)
+
+
+# ---------------------------------------------------------------- claim 8 on content that is content
+
+OBJECT_SEED = 3  # the scenes' seed (the training images are dead leaves; the photos crops of shipped photographs)
+
+
+def object_sets(profile: Profile) -> tuple[ImageSet, ImageSet, np.ndarray]:
+    """The object scenes, the same backgrounds without the object (``profile.object_scenes`` each, at the profile's
+    image size) and the objects' masks."""
+    specs = [ImageSetSpec(name, kind, n=profile.object_scenes, seed=OBJECT_SEED)
+             for name, kind in zip(("objects", "backgrounds"), OBJECT_KINDS)]
+    return (*(build_image_set(s, profile.image_size) for s in specs), object_masks(specs[0], profile.image_size))
+
+
+def object_probes(profile: Profile) -> list[Probe]:
+    """The probes of :func:`object_error`: Table 1's readouts (every encoder, each readout seed) on the two sets."""
+    train = image_sets(profile)[0]
+    objects, backgrounds, _ = object_sets(profile)
+    return [(profile, dict(spec=spec, seed=s, sets=(train, [objects, backgrounds])))
+            for spec in profile.encoders for s in profile.seeds_for(spec)]
+
+
+def object_error(profile: Profile) -> TableResult:
+    """Claim 8 on content that is content: per encoder, the readout's error (mean |target - prediction| of the H, V
+    and G heads, Table 1's readouts) on an object's pixels divided by its error at the same pixels of the same
+    background without the object, per image and readout seed (``per_image``: ratio, and whether a head failed to
+    train); the table gives each encoder's mean ratio with its interval (the wider of a t-interval over seeds and a
+    bootstrap over scenes) and PosENet's, the measure's floor: a readout that finds no position, whose error the
+    object changes only through its pixel values."""
+    objects, backgrounds, masks = object_sets(profile)
+    frames = []
+    for p, kw in object_probes(profile):
+        res = probe(p, **kw)
+        on, off = error_maps(res, objects), error_maps(res, backgrounds)
+        ratio = np.array([a[m].mean() / b[m].mean() for a, b, m in zip(on, off, masks)])
+        failed = any(res.readout.failed_heads(profile.image_size)[q] for q in ("H", "V", "G"))
+        spec = kw["spec"]
+        frames.append(pd.DataFrame(dict(encoder=spec.label, arch=spec.name, weights=spec.weights, seed=kw["seed"],
+                                        image=np.arange(len(ratio)), source=np.arange(len(ratio)), ratio=ratio,
+                                        object_share=masks.mean(axis=(1, 2)), readout_failed=failed)))
+    per_image = pd.concat(frames, ignore_index=True)
+    rows = []
+    for enc, d in per_image.groupby("encoder", sort=False):
+        e = effect(d, enc, {}, patterns=None, column="ratio")
+        floor = effect(per_image, f"{enc} - PosENet", dict(encoder=enc), dict(arch="posenet"), patterns=None,
+                       column="ratio") if d.arch.iloc[0] != "posenet" else None
+        rows.append(dict(encoder=enc, ratio=e.value, ci_low=e.low, ci_high=e.high,
+                         minus_posenet=floor.value if floor else np.nan, minus_posenet_low=floor.low if floor else np.nan,
+                         minus_posenet_high=floor.high if floor else np.nan, n_images=e.n_images, n_seeds=e.n_seeds,
+                         readout_failed=int(d.groupby("seed").readout_failed.first().sum())))
+    return TableResult(pd.DataFrame(rows), per_image, {})
+
+
+def fig_object_error(profile: Profile, path: Path, indices=(0, 1, 2)) -> plt.Figure:
+    """Sample scenes with and without their object, the object's mask, and each encoder's error map (first readout
+    seed, H, V, G) on both."""
+    objects, backgrounds, masks = object_sets(profile)
+    train = image_sets(profile)[0]
+    runs = {s.label: probe(profile, s, sets=(train, [objects, backgrounds])) for s in profile.encoders}
+    cols = 3 + 2 * len(runs)
+    fig, axes = plt.subplots(len(indices), cols, figsize=(1.45 * cols, 1.6 * len(indices)), squeeze=False)
+    errs = {label: (error_maps(r, objects), error_maps(r, backgrounds)) for label, r in runs.items()}
+    for row, i in enumerate(indices):
+        panels = [(objects.rows(i, i + 1)[0], None), (backgrounds.rows(i, i + 1)[0], None), (masks[i], "gray")]
+        for on, off in errs.values():
+            panels += [(on[i], "jet"), (off[i], "jet")]
+        for ax, (im, cmap) in zip(axes[row], panels):
+            ax.imshow(im, cmap=cmap, vmin=0 if cmap else None, vmax=1 if cmap else None)
+            off_axes(ax)
+    titles = ["scene", "without the object", "object"] + [f"{label}\n{w}" for label in errs for w in ("with", "without")]
+    for ax, title in zip(axes[0], titles):
+        ax.set_title(title.replace(" (", "\n("), fontsize=6)
+    fig.suptitle("Claim 8: readout error |target - prediction| (H, V, G) with and without the object (blue 0, red 1)",
+                 fontsize=9)
+    fig.tight_layout()
+    save_figure(fig, path)
+    return fig
 
 
 def fig7_error_maps(results: dict[str, ProbeResult], photos: ImageSet, path: Path, indices=(0, 1, 2)) -> plt.Figure:

@@ -165,7 +165,7 @@ def _not_applicable(spec: EncoderSpec, mode: str, reason: str, tests: list[Image
     return pd.DataFrame([dict(encoder=spec.label, arch=spec.name, weights=spec.weights, padding=mode, setting=mode,
                               pattern=p, test_set=t.name, **{m.name: np.nan for m in probe_measures()},
                               **{f"{m.name}_undefined": 0 for m in probe_measures() if m.undefined_as_zero},
-                              **{c: np.nan for c in BASELINE_COLUMNS}, readout_failed=0,
+                              **{c: np.nan for c in BASELINE_COLUMNS} | {"readout_failed": 0},
                               n_images=0, status="n/a", reason=reason)
                          for p in PATTERNS for t in tests])
 

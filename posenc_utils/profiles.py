@@ -89,7 +89,7 @@ class ImageSetSpec:
     """A set of images: how it is made (``kind``), how many, and with which seed."""
 
     name: str  # the label used in tables (photos, black, white, noise, DUTS-TR, PASCAL-S, ...)
-    kind: str  # dead_leaves | photo_crops | black | white | noise | folder
+    kind: str  # dead_leaves | photo_crops | black | white | noise | folder | objects | object_backgrounds
     n: int | None = 1  # number of images (None: all the images of a folder)
     seed: int = 0
     dataset: str | None = None  # for kind == "folder": a key of images.DATASETS
@@ -152,10 +152,19 @@ class DownstreamSpec:
     # network's score moves with its training's round-off by as much as padding moves it); Tables 5 and 6 and Fig 1
     # show the first.
     seeds: int = 1
+    # VGG16's first ``blocks`` blocks (5: all of it). Without padding, the network sees the scene around the image to
+    # the depth of its deepest block (5 blocks: 98 px on each side, 4: 46): a shallower network costs far less.
+    blocks: int = 5
 
     @property
     def label(self) -> str:
-        return "VGG16-BN" if self.width == 64 else f"VGG16-BN/{64 // self.width}"
+        base = "VGG16-BN" if self.width == 64 else f"VGG16-BN/{64 // self.width}"
+        return base if self.blocks == 5 else f"{base}, {self.blocks} blocks"
+
+    @property
+    def encoder_name(self) -> str:
+        """The probe family name of this network's encoder (posenc_utils.families: ``vgg16bn_w<width>[_b<blocks>]``)."""
+        return f"vgg16bn_w{self.width}" + ("" if self.blocks == 5 else f"_b{self.blocks}")
 
 
 @dataclass(frozen=True)
@@ -198,6 +207,15 @@ class Profile:
     # stacked readout layers are ``readout_width`` channels wide per head (None: C -> C, the paper's).
     capacity_train_n: int | None = None
     readout_width: int | None = None
+    # Claim 5's width sweep: Table 2a's stacked readouts at each of these widths per head (None: C -> C), the depth
+    # part decided at the widest; and the budget curve's pretrained VGG16 up to ``curve_max_steps``. Both run in
+    # notebook 04 where ``extended_in_main``, else as their own command (`make extended`, posenc_utils.extended),
+    # whose committed results notebook 04 reads where they are current.
+    width_sweep: tuple[int | None, ...] = ()
+    extended_in_main: bool = True
+    # Claim 8: the Table 1 readouts on this many generated scenes of an object on a textured background and on the
+    # same backgrounds without the object (posenc_utils.images.OBJECT_KINDS).
+    object_scenes: int = 60
     # The training-budget check of the verdicts (posenc_utils.budget): the claim-deciding readouts again with
     # ``budget_factor`` times the epochs (the learning-rate drop at the same fraction of training), one seed;
     # and the budget curve on the first ``curve_train_n`` training images and on all, PosENet up to the
@@ -279,6 +297,8 @@ def _quick() -> Profile:
         ablation_test_n=4,
         canvas_values=("0", "1", "mean"),
         readout_width=4,
+        width_sweep=(4, 8),
+        object_scenes=8,
         curve_train_n=16,
         curve_max_steps=64,
         downstream=_scene_tasks(32, 32, 8, width=4, epochs=1, batch_size=8, seeds=2),
@@ -306,6 +326,9 @@ def _offline() -> Profile:
         # Tables 2 and 3 train on all of Table 1's images (its features and its 1-layer 3x3 readout are theirs).
         # C -> C stacked layers on 1472 channels are ~1e15 operations per row: a width of 4 per head fits.
         readout_width=4,
+        # The width sweep (claim 5) and the VGG16 curve to 4,950 steps take about 1.5 hours on 2 cores: `make extended`.
+        width_sweep=(4, 16, 64),
+        extended_in_main=False,
         curve_train_n=100,  # Table 4's training images: the curve's small set
         # Notebook 05 within its 6-minute budget: the network without padding sees its input extended
         # by ~100 px of mirrored image on each side, ~16x the arithmetic of the padded one at 64 px.
@@ -402,8 +425,12 @@ def deviations(profile: Profile, notebook: str | None = None) -> list[str]:
     if profile.capacity_train_n:
         add("04", f"Tables 2 and 3 train their readouts on the first {profile.capacity_train_n} training images")
     if profile.readout_width:
+        widths = [w for w in profile.width_sweep if w]
+        sweep = (f"; claim 5's depth part is decided at the widest of a width sweep ({', '.join(map(str, widths))} "
+                 f"channels per pattern, {'in notebook 04' if profile.extended_in_main else '`make extended`'})"
+                 if widths else "")
         add("04", f"Table 2a: stacked readout layers are {profile.readout_width} channels wide per pattern (paper: "
-                  f"C -> C, e.g. 1472 -> 1472 for VGG16, ~1e15 operations per row: out of reach on 2 CPU cores)")
+                  f"C -> C, e.g. 1472 -> 1472 for VGG16, ~1e15 operations per row: out of reach on 2 CPU cores){sweep}")
     if profile.ablation_train_n or profile.ablation_test_n:
         add("03", f"beyond the paper, the padding-mode and canvas experiments use the first {profile.ablation_train_n} "
                   f"training images and {profile.ablation_test_n} photos (each mode is a new set of encoder features; "

@@ -1,8 +1,12 @@
-"""The network of notebook 05 (SceneNet): VGG16-BN's layout at a chosen width with an HED-style decoder,
-trained with zero padding or with every padding removed (its input then extended by mirroring), and the
-cached checkpoints of its trained weights.
+"""The network of notebook 05 (SceneNet): VGG16-BN's layout at a chosen width (and, optionally, its first blocks
+only) with an HED-style decoder, trained with zero padding or with every padding removed, and the cached checkpoints
+of its trained weights.
 
-Below both the encoders (a trained SceneNet is a probe encoder, ``vgg16bn_w<width>``) and the downstream
+Without padding no layer pads and the network sees no value it did not get: its input is the image with the scene
+around it (:func:`frame_inputs`: ``margin`` pixels of the same scene on each side, real content, not a mirror), and its
+valid convolutions give an output for exactly the image. With zero padding it sees the image alone and pads.
+
+Below both the encoders (a trained SceneNet is a probe encoder, ``vgg16bn_w<width>[_b<blocks>]``) and the downstream
 experiments (which train it); it knows nothing of either.
 """
 from __future__ import annotations
@@ -30,13 +34,14 @@ def scene_normalize(x: torch.Tensor) -> torch.Tensor:
     return (x - SCENE_MEAN) / SCENE_STD
 
 
-def mirror_index(n: int, margin: int) -> torch.Tensor:
-    """Indices that extend a length-``n`` axis by ``margin`` on each side by mirroring (as numpy's
-    ``reflect``, repeated as often as needed: the margin may exceed the image)."""
-    if n == 1:
-        return torch.zeros(n + 2 * margin, dtype=torch.long)
-    i = np.mod(np.arange(-margin, n + margin), 2 * n - 2)
-    return torch.from_numpy(np.where(i > n - 1, 2 * n - 2 - i, i))
+def frame_inputs(images: np.ndarray, margin: int, padding: str, crop_left: int = 0) -> np.ndarray:
+    """What a network sees of images made with ``margin`` pixels of scene around each (N, S + 2m, S + 2m, 3): with
+    zero padding the image itself (the central S x S), without padding all of it; either without the image's
+    ``crop_left`` leftmost columns (its output then covers the image's columns from ``crop_left`` on)."""
+    if padding == "zeros":
+        side = images.shape[1] - 2 * margin
+        return images[:, margin:margin + side, margin + crop_left:margin + side]
+    return images[:, :, crop_left:]
 
 
 def resample_to_image(y: torch.Tensor, offset: float, stride: float, margin: int, size: tuple[int, int]) -> torch.Tensor:
@@ -54,24 +59,26 @@ def resample_to_image(y: torch.Tensor, offset: float, stride: float, margin: int
 
 
 class SceneNet(nn.Module):
-    """VGG16-BN's layout at ``width`` channels (VGG16: 64) with an HED-style decoder: a 1x1 side
-    output per block, resampled to the image, fused by a 1x1 convolution into ``n_out`` maps.
+    """VGG16-BN's layout at ``width`` channels (VGG16: 64), its first ``blocks`` blocks, with an HED-style decoder:
+    a 1x1 side output per block, resampled to the image, fused by a 1x1 convolution into ``n_out`` maps.
 
-    ``padding="zeros"``: every 3x3 convolution pads by one zero (VGG16 as built). ``"none"``: no layer
-    pads, and the input is first extended by mirroring by :meth:`margin` pixels, the distance from the
-    image's corner to the centre of the deepest block's first output, so the output covers the image.
-    Each side output is resampled at the exact image positions its grid stands for
-    (:meth:`geometry`), so both variants predict the same pixels from aligned maps."""
+    ``padding="zeros"``: every 3x3 convolution pads by one zero (VGG16 as built); the input is the image.
+    ``"none"``: no layer pads; the input is the image with :meth:`margin` pixels of its scene on each side (the
+    distance from the input's corner to the centre of the deepest block's first output), so the valid
+    convolutions' output covers the image. Each side output is resampled at the exact image positions its grid
+    stands for (:meth:`geometry`), so both variants predict the same pixels from aligned maps."""
 
-    def __init__(self, width: int, n_out: int, padding: str = "zeros", seed: int = 0):
+    def __init__(self, width: int, n_out: int, padding: str = "zeros", seed: int = 0, blocks: int = 5):
         super().__init__()
         if padding not in PADDINGS:
             raise ValueError(f"padding {padding!r}: the downstream network is trained with one of {PADDINGS}")
-        self.width, self.n_out, self.padding = width, n_out, padding
+        if not 1 <= blocks <= len(VGG16_BLOCKS):
+            raise ValueError(f"blocks={blocks}: VGG16 has 1 to {len(VGG16_BLOCKS)} blocks")
+        self.width, self.n_out, self.padding, self.blocks = width, n_out, padding, blocks
         g = torch.Generator().manual_seed(seed)
         layers: list[nn.Module] = []
         c, self.taps = 3, []
-        for b, n in enumerate(VGG16_BLOCKS):
+        for b, n in enumerate(VGG16_BLOCKS[:blocks]):
             if b:
                 layers.append(nn.MaxPool2d(2))
             for _ in range(n):
@@ -82,15 +89,14 @@ class SceneNet(nn.Module):
                 layers += [conv, nn.BatchNorm2d(c), nn.ReLU(inplace=True)]
             self.taps.append(str(len(layers) - 1))
         self.features = nn.Sequential(*layers)
-        self.side = nn.ModuleList(nn.Conv2d(width * m, n_out, 1) for m in VGG16_WIDTHS)
-        self.fuse = nn.Conv2d(len(VGG16_WIDTHS) * n_out, n_out, 1)
+        self.side = nn.ModuleList(nn.Conv2d(width * m, n_out, 1) for m in VGG16_WIDTHS[:blocks])
+        self.fuse = nn.Conv2d(blocks * n_out, n_out, 1)
         for m in (*self.side, self.fuse):
             nn.init.xavier_uniform_(m.weight, generator=g)
             nn.init.zeros_(m.bias)
 
     def geometry(self) -> list[tuple[float, float]]:
-        """(offset, stride) of each tap: its output j sits at input position ``offset + stride * j``
-        (in the coordinates of the input the first layer sees: the mirrored extension included)."""
+        """(offset, stride) of each tap: its output j sits at input position ``offset + stride * j``."""
         a, s, out = 0.0, 1.0, {}
         for i, m in enumerate(self.features):
             if isinstance(m, nn.Conv2d) and m.padding[0] == 0:
@@ -101,16 +107,15 @@ class SceneNet(nn.Module):
         return [out[t] for t in self.taps]
 
     def margin(self) -> int:
-        """Pixels of mirrored image added on each side without padding (0 with padding)."""
+        """Pixels of scene the input holds around the image on each side without padding (0 with padding)."""
         return 0 if self.padding == "zeros" else int(math.ceil(self.geometry()[-1][0]))
 
     def forward(self, images01: torch.Tensor) -> torch.Tensor:
-        """Logits (B, n_out, H, W) for RGB images in [0, 1] (B, 3, H, W); H and W need not be equal."""
-        h, w = images01.shape[-2:]
-        x, m = scene_normalize(images01), self.margin()
-        if m:
-            x = x[:, :, mirror_index(h, m)][:, :, :, mirror_index(w, m)]
-        x = x.contiguous(memory_format=torch.channels_last)
+        """Logits (B, n_out, H, W) of the image for RGB inputs in [0, 1] (B, 3, H + 2m, W + 2m) (m: :meth:`margin`;
+        0 with padding); H and W need not be equal."""
+        m = self.margin()
+        h, w = images01.shape[-2] - 2 * m, images01.shape[-1] - 2 * m
+        x = scene_normalize(images01).contiguous(memory_format=torch.channels_last)
         feats, taps = [], set(self.taps)
         for i, layer in enumerate(self.features):
             x = layer(x)

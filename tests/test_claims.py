@@ -258,10 +258,21 @@ def _table2(layers, kernels, width=4.0):
     return pd.concat(frames, ignore_index=True)
 
 
-def test_claim5_narrowed_stacked_readout_is_a_stand_in():
-    c = claims.decide(5, {"table2": _table2((0.5, 0.6, 0.7), (0.4, 0.5, 0.6))}, "photos")
-    assert (c.verdict, c.reason) == (NOT_DECIDED, "stand-in readout")
-    assert claims.decide(5, {"table2": _table2((0.5, 0.6, 0.7), (0.4, 0.5, 0.6), width=np.nan)}, "photos").verdict == HOLDS
+def test_claim5_depth_is_decided_at_the_widest_stacked_readout():
+    """The width sweep: the depth part compares 1 layer with the deepest readout at its widest width (C -> C where
+    it was measured), named in the deciding number."""
+    narrow = _table2((0.5, 0.4, 0.4), (0.4, 0.5, 0.6), width=4.0)
+    wide = _table2((0.5, 0.7, 0.8), (0.4, 0.5, 0.6), width=64.0)
+    wide = wide[wide.layers > 1].assign(setting=lambda d: d.setting + ", wide")
+    c = claims.decide(5, {"table2": pd.concat([narrow, wide], ignore_index=True)}, "photos")
+    depth = next(p for p in c.parts if "layers" in p.name)
+    assert c.verdict == HOLDS and "3 layers, wide" in depth.effect.what and "the widest" in depth.effect.what
+    assert depth.effect.value == pytest.approx(0.3, abs=0.02)
+    assert claims.decide(5, {"table2": narrow}, "photos").verdict == CONTRADICTED  # width 4 alone decides at 4
+    full = _table2((0.5, 0.6, 0.7), (0.4, 0.5, 0.6), width=np.nan)
+    c = claims.decide(5, {"table2": pd.concat([narrow, full[full.layers > 1].assign(setting=lambda d: d.setting + " C")],
+                                              ignore_index=True)}, "photos")
+    assert c.verdict == HOLDS and "the widest" not in next(p for p in c.parts if "layers" in p.name).effect.what
     assert claims.decide(5, {"table2": _table2((0.7, 0.6, 0.5), (0.4, 0.5, 0.6), width=np.nan)},
                          "photos").verdict == CONTRADICTED
 

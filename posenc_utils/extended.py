@@ -1,0 +1,139 @@
+"""Readouts too long for the main job: claim 5's width sweep and the budget curve to the paper's 4,950 SGD steps.
+
+* :func:`width_sweep`: Table 2a's stacked readouts (2 and 3 layers) at each width of ``profile.width_sweep``
+  per head, for PosENet and every pretrained VGG16, with the encoder's readout seeds; claim 5's depth part is
+  decided at the widest (:mod:`posenc_utils.claims`), and checked at the larger training budget there.
+* the budget curve's pretrained VGG16 trained four times as long and up to ``profile.curve_max_steps`` steps
+  (:func:`posenc_utils.budget.long_points`).
+
+Where a profile runs them in the main job (``extended_in_main``: the quick profile) notebook 04 calls
+:func:`compute`; otherwise ``make extended`` (``python -m posenc_utils.extended``) does, writes the results beside
+the study's (``table2a_width_sweep.{csv,md}``, its per-image results and larger-budget twin, ``budget_curve_long.csv``)
+with a record of every readout it trained (``extended.json``: their cache keys, the time, the machine), and
+notebook 04 reads them (:func:`load`) only where this code, on the same cached features, would train exactly
+those readouts: results from another readout procedure are not mixed into the study's.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from . import budget, claims, devices, layer_analysis, paths, tables
+from .experiments import probe_job, train_probes
+from .profiles import Profile, deviations, get_profile
+
+SWEEP = "table2a_width_sweep"
+CURVE = "budget_curve_long.csv"
+RECORD = "extended.json"
+DEPTHS = (1, 2, 3)  # 1 layer: Table 1's readout, the depth part's reference
+
+
+@dataclass
+class Extended:
+    """The extended readouts' results: the width sweep (table and every seed's per-image results), its depth part
+    at the larger training budget (per-image), and the long points of the budget curve."""
+
+    sweep: pd.DataFrame
+    per_image: pd.DataFrame
+    budget_per_image: pd.DataFrame
+    curve: pd.DataFrame
+
+
+def _budget_settings(profile: Profile) -> tuple[Profile, tuple[int, ...], tuple]:
+    """The budget check of the sweep: 1 and 3 layers at the widest width, readouts trained longer."""
+    widths = profile.width_sweep
+    widest = (None,) if None in widths else (max(widths),)
+    return budget.larger_budget(profile), (DEPTHS[0], DEPTHS[-1]), widest
+
+
+def probes(profile: Profile) -> list:
+    """Every probe :func:`compute` trains: the sweep, its budget check, the long curve points."""
+    larger, depths, widest = _budget_settings(profile)
+    return (layer_analysis.capacity_probes(profile, DEPTHS, (), profile.width_sweep)
+            + layer_analysis.capacity_probes(larger, depths, (), widest)
+            + [(profile, kw) for *_, kw in budget.long_points(profile)])
+
+
+def readout_keys(profile: Profile) -> list[str]:
+    """The cache keys of every readout :func:`compute` trains (features are read from the cache, or extracted)."""
+    return sorted({probe_job(p, **kw).key() for p, kw in probes(profile)})
+
+
+def compute(profile: Profile) -> Extended:
+    """Train (or read from the cache) every extended readout and measure it."""
+    train_probes(probes(profile))  # one pass over the features for all readouts of a seed
+    sweep, _, runs = layer_analysis.readout_capacity(profile, DEPTHS, (), profile.width_sweep)
+    per_image = layer_analysis.capacity_per_image(profile, runs, DEPTHS, (), profile.width_sweep)
+    larger, depths, widest = _budget_settings(profile)
+    _, _, budget_runs = layer_analysis.readout_capacity(larger, depths, (), widest)
+    budget_per_image = layer_analysis.capacity_per_image(larger, budget_runs, depths, (), widest)
+    curve = budget.budget_curve(profile, budget.long_points(profile)).assign(extended=True)
+    return Extended(sweep, per_image, budget_per_image, curve)
+
+
+def write(profile: Profile, out: Path, result: Extended, seconds: float) -> Path:
+    """The results beside the study's, and the record that says which readouts made them."""
+    caption = (f"Table 2a, the width sweep ({profile.name} profile; `make extended`). Deviations from the paper: "
+               + "; ".join(deviations(profile, "04")) + ".")
+    tables.write_table(result.sweep, out, SWEEP, caption, per_image=result.per_image)
+    tables.write_csv(result.budget_per_image, out / claims.RESULTS / f"{SWEEP}{claims.BUDGET_SUFFIX}_per_image.csv")
+    tables.write_csv(result.curve, out / CURVE)
+    record = dict(profile=profile.name, widths=[w for w in profile.width_sweep], readouts=readout_keys(profile),
+                  seconds=round(seconds, 1), cpu=devices.cpu_model(), cpus=os.cpu_count(),
+                  date=time.strftime("%Y-%m-%d"))
+    path = out / RECORD
+    path.write_text(json.dumps(record, indent=1) + "\n")
+    return path
+
+
+def load(profile: Profile, out: Path) -> tuple[Extended | None, str]:
+    """The results of ``make extended`` in ``out`` where they are current (the record names exactly the readouts
+    this code would train on the cached features), and why not where they are not."""
+    path = out / RECORD
+    if not path.exists():
+        return None, f"no {RECORD} in {out}: run `make extended` (PROFILE={profile.name})"
+    record = json.loads(path.read_text())
+    if record.get("profile") != profile.name or record.get("readouts") != readout_keys(profile):
+        return None, (f"{path} records other readouts than this code trains (another procedure, profile or data): "
+                      f"run `make extended` again")
+    per = out / claims.RESULTS
+    return Extended(pd.read_csv(out / f"{SWEEP}.csv"), pd.read_csv(per / f"{SWEEP}_per_image.csv"),
+                    pd.read_csv(per / f"{SWEEP}{claims.BUDGET_SUFFIX}_per_image.csv"), pd.read_csv(out / CURVE)), ""
+
+
+def results(profile: Profile, out: Path) -> tuple[Extended | None, str]:
+    """What notebook 04 shows and claim 5 reads: computed here where the profile runs the extended readouts in the
+    main job, else :func:`load`'s (None, with the reason, where they are missing or not current)."""
+    if profile.extended_in_main:
+        t0 = time.perf_counter()
+        result = compute(profile)
+        write(profile, out, result, time.perf_counter() - t0)
+        return result, ""
+    return load(profile, out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m posenc_utils.extended", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", default="offline", help="quick | offline | paper (default offline)")
+    parser.add_argument("--output-dir", default="", help="where the study's results are (default figures/<profile>)")
+    args = parser.parse_args(argv)
+    profile = get_profile(args.profile)
+    out = paths.output_dir(profile.name, args.output_dir or None)
+    t0 = time.perf_counter()
+    print(f"extended readouts ({profile.name}): width sweep {profile.width_sweep}, {len(readout_keys(profile))} "
+          f"readouts; the budget curve to {profile.curve_max_steps} steps", flush=True)
+    result = compute(profile)
+    path = write(profile, out, result, time.perf_counter() - t0)
+    print(f"wrote {path} and the results beside it in {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
