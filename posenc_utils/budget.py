@@ -24,7 +24,7 @@ from matplotlib.ticker import NullFormatter
 import pandas as pd
 
 from .experiments import Probe, head_of, image_sets, probe, train_probes, view_features
-from .plots import save_figure
+from .plots import mark_failed, save_figure
 from .profiles import EncoderSpec, Profile, ReadoutSpec
 
 PAPER_STEPS = 4950  # 10,553 images / batch 32 = 330 steps per epoch, 15 epochs
@@ -126,7 +126,8 @@ def budget_curve(profile: Profile, points: list[tuple[str, int, dict]] | None = 
         d = res.per_image[res.per_image.pattern.isin(CURVE_PATTERNS)]
         rows.append(dict(readout=label, train_images=n, epochs=readout.epochs, steps=steps(n, readout),
                          spc=float(d.spc.fillna(0.0).mean()), test_set=natural.name,
-                         study=readout.epochs == profile.readout.epochs, readout_failed=bool(d.readout_failed.any())))
+                         study=readout.epochs == profile.readout.epochs, readout_failed=bool(d.readout_failed.any()),
+                         extended=False))
     return pd.DataFrame(rows)
 
 
@@ -140,6 +141,8 @@ def plot_budget_curve(curve: pd.DataFrame, path: Path) -> plt.Figure:
     for ax, n in zip(axes[0], sizes):
         d = curve[curve.train_images == n]
         sns.lineplot(d, x="steps", y="spc", hue="readout", marker="o", ax=ax, legend=ax is axes[0, -1])
+        bad = d[d.readout_failed.astype(bool)] if "readout_failed" in d else d.iloc[:0]
+        mark_failed(ax, bad.steps, bad.spc)
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(NullFormatter())  # decades only: minor labels overlap on a short range
         ax.axvline(PAPER_STEPS, color="grey", ls="--", lw=1)

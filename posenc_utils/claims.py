@@ -305,6 +305,12 @@ def _parts_8(f, natural, points):
 
 def _parts_9(f, natural, points):
     out = []
+    signature = f.get("signature")
+    for r in ([] if signature is None else signature.itertuples()):  # reported beside the rule: not the paper's claim
+        e = Effect(f"SOD {r.metric}: gain on centre-biased scenes - gain on scenes placed anywhere", float(r.signature),
+                   float(r.ci_low), float(r.ci_high))
+        out.append(judge(Part("padding's gain follows the centre bias (a position effect)", e, "above", 0.0,
+                              decides=False), points))
     for r in f["gain"].itertuples():
         sign = 1.0 if r.higher_is_better else -1.0
         lo, hi = sorted((r.ci_low * sign, r.ci_high * sign))
@@ -382,7 +388,10 @@ RULES: dict[int, Rule] = {r.number: r for r in (
     Rule(9, "Padding helps downstream tasks that need position (Table 5).",
          "On every test set and metric of Table 5, the network with zero padding beats the same network trained without "
          "padding (higher F-measure and mIoU, lower MAE; mean over the networks' training seeds, paired: the wider, on "
-         "each side, of a bootstrap over test images and a t-interval over the seeds).",
+         "each side, of a bootstrap over test images and a t-interval over the seeds). Without padding the network sees "
+         "the scene around the image, not an invented border. Reported beside it, deciding nothing: the position "
+         "signature, padding's SOD gain on centre-biased scenes minus its gain on scenes with the object placed "
+         "anywhere (a gain that comes from reading position should be the larger where the centre prior holds).",
          "the downstream networks (notebook 05)", "05", ("gain",), _parts_9),
     Rule(10, "Encoders trained for dense tasks (SOD, segmentation) encode more position (Table 6).",
          "Each SOD- and segmentation-trained encoder minus ImageNet VGG16 (the paper's comparison) is above 0: mean SPC "
@@ -395,9 +404,6 @@ RULES: dict[int, Rule] = {r.number: r for r in (
 CLAIM_NUMBERS = tuple(RULES)
 
 
-PAPER_NATURAL = "PASCAL-S"  # the paper's natural test images
-
-
 def paper_effects(number: int) -> dict[tuple[str, str], float]:
     """Claim ``number``'s parts measured on the paper's own published numbers, by (part, paper row): the effect
     sizes an interval of ours is held against ("not reproduced"); the mean where the paper has several cells of
@@ -406,7 +412,7 @@ def paper_effects(number: int) -> dict[tuple[str, str], float]:
     if any(frames.get(t) is None for t in RULES[number].tables):
         return {}
     values: dict[tuple[str, str], list[float]] = {}
-    for p in RULES[number].parts(frames, PAPER_NATURAL, True):
+    for p in RULES[number].parts(frames, get_profile("paper").natural_test_set, True):
         if np.isfinite(p.effect.value):
             values.setdefault(p.paper_key, []).append(p.effect.value)
     return {k: float(np.mean(v)) for k, v in values.items()}
@@ -511,11 +517,14 @@ FRAME_FILES = {"table1": "table1_position_info", "table2": "table2_readout_capac
 BUDGET_SUFFIX = "_budget"
 
 
+SUMMARY_FILES = {"gain": "padding_gain.csv", "signature": "position_signature.csv"}  # claim 9's, tables of their own
+
+
 def frame_path(out: Path, key: str, budget: bool = False) -> Path:
     """Where the per-image frame ``key`` (or its larger-budget twin) is saved in ``out``; claim 9's paired
-    gains are a table of their own (``padding_gain.csv``)."""
-    if key == "gain":
-        return Path(out) / "padding_gain.csv"
+    gains and their position signature are tables of their own (:data:`SUMMARY_FILES`)."""
+    if key in SUMMARY_FILES:
+        return Path(out) / SUMMARY_FILES[key]
     return Path(out) / RESULTS / f"{FRAME_FILES[key]}{BUDGET_SUFFIX if budget else ''}_per_image.csv"
 
 
@@ -525,7 +534,7 @@ def save_frame(out: Path, key: str, frame: pd.DataFrame, budget: bool = False) -
 
 def load_frames(out: Path, budget: bool = False) -> dict[str, pd.DataFrame]:
     """Every saved frame of ``out`` the rules read (the larger-budget ones with ``budget``)."""
-    keys = [k for k in (*FRAME_FILES, "gain") if not (budget and k == "gain")]
+    keys = [k for k in (*FRAME_FILES, *SUMMARY_FILES) if not (budget and k in SUMMARY_FILES)]
     return {k: pd.read_csv(frame_path(out, k, budget)) for k in keys if frame_path(out, k, budget).exists()}
 
 

@@ -529,29 +529,40 @@ def table5_wide(table: pd.DataFrame) -> pd.DataFrame:
     return wide.reset_index()
 
 
+SOD_METRICS = (("F-measure (adaptive)", f_measure, 1), ("MAE", mean_absolute_error, -1))  # (name, per image, better)
+
+
+def _scored(run: Downstream, predictions: Predictions, s: int, task: str, pad: str, test: TaskData) -> np.ndarray:
+    """A network's predictions on ``test``: the first seed's from ``predictions``, the others' from the cache."""
+    if s == run.seed:
+        return predictions[(task, pad, test.name)]
+    return cached_predictions(run.networks(s)[(task, pad)], test)
+
+
+def _sod_gains(run: Downstream, predictions: Predictions, test: TaskData, fn) -> np.ndarray:
+    """Zero padding minus no padding of the per-image SOD metric ``fn`` on ``test``, (seeds, images)."""
+    return np.stack([fn(_scored(run, predictions, s, "sod", "zeros", test), test.labels)
+                     - fn(_scored(run, predictions, s, "sod", "none", test), test.labels) for s in run.seeds()])
+
+
 def padding_gain(run: Downstream, predictions: Predictions, seed: int = 0) -> pd.DataFrame:
     """Zero padding minus no padding, per task, test set and metric: what claim 9 is decided on. The gain is the mean
     over the networks' training seeds of each pair's gain on the same test images; its interval the wider, on each
     side, of a paired bootstrap over test images (of the seeds' mean) and a t-interval over the seeds' gains (one
     seed: the bootstrap alone). ``predictions``: the first seed's networks' on every test set (:func:`predict_all`;
     :func:`table5` returns them); the other seeds' are read from the cache or computed (:func:`cached_predictions`)."""
-    def scored(s: int, task: str, pad: str, test: TaskData) -> np.ndarray:
-        if s == run.seed:
-            return predictions[(task, pad, test.name)]
-        return cached_predictions(run.networks(s)[(task, pad)], test)
-
     seeds, rows = run.seeds(), []
     for task, tests in run.tests.items():
         for test in tests:
-            pairs = [(scored(s, task, "zeros", test), scored(s, task, "none", test)) for s in seeds]
             if task == "sod":
-                for metric, fn, better in (("F-measure (adaptive)", f_measure, 1), ("MAE", mean_absolute_error, -1)):
-                    diff = np.stack([fn(a, test.labels) - fn(b, test.labels) for a, b in pairs])  # (seeds, images)
-                    per_seed = diff.mean(1)
+                for metric, fn, better in SOD_METRICS:
+                    diff = _sod_gains(run, predictions, test, fn)  # (seeds, images)
                     lo, hi = _bootstrap(diff.mean(0), np.mean, seed=seed)
                     rows.append(dict(task=task, test_set=test.name, metric=metric, gain=float(diff.mean()),
-                                     **_with_seeds(lo, hi, per_seed), higher_is_better=better > 0))
+                                     **_with_seeds(lo, hi, diff.mean(1)), higher_is_better=better > 0))
             else:
+                pairs = [(_scored(run, predictions, s, task, "zeros", test), _scored(run, predictions, s, task, "none", test))
+                         for s in seeds]
                 n = len(test.classes)
                 # (images, seeds, 2: with and without padding, n, n)
                 conf = np.stack([[[confusion(p, y, n) for p, y in zip(pr, test.labels)] for pr in pair]
@@ -562,6 +573,33 @@ def padding_gain(run: Downstream, predictions: Predictions, seed: int = 0) -> pd
                 lo, hi = _bootstrap(conf, stat, seed=seed)
                 rows.append(dict(task=task, test_set=test.name, metric="mIoU", gain=float(per_seed.mean()),
                                  **_with_seeds(lo, hi, per_seed), higher_is_better=True))
+    return pd.DataFrame(rows)
+
+
+def position_signature(profile: Profile, run: Downstream, predictions: Predictions, seed: int = 0,
+                       n_boot: int = 2000) -> pd.DataFrame:
+    """The signature of a position effect in claim 9's SOD gains: padding's gain on the centre-biased scenes minus its
+    gain on the scenes with the object placed anywhere (MAE's sign flipped, so positive means padding helps more where
+    the object's place follows the training scenes' centre bias), per metric. A network that reads position from
+    its padding can learn the centre prior, which pays on the first set and not on the second; a gain that comes from
+    elsewhere (the content at the border, say) has no reason to differ. Its interval is the wider, on each side, of a
+    bootstrap that resamples each set's scenes (of the seeds' mean gains) and a t-interval over the seeds. Empty
+    where the profile's SOD tests are not one centre-biased and one placed-anywhere set of generated scenes."""
+    kinds = {spec.name: spec.kind for spec in profile.downstream.sod_tests}
+    by_kind = {kinds.get(t.name): t for t in run.tests["sod"]}
+    if set(by_kind) != {"sod_scenes", "sod_scenes_anywhere"}:
+        return pd.DataFrame(columns=["metric", "signature", "ci_low", "ci_high", "n_seeds", "seed_sd", "centre_gain",
+                                     "anywhere_gain"])
+    centre, anywhere = by_kind["sod_scenes"], by_kind["sod_scenes_anywhere"]
+    rng, rows = np.random.default_rng(seed), []
+    for metric, fn, better in SOD_METRICS:
+        c, a = better * _sod_gains(run, predictions, centre, fn), better * _sod_gains(run, predictions, anywhere, fn)
+        per_seed = c.mean(1) - a.mean(1)
+        cm, am = c.mean(0), a.mean(0)
+        boots = cm[rng.integers(0, len(cm), (n_boot, len(cm)))].mean(1) - am[rng.integers(0, len(am), (n_boot, len(am)))].mean(1)
+        lo, hi = np.quantile(boots, [0.025, 0.975])
+        rows.append(dict(metric=metric, signature=float(per_seed.mean()), **_with_seeds(float(lo), float(hi), per_seed),
+                         centre_gain=float(c.mean()), anywhere_gain=float(a.mean())))
     return pd.DataFrame(rows)
 
 

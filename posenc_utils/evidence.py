@@ -185,8 +185,9 @@ def pattern_cells(df: pd.DataFrame, patterns, column: str = "spc") -> pd.Series:
     return values.groupby([d.seed, d.image]).mean()
 
 
-def _interval(per_seed_image: pd.Series, sources: pd.Series, level: float = 0.95) -> tuple[float, float, int, int]:
-    """The wider on each side of the t-interval over seeds and the bootstrap over images (source photographs)."""
+def paired_interval(per_seed_image: pd.Series, sources: pd.Series, level: float = 0.95) -> tuple[float, float, int, int]:
+    """(low, high, images, seeds) of the mean of a paired difference per (seed, image): the wider on each side of the
+    t-interval over seeds and the bootstrap over images (resampling ``sources``: image -> source photograph)."""
     per_seed = per_seed_image.groupby(level="seed").mean()
     per_image = per_seed_image.groupby(level="image").mean()
     lows, highs = [], []
@@ -221,7 +222,7 @@ def effect(df: pd.DataFrame, what: str, a: dict, b: dict | None = None, patterns
         x = x - y
     if x.empty:
         return Effect(what, float("nan"), failed=bad)
-    lo, hi, n_img, n_seed = _interval(x, image_sources(rows_a))
+    lo, hi, n_img, n_seed = paired_interval(x, image_sources(rows_a))
     return Effect(what, float(x.mean()), lo, hi, n_img, n_seed, failed=bad)
 
 
@@ -259,7 +260,7 @@ def slope_effect(df: pd.DataFrame, what: str, by_stage: dict[int, dict], pattern
         return Effect(what, float("nan"), failed=bad)
     x = np.asarray(stages, float) - np.mean(stages)
     slope = pd.Series(wide.to_numpy() @ x / (x @ x), index=wide.index)
-    lo, hi, n_img, n_seed = _interval(slope, image_sources(rows[stages[0]]))
+    lo, hi, n_img, n_seed = paired_interval(slope, image_sources(rows[stages[0]]))
     return Effect(what, float(slope.mean()), lo, hi, n_img, n_seed, failed=bad)
 
 

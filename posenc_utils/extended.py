@@ -111,6 +111,8 @@ def load(profile: Profile, out: Path) -> tuple[Extended | None, str]:
 def results(profile: Profile, out: Path) -> tuple[Extended | None, str]:
     """What notebook 04 shows and claim 5 reads: computed here where the profile runs the extended readouts in the
     main job, else :func:`load`'s (None, with the reason, where they are missing or not current)."""
+    if not profile.width_sweep:
+        return None, f"the {profile.name} profile has no width sweep (Profile.width_sweep)"
     if profile.extended_in_main:
         t0 = time.perf_counter()
         result = compute(profile)

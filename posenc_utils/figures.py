@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from . import budget, claims, devices, downstream, layer_analysis, padding_ablation, paths
-from .plots import FORMATS, RESULTS, drawn, redraw_grid, save_figure
+from .plots import FORMATS, RESULTS, drawn, mark_failed, redraw_grid, save_figure
 from .profiles import Profile
 
 class ResultsMissingError(FileNotFoundError):
@@ -46,15 +46,20 @@ TABLE_FIGURES = {  # figure -> (the CSV it is drawn from, the notebook that writ
     "fig_padding_modes": ("padding_modes.csv", "03"), "fig_canvas": ("canvas.csv", "03"),
     "fig_border_distance": ("border_distance.csv", "03"), "fig_stage_trend": ("table3_per_stage.csv", "04"),
     "fig_downstream_loss": ("downstream_losses.csv", "05"), "fig_budget_curve": ("budget_curve.csv", "04"),
+    "fig_width_sweep": ("table2a_width_sweep.csv", "04"),
 }
+OPTIONAL = {"fig_width_sweep"}  # drawn where its table is there (the width sweep: `make extended` offline)
 
 
 def table_figures(out: Path) -> dict[str, callable]:
-    """The figures drawn from CSV tables: file name -> a function drawing it to a path."""
-    draw = {"fig_budget_curve": budget.plot_budget_curve, "fig_padding_modes": padding_ablation.plot_padding_modes, "fig_canvas": padding_ablation.plot_canvas,
-            "fig_border_distance": padding_ablation.plot_border_distance, "fig_stage_trend": layer_analysis.plot_stage_trend,
-            "fig_downstream_loss": downstream.plot_loss_curves}
-    return {name: (lambda p, n=name: draw[n](_read(out, *TABLE_FIGURES[n]), p)) for name in TABLE_FIGURES}
+    """The figures drawn from CSV tables: file name -> a function drawing it to a path (an optional figure whose
+    table is not there is left out)."""
+    draw = {"fig_budget_curve": budget.plot_budget_curve, "fig_padding_modes": padding_ablation.plot_padding_modes,
+            "fig_canvas": padding_ablation.plot_canvas, "fig_border_distance": padding_ablation.plot_border_distance,
+            "fig_stage_trend": layer_analysis.plot_stage_trend, "fig_downstream_loss": downstream.plot_loss_curves,
+            "fig_width_sweep": layer_analysis.plot_width_sweep}
+    return {name: (lambda p, n=name: draw[n](_read(out, *TABLE_FIGURES[n]), p)) for name in TABLE_FIGURES
+            if name not in OPTIONAL or (Path(out) / TABLE_FIGURES[name][0]).exists()}
 
 
 def _current(out: Path, name: str) -> bool:
@@ -112,12 +117,13 @@ def paper_vs_ours(out: Path) -> pd.DataFrame:
         frames.append(pd.DataFrame(dict(
             table=table, metric="SPC", cell=df.encoder + " | " + setting + " | " + df.pattern + " | " + df.test_set,
             ours=df.spc.fillna(0.0), paper=df.paper_spc, ci_low=_interval(df, "low"), ci_high=_interval(df, "high"),
-            compared_with=df.compared_with,
+            compared_with=df.compared_with, readout_failed=df.get("readout_failed", pd.Series(0, index=df.index)).gt(0),
             stand_in=[not (a == "posenet" or claims.is_paper_encoder(a, w)) for a, w in zip(df.arch, df.weights)])))
     t5 = _read(out, "table5_downstream.csv", "05").dropna(subset=["paper"])
     frames.append(pd.DataFrame(dict(
         table="Table 5", metric=t5.metric, cell=t5.task + " | " + t5.padding + " | " + t5.test_set + " | " + t5.metric,
         ours=t5.value, paper=t5.paper, ci_low=t5.ci_low, ci_high=t5.ci_high, compared_with=t5.paper_test_set,
+        readout_failed=False,
         stand_in=(t5.network != "VGG16-BN") | (t5.paper_test_set.str.replace("PASCAL VOC 2012 val", "VOC2012 val")
                                                != t5.test_set))))
     return pd.concat(frames, ignore_index=True)
@@ -147,6 +153,8 @@ def plot_paper_vs_ours(cells: pd.DataFrame, path: Path) -> plt.Figure:
         if len(stand):
             ax.scatter(stand.paper, stand.ours, s=16, facecolors="none", edgecolors=colours[table], alpha=0.8, lw=0.9,
                        label=None if len(own) else label)
+    bad = cells[cells.readout_failed.astype(bool)] if "readout_failed" in cells else cells.iloc[:0]
+    mark_failed(ax, bad.paper, bad.ours)
     ax.set_xlim(lo, 1.02)
     ax.set_ylim(lo, 1.02)
     ax.set_aspect("equal")

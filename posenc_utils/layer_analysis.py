@@ -30,7 +30,7 @@ from .families import family_of
 from .images import OBJECT_KINDS, ImageSet, build_image_set, object_masks
 from .measures import BASELINE_COLUMNS, probe_measures, table_columns
 from .metrics import cluster_bootstrap_ci
-from .plots import off_axes, save_figure
+from .plots import mark_failed, off_axes, save_figure
 from .profiles import EncoderSpec, ImageSetSpec, Profile, ReadoutSpec
 from .targets import PATTERNS, target_map
 
@@ -164,8 +164,7 @@ def plot_width_sweep(sweep: pd.DataFrame, path: Path, test_set: str | None = Non
             ax.errorbar(g.width, g.spc, yerr=[g.spc - g.low, g.high - g.spc], marker="o", capsize=3,
                         label=f"{layers} layers")
             bad = g[g.failed > 0]
-            ax.scatter(bad.width, bad.spc, marker="x", s=80, color="red", zorder=5,
-                       label="readout failed" if len(bad) else None)
+            mark_failed(ax, bad.width, bad.spc)
         ax.set_xscale("log", base=2)
         ax.set_xticks(sorted(e.width.dropna().unique()), [f"{w:.0f}" for w in sorted(e.width.dropna().unique())])
         ax.set_title(enc, fontsize=9)
@@ -251,14 +250,17 @@ def plot_stage_trend(table: pd.DataFrame, path: Path, test_set: str | None = Non
     import seaborn as sns
 
     test_set = test_set or table.test_set.iloc[0]
-    df = table[table.test_set == test_set].groupby(["encoder", "stage", "all_stages"], sort=False).spc.mean()
-    df = df.reset_index()
+    d = table[table.test_set == test_set]
+    df = d.assign(failed=d.get("readout_failed", 0)).groupby(["encoder", "stage", "all_stages"], sort=False).agg(
+        spc=("spc", "mean"), failed=("failed", "max")).reset_index()
     last = int(df[~df.all_stages].stage.max())
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     palette = dict(zip(df.encoder.unique(), sns.color_palette(n_colors=df.encoder.nunique())))
     sns.lineplot(df[~df.all_stages], x="stage", y="spc", hue="encoder", marker="o", ax=ax, palette=palette)
     for _, row in df[df.all_stages].iterrows():
         ax.scatter([last + 1], [row.spc], marker="*", s=120, color=palette[row.encoder])
+    bad = df[df.failed > 0]
+    mark_failed(ax, np.where(bad.all_stages, last + 1, bad.stage), bad.spc)
     ax.set_xticks(range(1, last + 2), [f"f{i}" for i in range(1, last + 1)] + [f"f1-f{last}"])
     ax.set_xlabel("stage the readout sees")
     ax.set_ylabel(f"SPC on {test_set}, mean of 5 patterns")

@@ -30,21 +30,18 @@ from .borders import PADDING_MODES, PaddingNotSupportedError, canvas_value
 from .positions import POSITION_MODES, PositionNotSupportedError
 from .encoders import input_convention
 from .families import family_of
+from .evidence import effect, paired_interval
 from .experiments import (Probe, ProbeResult, TableResult, Views, head_of, image_sets, per_image_frame, probe,
                           probe_seeds, seeded_summary, test_sources, train_probes, view_features,
                           with_feature_measures)
 from .images import ImageSet
 from .measures import BASELINE_COLUMNS, probe_measures, table_columns
 from .metrics import spc
-from .plots import off_axes, save_figure
+from .plots import mark_failed, off_axes, save_figure
 from .profiles import EncoderSpec, Profile, ReadoutSpec
 from .targets import PATTERNS, target_map
 
 KEYS = ["encoder", "arch", "weights", "padding", "setting", "pattern", "test_set"]  # then the measures' columns
-
-
-def _summary(result: ProbeResult, setting: str, **extra) -> pd.DataFrame:
-    return result.summary().assign(setting=setting, **extra)
 
 
 # ---------------------------------------------------------------- Table 4 and Fig 6
@@ -170,14 +167,18 @@ def _not_applicable(spec: EncoderSpec, mode: str, reason: str, tests: list[Image
                          for p in PATTERNS for t in tests])
 
 
+Seeded = dict[str, list[ProbeResult]]  # "<encoder>, <setting>" -> the probe of each of the encoder's readout seeds
+
+
 def _modes(profile: Profile, field: str, modes: tuple[str, ...], refused: type[Exception],
-           no_network: str) -> tuple[pd.DataFrame, dict[str, ProbeResult]]:
+           no_network: str) -> TableResult:
     """Every encoder of ``profile`` with its ``field`` (padding, position) set to each of ``modes``, probed on the
-    ablation sets, with the feature measures; a mode the encoder refuses (``refused``) is a row marked "n/a"
-    with the reason."""
+    ablation sets with the encoder's readout seeds, with intervals over seeds and test images and the feature
+    measures; a mode the encoder refuses (``refused``) is a row marked "n/a" with the reason. The per-image
+    results (``per_image``, ``setting`` = the mode) give paired comparisons of two modes (:func:`mode_contrasts`)."""
     train, tests, views = ablation_sets(profile)
     source, sources = view_features(views), test_sources(profile, tests)
-    frames, results = [], {}
+    frames, per_image, results = [], [], {}
     for base in profile.encoders:
         for mode in modes:
             spec = dataclasses.replace(base, **{field: mode})
@@ -185,31 +186,97 @@ def _modes(profile: Profile, field: str, modes: tuple[str, ...], refused: type[E
                 frames.append(_not_applicable(base, mode, no_network, tests))
                 continue
             try:
-                result = probe(profile, spec, sets=(train, tests), features=source)
+                seeded = probe_seeds(profile, spec, sets=(train, tests), features=source)
             except refused as err:
                 frames.append(_not_applicable(base, mode, err.reason, tests))
                 continue
-            results[f"{base.label}, {mode}"] = result
-            summary = with_feature_measures(_summary(result, mode, status="ok", reason=""), result, sources)
-            frames.append(summary.assign(encoder=base.label))
-    cols = table_columns(KEYS, seeds=False, paper=False, after=["status", "reason"])
-    return pd.concat(frames, ignore_index=True)[cols], results
+            results[f"{base.label}, {mode}"] = seeded
+            summary = with_feature_measures(seeded_summary(seeded, sources), seeded[0], sources)
+            frames.append(summary.assign(encoder=base.label, setting=mode, status="ok", reason=""))
+            per_image.append(per_image_frame(seeded, sources).assign(encoder=base.label, setting=mode))
+    cols = table_columns(KEYS, paper=False, after=["status", "reason"])
+    per_image = pd.concat(per_image, ignore_index=True) if per_image else pd.DataFrame()
+    return TableResult(pd.concat(frames, ignore_index=True)[cols], per_image, results)
 
 
-def padding_modes(profile: Profile) -> tuple[pd.DataFrame, dict[str, ProbeResult]]:
+def setting_means(per_image: pd.DataFrame, test_set: str, patterns=PATTERNS) -> pd.DataFrame:
+    """Per encoder and setting (a padding mode, a canvas, a positional-embedding mode): the mean SPC over ``patterns``
+    on ``test_set`` with its 95% interval over readout seeds and test images, the (image, pattern) cells predicted as
+    a constant (undefined SPC, counted as 0), and whether a readout seed behind it failed to train."""
+    rows = []
+    nat = per_image[(per_image.test_set == test_set) & per_image.pattern.isin(patterns)] if len(per_image) else per_image
+    for (enc, setting), d in (nat.groupby(["encoder", "setting"], sort=False) if len(nat) else []):
+        e = effect(d, f"{enc}, {setting}", {}, patterns=patterns)
+        rows.append(dict(encoder=enc, setting=setting, spc=e.value, ci_low=e.low, ci_high=e.high,
+                         undefined=int(d.spc.isna().sum() / max(1, d.seed.nunique())),
+                         cells=int(len(d) / max(1, d.seed.nunique())), n_seeds=e.n_seeds, readout_failed=e.failed))
+    return pd.DataFrame(rows, columns=["encoder", "setting", "spc", "ci_low", "ci_high", "undefined", "cells", "n_seeds",
+                                       "readout_failed"])
+
+
+def mode_contrasts(per_image: pd.DataFrame, test_set: str, reference: str = "zeros", patterns=PATTERNS) -> pd.DataFrame:
+    """Per encoder and mode: the mean SPC over ``patterns`` on ``test_set`` of the ``reference`` mode minus the mode,
+    paired over test images and readout seeds, with its 95% interval (the wider of a t-interval over seeds and a
+    bootstrap over test images); ``order``: "reference above" or "mode above" where the interval excludes 0, else
+    "not distinguishable" (all a sentence may say of the two), or "readout failed"."""
+    rows = []
+    nat = per_image[per_image.test_set == test_set] if len(per_image) else per_image
+    for enc, d in (nat.groupby("encoder", sort=False) if len(nat) else []):
+        if reference not in set(d.setting):
+            continue
+        for mode in dict.fromkeys(d.setting):
+            if mode == reference:
+                continue
+            e = effect(d, f"{enc}: {reference} - {mode}", dict(setting=reference), dict(setting=mode), patterns=patterns)
+            order = ("readout failed" if e.failed else "reference above" if e.low > 0 else "mode above" if e.high < 0
+                     else "not distinguishable")
+            rows.append(dict(encoder=enc, reference=reference, mode=mode, difference=e.value, ci_low=e.low,
+                             ci_high=e.high, n_images=e.n_images, n_seeds=e.n_seeds, order=order))
+    return pd.DataFrame(rows, columns=["encoder", "reference", "mode", "difference", "ci_low", "ci_high", "n_images",
+                                       "n_seeds", "order"])
+
+
+def _ci(r) -> str:
+    return f"{r.difference:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}]"
+
+
+def contrast_sentence(contrasts: pd.DataFrame, test_set: str, noun: str = "mode") -> str:
+    """What :func:`mode_contrasts` lets one say, generated from its numbers: for each mode, the encoders in which the
+    reference (zero padding) carries more position, those in which it carries less, and those in which the two are
+    not distinguishable (the interval of the difference holds 0), each with its difference and interval."""
+    if contrasts.empty:
+        return f"No padding mode was compared with zero padding on {test_set}."
+    ref = contrasts.reference.iloc[0]
+    parts = []
+    for mode, d in contrasts.groupby("mode", sort=False):
+        said = []
+        for order, words in (("reference above", f"{ref} above {mode}"), ("mode above", f"{mode} above {ref}"),
+                             ("not distinguishable", f"{ref} and {mode} not distinguishable"),
+                             ("readout failed", f"{mode}: a readout failed to train")):
+            rows = d[d.order == order]
+            if len(rows):
+                said.append(f"{words} in " + ", ".join(f"{r.encoder} ({_ci(r)})" for r in rows.itertuples()))
+        parts.append("; ".join(said))
+    return (f"Mean SPC over the patterns on {test_set}, {ref} minus each {noun} (paired 95% intervals over readout "
+            f"seeds and test images): " + ". ".join(parts) + ".")
+
+
+def padding_modes(profile: Profile) -> TableResult:
     """SPC and MAE of every encoder under every padding mode (zeros, reflect, replicate, circular,
-    none), on the ablation sets, and the feature measures (:mod:`posenc_utils.measures`) on them; a mode
-    that cannot apply is a row marked "n/a" with the reason (a transformer: no layer pads)."""
+    none), on the ablation sets with the encoder's readout seeds, and the feature measures
+    (:mod:`posenc_utils.measures`) on them; a mode that cannot apply is a row marked "n/a" with the reason (a
+    transformer: no layer pads). ``runs``: every seed's probe of each (encoder, mode)."""
     return _modes(profile, "padding", PADDING_MODES, PaddingNotSupportedError,  # ImageTooSmallError included
                   "no encoder, nothing is padded")
 
 
-def position_modes(profile: Profile) -> tuple[pd.DataFrame, dict[str, ProbeResult]]:
+def position_modes(profile: Profile) -> TableResult:
     """The transformer's analogue of :func:`padding_modes` (beyond the paper): every encoder with its positional
-    embedding kept, zeroed and shuffled at inference (:mod:`posenc_utils.positions`), on the ablation sets; "n/a"
-    with the reason where an encoder has no positional parameters (a CNN: its position comes from padding)."""
-    table, results = _modes(profile, "position", POSITION_MODES, PositionNotSupportedError,
-                            "no encoder, no positional embedding")
+    embedding kept, zeroed and shuffled at inference (:mod:`posenc_utils.positions`), on the ablation sets with the
+    encoder's readout seeds; "n/a" with the reason where an encoder has no positional parameters (a CNN: its
+    position comes from padding)."""
+    found = _modes(profile, "position", POSITION_MODES, PositionNotSupportedError, "no encoder, no positional embedding")
+    table, results, per_image = found.table, found.runs, found.per_image
     changed = table[table.setting != POSITION_MODES[0]]
     none = changed.groupby("encoder").status.agg(lambda s: (s == "n/a").all())  # nothing to zero: "kept" means nothing
     for enc in none[none].index:
@@ -219,7 +286,8 @@ def position_modes(profile: Profile) -> tuple[pd.DataFrame, dict[str, ProbeResul
         table.loc[at, measures] = np.nan
         table.loc[at, ["status", "reason"]] = ["n/a", reason]
         results = {k: v for k, v in results.items() if not k.startswith(f"{enc}, ")}
-    return table, results
+        per_image = per_image[per_image.encoder != enc] if len(per_image) else per_image
+    return TableResult(table, per_image, results)
 
 
 def as_built_canvas(spec: EncoderSpec) -> np.ndarray:
@@ -239,13 +307,15 @@ def border_contrast(image_set: ImageSet, canvas: np.ndarray | str) -> float:
     return float(np.abs(ring - fill).mean())
 
 
-def canvas(profile: Profile) -> tuple[pd.DataFrame, dict[str, ProbeResult]]:
+def canvas(profile: Profile) -> TableResult:
     """SPC of every encoder when the image sits on a canvas of value v (image units; "mean": each
     image's mean colour) instead of what its zero padding stands for, with the contrast between
-    the content at the border and the canvas, per test set (the as-built canvas included)."""
+    the content at the border and the canvas, per test set (the as-built canvas included); with the encoder's
+    readout seeds, intervals over seeds and test images, and every seed's per-image results (``setting``: the
+    canvas, as :func:`mode_contrasts` reads them)."""
     train, tests, views = ablation_sets(profile)
-    source = view_features(views)
-    frames, results = [], {}
+    source, sources = view_features(views), test_sources(profile, tests)
+    frames, per_image, results = [], [], {}
     for base in (e for e in profile.encoders if family_of(e.name).network):
         built = as_built_canvas(base)
         settings = [("as built", "zeros", built)]
@@ -255,14 +325,16 @@ def canvas(profile: Profile) -> tuple[pd.DataFrame, dict[str, ProbeResult]]:
             same = value != "mean" and np.allclose(fill, built)  # e.g. black for a random-init encoder: as built
             settings.append((f"canvas {v}", "zeros" if same else f"canvas:{v}", fill))
         for setting, mode, fill in settings:
-            result = probe(profile, dataclasses.replace(base, padding=mode), sets=(train, tests), features=source)
-            results[f"{base.label}, {setting}"] = result
+            seeded = probe_seeds(profile, dataclasses.replace(base, padding=mode), sets=(train, tests), features=source)
+            results[f"{base.label}, {setting}"] = seeded
             contrast = {t.name: border_contrast(t, fill) for t in tests}
             canvas_text = "image mean" if isinstance(fill, str) else "/".join(f"{c:.2f}" for c in fill)
-            frames.append(_summary(result, setting, canvas_rgb=canvas_text).assign(
-                encoder=base.label, border_contrast=lambda d: d.test_set.map(contrast)))
-    cols = table_columns(KEYS, seeds=False, paper=False, after=["canvas_rgb", "border_contrast"], features=False)
-    return pd.concat(frames, ignore_index=True)[cols], results
+            frames.append(seeded_summary(seeded, sources).assign(
+                setting=setting, canvas_rgb=canvas_text, encoder=base.label,
+                border_contrast=lambda d: d.test_set.map(contrast)))
+            per_image.append(per_image_frame(seeded, sources).assign(encoder=base.label, setting=setting))
+    cols = table_columns(KEYS, paper=False, after=["canvas_rgb", "border_contrast"], features=False)
+    return TableResult(pd.concat(frames, ignore_index=True)[cols], pd.concat(per_image, ignore_index=True), results)
 
 
 def canvas_trend(table: pd.DataFrame) -> pd.DataFrame:
@@ -291,9 +363,13 @@ def plot_padding_modes(table: pd.DataFrame, path: Path, test_set: str | None = N
     fig, axes = plt.subplots(1, len(patterns), figsize=(2.6 * len(patterns) + 1.5, 0.45 * df.encoder.nunique() + 1.6),
                              sharey=True)
     for k, (ax, p) in enumerate(zip(np.atleast_1d(axes), patterns)):
-        grid = df[df.pattern == p].pivot_table(index="encoder", columns="padding", values="spc", sort=False,
-                                               dropna=False).reindex(columns=list(PADDING_MODES))
+        cells = df[df.pattern == p]
+        grid = cells.pivot_table(index="encoder", columns="padding", values="spc", sort=False,
+                                 dropna=False).reindex(columns=list(PADDING_MODES))
+        failed = cells.assign(f=cells.get("readout_failed", 0)).pivot_table(
+            index="encoder", columns="padding", values="f", sort=False, dropna=False).reindex_like(grid).fillna(0)
         labels = grid.map(lambda v: "n/a" if pd.isna(v) else f"{v:.2f}")
+        labels = labels.where(failed.to_numpy() == 0, labels + "\nfailed")
         sns.heatmap(grid, ax=ax, vmin=-0.2, vmax=1, cmap="viridis", annot=labels, fmt="", cbar=k == len(patterns) - 1,
                     annot_kws={"fontsize": 7}, linewidths=0.5, linecolor="white")
         ax.set_facecolor("0.92")  # cells where the mode does not apply
@@ -314,14 +390,16 @@ def plot_canvas(table: pd.DataFrame, path: Path) -> plt.Figure:
     """SPC (mean over patterns) against the border contrast, one panel per encoder, one colour per test set."""
     import seaborn as sns
 
-    df = table.groupby(["encoder", "setting", "test_set"], sort=False).agg(
-        spc=("spc", "mean"), border_contrast=("border_contrast", "first")).reset_index()
+    df = table.assign(failed=table.get("readout_failed", 0)).groupby(["encoder", "setting", "test_set"], sort=False).agg(
+        spc=("spc", "mean"), border_contrast=("border_contrast", "first"), failed=("failed", "max")).reset_index()
     encoders = list(dict.fromkeys(df.encoder))
     fig, axes = plt.subplots(1, len(encoders), figsize=(3.3 * len(encoders), 3.2), sharey=True, squeeze=False)
     for ax, enc in zip(axes[0], encoders):
         d = df[df.encoder == enc]
         sns.scatterplot(d, x="border_contrast", y="spc", hue="test_set", style="setting", ax=ax, s=55,
                         legend=ax is axes[0, -1])
+        bad = d[d.failed > 0]
+        mark_failed(ax, bad.border_contrast, bad.spc)
         ax.set_title(enc, fontsize=8)
         ax.set_xlabel("|content - canvas| at the border")
         ax.set_ylim(-0.15, 1.02)
@@ -344,13 +422,13 @@ def distance_to_border(size: int) -> np.ndarray:
     return np.minimum(d[:, None], d[None, :])
 
 
-def border_distance(results: dict[str, ProbeResult], test_set: str, size: int, bin_px: int = 8,
+def border_distance(results: Seeded, test_set: str, size: int, bin_px: int = 8,
                     band_px: int | None = None, patterns=("H", "V", "G")) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-pixel |target - prediction| of the ``patterns`` readouts against the distance to the nearest
-    border, and SPC on the central region versus the border band, for every probe result.
+    border, and SPC on the central region versus the border band, for every probe result (every seed's).
 
-    Returns (errors: encoder, padding, image, distance bin (its lower edge, px), mean absolute error
-    over the patterns; regions: encoder, padding, image, pattern, region, spc). The border band is
+    Returns (errors: encoder, padding, seed, image, distance bin (its lower edge, px), mean absolute error
+    over the patterns; regions: encoder, padding, seed, image, pattern, region, spc). The border band is
     the outer ``band_px`` pixels (default size/8); the centre is everything at least size/4 from
     the border (the two leave a ring between them out, so neither borrows from the other).
     """
@@ -359,8 +437,9 @@ def border_distance(results: dict[str, ProbeResult], test_set: str, size: int, b
     bins = (dist // bin_px) * bin_px
     regions = {"border band": dist < band_px, "centre": dist >= size // 4}
     err_rows, spc_rows = [], []
-    for res in results.values():
-        who = dict(encoder=dataclasses.replace(res.encoder, padding="zeros").label, padding=res.encoder.padding)
+    for res in (r for seeded in results.values() for r in seeded):
+        who = dict(encoder=dataclasses.replace(res.encoder, padding="zeros").label, padding=res.encoder.padding,
+                   seed=res.seed)
         preds = {p: res.upsampled(test_set, p, size) for p in patterns}
         err = np.mean([np.abs(preds[p] - target_map(p, size)[None]) for p in patterns], axis=0)  # (N, S, S)
         for b in np.unique(bins):
@@ -374,13 +453,22 @@ def border_distance(results: dict[str, ProbeResult], test_set: str, size: int, b
     return pd.DataFrame(err_rows), pd.DataFrame(spc_rows)
 
 
-def region_means(regions: pd.DataFrame) -> pd.DataFrame:
-    """SPC per encoder and padding on the border band and on the centre (mean over images and
-    patterns, undefined counted as 0), side by side, with their difference."""
-    df = regions.fillna({"spc": 0.0}).groupby(["encoder", "padding", "region"], sort=False).spc.mean()
-    wide = df.unstack("region").reset_index()
-    wide.columns.name = None
-    return wide.assign(centre_minus_border=lambda d: d["centre"] - d["border band"])
+def region_means(regions: pd.DataFrame, sources: np.ndarray | None = None) -> pd.DataFrame:
+    """SPC per encoder and padding on the border band and on the centre (mean over images, patterns and seeds,
+    undefined counted as 0), side by side, with their difference and its 95% interval (paired per image and seed:
+    the wider of a t-interval over seeds and a bootstrap over test images, resampling ``sources``, each image's
+    source photograph, where given)."""
+    rows = []
+    for (enc, pad), d in regions.fillna({"spc": 0.0}).groupby(["encoder", "padding"], sort=False):
+        cells = d.pivot_table(index=["seed", "image"], columns="region", values="spc", aggfunc="mean")
+        diff = cells["centre"] - cells["border band"]
+        images = diff.index.get_level_values("image").unique()
+        src = pd.Series(np.asarray(sources)[images] if sources is not None else images, index=images)
+        lo, hi, _, n_seeds = paired_interval(diff, src)
+        rows.append({"encoder": enc, "padding": pad, "border band": float(cells["border band"].mean()),
+                     "centre": float(cells["centre"].mean()), "centre_minus_border": float(diff.mean()),
+                     "ci_low": lo, "ci_high": hi, "n_seeds": n_seeds})
+    return pd.DataFrame(rows)
 
 
 BORDER_TITLE = "Readout error against the distance to the border (H, V, G; test photos)"

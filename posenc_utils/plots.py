@@ -117,6 +117,15 @@ def use_style() -> None:
 
 use_style()
 
+FAILED_STYLE = dict(marker="x", s=70, color="red", zorder=6, linewidths=1.5)
+
+
+def mark_failed(ax, x, y) -> None:
+    """Cross out the points of readouts that failed to train (``readout failed``: they measure nothing)."""
+    if len(x):
+        ax.scatter(x, y, label="readout failed", **FAILED_STYLE)
+
+
 RESULTS = "results"  # sub-folder of a profile's figures that holds the data the figures are drawn from
 FORMATS = (".png", ".pdf")
 

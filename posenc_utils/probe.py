@@ -65,6 +65,10 @@ class Card:
     study_source: str
     sentences: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    # every readout seed's per-image results of the padding and positional-embedding modes (their intervals and
+    # paired comparisons: posenc_utils.padding_ablation.setting_means, mode_contrasts)
+    padding_per_image: pd.DataFrame = field(default_factory=pd.DataFrame)
+    position_per_image: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def model_spec(model: str, weights: str | None = None, input: str = "auto", taps: tuple[str, ...] | None = None
@@ -148,20 +152,25 @@ def read_measures(card: Card) -> list[str]:
             out.append("The two measures place it alike among the study's encoders (their places differ by less than "
                        "half of them), so the readout's number is not an artefact of the readout alone.")
     shown = []
-    for what, rows, table in (("Its positional embedding", "embedding", card.position),
-                              ("Padding modes", "padding", card.padding)):
-        parts = _modes_line(table, natural)
+    for what, rows, table, per_image, reference in (
+            ("Its positional embedding", "embedding", card.position, card.position_per_image, "kept"),
+            ("Padding modes", "padding", card.padding, card.padding_per_image, "zeros")):
+        parts = _modes_line(table, per_image, natural)
         if parts and (table.status == "ok").any():
-            out.append(f"{what}: mean SPC {parts}.")
+            out.append(f"{what}: mean SPC over the patterns with 95% intervals over readout seeds and test images, "
+                       f"{parts}.")
+            contrasts = padding_ablation.mode_contrasts(per_image, natural, reference)
+            if len(contrasts):
+                out.append(padding_ablation.contrast_sentence(contrasts, natural))
             shown.append(rows)
     setting = ablation_setting(card.profile)
     if shown and setting:
         out.append(f"The {' and '.join(shown)} rows come from a smaller setting than Table 1's ({setting}): compare "
                    f"them with each other, not with Table 1.")
     if (card.position.status == "ok").sum() > len(card.position) // 2:
-        out.append("Zeroing the embedding takes position away; shuffling it keeps a code of its own at each position, "
-                   "which a readout trained on the shuffled features can learn again (a random embedding shuffled is "
-                   "just another one): what shuffling costs is what the readout cannot relearn.")
+        out.append("Shuffling the embedding keeps a code of its own at each position, which a readout trained on the "
+                   "shuffled features can learn again (a random embedding shuffled is just another one): what shuffling "
+                   "costs is what the readout cannot relearn.")
     return out
 
 
@@ -175,11 +184,14 @@ def ablation_setting(profile: Profile) -> str:
             f"{profile.natural_test_set}, each mode a new feature extraction")
 
 
-def _modes_line(table: pd.DataFrame, natural: str) -> str:
-    """'zeros 0.32, reflect 0.20; none n/a (reason)': each mode's mean SPC on the natural test images."""
+def _modes_line(table: pd.DataFrame, per_image: pd.DataFrame, natural: str) -> str:
+    """'zeros 0.32 [0.28, 0.36], reflect 0.20 [0.15, 0.25]; none n/a (reason)': each mode's mean SPC on the natural
+    test images with its interval (:func:`padding_ablation.setting_means`)."""
     rows = table[table.test_set == natural].groupby("setting", sort=False).agg(
-        spc=("spc", "mean"), status=("status", "first"), reason=("reason", "first"))
-    done = ", ".join(f"{k} {r.spc:.2f}" for k, r in rows.iterrows() if r.status == "ok")
+        status=("status", "first"), reason=("reason", "first"))
+    means = padding_ablation.setting_means(per_image, natural).set_index("setting") if len(per_image) else pd.DataFrame()
+    done = ", ".join(f"{k} {means.spc[k]:.2f} [{means.ci_low[k]:.2f}, {means.ci_high[k]:.2f}]"
+                     for k, r in rows.iterrows() if r.status == "ok" and k in means.index)
     refused = rows[rows.status != "ok"]
     if len(refused):
         done += "; " + ", ".join(refused.index) + " n/a (" + "; ".join(dict.fromkeys(refused.reason)) + ")"
@@ -192,10 +204,10 @@ def make_card(spec: EncoderSpec, profile: Profile, output_dir: str | None = None
     cfg = card_profile(profile, spec)
     t1 = experiments.table1(cfg).table
     stages, _ = layer_analysis.per_stage(cfg, (spec,))
-    padding, _ = padding_ablation.padding_modes(cfg)
-    position, _ = padding_ablation.position_modes(cfg)
+    padding, position = padding_ablation.padding_modes(cfg), padding_ablation.position_modes(cfg)
     study, source = study_table1(profile, output_dir)
-    card = Card(spec, profile, t1, stages, padding, position, study, source)
+    card = Card(spec, profile, t1, stages, padding.table, position.table, study, source,
+                padding_per_image=padding.per_image, position_per_image=position.per_image)
     card.sentences = read_measures(card)
     card.seconds = time.perf_counter() - t0
     return card

@@ -15,10 +15,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import paths
+from . import claims, findings, paths
 from .borders import PADDING_MODES
+from .padding_ablation import setting_means
+from .plots import RESULTS
 from .profiles import deviations, get_profile
-from .tables import spc_overview
+from .tables import interval_cells, spc_means, spc_overview
 
 README = paths.PROJ_ROOT / "README.md"
 
@@ -30,31 +32,38 @@ def headline(profile: str = "offline") -> str:
     table = pd.read_csv(out / "table1_position_info.csv")
     md = spc_overview(table).to_markdown(index=False)
     lines = []
-    claims = out / "claims.csv"
-    if claims.exists():
-        lines += [f"**The paper's ten claims**, each decided by a written rule three ways: *holds*, *contradicted* (the "
-                  f"opposite shown beyond the uncertainty of our numbers: readout seeds, test images, training budget) or "
-                  f"*not decided* (with the reason). The deciding number is a paired 95% interval; claims about the "
-                  f"paper's encoders are decided on pretrained encoders only (stand-ins where marked), and every verdict "
-                  f"from trained readouts (all but claim 9) is checked again with readouts trained "
-                  f"{get_profile(profile).budget_factor:g} times as long. The same rules give \"holds\" on the paper's own "
-                  f"published numbers (claim 8: no number published); a test checks it "
-                  f"([`claims.md`](figures/{profile}/claims.md), made by notebook 06 from the saved results):", "",
-                  claims_overview(pd.read_csv(claims, dtype={"notebook": str})).to_markdown(index=False)]
+    claims_csv = out / "claims.csv"
+    if claims_csv.exists():
+        lines += [f"**The paper's ten claims**, each decided by a written rule four ways: *holds*, *contradicted* (the "
+                  f"opposite shown beyond the uncertainty of our numbers: readout seeds, test images, training budget), "
+                  f"*not reproduced* (our interval excludes the effect the paper's own cells give, without showing the "
+                  f"opposite) or *not decided* (with the reason). The deciding number is a paired 95% interval; a readout "
+                  f"that failed to train decides nothing; claims about the paper's encoders are decided on pretrained "
+                  f"encoders only (stand-ins where marked), and every verdict from trained readouts (all but claim 9) is "
+                  f"checked again with readouts trained {get_profile(profile).budget_factor:g} times as long. The same "
+                  f"rules give \"holds\" on the paper's own published numbers (claim 8: no number published); a test checks "
+                  f"it ([`claims.md`](figures/{profile}/claims.md), made by notebook 06 from the saved results):", "",
+                  claims_overview(pd.read_csv(claims_csv, dtype={"notebook": str})).to_markdown(index=False)]
+        found = _claims(out, profile)
+        if found:
+            natural = get_profile(profile).natural_test_set
+            lines += ["", findings.verdict_summary(found), "", findings.random_init_finding(out, natural)]
     if (out / "fig_paper_vs_ours.png").exists():
         lines += ["", f"Every number the paper published against ours (`paper_vs_ours.csv`; error bars: 95% intervals "
                   f"over readout seeds where there are several, else over test images):", "",
                   f"![ours against the paper](figures/{profile}/fig_paper_vs_ours.png)", ""]
     lines += [f"Table 1, `{profile}` profile: SPC ours, the mean over readout seeds (paper's in parentheses; "
-              f"`[k undef.]`: k images with a constant prediction, counted as 0). Source: "
-              f"`figures/{profile}/table1_position_info.csv`, with the intervals.", "", md]
+              f"`[k undef.]`: k images with a constant prediction, counted as 0; `[readout failed]`: a readout seed "
+              f"behind the cell did not reach the best constant's training loss). Source: "
+              f"`figures/{profile}/table1_position_info.csv`, with the intervals and each row's baseline.", "", md]
     more = [(name, f"figures/{profile}/{name}") for name in (
-        "table4_padding.md", "fig6_padding_gaussian.png", "claim7.md", "padding_modes.md", "fig_padding_modes.png",
-        "canvas.md", "fig_canvas.png", "fig_border_distance.png", "border_regions.md", "table2a_readout_depth.md",
-        "table2b_kernel_size.md", "fig5_readout_capacity.png", "table3_per_stage.md", "fig_stage_trend.png",
-        "fig7_error_maps.png", "content_error.md", "positive_control.md", "fig_budget_curve.png", "claims_5_6_8.md",
-        "table5_downstream.md", "table6_task_encoders.md", "table6_trained_size.md", "fig1_crop_shift.png",
-        "fig_downstream_loss.png", "claims_9_10.md", "claims_1_4.md")
+        "table4_padding.md", "fig6_padding_gaussian.png", "claim7.md", "padding_modes.md", "padding_mode_contrasts.md",
+        "fig_padding_modes.png", "canvas.md", "fig_canvas.png", "fig_border_distance.png", "border_regions.md",
+        "table2a_readout_depth.md", "table2b_kernel_size.md", "table2a_width_sweep.md", "fig_width_sweep.png",
+        "fig5_readout_capacity.png", "table3_per_stage.md", "fig_stage_trend.png", "fig7_error_maps.png",
+        "content_error.md", "object_error.md", "fig_object_error.png", "positive_control.md", "fig_budget_curve.png",
+        "claims_5_6_8.md", "table5_downstream.md", "position_signature.csv", "table6_task_encoders.md",
+        "table6_trained_size.md", "fig1_crop_shift.png", "fig_downstream_loss.png", "claims_9_10.md", "claims_1_4.md")
         if (out / name).exists()]
     if more:
         lines += ["", "More products of the main job (notebooks 03 to 05, summarized in the sections below): "
@@ -98,9 +107,9 @@ def _signed(v: float) -> str:
     return f"{0.0 if abs(v) < 0.005 else v:.2f}"
 
 
-def _findings(numbers: tuple[int, ...], out: Path, *tables: tuple[str, pd.DataFrame, bool]) -> str:
+def _findings(numbers: tuple[int, ...], out: Path, *tables: tuple[str, pd.DataFrame, bool], text: str = "") -> str:
     """Markdown: the verdicts of claims ``numbers`` (from ``claims.csv``), then each (caption, table, show the
-    index) in turn."""
+    index) in turn, then ``text`` (what it shows: :mod:`posenc_utils.findings`, generated from the numbers)."""
     path = out / "claims.csv"
     lines = []
     if path.exists():
@@ -108,7 +117,16 @@ def _findings(numbers: tuple[int, ...], out: Path, *tables: tuple[str, pd.DataFr
         lines += [c[c.claim.isin(numbers)].drop(columns=["notebook"]).to_markdown(index=False)]
     for caption, table, index in tables:
         lines += ["", caption, "", table.to_markdown(index=index, floatfmt=".2f")]
+    if text:
+        lines += ["", f"What it shows (generated from the numbers; an order is stated only where the paired 95% "
+                      f"interval excludes 0):", "", text]
     return "\n".join(lines)
+
+
+def _claims(out: Path, profile: str) -> list:
+    """The ten claims decided again from the saved results (as notebook 06 does), for the findings' numbers."""
+    return claims.check_saved(out, get_profile(profile).natural_test_set) if claims.frame_path(out, "table1").exists() \
+        else []
 
 
 def padding_section(profile: str = "offline") -> str:
@@ -118,24 +136,26 @@ def padding_section(profile: str = "offline") -> str:
     if not (out / "table4_padding.csv").exists():
         return "Not run yet: `make reproduce` runs notebook 03."
     t4 = pd.read_csv(out / "table4_padding.csv")
-    modes = pd.read_csv(out / "padding_modes.csv")
     natural = get_profile(profile).natural_test_set
-    ok = modes[(modes.status == "ok") & (modes.test_set == natural)]
-    mode_mean = ok.pivot_table(index="encoder", columns="padding", values="spc", sort=False)
-    canvas = pd.read_csv(out / "canvas.csv")
+    modes = setting_means(pd.read_csv(out / RESULTS / "padding_modes_per_image.csv"), natural)
+    canvas_pi = pd.read_csv(out / RESULTS / "canvas_per_image.csv")
+    canvas = pd.concat([setting_means(canvas_pi, t).assign(test_set=t) for t in dict.fromkeys(canvas_pi.test_set)])
+    mode_cells = interval_cells(modes, "encoder", "setting")
     return _findings(
         (7,), out,
         (f"Table 4 (`figures/{profile}/table4_padding.md`; Fig 6: `fig6_padding_gaussian.png`), mean SPC over the "
-         f"five patterns:", t4.pivot_table(index=["encoder", "setting"], columns="test_set", values="spc", sort=False),
-         True),
-        (f"Padding modes, mean SPC over the five patterns on {natural} (empty: the mode does not apply, reason in "
-         "`padding_modes.csv`; figure: `fig_padding_modes.png`):",
-         mode_mean.reindex(columns=[m for m in PADDING_MODES if m in mode_mean.columns]), True),
-        ("The canvas the image is padded with, mean SPC over the patterns (`canvas.csv`, `fig_canvas.png`):",
-         canvas.pivot_table(index=["encoder", "setting"], columns="test_set", values="spc", sort=False), True),
-        ("SPC of the H, V, G readouts on the border band versus the centre of the test photos (`border_regions.csv`; "
-         "error against the distance to the border: `fig_border_distance.png`, `border_distance.csv`):",
-         pd.read_csv(out / "border_regions.csv"), False),
+         f"five patterns (`[k/n undef.]`: cells predicted as a constant, counted as 0):",
+         spc_means(t4, ["encoder", "setting"]), True),
+        (f"Padding modes, mean SPC over the five patterns on {natural} with 95% intervals over readout seeds and test "
+         f"images (empty: the mode does not apply, reason in `padding_modes.csv`; figure: `fig_padding_modes.png`; each "
+         f"mode against zero padding, paired: `padding_mode_contrasts.md`):",
+         mode_cells.reindex(columns=[m for m in PADDING_MODES if m in mode_cells.columns]), True),
+        ("The canvas the image is padded with, mean SPC over the patterns with 95% intervals (`canvas.csv`, "
+         "`fig_canvas.png`):", interval_cells(canvas, ["encoder", "setting"], "test_set"), True),
+        ("SPC of the H, V, G readouts on the border band versus the centre of the test photos, their difference with "
+         "its paired 95% interval (`border_regions.csv`; error against the distance to the border: "
+         "`fig_border_distance.png`, `border_distance.csv`):", pd.read_csv(out / "border_regions.csv"), False),
+        text=findings.padding_findings(out, natural, _claims(out, profile)),
     )
 
 
@@ -149,27 +169,35 @@ def layers_section(profile: str = "offline") -> str:
 
     def photos_mean(name: str, patterns) -> pd.DataFrame:
         df = pd.read_csv(out / f"{name}.csv")
-        df = df[(df.test_set == natural) & df.pattern.isin(patterns)]
-        return df.pivot_table(index="setting", columns="encoder", values="spc", sort=False)
+        return spc_means(df[df.test_set == natural], "setting", "encoder", patterns)
 
     t3 = pd.read_csv(out / "table3_per_stage.csv")
     control = pd.read_csv(out / "positive_control.csv")
+    sweep = [("Claim 5's width sweep (`table2a_width_sweep.md`, `fig_width_sweep.png`; `make extended`), mean SPC on "
+              f"{natural} over H, G, HS:", photos_mean("table2a_width_sweep", ("H", "G", "HS")), True)] \
+        if (out / "table2a_width_sweep.csv").exists() else []
     return _findings(
         (5, 6, 8), out,
         ("Table 2 (`table2a_readout_depth.md`, `table2b_kernel_size.md`; Fig 5: `fig5_readout_capacity.png`), mean "
-         "SPC on photos over H, G, HS:",
+         f"SPC on {natural} over H, G, HS (`[k/n undef.]`: cells predicted as a constant):",
          pd.concat([photos_mean("table2a_readout_depth", ("H", "G", "HS")),
                     photos_mean("table2b_kernel_size", ("H", "G", "HS"))]), True),
+        *sweep,
         ("The positive control, the same readouts on the pixel coordinates (`positive_control.md`), SPC:",
          control.pivot_table(index="setting", columns="pattern", values="spc", sort=False), True),
-        ("Table 3 (`table3_per_stage.md`, `fig_stage_trend.png`), mean SPC on photos over the five patterns:",
-         t3[t3.test_set == natural].pivot_table(index="setting", columns="encoder", values="spc", sort=False), True),
-        ("Fig 7 (`fig7_error_maps.png`): error on content / elsewhere, with 95% intervals resampling source "
-         "photographs (`content_error.md`):", pd.read_csv(out / "content_error.csv"), False),
+        (f"Table 3 (`table3_per_stage.md`, `fig_stage_trend.png`), mean SPC on {natural} over the five patterns:",
+         spc_means(t3[t3.test_set == natural], "setting", "encoder"), True),
+        ("Claim 8 (`object_error.md`, `fig_object_error.png`): the error on an object over the error at the same "
+         "pixels without it, each encoder minus PosENet's (the measure's floor), with 95% intervals over scenes and "
+         "readout seeds:", pd.read_csv(out / "object_error.csv"), False),
+        ("Fig 7 (`fig7_error_maps.png`): error where the photo's gradient is strong over the error elsewhere, "
+         "descriptive (gradient is not content; PosENet's ratio shows the measure's own bias), with 95% intervals "
+         "resampling source photographs (`content_error.md`):", pd.read_csv(out / "content_error.csv"), False),
         ("The training budget (`fig_budget_curve.png`, `budget_curve.csv`): mean SPC over H, G, HS on the natural test "
          "images against SGD steps (columns), per readout and number of training images:",
          pd.read_csv(out / "budget_curve.csv").pivot_table(index=["readout", "train_images"], columns="steps",
                                                            values="spc", sort=False), True),
+        text=findings.layers_findings(out, natural, _claims(out, profile)),
     )
 
 
@@ -180,10 +208,12 @@ def downstream_section(profile: str = "offline") -> str:
         return "Not run yet: `make reproduce` runs notebook 05."
     t5 = pd.read_csv(out / "table5_downstream.csv")
     t6 = pd.read_csv(out / "table6_task_encoders.csv")
-    t6 = t6[t6.pattern.isin(("H", "G", "HS"))]
     t6n = pd.read_csv(out / "table6_trained_size.csv")
-    t6n = t6n[t6n.pattern.isin(("H", "G", "HS"))]
     shift = pd.read_csv(out / "crop_shift.csv")
+    signature = out / "position_signature.csv"
+    signature = [("The position signature (`position_signature.csv`): padding's SOD gain on centre-biased scenes minus "
+                  "its gain on scenes placed anywhere (MAE's sign flipped), over the training seeds:",
+                  pd.read_csv(signature), False)] if signature.exists() and len(pd.read_csv(signature)) else []
     return _findings(
         (9, 10), out,
         ("Table 5 (`table5_downstream.md`; training losses: `fig_downstream_loss.png`), ours with the paper's value "
@@ -191,14 +221,16 @@ def downstream_section(profile: str = "offline") -> str:
          t5.pivot_table(index=["task", "test_set", "metric"], columns="padding", values="value", sort=False)
          .join(t5.pivot_table(index=["task", "test_set", "metric"], columns="padding", values="paper", sort=False)
                .add_prefix("paper, ")).reset_index(), False),
+        *signature,
         ("Table 6 (`table6_task_encoders.md`), mean SPC over H, G and HS:",
-         t6.pivot_table(index="encoder", columns="test_set", values="spc", sort=False), True),
+         spc_means(t6, "encoder", "test_set", ("H", "G", "HS")), True),
         ("Table 6 at the size the networks were trained at (`table6_trained_size.md`; claim 10 is decided here), mean "
-         "SPC over H, G and HS:", t6n.pivot_table(index="encoder", columns="test_set", values="spc", sort=False), True),
+         "SPC over H, G and HS:", spc_means(t6n, "encoder", "test_set", ("H", "G", "HS")), True),
         ("Fig 1 (`fig1_crop_shift.png`): mean |change| of the saliency prediction when the image loses its left "
          "columns, over the test scenes (`crop_shift.csv`):",
          shift.groupby(["padding", "shift"], sort=False).mean_abs_change.describe()[["mean", "std", "min", "max"]]
          .reset_index(), False),
+        text=findings.downstream_findings(out, _claims(out, profile)),
     )
 
 

@@ -87,11 +87,31 @@ def spc_means(df: pd.DataFrame, index, columns="test_set", patterns=None) -> pd.
 
     def cell(r) -> str:
         undefined = f" [{int(r.undefined)}/{int(r.cells)} undef.]" if r.undefined else ""
-        return f"{0.0 if abs(r.spc) < 0.005 else r.spc:.2f}{undefined}{_failed_mark(r.failed)}"
+        return f"{_two(r.spc)}{undefined}{_failed_mark(r.failed)}"
 
     wide = g.assign(cell=g.apply(cell, axis=1)).cell.unstack(columns, sort=False) if len(g) else pd.DataFrame()
     wide.columns = wide.columns if len(columns) > 1 else list(wide.columns)
     return wide.fillna("")
+
+
+def interval_cells(df: pd.DataFrame, index, columns) -> pd.DataFrame:
+    """A wide view of a long table with ``spc``, ``ci_low``, ``ci_high`` (and, where present, ``undefined`` of
+    ``cells`` and ``readout_failed``): one '0.53 [0.48, 0.57]' cell per ``index`` x ``columns``, the undefined
+    (constant-prediction) cells and a failed readout marked, as :func:`spc_means` does."""
+    def cell(r) -> str:
+        ci = f" [{_two(r.ci_low)}, {_two(r.ci_high)}]" if pd.notna(r.ci_low) else ""
+        undefined = f" [{int(r.undefined)}/{int(r.cells)} undef.]" if r.get("undefined", 0) else ""
+        return f"{_two(r.spc)}{ci}{undefined}{_failed_mark(r.get('readout_failed'))}"
+
+    wide = df.assign(cell=df.apply(cell, axis=1)).pivot_table(index=index, columns=columns, values="cell",
+                                                               aggfunc="first", sort=False)
+    wide.columns.name = None
+    return wide.fillna("")
+
+
+def _two(v: float) -> str:
+    """Two decimals, never a negative zero."""
+    return f"{0.0 if abs(v) < 0.005 else v:.2f}"
 
 
 def write_csv(df: pd.DataFrame, path: Path) -> Path:

@@ -71,9 +71,21 @@ from posenc_utils import encoders  # noqa: E402
 from posenc_utils.profiles import DownstreamSpec, EncoderSpec, ImageSetSpec, get_profile  # noqa: E402
 
 
-@pytest.mark.parametrize("n,m", [(5, 3), (4, 9), (7, 0), (3, 10)])
-def test_mirror_index_is_numpys_reflect_any_margin(n, m):
-    assert scenenet.mirror_index(n, m).tolist() == np.pad(np.arange(n), m, mode="reflect").tolist()
+def test_scenes_go_on_around_the_image():
+    """A scene made with a margin is the same kind of scene on a larger canvas: the object lies in the central
+    frame, the texture goes on around it, and the labels the network is scored on are the frame's."""
+    rng = np.random.default_rng(2)
+    image, mask = scenes.sod_scene(rng, 32, margin=10)
+    assert image.shape == (52, 52, 3) and mask.shape == (52, 52)
+    assert mask[10:42, 10:42].sum() == mask.sum() > 0, "the object lies inside the image"
+    assert image[:10].std() > 0.02 * 255, "the scene around the image is textured, not a constant border"
+    image, labels = scenes.seg_scene(np.random.default_rng(3), 32, margin=8)
+    assert image.shape == (48, 48, 3) and (labels[:8] == 0).mean() > 0.9 and (labels[-8:] == 1).mean() > 0.9
+    data = ds.task_data(ImageSetSpec("t", "sod_scenes", n=3, seed=1), 32, margin=10)
+    assert data.images.shape == (3, 52, 52, 3) and data.labels.shape == (3, 32, 32) and data.size == 32
+    assert np.array_equal(data.frames(), data.images[:, 10:42, 10:42])
+    assert np.array_equal(scenenet.frame_inputs(data.images, 10, "none", crop_left=16), data.images[:, :, 16:])
+    assert np.array_equal(scenenet.frame_inputs(data.images, 10, "zeros", crop_left=16), data.images[:, 10:42, 26:42])
 
 
 def test_resample_is_bilinear_upsampling_without_margin():
@@ -101,15 +113,17 @@ def test_geometry_by_hand():
     assert unpadded.geometry() == [(2, 1), (2 + 0.5 + 2 * 2, 2), (6.5 + 1 + 3 * 4, 4), (19.5 + 2 + 3 * 8, 8),
                                    (45.5 + 4 + 3 * 16, 16)]
     assert padded.margin() == 0 and unpadded.margin() == 98
+    four = scenenet.SceneNet(2, 1, "none", blocks=4)
+    assert four.geometry() == unpadded.geometry()[:4] and four.margin() == 46 and len(four.side) == 4
 
 
 def test_padding_switch_removes_every_source_of_position():
-    """On a constant image, a network without padding is translation-equivariant with nothing to break
-    the symmetry: its output is constant. With zero padding the borders show."""
-    x = torch.full((1, 3, 40, 48), 0.7)
+    """On a constant scene, a network without padding is translation-equivariant with nothing to break
+    the symmetry: its output over the image is constant. With zero padding the borders show."""
     torch.manual_seed(0)
     for pad in ("zeros", "none"):
         net = scenenet.SceneNet(4, 2, pad, seed=3).eval()
+        x = torch.full((1, 3, 40 + 2 * net.margin(), 48 + 2 * net.margin()), 0.7)
         for m in net.modules():
             if isinstance(m, torch.nn.BatchNorm2d):  # non-trivial running statistics
                 m.running_mean.uniform_(-0.5, 0.5)
@@ -143,7 +157,7 @@ TINY = DownstreamSpec(width=2, image_size=32, epochs=2, batch_size=4,
 def test_training_is_cached_and_reproducible(tmp_path, monkeypatch):
     monkeypatch.setenv("POSENC_CACHE_DIR", str(tmp_path))
     monkeypatch.setenv("CI", "1")
-    data = ds.task_data(TINY.sod_train, 32)
+    data = ds.task_data(TINY.sod_train, 32, ds.scene_margin(TINY))
     first = ds.train_task_model(data, "zeros", TINY, seed=0)
     assert len(first.losses) == 2 and all(np.isfinite(first.losses))
     files = sorted(p.name for p in (tmp_path / "downstream").iterdir() if p.suffix not in (".lock", ".verified"))
@@ -153,6 +167,8 @@ def test_training_is_cached_and_reproducible(tmp_path, monkeypatch):
     assert all(torch.equal(a, b) for a, b in zip(first.net.state_dict().values(), again.net.state_dict().values()))
     other = ds.train_task_model(data, "none", TINY, seed=0)
     assert other.key != first.key and other.net.margin() > 0
+    with pytest.raises(ValueError, match="px of scene around each image"):  # a set made without the scene around it
+        ds.train_task_model(ds.task_data(TINY.sod_train, 32), "none", TINY, seed=0)
     # a damaged checkpoint is reported and trained again, never loaded
     path = tmp_path / "downstream" / f"model-{first.key}.pt"
     blob = bytearray(path.read_bytes())
@@ -179,7 +195,7 @@ def test_networks_trained_side_by_side_are_those_trained_alone_on_one_thread(tmp
     assert torch.get_num_threads() == threads and all(m.fresh for m in together.values())
     monkeypatch.setenv("POSENC_CACHE_DIR", str(tmp_path / "alone"))
     for (task, pad), model in together.items():
-        data = ds.task_data(TINY.sod_train if task == "sod" else TINY.seg_train, TINY.image_size)
+        data = ds.task_data(TINY.sod_train if task == "sod" else TINY.seg_train, TINY.image_size, ds.scene_margin(TINY))
         alone = ds.train_task_model(data, pad, TINY, seed=profile.seed)
         assert alone.key == model.key and alone.losses == model.losses, (task, pad)
         assert all(torch.equal(a, b) for a, b in zip(alone.net.state_dict().values(), model.net.state_dict().values()))
@@ -189,7 +205,7 @@ def test_networks_trained_side_by_side_are_those_trained_alone_on_one_thread(tmp
 def test_trained_network_is_a_probe_encoder(tmp_path, monkeypatch):
     monkeypatch.setenv("POSENC_CACHE_DIR", str(tmp_path))
     monkeypatch.setenv("CI", "1")
-    model = ds.train_task_model(ds.task_data(TINY.seg_train, 32), "zeros", TINY, seed=0)
+    model = ds.train_task_model(ds.task_data(TINY.seg_train, 32, ds.scene_margin(TINY)), "zeros", TINY, seed=0)
     spec = model.encoder_spec()
     assert spec.name == "vgg16bn_w2" and spec.weights == f"seg:{model.key}"
     assert spec.label == "VGG16-BN/32 (segmentation-trained here)"
@@ -260,6 +276,32 @@ def test_padding_gain_is_over_every_training_seed(tmp_path, monkeypatch):
             == np.array(ds._bootstrap(diff, np.mean))).all()
 
 
+def test_position_signature_is_the_centre_gain_minus_the_anywhere_gain(tmp_path, monkeypatch):
+    """Claim 9's position signature: padding's gain on the centre-biased scenes minus its gain on the scenes placed
+    anywhere, from the same gains as padding_gain (MAE's sign flipped), with an interval that holds it."""
+    monkeypatch.setenv("POSENC_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("CI", "1")
+    quick = get_profile("quick")
+    small = dataclasses.replace(quick.downstream, width=2, epochs=1, seeds=2, batch_size=4,
+                                sod_train=dataclasses.replace(quick.downstream.sod_train, n=8),
+                                sod_tests=tuple(dataclasses.replace(t, n=4) for t in quick.downstream.sod_tests),
+                                seg_train=dataclasses.replace(quick.downstream.seg_train, n=4),
+                                seg_test=dataclasses.replace(quick.downstream.seg_test, n=2))
+    profile = quick.with_overrides(downstream=small)
+    run = ds.train_all(profile)
+    preds = ds.predict_all(run)
+    gain = ds.padding_gain(run, preds).set_index(["test_set", "metric"])
+    sig = ds.position_signature(profile, run, preds).set_index("metric")
+    centre, anywhere = (t.name for t in small.sod_tests)
+    for metric, sign in (("F-measure (adaptive)", 1), ("MAE", -1)):
+        expected = sign * (gain.loc[(centre, metric), "gain"] - gain.loc[(anywhere, metric), "gain"])
+        assert sig.loc[metric, "signature"] == pytest.approx(expected)
+        assert sig.loc[metric, "ci_low"] <= sig.loc[metric, "signature"] <= sig.loc[metric, "ci_high"]
+        assert sig.loc[metric, "n_seeds"] == 2
+    assert ds.position_signature(get_profile("quick").with_overrides(downstream=TINY), ds.train_all(
+        get_profile("quick").with_overrides(downstream=dataclasses.replace(TINY, epochs=1))), {}).empty
+
+
 def test_voc_labels_and_void_are_read_and_ignored():
     labels = np.array([[0, 1], [255, 2]])
     pred = np.array([[0, 1], [2, 1]])
@@ -283,8 +325,8 @@ def test_paper_downstream_reads_the_paper_datasets(tmp_path, monkeypatch):
     seg = run.tests["seg"][0]
     assert seg.n == 2 and len(seg.classes) == 21 and set(np.unique(seg.labels)) <= {0, 1, 15, 255}
     assert run.models[("seg", "zeros")].net.n_out == 21
-    msra = ds.task_data(profile.downstream.sod_train, 32)
-    assert msra.n == 6 and set(np.unique(msra.labels)) == {0, 1}
+    msra = ds.task_data(profile.downstream.sod_train, 32, ds.scene_margin(profile.downstream))
+    assert msra.n == 6 and set(np.unique(msra.labels)) == {0, 1} and msra.images.shape[1] == 32 + 2 * msra.margin
     table = ds.table5(profile, run).table
     ecssd = table[(table.test_set == "ECSSD") & (table.metric == "MAE") & (table.padding == "zero padding")]
     assert ecssd.paper.iloc[0] == pytest.approx(0.17) and ecssd.paper_test_set.iloc[0] == "ECSSD"

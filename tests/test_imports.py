@@ -23,8 +23,8 @@ LAYERS = (
     # probing an encoder: the experiments every notebook shares
     ("experiments",),
     # the notebooks' modules and what reads their products
-    ("budget", "padding_ablation", "layer_analysis", "downstream", "claims", "extended", "show", "figures", "report",
-     "bench"),
+    ("budget", "padding_ablation", "layer_analysis", "downstream", "claims", "extended", "findings", "show", "figures",
+     "report", "bench"),
     # running the study
     ("plan", "pipeline", "probe"),
 )

@@ -92,23 +92,28 @@ def test_too_small_images_give_a_short_reason():
 # ---------------------------------------------------------------- padding modes
 
 
-def _fake_result(spec: EncoderSpec, tests, value: float = 0.5) -> ProbeResult:
-    rows = [dict(test_set=t, image=i, pattern=p, spc=value, mae=0.1) for t in tests for i in range(2) for p in PATTERNS]
-    return ProbeResult(spec, SimpleNamespace(patterns=PATTERNS), pd.DataFrame(rows))
+def _fake_result(spec: EncoderSpec, tests, value: float = 0.5, seed: int = 0) -> ProbeResult:
+    rows = [dict(test_set=t, image=i, pattern=p, spc=value, mae=0.1, train_loss=0.05, readout_failed=False)
+            for t in tests for i in range(2) for p in PATTERNS]
+    return ProbeResult(spec, SimpleNamespace(patterns=PATTERNS), pd.DataFrame(rows), seed=seed, image_size=32)
 
 
 def test_padding_modes_marks_what_cannot_apply(monkeypatch, tmp_path):
     prof = get_profile("quick", image_size=32, ablation_train_n=4, ablation_test_n=2)
     names = [t.name for t in prof.test_sets]
 
-    def probe(profile, spec, **kw):
+    def probe_seeds(profile, spec, **kw):
         if spec.name == "resnet152" and spec.padding == "none":
             raise encoders.PaddingNotSupportedError("long message: without padding ...", reason="residual adds")
-        return _fake_result(spec, names)
+        return [_fake_result(spec, names, seed=s) for s in profile.seeds_for(spec)]
 
-    monkeypatch.setattr(padding_ablation, "probe", probe)
-    table, runs = padding_ablation.padding_modes(prof)
+    monkeypatch.setattr(padding_ablation, "probe_seeds", probe_seeds)
+    found = padding_ablation.padding_modes(prof)
+    table, runs = found.table, found.runs
     assert len(table) == len(prof.encoders) * len(borders.PADDING_MODES) * 5 * len(names)
+    assert set(found.per_image.setting) == set(borders.PADDING_MODES) and "seed" in found.per_image
+    hed = table[(table.encoder == "VGG16 (HED)") & (table.status == "ok")]
+    assert (hed.n_seeds == prof.seeds).all() and hed.const_loss.notna().all() and (hed.readout_failed == 0).all()
     na = table[table.status == "n/a"]
     assert set(na.encoder) == {"PosENet", "ResNet152 (random init)"}
     assert set(na[na.encoder == "ResNet152 (random init)"].padding) == {"none"}
@@ -133,7 +138,7 @@ def test_border_distance_bins_a_known_error():
     spec = EncoderSpec("vgg16", "random", "reflect")
     res = _fake_result(spec, ["photos"])
     res.predictions = {"photos": np.full((2, 5, 6, 6), c, np.float16)}  # a constant map upsamples to itself
-    errors, regions = padding_ablation.border_distance({"x": res}, "photos", size, bin_px=4)
+    errors, regions = padding_ablation.border_distance({"x": [res]}, "photos", size, bin_px=4)
     assert set(errors.encoder) == {"VGG16 (random init)"} and set(errors.padding) == {"reflect"}
     assert sorted(errors.distance.unique()) == [0, 4, 8, 12]
     dist = padding_ablation.distance_to_border(size)
@@ -148,14 +153,34 @@ def test_border_distance_bins_a_known_error():
 
 
 def test_region_means_of_a_constructed_case():
-    regions = pd.DataFrame([dict(encoder="E", padding=m, image=i, pattern=p, region=r,
-                                 spc=(0.9 if r == "border band" else 0.3) if m == "zeros" else 0.5)
-                            for m in ("zeros", "none") for i in range(3) for p in "HV"
+    rng = np.random.default_rng(0)
+    regions = pd.DataFrame([dict(encoder="E", padding=m, seed=k, image=i, pattern=p, region=r,
+                                 spc=((0.9 if r == "border band" else 0.3) if m == "zeros" else 0.5)
+                                 + 0.01 * rng.standard_normal())
+                            for m in ("zeros", "none") for k in (0, 1) for i in range(6) for p in "HV"
                             for r in ("border band", "centre")])
-    s = padding_ablation.region_means(regions).set_index("padding")
-    assert s.loc["zeros", "border band"] == pytest.approx(0.9) and s.loc["zeros", "centre"] == pytest.approx(0.3)
-    assert s.loc["zeros", "centre_minus_border"] == pytest.approx(-0.6)
-    assert s.loc["none", "centre_minus_border"] == pytest.approx(0.0)
+    s = padding_ablation.region_means(regions, sources=np.array([0, 0, 1, 1, 2, 2])).set_index("padding")
+    assert s.loc["zeros", "border band"] == pytest.approx(0.9, abs=0.01) and s.loc["zeros", "centre"] == pytest.approx(0.3, abs=0.01)
+    assert s.loc["zeros", "centre_minus_border"] == pytest.approx(-0.6, abs=0.01)
+    assert s.loc["zeros", "ci_high"] < -0.5 and s.loc["none", "ci_low"] < 0 < s.loc["none", "ci_high"]
+    assert (s.n_seeds == 2).all()
+
+
+def test_mode_contrasts_say_only_what_the_intervals_allow():
+    """Zeros minus each mode, paired: "reference above" where the interval excludes 0 on the positive side, "mode
+    above" on the negative side, "not distinguishable" where it holds 0; the sentence follows them."""
+    rng = np.random.default_rng(1)
+    means = {"zeros": 0.6, "reflect": 0.2, "replicate": 0.6, "circular": 0.8}
+    rows = [dict(encoder="E", setting=m, seed=k, test_set="photos", image=i, source=i, pattern=p,
+                 spc=v + 0.02 * rng.standard_normal(), readout_failed=False)
+            for m, v in means.items() for k in (0, 1, 2) for i in range(12) for p in PATTERNS]
+    c = padding_ablation.mode_contrasts(pd.DataFrame(rows), "photos").set_index("mode")
+    assert c.loc["reflect", "order"] == "reference above" and c.loc["circular", "order"] == "mode above"
+    assert c.loc["replicate", "order"] == "not distinguishable"
+    assert c.loc["reflect", "difference"] == pytest.approx(0.4, abs=0.02)
+    text = padding_ablation.contrast_sentence(c.reset_index(), "photos")
+    assert "zeros above reflect in E (+0.40" in text and "circular above zeros in E" in text
+    assert "zeros and replicate not distinguishable in E" in text
 
 
 # ---------------------------------------------------------------- cache keys and heads

@@ -39,7 +39,8 @@ def test_table1_shape(table1_run):
     table, results = t1.table, t1.runs
     assert list(table.columns) == ["encoder", "arch", "weights", "padding", "pattern", "test_set", "spc", "mae",
                                    "spc_undefined", "n_images", "n_seeds", "spc_sd_seeds", "spc_ci_low", "spc_ci_high",
-                                   "spc_boot_low", "spc_boot_high", "position_variance", "position_variance_low",
+                                   "spc_boot_low", "spc_boot_high", "train_loss", "const_loss", "const_mae",
+                                   "constant_share", "readout_failed", "position_variance", "position_variance_low",
                                    "position_variance_high", "position_variance_train", "position_variance_train_low",
                                    "position_variance_train_high"]
     assert profile.seeds == 3, "the paper profile reports 3 seeds"
@@ -64,7 +65,7 @@ def test_table1_returns_its_per_image_metrics(table1_run):
     profile, t1, train, tests = table1_run
     assert t1.table.attrs == {} and t1.per_image.attrs == {}
     assert list(t1.per_image.columns) == ["encoder", "arch", "weights", "padding", "seed", "test_set", "image", "source",
-                                          "pattern", "spc", "mae"]
+                                          "pattern", "spc", "mae", "train_loss", "readout_failed"]
     seeds = t1.per_image.groupby("encoder").seed.nunique()
     assert seeds["PosENet"] == 3 and seeds["VGG16 (random init)"] == profile.random_init_seeds
     assert len(t1.per_image) == (3 + profile.random_init_seeds) * 5 * (3 + 1 + 1 + 1)

@@ -183,7 +183,7 @@ def test_the_card_says_when_the_readout_and_the_probe_free_measure_disagree(monk
 
 
 def test_the_ablations_setting_is_named_where_it_is_smaller():
-    assert "trained on 24 training images and tested on 8 photos" in probe.ablation_setting(get_profile("offline"))
+    assert "trained on 100 training images and tested on all the photos" in probe.ablation_setting(get_profile("offline"))
     assert probe.ablation_setting(get_profile("offline", ablation_train_n=None, ablation_test_n=None)) == ""
 
 
@@ -220,7 +220,8 @@ def test_a_quick_card_end_to_end(tmp_path, monkeypatch, capsys):
     md = (folder / "card.md").read_text()
     assert "![the model beside" in md and "| pattern" in md and (folder / "card.png").stat().st_size > 10_000
     # the padding rows come from the smaller ablation setting, and the card says so beside them
-    assert "Padding modes: mean SPC zeros" in md
+    assert "Padding modes: mean SPC over the patterns with 95% intervals over readout seeds and test images, zeros " in md
+    assert "zeros minus each mode (paired 95% intervals" in md  # the modes compared only as their intervals allow
     assert "The padding rows come from a smaller setting than Table 1's (readouts trained on 16 training images and " \
         "tested on 4 photos" in md
     assert "A smaller setting than Table 1's (readouts trained on 16" in md.split("## Where it comes from")[1]
