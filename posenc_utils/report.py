@@ -3,8 +3,9 @@
 ``python -m posenc_utils.report`` rewrites the text between ``<!-- NAME:start -->`` and
 ``<!-- NAME:end -->`` for ``headline`` (Table 1 SPC, ours beside the paper's, and what the main
 job cost), ``padding``, ``layers`` and ``downstream`` (notebooks 03, 04 and 05), ``deviations``, ``benchmark`` (``make bench``'s
-report) and ``card`` (the sample report card of ``make probe``), from ``figures/offline/`` and ``figures/probe/offline/``.
-Nothing in those sections is typed by hand.
+report), ``card`` (the sample report card of ``make probe``) and ``changes`` (how the verdicts changed in the referee's
+second reading), from ``figures/offline/`` and ``figures/probe/offline/``.
+Nothing in those sections is typed by hand but what changed in each claim's rule (:data:`CHANGED`, words, no number).
 """
 from __future__ import annotations
 
@@ -173,7 +174,10 @@ def layers_section(profile: str = "offline") -> str:
 
     t3 = pd.read_csv(out / "table3_per_stage.csv")
     control = pd.read_csv(out / "positive_control.csv")
-    sweep = [("Claim 5's width sweep (`table2a_width_sweep.md`, `fig_width_sweep.png`; `make extended`), mean SPC on "
+    record = json.loads((out / "extended.json").read_text()) if (out / "extended.json").exists() else {}
+    took = (f"; `make extended` took {record['seconds'] / 60:.0f} min on {record.get('cpus', '?')} CPU cores"
+            f"{_model(record)} ({record.get('date', '')})" if record.get("seconds") else "")
+    sweep = [(f"Claim 5's width sweep (`table2a_width_sweep.md`, `fig_width_sweep.png`{took}), mean SPC on "
               f"{natural} over H, G, HS:", photos_mean("table2a_width_sweep", ("H", "G", "HS")), True)] \
         if (out / "table2a_width_sweep.csv").exists() else []
     return _findings(
@@ -290,6 +294,47 @@ def card_section(profile: str = "offline") -> str:
     return "\n".join(lines).rstrip()
 
 
+BEFORE = paths.PROJ_ROOT / "data" / "reference" / "claims_before_referee.csv"  # the verdicts published before it
+# What the referee's second reading changed in each claim's rule or evidence (besides every readout's feature
+# scaling, per tap instead of per channel, which touches every claim decided on readouts: all but claim 9).
+CHANGED = {
+    1: "readouts scaled per tap", 2: "readouts scaled per tap", 3: "readouts scaled per tap",
+    4: "readouts scaled per tap",
+    5: "readouts scaled per tap; 3 readout seeds (was 1); the depth part decided at the widest readout of a width "
+       "sweep (was: width 4, left undecided as a stand-in readout); 'not reproduced' where the interval excludes the "
+       "paper's effect (the kernel part, whose interval excluded the paper's effect, was filed as noise)",
+    6: "readouts scaled per tap; 3 readout seeds (was 1); the paper's order of the stages (f5 > ... > f1) a part of "
+       "its own",
+    7: "readouts scaled per tap, which trains the no-padding arm (per-channel scaling saturated it: a constant "
+       "prediction on a quarter of the photos, MAE worse than a constant's); a readout that failed decides nothing",
+    8: "decided on scenes with exact object masks against the same pixels without the object, minus PosENet's ratio "
+       "(was: image gradient against the rest of the photo, a measure on which PosENet, which finds no position, "
+       "scored below 1)",
+    9: "the network without padding sees the scene around the image (was: a mirror-extended input, reflect padding "
+       "at the input), VGG16's first 4 blocks for both arms; the position signature reported beside it",
+    10: "readouts scaled per tap; the networks trained as in claim 9",
+}
+
+
+def verdict_changes(profile: str = "offline") -> str:
+    """Markdown: each claim's verdict before the referee's second reading (:data:`BEFORE`) and now, its deciding number
+    then and now, and what changed in its rule or its evidence (:data:`CHANGED`)."""
+    now_path = paths.FIGURES_DIR / profile / "claims.csv"
+    if not (BEFORE.exists() and now_path.exists()):
+        return "Not run yet: `make reproduce` decides the claims."
+    before = claims_overview(pd.read_csv(BEFORE, dtype={"notebook": str})).set_index("claim")
+    now = claims_overview(pd.read_csv(now_path, dtype={"notebook": str})).set_index("claim")
+    rows = [dict(claim=k, before=before.verdict.get(k, ""), now=now.verdict[k],
+                 changed="yes" if before.verdict.get(k, "") != now.verdict[k] else "no",
+                 deciding_before=before.deciding_number.get(k, ""), deciding_now=now.deciding_number[k],
+                 what_changed=CHANGED.get(k, "")) for k in now.index]
+    table = pd.DataFrame(rows)
+    n = int((table.changed == "yes").sum())
+    return "\n".join([f"The verdicts the study published before this reading (`data/reference/claims_before_referee.csv`) "
+                      f"and now, with what changed in each rule or its evidence: {n} of {len(table)} verdicts changed.",
+                      "", table.to_markdown(index=False)])
+
+
 def deviations_markdown() -> str:
     """Every profile's deviations: offline and paper in full, quick as what it adds to offline."""
     offline, paper = deviations(get_profile("offline")), deviations(get_profile("paper"))
@@ -314,6 +359,7 @@ def main() -> int:
     text = replace_section(text, "layers", layers_section("offline"))
     text = replace_section(text, "downstream", downstream_section("offline"))
     text = replace_section(text, "deviations", deviations_markdown())
+    text = replace_section(text, "changes", verdict_changes("offline"))
     text = replace_section(text, "benchmark", benchmark("offline"))
     text = replace_section(text, "card", card_section("offline"))
     README.write_text(text)
