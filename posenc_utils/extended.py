@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from . import budget, claims, devices, layer_analysis, paths, tables
@@ -31,6 +32,7 @@ from .profiles import Profile, deviations, get_profile
 
 SWEEP = "table2a_width_sweep"
 CURVE = "budget_curve_long.csv"
+COSTS = "table2a_width_sweep_costs.csv"  # seconds and GFLOP of one readout seed per encoder and setting
 RECORD = "extended.json"
 DEPTHS = (1, 2, 3)  # 1 layer: Table 1's readout, the depth part's reference
 
@@ -38,12 +40,14 @@ DEPTHS = (1, 2, 3)  # 1 layer: Table 1's readout, the depth part's reference
 @dataclass
 class Extended:
     """The extended readouts' results: the width sweep (table and every seed's per-image results), its depth part
-    at the larger training budget (per-image), and the long points of the budget curve."""
+    at the larger training budget (per-image), the long points of the budget curve, and what each of the sweep's
+    readouts cost to train (``costs``: per encoder and setting, the seconds and GFLOP of one readout seed)."""
 
     sweep: pd.DataFrame
     per_image: pd.DataFrame
     budget_per_image: pd.DataFrame
     curve: pd.DataFrame
+    costs: pd.DataFrame = None
 
 
 def _budget_settings(profile: Profile) -> tuple[Profile, tuple[int, ...], tuple]:
@@ -75,7 +79,11 @@ def compute(profile: Profile) -> Extended:
     _, _, budget_runs = layer_analysis.readout_capacity(larger, depths, (), widest)
     budget_per_image = layer_analysis.capacity_per_image(larger, budget_runs, depths, (), widest)
     curve = budget.budget_curve(profile, budget.long_points(profile)).assign(extended=True)
-    return Extended(sweep, per_image, budget_per_image, curve)
+    costs = pd.DataFrame([dict(encoder=enc, setting=setting, train_seconds=float(np.mean([r.readout.train_seconds
+                                                                                           for r in seeded])),
+                               gflop=float(np.mean([r.readout.gflop for r in seeded])), seeds=len(seeded))
+                          for enc, by in runs.items() for setting, seeded in by.items()])
+    return Extended(sweep, per_image, budget_per_image, curve, costs)
 
 
 def write(profile: Profile, out: Path, result: Extended, seconds: float) -> Path:
@@ -85,10 +93,16 @@ def write(profile: Profile, out: Path, result: Extended, seconds: float) -> Path
     tables.write_table(result.sweep, out, SWEEP, caption, per_image=result.per_image)
     tables.write_csv(result.budget_per_image, out / claims.RESULTS / f"{SWEEP}{claims.BUDGET_SUFFIX}_per_image.csv")
     tables.write_csv(result.curve, out / CURVE)
-    record = dict(profile=profile.name, widths=[w for w in profile.width_sweep], readouts=readout_keys(profile),
-                  seconds=round(seconds, 1), cpu=devices.cpu_model(), cpus=os.cpu_count(),
-                  date=time.strftime("%Y-%m-%d"))
-    path = out / RECORD
+    if result.costs is not None:
+        tables.write_csv(result.costs, out / COSTS)
+    path, keys = out / RECORD, readout_keys(profile)
+    before = json.loads(path.read_text()) if path.exists() else {}
+    if before.get("readouts") == keys and before.get("seconds", 0) > seconds:  # made before: keep what making took
+        seconds, cpu, cpus, date = before["seconds"], before.get("cpu", ""), before.get("cpus"), before.get("date")
+    else:
+        cpu, cpus, date = devices.cpu_model(), os.cpu_count(), time.strftime("%Y-%m-%d")
+    record = dict(profile=profile.name, widths=list(profile.width_sweep), readouts=keys, seconds=round(seconds, 1),
+                  cpu=cpu, cpus=cpus, date=date)
     path.write_text(json.dumps(record, indent=1) + "\n")
     return path
 
@@ -104,8 +118,9 @@ def load(profile: Profile, out: Path) -> tuple[Extended | None, str]:
         return None, (f"{path} records other readouts than this code trains (another procedure, profile or data): "
                       f"run `make extended` again")
     per = out / claims.RESULTS
+    costs = pd.read_csv(out / COSTS) if (out / COSTS).exists() else None
     return Extended(pd.read_csv(out / f"{SWEEP}.csv"), pd.read_csv(per / f"{SWEEP}_per_image.csv"),
-                    pd.read_csv(per / f"{SWEEP}{claims.BUDGET_SUFFIX}_per_image.csv"), pd.read_csv(out / CURVE)), ""
+                    pd.read_csv(per / f"{SWEEP}{claims.BUDGET_SUFFIX}_per_image.csv"), pd.read_csv(out / CURVE), costs), ""
 
 
 def results(profile: Profile, out: Path) -> tuple[Extended | None, str]:
