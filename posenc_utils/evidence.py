@@ -249,18 +249,23 @@ def ratio_effect(df: pd.DataFrame, what: str, num: dict, den: dict, patterns) ->
     return Effect(what, float(x.mean() / y.mean()), lo, hi, len(xi), len(per_seed), failed=bad)
 
 
+def _by_stage(df: pd.DataFrame, by_stage: dict[int, dict], patterns) -> tuple[list[int], pd.DataFrame, pd.Series, bool]:
+    """(stages, mean SPC per (seed, image) x stage, each image's source photograph, whether a readout failed)."""
+    stages = sorted(by_stage)
+    rows = {s: select(df, **by_stage[s]) for s in stages}
+    wide = pd.concat([pattern_cells(rows[s], patterns).rename(s) for s in stages], axis=1, join="inner")
+    return stages, wide, image_sources(rows[stages[0]]), any(failed(r, patterns) for r in rows.values())
+
+
 def slope_effect(df: pd.DataFrame, what: str, by_stage: dict[int, dict], patterns) -> Effect:
     """Least-squares slope of mean SPC on the stage index (per image and seed, then averaged), with a
     paired 95% interval: does SPC rise with depth?"""
-    stages = sorted(by_stage)
-    rows = {s: select(df, **by_stage[s]) for s in stages}
-    bad = any(failed(r, patterns) for r in rows.values())
-    wide = pd.concat([pattern_cells(rows[s], patterns).rename(s) for s in stages], axis=1, join="inner")
+    stages, wide, sources, bad = _by_stage(df, by_stage, patterns)
     if wide.empty:
         return Effect(what, float("nan"), failed=bad)
     x = np.asarray(stages, float) - np.mean(stages)
     slope = pd.Series(wide.to_numpy() @ x / (x @ x), index=wide.index)
-    lo, hi, n_img, n_seed = paired_interval(slope, image_sources(rows[stages[0]]))
+    lo, hi, n_img, n_seed = paired_interval(slope, sources)
     return Effect(what, float(slope.mean()), lo, hi, n_img, n_seed, failed=bad)
 
 
@@ -276,10 +281,7 @@ def order_effect(df: pd.DataFrame, what: str, by_stage: dict[int, dict], pattern
     images and seeds): 1 when every deeper stage holds more than the one before it. Its interval is the wider, on
     each side, of a t-interval over the readout seeds' correlations and a bootstrap over test images that resamples
     source photographs (the statistic is of the stages' means, so each replicate ranks the stages again)."""
-    stages = sorted(by_stage)
-    rows = {s: select(df, **by_stage[s]) for s in stages}
-    bad = any(failed(r, patterns) for r in rows.values())
-    wide = pd.concat([pattern_cells(rows[s], patterns).rename(s) for s in stages], axis=1, join="inner")
+    _, wide, sources, bad = _by_stage(df, by_stage, patterns)
     if wide.empty:
         return Effect(what, float("nan"), failed=bad)
     per_image = wide.groupby(level="image").mean()
@@ -289,7 +291,7 @@ def order_effect(df: pd.DataFrame, what: str, by_stage: dict[int, dict], pattern
         lo, hi = t_interval(np.asarray(per_seed), level)
         lows.append(lo), highs.append(hi)
     if len(per_image) > 1:
-        groups = image_sources(rows[stages[0]]).reindex(per_image.index).to_numpy()
+        groups = sources.reindex(per_image.index).to_numpy()
         lo, hi = cluster_bootstrap_ci(per_image.to_numpy(), groups, lambda v: spearman_with_index(v.mean(0)),
                                       n_boot=1000, level=level)
         lows.append(lo), highs.append(hi)
