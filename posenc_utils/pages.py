@@ -31,8 +31,8 @@ def headline(number: str, verdicts: pd.DataFrame | None) -> str:
         return ""
     if number == "06":
         counts = verdicts.verdict.value_counts()
-        return "; ".join(f"{counts.get(v, 0)} {v}" for v in ("holds", "not decided", "contradicted")) + \
-            f" (of {len(verdicts)} claims)"
+        return "; ".join(f"{counts.get(v, 0)} {v}" for v in ("holds", "not reproduced", "not decided", "contradicted")) \
+            + f" (of {len(verdicts)} claims)"
     mine = verdicts[verdicts.notebook.astype(str).str.zfill(2) == number]
     return "; ".join(f"claim {r.claim}: {r.outcome}" for r in mine.itertuples())
 
