@@ -75,5 +75,5 @@ def test_index_headlines(number):
                              "outcome": ["holds", "not decided (stand-in)", "holds"], "notebook": [2, 2, 3]})
     line = pages.headline(number, verdicts)
     expected = {"02": "claim 1: holds; claim 2: not decided (stand-in)",
-                "06": "2 holds; 1 not decided; 0 contradicted (of 3 claims)"}[number]
+                "06": "2 holds; 0 not reproduced; 1 not decided; 0 contradicted (of 3 claims)"}[number]
     assert line == expected
