@@ -1,8 +1,10 @@
 """Readouts too long for the main job: claim 5's width sweep and the budget curve to the paper's 4,950 SGD steps.
 
-* :func:`width_sweep`: Table 2a's stacked readouts (2 and 3 layers) at each width of ``profile.width_sweep``
-  per head, for PosENet and every pretrained VGG16, with the encoder's readout seeds; claim 5's depth part is
-  decided at the widest (:mod:`posenc_utils.claims`), and checked at the larger training budget there.
+* the width sweep: Table 2a's stacked readouts (2 and 3 layers) at each width of ``profile.width_sweep`` per head,
+  for every pretrained VGG16 (claim 5's encoders; PosENet's stacked readouts, on 3 channels, find no position and
+  train slowly, on one thread each: they stay in Table 2a at its own width), with the encoder's readout seeds;
+  claim 5's depth part is decided at the widest (:mod:`posenc_utils.claims`), and checked at the larger training
+  budget there.
 * the budget curve's pretrained VGG16 trained four times as long and up to ``profile.curve_max_steps`` steps
   (:func:`posenc_utils.budget.long_points`).
 
@@ -27,7 +29,8 @@ import numpy as np
 import pandas as pd
 
 from . import budget, claims, devices, layer_analysis, paths, tables
-from .experiments import probe_job, train_probes
+from .experiments import probe_job
+from .readout import train_readouts
 from .profiles import Profile, deviations, get_profile
 
 SWEEP = "table2a_width_sweep"
@@ -47,7 +50,8 @@ class Extended:
     per_image: pd.DataFrame
     budget_per_image: pd.DataFrame
     curve: pd.DataFrame
-    costs: pd.DataFrame = None
+    costs: pd.DataFrame | None = None
+    train_seconds: float = 0.0  # what training every readout took, as booked in their cache entries
 
 
 def _budget_settings(profile: Profile) -> tuple[Profile, tuple[int, ...], tuple]:
@@ -60,8 +64,8 @@ def _budget_settings(profile: Profile) -> tuple[Profile, tuple[int, ...], tuple]
 def probes(profile: Profile) -> list:
     """Every probe :func:`compute` trains: the sweep, its budget check, the long curve points."""
     larger, depths, widest = _budget_settings(profile)
-    return (layer_analysis.capacity_probes(profile, DEPTHS, (), profile.width_sweep)
-            + layer_analysis.capacity_probes(larger, depths, (), widest)
+    return (layer_analysis.capacity_probes(profile, DEPTHS, (), profile.width_sweep, posenet=False)
+            + layer_analysis.capacity_probes(larger, depths, (), widest, posenet=False)
             + [(profile, kw) for *_, kw in budget.long_points(profile)])
 
 
@@ -72,18 +76,18 @@ def readout_keys(profile: Profile) -> list[str]:
 
 def compute(profile: Profile) -> Extended:
     """Train (or read from the cache) every extended readout and measure it."""
-    train_probes(probes(profile))  # one pass over the features for all readouts of a seed
-    sweep, _, runs = layer_analysis.readout_capacity(profile, DEPTHS, (), profile.width_sweep)
+    readouts = train_readouts([probe_job(p, **kw) for p, kw in probes(profile)])  # a pass over the features per seed
+    sweep, _, runs = layer_analysis.readout_capacity(profile, DEPTHS, (), profile.width_sweep, posenet=False)
     per_image = layer_analysis.capacity_per_image(profile, runs, DEPTHS, (), profile.width_sweep)
     larger, depths, widest = _budget_settings(profile)
-    _, _, budget_runs = layer_analysis.readout_capacity(larger, depths, (), widest)
+    _, _, budget_runs = layer_analysis.readout_capacity(larger, depths, (), widest, posenet=False)
     budget_per_image = layer_analysis.capacity_per_image(larger, budget_runs, depths, (), widest)
     curve = budget.budget_curve(profile, budget.long_points(profile)).assign(extended=True)
     costs = pd.DataFrame([dict(encoder=enc, setting=setting, train_seconds=float(np.mean([r.readout.train_seconds
                                                                                            for r in seeded])),
                                gflop=float(np.mean([r.readout.gflop for r in seeded])), seeds=len(seeded))
                           for enc, by in runs.items() for setting, seeded in by.items()])
-    return Extended(sweep, per_image, budget_per_image, curve, costs)
+    return Extended(sweep, per_image, budget_per_image, curve, costs, sum(r.train_seconds for r in readouts))
 
 
 def write(profile: Profile, out: Path, result: Extended, seconds: float) -> Path:
@@ -101,8 +105,10 @@ def write(profile: Profile, out: Path, result: Extended, seconds: float) -> Path
         seconds, cpu, cpus, date = before["seconds"], before.get("cpu", ""), before.get("cpus"), before.get("date")
     else:
         cpu, cpus, date = devices.cpu_model(), os.cpu_count(), time.strftime("%Y-%m-%d")
+    # seconds: this run's wall time; train_seconds: the training of every readout it needs, as their cache entries
+    # booked it when they were made (the same whether this run trained them or read them back)
     record = dict(profile=profile.name, widths=list(profile.width_sweep), readouts=keys, seconds=round(seconds, 1),
-                  cpu=cpu, cpus=cpus, date=date)
+                  train_seconds=round(result.train_seconds, 1), cpu=cpu, cpus=cpus, date=date)
     path.write_text(json.dumps(record, indent=1) + "\n")
     return path
 

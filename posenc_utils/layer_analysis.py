@@ -62,17 +62,18 @@ def capacity_settings(profile: Profile, depths=DEPTHS, kernels=KERNELS, widths=N
     return out
 
 
-def _capacity_encoders(profile: Profile) -> list[EncoderSpec]:
-    """PosENet and the profile's pretrained VGG16s: the paper's Table 2 rows (random-init rows decide no claim)."""
-    return [EncoderSpec("posenet", "none")] + [e for e in profile.encoders if e.name == "vgg16" and e.pretrained]
+def _capacity_encoders(profile: Profile, posenet: bool = True) -> list[EncoderSpec]:
+    """PosENet (``posenet``) and the profile's pretrained VGG16s: the paper's Table 2 rows (random-init rows decide no
+    claim)."""
+    return [EncoderSpec("posenet", "none")] * posenet + [e for e in profile.encoders if e.name == "vgg16" and e.pretrained]
 
 
-def capacity_probes(profile: Profile, depths=DEPTHS, kernels=KERNELS, widths=None) -> list[Probe]:
+def capacity_probes(profile: Profile, depths=DEPTHS, kernels=KERNELS, widths=None, posenet: bool = True) -> list[Probe]:
     """The probes of :func:`readout_capacity`: each encoder with each readout of the settings (once: 1 layer 3x3
     is in both tables, and is Table 1's, on five patterns), for each of the encoder's readout seeds."""
     train, tests, views = capacity_sets(profile)
     source, out = view_features(views), []
-    for spec in _capacity_encoders(profile):
+    for spec in _capacity_encoders(profile, posenet):
         for readout in dict.fromkeys(r for *_, r in capacity_settings(profile, depths, kernels, widths)):
             patterns = PATTERNS if readout == profile.readout else TABLE2_PATTERNS
             out += [(profile, dict(spec=spec, patterns=patterns, readout=readout, sets=(train, tests), features=source,
@@ -83,21 +84,22 @@ def capacity_probes(profile: Profile, depths=DEPTHS, kernels=KERNELS, widths=Non
 Runs = dict[str, dict[str, list[ProbeResult]]]  # encoder label -> setting -> the probe of each readout seed
 
 
-def readout_capacity(profile: Profile, depths=DEPTHS, kernels=KERNELS, widths=None
+def readout_capacity(profile: Profile, depths=DEPTHS, kernels=KERNELS, widths=None, posenet: bool = True
                      ) -> tuple[pd.DataFrame, pd.DataFrame, Runs]:
     """Table 2a (depth) and 2b (kernel size) for PosENet and every pretrained VGG16 of the profile, on the
     paper's patterns (H, G, HS), every test set, the paper's values beside ours (averaged over the encoder's
     readout seeds, with intervals over seeds and over test images); and the probe results per encoder, setting and
     seed. The 1-layer 3x3 readout is Table 1's (five patterns, cached). ``widths``: the stacked readouts at each of
-    these widths per head (None: C -> C) instead of the profile's ``readout_width`` (the width sweep)."""
-    probes = capacity_probes(profile, depths, kernels, widths)
+    these widths per head (None: C -> C) instead of the profile's ``readout_width`` (the width sweep); ``posenet``:
+    PosENet's rows too."""
+    probes = capacity_probes(profile, depths, kernels, widths, posenet)
     train_probes(probes)
     done: dict = {}
     for p, kw in probes:
         done.setdefault((kw["spec"], kw["readout"]), []).append(probe(p, **kw))
     photos = test_sources(profile, capacity_sets(profile)[1])
     frames, results = {"table2a": [], "table2b": []}, {}
-    for spec in _capacity_encoders(profile):
+    for spec in _capacity_encoders(profile, posenet):
         results[spec.label] = {}
         for table, setting, paper_setting, readout in capacity_settings(profile, depths, kernels, widths):
             seeded = done[(spec, readout)]

@@ -175,8 +175,10 @@ def layers_section(profile: str = "offline") -> str:
     t3 = pd.read_csv(out / "table3_per_stage.csv")
     control = pd.read_csv(out / "positive_control.csv")
     record = json.loads((out / "extended.json").read_text()) if (out / "extended.json").exists() else {}
-    took = (f"; `make extended` took {record['seconds'] / 60:.0f} min on {record.get('cpus', '?')} CPU cores"
-            f"{_model(record)} ({record.get('date', '')})" if record.get("seconds") else "")
+    seconds = record.get("train_seconds") or record.get("seconds")
+    took = (f"; `make extended` trains its readouts in {seconds / 60:.0f} min on {record.get('cpus', '?')} CPU cores"
+            f"{_model(record)} ({record.get('date', '')}; `table2a_width_sweep_costs.csv`: each readout's)"
+            if seconds else "")
     sweep = [(f"Claim 5's width sweep (`table2a_width_sweep.md`, `fig_width_sweep.png`{took}), mean SPC on "
               f"{natural} over H, G, HS:", photos_mean("table2a_width_sweep", ("H", "G", "HS")), True)] \
         if (out / "table2a_width_sweep.csv").exists() else []
