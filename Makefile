@@ -30,7 +30,7 @@ reproduce: $(STAMP)
 	$(PY) -m posenc_utils.pipeline run --profile offline --output-dir "$(OUT)"
 	@if [ -z "$(OUT)" ]; then $(PY) -m posenc_utils.report; fi
 
-## extended: claim 5's width sweep and the VGG16 budget curve to 4,950 steps, too long for the main job (offline: about 1.5 h on 2 cores); notebook 04 reads the results (PROFILE=offline, OUT=dir)
+## extended: claim 5's width sweep and the VGG16 budget curve to 4,950 steps, too long for the main job (offline: about 2 h on 2 cores); notebook 04 reads the results (PROFILE=offline, OUT=dir)
 extended: $(STAMP)
 	$(PY) -m posenc_utils.extended --profile "$(or $(PROFILE),offline)" --output-dir "$(OUT)"
 

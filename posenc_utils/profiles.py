@@ -328,7 +328,7 @@ def _offline() -> Profile:
         # Tables 2 and 3 train on all of Table 1's images (its features and its 1-layer 3x3 readout are theirs).
         # C -> C stacked layers on 1472 channels are ~1e15 operations per row: a width of 4 per head fits.
         readout_width=4,
-        # The width sweep (claim 5) and the VGG16 curve to 4,950 steps take about 1.5 hours on 2 cores: `make extended`.
+        # The width sweep (claim 5) and the VGG16 curve to 4,950 steps take about 2 hours on 2 cores: `make extended`.
         width_sweep=(4, 16, 64),
         extended_in_main=False,
         curve_train_n=100,  # Table 4's training images: the curve's small set
