@@ -122,6 +122,20 @@ def test_average_ranks_equal_scipy():
     np.testing.assert_array_equal(average_ranks(x[:1, :1]), [[1.0]])
 
 
+def test_average_ranks_split_across_threads_equal_one_thread(monkeypatch):
+    """Rows ranked on several threads give, to the bit, what one thread gives (ties included)."""
+    import torch
+
+    from posenc_utils import metrics
+
+    rng = np.random.default_rng(1)
+    x = np.round(rng.random((7, 70_000)), 3)  # above the size worth splitting; many ties; rows not a multiple of 2
+    one = metrics.rows_average_ranks(x)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
+    np.testing.assert_array_equal(metrics.average_ranks(x), one)
+    np.testing.assert_array_equal(metrics.average_ranks(x[:2]), one[:2])
+
+
 def test_t_interval_matches_scipy():
     from scipy import stats
 
