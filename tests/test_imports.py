@@ -24,12 +24,12 @@ LAYERS = (
     ("experiments",),
     # the notebooks' modules and what reads their products
     ("budget", "padding_ablation", "layer_analysis", "downstream", "claims", "extended", "findings", "show", "figures",
-     "report", "bench"),
+     "report", "bench", "compare"),
     # running the study
     ("plan", "pipeline", "probe"),
 )
 # Libraries a function may import when it needs them: optional, or heavy and needed by few calls.
-LAZY_OK = {"seaborn", "papermill", "nbconvert", "IPython", "timm", "h5py", "matplotlib", "xxhash", "torchvision",
+LAZY_OK = {"seaborn", "papermill", "jupyter_client", "nbconvert", "IPython", "timm", "h5py", "matplotlib", "xxhash", "torchvision",
            "efficientnet_lite_pytorch", "safetensors"}
 
 
