@@ -24,7 +24,7 @@ from . import cache, devices, paths, timing
 from .pages import render
 from .plan import missing_inputs, run_plan
 from .profiles import PROFILES, Profile, get_profile
-from .figures import write_manifest
+from .manifest import write_manifest
 
 
 def notebooks() -> list[Path]:
