@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.posenc-installed
 OUT    ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup reproduce extended quick paper test unit nbval bench probe lab readme clean clean-cache
+.PHONY: help setup reproduce extended quick paper test unit nbval bench probe compare lab readme clean clean-cache
 
 ## help: list the commands
 help:
@@ -59,6 +59,11 @@ probe: $(STAMP)
 ## bench: time and memory of the offline Table 1 from a cold cache, share spent in encoder forward passes
 bench: $(STAMP)
 	$(PY) -m posenc_utils.bench --profile offline
+
+## compare: two runs' products, table by table within the round-off between machines, and their verdicts: A=figures/offline B=other/offline [ARGS=--exact]
+compare: $(STAMP)
+	@if [ -z "$(A)" ] || [ -z "$(B)" ]; then echo "make compare A=figures/offline B=path/to/other/offline [ARGS=--exact]"; exit 2; fi
+	$(PY) -m posenc_utils.compare "$(A)" "$(B)" $(ARGS)
 
 ## readme: refresh the README's headline table from figures/offline
 readme: $(STAMP)

@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -110,7 +111,29 @@ def computed_once(data_path: Path, lookup: Callable[[], Any], compute: Callable[
         return found
     with entry_lock(data_path):
         found = lookup()
-        return found if found is not None else compute()
+        if found is not None:
+            return found
+        made = compute()
+    said_rebuilt(data_path)
+    return made
+
+
+# Entries this process found damaged and has not yet rebuilt (their data paths).
+_DAMAGED: set[str] = set()
+
+
+def say(line: str) -> None:
+    """One line on the process's own standard error: in a notebook kernel that is the pipeline's log (a cell's
+    output, where a warning goes, stays in the executed notebook)."""
+    stream = sys.__stderr__ or sys.stderr
+    print(f"[cache] {line}", file=stream, flush=True)
+
+
+def said_rebuilt(data_path: Path) -> None:
+    """Say that an entry found damaged has been written again (nothing when it was not damaged)."""
+    if str(data_path) in _DAMAGED:
+        _DAMAGED.discard(str(data_path))
+        say(f"{data_path} rebuilt")
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -229,8 +252,11 @@ def verify_file(data_path: Path, meta_path: Path, meta: dict[str, Any]) -> bool:
     if recorded is None:
         write_json(meta_path, {**meta, "checksum": actual})
     elif actual != recorded:
-        warnings.warn(f"cache entry {data_path} is damaged (its content no longer matches the checksum "
-                      f"recorded when it was written); it is recomputed", stacklevel=3)
+        message = (f"cache entry {data_path} is damaged (its content no longer matches the checksum recorded when "
+                   f"it was written); it is recomputed")
+        warnings.warn(message, stacklevel=3)
+        say(message)
+        _DAMAGED.add(str(data_path))
         _VERIFIED.pop(str(data_path), None)
         return False
     return True
@@ -252,6 +278,7 @@ def write_file_entry(data_path: Path, meta_path: Path, meta: dict[str, Any], wri
         checksum = file_checksum(tmp)
     _record_verified(data_path, checksum)
     write_json(meta_path, {**meta, "checksum": checksum})
+    said_rebuilt(data_path)
 
 
 def open_array_entry(data_path: Path, meta_path: Path, expect: dict[str, Any]) -> np.ndarray | None:

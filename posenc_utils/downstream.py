@@ -3,7 +3,7 @@
 * **Data.** Offline there is no salient-object or segmentation dataset, so scenes are generated
   (:mod:`posenc_utils.scenes`: a centre-biased object on a textured background; a sky/ground/object
   layout). The paper profile reads MSRA-B, ECSSD, PASCAL-S, DUT-OMRON and PASCAL VOC 2012 from
-  ``data/raw`` (:data:`SOD_DATASETS`, :data:`VOC`).
+  ``data/raw`` (their folders declared in :mod:`posenc_utils.datasets`).
 * **The network** (:mod:`posenc_utils.scenenet`): VGG16's layout with BatchNorm (``vgg16_bn``) at a
   chosen width (and its first ``blocks`` blocks) and an HED-style decoder, trained from scratch with zero padding
   or with every padding removed. Every image is made with the scene around it (:attr:`TaskData.margin` pixels on
@@ -34,7 +34,8 @@ from PIL import Image
 
 from . import cache, devices, paths, tables, timing
 from .experiments import Probe, TableResult, image_sets, per_image_frame, probe, seeded_summary, test_sources, train_probes
-from .images import list_images, read_rgb, resize
+from .datasets import sod_pairs, voc_pairs
+from .images import read_rgb, resize
 from .measures import table_columns
 from .metrics import cluster_bootstrap_ci, t_interval
 from .plots import off_axes, save_figure
@@ -81,72 +82,8 @@ class TaskData:
         return frame_inputs(self.images, self.margin, "zeros")
 
 
-# Folders of the paper's SOD datasets under data/raw: where the images and their masks may be.
-SOD_DATASETS = {
-    "MSRA-B": dict(folder="MSRA-B", image_dirs=("imgs", "images", "Imgs", "."), mask_dirs=("gt", "masks", "GT", "."),
-                   layout="MSRA-B/*.jpg with the masks MSRA-B/*.png beside them (or MSRA-B/images/ and MSRA-B/masks/)",
-                   source="https://mmcheng.net/msra10k/ (MSRA-B, 5,000 images with masks)"),
-    "ECSSD": dict(folder="ECSSD", image_dirs=("images", "Imgs", "."), mask_dirs=("ground_truth_mask", "masks", "GT", "."),
-                  layout="ECSSD/images/*.jpg and ECSSD/ground_truth_mask/*.png",
-                  source="https://www.cse.cuhk.edu.hk/leojia/projects/hsaliency/dataset.html (ECSSD, 1,000 images)"),
-    "PASCAL-S": dict(folder="PASCAL-S", image_dirs=("Imgs", "images", "datasets/imgs/pascal", "."),
-                     mask_dirs=("Masks", "masks", "GT", "datasets/masks/pascal", "."),
-                     layout="PASCAL-S/Imgs/*.jpg and PASCAL-S/Masks/*.png (or the release's datasets/imgs/pascal "
-                            "and datasets/masks/pascal)",
-                     source="https://cbs.ic.gatech.edu/salobj/ (PASCAL-S, 850 images with masks)"),
-    "DUT-OMRON": dict(folder="DUT-OMRON", image_dirs=("DUT-OMRON-image", "images", "."),
-                      mask_dirs=("pixelwiseGT-new-PNG", "masks", "GT", "."),
-                      layout="DUT-OMRON/DUT-OMRON-image/*.jpg and DUT-OMRON/pixelwiseGT-new-PNG/*.png",
-                      source="http://saliencydetection.net/dut-omron/ (DUT-OMRON, 5,168 images)"),
-}
-VOC = dict(folders=("VOCdevkit/VOC2012", "VOC2012"),
-           layout="VOCdevkit/VOC2012/ with JPEGImages/, SegmentationClass/ and ImageSets/Segmentation/{train,val}.txt",
-           source="http://host.robots.ox.ac.uk/pascal/VOC/voc2012/ (VOCtrainval_11-May-2012.tar)")
 VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
                "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor")
-
-
-def _missing(name: str, base: Path, layout: str, source: str) -> FileNotFoundError:
-    root = paths.raw_data_root()
-    return FileNotFoundError(
-        f"{name} not found under {base}. Expected layout: {root}/{layout}. Download it from {source}, unpack "
-        f"it there, or set POSENC_DATA_ROOT to the folder that holds it.")
-
-
-def sod_pairs(dataset: str) -> list[tuple[Path, Path]]:
-    """(image, mask) file pairs of a paper SOD dataset, matched by file name stem; a clear error when
-    the folder or its masks are missing."""
-    if dataset not in SOD_DATASETS:
-        raise ValueError(f"unknown SOD dataset {dataset!r}: known are {', '.join(SOD_DATASETS)}")
-    info = SOD_DATASETS[dataset]
-    base = paths.raw_data_root() / info["folder"]
-    for idir in info["image_dirs"]:
-        for mdir in info["mask_dirs"]:
-            di, dm = base / idir, base / mdir
-            if not (di.is_dir() and dm.is_dir()):
-                continue
-            same = di.resolve() == dm.resolve()  # images .jpg and masks .png side by side
-            images = [p for p in list_images(di) if not (same and p.suffix.lower() == ".png")]
-            masks = {p.stem: p for p in list_images(dm) if not same or p.suffix.lower() == ".png"}
-            pairs = [(p, masks[p.stem]) for p in images if p.stem in masks]
-            if pairs:
-                return pairs
-    raise _missing(f"{dataset} images with their masks", base, info["layout"], info["source"])
-
-
-def voc_pairs(split: str) -> list[tuple[Path, Path]]:
-    """(image, class-index PNG) pairs of PASCAL VOC 2012's segmentation ``split`` (train | val)."""
-    root = paths.raw_data_root()
-    for folder in VOC["folders"]:
-        base = root / folder
-        ids = base / "ImageSets" / "Segmentation" / f"{split}.txt"
-        if ids.is_file() and (base / "JPEGImages").is_dir() and (base / "SegmentationClass").is_dir():
-            pairs = [(base / "JPEGImages" / f"{i}.jpg", base / "SegmentationClass" / f"{i}.png")
-                     for i in ids.read_text().split()]
-            present = [(a, b) for a, b in pairs if a.exists() and b.exists()]
-            if present:
-                return present
-    raise _missing(f"PASCAL VOC 2012 ({split} split)", root / VOC["folders"][0], VOC["layout"], VOC["source"])
 
 
 def missing_datasets(ds: DownstreamSpec) -> list[str]:

@@ -7,25 +7,19 @@
   paper published (Tables 1-6), with intervals where the study has them.
 * :func:`all_claims`, :func:`claims_report`: the paper's ten claims (PAPER.md section 4), each decided by
   its rule (:mod:`posenc_utils.claims`), recomputed here from the saved per-image results.
-* :func:`write_manifest`: what produced the results (commit, versions, profile, seeds, times, machine).
 """
 from __future__ import annotations
 
-import json
-import os
-import platform
-import subprocess
-import sys
-from importlib import metadata
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from . import budget, claims, devices, downstream, layer_analysis, padding_ablation, paths
+from . import budget, claims, downstream, layer_analysis, padding_ablation
 from .plots import FORMATS, RESULTS, drawn, mark_failed, redraw_grid, save_figure
 from .profiles import Profile
+
 
 class ResultsMissingError(FileNotFoundError):
     """A saved result notebook 06 needs is not there: the notebook that makes it has not run."""
@@ -220,57 +214,3 @@ def claims_report(found: list[claims.Claim], profile: Profile, path: Path) -> pd
                 "paper on its own numbers.\n\n" + calibration.to_markdown(index=False) + "\n")
     claims.claims_frame(found).to_csv(Path(path).with_suffix(".csv"), index=False)
     return table
-
-
-# ---------------------------------------------------------------- manifest
-
-
-PACKAGES = ("torch", "torchvision", "numpy", "pandas", "scipy", "matplotlib", "seaborn", "papermill", "nbval",
-            "scikit-image", "posenc")
-
-
-def _git(*args: str) -> str:
-    try:
-        return subprocess.run(["git", *args], cwd=paths.PROJ_ROOT, capture_output=True, text=True, timeout=10,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return ""
-
-
-def manifest(out: Path, profile: Profile, overrides: dict | None = None) -> dict:
-    """What produced the results in ``out``: commit, versions, profile (and any fields a run changed in it),
-    seeds, notebook times, machine."""
-    versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    times = {}
-    timing = Path(out) / "pipeline_times.json"
-    if timing.exists():
-        times = {k: v.get("notebooks_s") for k, v in json.loads(timing.read_text()).items() if isinstance(v, dict)}
-    try:
-        mem_gb = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9, 1)
-    except (ValueError, OSError, AttributeError):
-        mem_gb = None
-    return {
-        "profile": profile.name, "description": profile.description, **({"overrides": overrides} if overrides else {}),
-        "seeds": list(profile.seed_values),
-        "git_commit": _git("rev-parse", "HEAD"), "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no", "--", ".",
-                                                      ":(exclude)figures/*/manifest.json")),
-        "python": sys.version.split()[0], "packages": versions, "notebook_times_s": times,
-        "machine": {"platform": platform.platform(), "cpu": devices.cpu_model(), "cpus": os.cpu_count(),
-                    "memory_gb": mem_gb},
-        "results": sorted(p.name for p in Path(out).iterdir() if p.suffix in (".csv", ".md", ".json"))
-        + sorted(f"{RESULTS}/{p.name}" for p in (Path(out) / RESULTS).glob("*")),
-    }
-
-
-def write_manifest(out: Path, profile: Profile, overrides: dict | None = None) -> Path:
-    """Write :func:`manifest` to ``out/manifest.json``."""
-    path = Path(out) / "manifest.json"
-    data = manifest(out, profile, overrides)
-    data["results"] = [r for r in data["results"] if r != "manifest.json"]
-    path.write_text(json.dumps(data, indent=1))
-    return path

@@ -21,12 +21,12 @@ from PIL import Image
 from scipy.ndimage import gaussian_filter
 
 from . import cache, paths, timing
+from .datasets import IMAGE_EXTENSIONS, image_folder, list_images
 from .progress import progress
 from .profiles import ImageSetSpec
 from .scenes import SCENE_VERSION, object_scene
 
 GENERATOR_VERSION = 1  # bump when a generator changes its output, to invalidate cached sets
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 # Photographs that ship inside wheels the study installs: (package, path inside it).
 SHIPPED_PHOTOS = (
@@ -39,21 +39,6 @@ SHIPPED_PHOTOS = (
     ("sklearn", "datasets/images/china.jpg"), ("sklearn", "datasets/images/flower.jpg"),
     ("matplotlib", "mpl-data/sample_data/grace_hopper.jpg"),
 )
-
-# Standard layouts of the paper's datasets: the sub-folders that may hold the images.
-DATASETS = {
-    "DUTS-TR": dict(
-        folder="DUTS-TR", image_dirs=("DUTS-TR-Image",),
-        layout="DUTS-TR/DUTS-TR-Image/*.jpg (masks in DUTS-TR/DUTS-TR-Mask are not needed)",
-        source="http://saliencydetection.net/duts/ (DUTS-TR.zip, 10,553 images)",
-    ),
-    "PASCAL-S": dict(
-        folder="PASCAL-S", image_dirs=("Imgs", "images", "Images", "imgs", "image", "datasets/imgs/pascal", "."),
-        layout="PASCAL-S/Imgs/*.jpg (or PASCAL-S/images/, or the images directly in PASCAL-S/)",
-        source="https://cbs.ic.gatech.edu/salobj/ (PASCAL-S, 850 images)",
-    ),
-}
-
 
 @dataclass(frozen=True)
 class ImageSet:
@@ -226,29 +211,6 @@ def photo_crops(n: int, size: int, seed: int) -> Iterator[np.ndarray]:
 # ---------------------------------------------------------------- folders (paper profile)
 
 
-def dataset_folder(dataset: str, root: Path | None = None) -> Path:
-    """The folder holding a paper dataset's images, or a clear error saying what is missing."""
-    if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}: known are {', '.join(DATASETS)}")
-    info = DATASETS[dataset]
-    root = Path(root or paths.raw_data_root())
-    base = root / info["folder"]
-    for sub in info["image_dirs"]:
-        d = base / sub
-        if d.is_dir() and list_images(d):
-            return d
-    raise FileNotFoundError(
-        f"{dataset} images not found under {base}. Expected layout: {root}/"
-        f"{info['layout']}. Download it from {info['source']}, unpack it there, or set "
-        f"POSENC_DATA_ROOT to the folder that holds {info['folder']}/."
-    )
-
-
-def list_images(folder: Path) -> list[Path]:
-    """Image files directly inside ``folder``, sorted by name."""
-    return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-
-
 def folder_images(folder: Path, size: int, n: int | None = None) -> tuple[int, Callable[[np.ndarray], int]]:
     """Capacity and a ``fill`` function that streams a folder's images into an array.
 
@@ -312,7 +274,7 @@ def _source(spec: ImageSetSpec, size: int) -> tuple[int, Callable[[np.ndarray], 
 
         return spec.n, fill, {"scenes": SCENE_VERSION}
     if spec.kind == "folder":
-        folder = dataset_folder(spec.dataset)
+        folder = image_folder(spec.dataset)
         n, fill = folder_images(folder, size, spec.n)
         files = list_images(folder)[:n]
         fingerprint = cache.make_key([(f.name, f.stat().st_size, int(f.stat().st_mtime)) for f in files])

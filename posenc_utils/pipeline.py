@@ -24,7 +24,7 @@ from . import cache, devices, paths, timing
 from .pages import render
 from .plan import missing_inputs, run_plan
 from .profiles import PROFILES, Profile, get_profile
-from .figures import write_manifest
+from .manifest import write_manifest
 
 
 def notebooks() -> list[Path]:
@@ -159,11 +159,25 @@ def execute_notebook(source: str, executed: str, parameters: dict, cwd: str, tim
     t0, cpu_before = time.perf_counter(), (machine_cpu_seconds(), kernels_cpu_seconds())
     with paths.environ(timing.PHASES_FILE, phases_file):  # the kernel books its phases there (timing.kernel_clock)
         papermill.execute_notebook(source, executed, parameters=parameters, kernel_name="python3", cwd=cwd,
-                                   execution_timeout=timeout, progress_bar=False)
+                                   execution_timeout=timeout, progress_bar=False,
+                                   kernel_manager_class=ipc_kernel_manager())
     seconds = round(time.perf_counter() - t0, 1)
     return {"seconds": seconds, "phases": notebook_phases(timing.read_phases(phases_file), seconds),
             "cpu": cpu_share(cpu_before, (machine_cpu_seconds(), kernels_cpu_seconds()), seconds),
             "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6, 2)}
+
+
+def ipc_kernel_manager() -> type:
+    """A kernel manager whose kernels talk over local sockets (files under Jupyter's private runtime folder) instead
+    of TCP: no port listens, and ipykernel has no cause to warn, in every notebook's log, that its TCP traffic is
+    unencrypted."""
+    from jupyter_client import AsyncKernelManager
+
+    class IPCKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs):
+            super().__init__(transport="ipc", **kwargs)
+
+    return IPCKernelManager
 
 
 def _entries_file(profile: str) -> Path:

@@ -92,7 +92,7 @@ class ImageSetSpec:
     kind: str  # dead_leaves | photo_crops | black | white | noise | folder | objects | object_backgrounds
     n: int | None = 1  # number of images (None: all the images of a folder)
     seed: int = 0
-    dataset: str | None = None  # for kind == "folder": a key of images.DATASETS
+    dataset: str | None = None  # for kind == "folder" (and notebook 05's folders): a key of datasets.DATASETS
 
 
 @dataclass(frozen=True)

@@ -171,8 +171,9 @@ def test_failure_during_fill_leaves_no_entry(tiny_set, monkeypatch):
     assert cache_leftovers() == []
 
 
-def test_damaged_feature_file_is_recomputed(tiny_set, monkeypatch):
-    """Features overwritten in place (same size, valid header) are detected, named and recomputed."""
+def test_damaged_feature_file_is_recomputed(tiny_set, monkeypatch, capfd):
+    """Features overwritten in place (same size, valid header) are detected, named and recomputed, and the
+    process's own standard error (a run's log, even from a notebook kernel) names the entry and its rebuild."""
     first = extract_features(VGG, tiny_set)
     good = read_np(first)
     offset = cache.npy_layout(first.path)[2]
@@ -185,6 +186,8 @@ def test_damaged_feature_file_is_recomputed(tiny_set, monkeypatch):
         again = extract_features(VGG, tiny_set)
     assert again.key == first.key
     assert np.array_equal(read_np(again), good)
+    log = capfd.readouterr().err
+    assert f"[cache] cache entry {first.path} is damaged" in log and f"[cache] {first.path} rebuilt" in log
 
 
 def test_feature_map_rows(tiny_set):

@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from posenc_utils import images
-from posenc_utils.images import build_image_set, dataset_folder, read_rgb
+from posenc_utils.datasets import image_folder
+from posenc_utils.images import build_image_set, read_rgb
 from posenc_utils.profiles import ImageSetSpec
 
 
@@ -229,7 +230,7 @@ def test_folder_of_only_broken_files_raises(tmp_path):
 def test_missing_dataset_folder_message(tmp_path, monkeypatch):
     monkeypatch.setenv("POSENC_DATA_ROOT", str(tmp_path / "nowhere"))
     with pytest.raises(FileNotFoundError) as e:
-        dataset_folder("DUTS-TR")
+        image_folder("DUTS-TR")
     msg = str(e.value)
     assert str(tmp_path / "nowhere" / "DUTS-TR") in msg
     assert "DUTS-TR-Image" in msg
@@ -242,7 +243,7 @@ def test_empty_dataset_folder_message(tmp_path, monkeypatch):
     (tmp_path / "DUTS-TR" / "DUTS-TR-Image").mkdir(parents=True)
     (tmp_path / "DUTS-TR" / "DUTS-TR-Image" / "readme.txt").write_text("no images here")
     with pytest.raises(FileNotFoundError, match="DUTS-TR-Image"):
-        dataset_folder("DUTS-TR")
+        image_folder("DUTS-TR")
     with pytest.raises(FileNotFoundError, match="holds no images"):
         images.folder_images(tmp_path / "DUTS-TR" / "DUTS-TR-Image", 16)
     with pytest.raises(FileNotFoundError, match="does not exist"):
@@ -252,25 +253,25 @@ def test_empty_dataset_folder_message(tmp_path, monkeypatch):
 def test_missing_dataset_message_with_explicit_root(tmp_path, monkeypatch):
     monkeypatch.setenv("POSENC_DATA_ROOT", str(tmp_path / "env-root"))
     with pytest.raises(FileNotFoundError) as e:
-        dataset_folder("DUTS-TR", root=tmp_path / "given-root")
+        image_folder("DUTS-TR", root=tmp_path / "given-root")
     assert str(tmp_path / "env-root") not in str(e.value)
 
 
 def test_unknown_dataset():
     with pytest.raises(ValueError, match="unknown dataset"):
-        dataset_folder("ImageNet")
+        image_folder("ImageNet")
 
 
 def test_pascal_layouts(tmp_path, monkeypatch):
     monkeypatch.setenv("POSENC_DATA_ROOT", str(tmp_path))
     write_mixed_images(tmp_path / "PASCAL-S" / "Imgs", n_good=3, broken=False)
-    assert dataset_folder("PASCAL-S") == tmp_path / "PASCAL-S" / "Imgs"
+    assert image_folder("PASCAL-S") == tmp_path / "PASCAL-S" / "Imgs"
     s = build_image_set(ImageSetSpec("PASCAL-S", "folder", n=None, dataset="PASCAL-S"), 16)
     assert s.n == 3 and s.load().shape == (3, 16, 16, 3)
     # explicit root argument; images directly inside PASCAL-S/
     other = tmp_path / "other"
     write_mixed_images(other / "PASCAL-S", n_good=2, broken=False)
-    assert dataset_folder("PASCAL-S", root=other) == other / "PASCAL-S" / "."
+    assert image_folder("PASCAL-S", root=other) == other / "PASCAL-S" / "."
 
 
 def test_folder_n_limits_the_set(tmp_path, monkeypatch):

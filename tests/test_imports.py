@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "posenc_utils"
 # the lowest layer whose modules it needs.
 LAYERS = (
     # primitives: no import from the package, or only from each other
-    ("__init__", "paths", "timing", "devices", "progress", "metrics", "targets", "borders", "positions", "scenes",
+    ("__init__", "paths", "datasets", "timing", "devices", "progress", "metrics", "targets", "borders", "positions", "scenes",
      "task_metrics", "pages", "cache"),
     # networks: the parts, notebook 05's network core, the families, the settings that name them, the builder
     ("networks", "scenenet", "families", "profiles", "encoders"),
@@ -24,12 +24,12 @@ LAYERS = (
     ("experiments",),
     # the notebooks' modules and what reads their products
     ("budget", "padding_ablation", "layer_analysis", "downstream", "claims", "extended", "findings", "show", "figures",
-     "report", "bench"),
+     "report", "bench", "compare"),
     # running the study
-    ("plan", "pipeline", "probe"),
+    ("manifest", "plan", "pipeline", "probe"),
 )
 # Libraries a function may import when it needs them: optional, or heavy and needed by few calls.
-LAZY_OK = {"seaborn", "papermill", "nbconvert", "IPython", "timm", "h5py", "matplotlib", "xxhash", "torchvision",
+LAZY_OK = {"seaborn", "papermill", "jupyter_client", "nbconvert", "IPython", "timm", "h5py", "matplotlib", "xxhash", "torchvision",
            "efficientnet_lite_pytorch", "safetensors"}
 
 

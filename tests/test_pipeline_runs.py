@@ -99,6 +99,7 @@ def test_two_runs_on_one_empty_cache_end_with_the_same_tables(tmp_path):
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in (0, 1)]
     logs = [r.communicate(timeout=900)[0] for r in runs]
     assert [r.returncode for r in runs] == [0, 0], "\n\n".join(log[-3000:] for log in logs)
+    assert not [log for log in logs if "without encryption" in log]  # kernels over local sockets: no TCP warning
     for nb in (tmp_path / "run0" / "build" / "quick").glob("*.ipynb"):  # the quick profile's figures are shown too
         check_reads_like_a_paper(nb)
     index = (tmp_path / "run0" / "build" / "quick" / "index.html").read_text()
