@@ -17,7 +17,8 @@ from . import devices, paths
 from .downstream import missing_datasets
 from .encoders import tap_channels
 from .families import family_of
-from .images import dataset_folder, image_count
+from .datasets import image_folder
+from .images import image_count
 from .networks import checkpoint_file
 from .borders import PADDING_MODES
 from .profiles import Profile
@@ -34,7 +35,7 @@ def missing_inputs(profile: Profile, downstream: bool = True) -> list[str]:
     for spec in (profile.train_set, *profile.test_sets):
         if spec.kind == "folder":
             try:
-                dataset_folder(spec.dataset)
+                image_folder(spec.dataset)
             except FileNotFoundError as err:
                 missing.append(str(err))
     if downstream:
