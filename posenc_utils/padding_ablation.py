@@ -257,8 +257,9 @@ def contrast_sentence(contrasts: pd.DataFrame, test_set: str, noun: str = "mode"
             if len(rows):
                 said.append(f"{words} in " + ", ".join(f"{r.encoder} ({_ci(r)})" for r in rows.itertuples()))
         parts.append("; ".join(said))
+    later = "".join(f". {p[0].upper()}{p[1:]}" for p in parts[1:])  # each mode's own sentence
     return (f"Mean SPC over the patterns on {test_set}, {ref} minus each {noun} (paired 95% intervals over readout "
-            f"seeds and test images): " + ". ".join(parts) + ".")
+            f"seeds and test images): {parts[0]}{later}.")
 
 
 def padding_modes(profile: Profile) -> TableResult:

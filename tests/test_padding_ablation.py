@@ -179,8 +179,8 @@ def test_mode_contrasts_say_only_what_the_intervals_allow():
     assert c.loc["replicate", "order"] == "not distinguishable"
     assert c.loc["reflect", "difference"] == pytest.approx(0.4, abs=0.02)
     text = padding_ablation.contrast_sentence(c.reset_index(), "photos")
-    assert "zeros above reflect in E (+0.40" in text and "circular above zeros in E" in text
-    assert "zeros and replicate not distinguishable in E" in text
+    assert "images): zeros above reflect in E (+0.40" in text and ". Circular above zeros in E" in text
+    assert ". Zeros and replicate not distinguishable in E" in text
 
 
 # ---------------------------------------------------------------- cache keys and heads
