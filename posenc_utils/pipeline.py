@@ -17,6 +17,7 @@ import os
 import resource
 import sys
 import time
+import uuid
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
@@ -170,12 +171,17 @@ def execute_notebook(source: str, executed: str, parameters: dict, cwd: str, tim
 def ipc_kernel_manager() -> type:
     """A kernel manager whose kernels talk over local sockets (files under Jupyter's private runtime folder) instead
     of TCP: no port listens, and ipykernel has no cause to warn, in every notebook's log, that its TCP traffic is
-    unencrypted."""
+    unencrypted. Each kernel's sockets get a name of their own: jupyter_client's default (``kernel-ipc-<n>`` in the
+    working folder) is shared by kernels started at once, which then read each other's messages."""
     from jupyter_client import AsyncKernelManager
+    from jupyter_core.paths import jupyter_runtime_dir
 
     class IPCKernelManager(AsyncKernelManager):
         def __init__(self, **kwargs):
             super().__init__(transport="ipc", **kwargs)
+            runtime = Path(jupyter_runtime_dir())
+            runtime.mkdir(parents=True, exist_ok=True)
+            self.ip = str(runtime / f"kernel-{uuid.uuid4().hex}-ipc")
 
     return IPCKernelManager
 

@@ -29,7 +29,7 @@ LAYERS = (
     ("manifest", "plan", "pipeline", "probe"),
 )
 # Libraries a function may import when it needs them: optional, or heavy and needed by few calls.
-LAZY_OK = {"seaborn", "papermill", "jupyter_client", "nbconvert", "IPython", "timm", "h5py", "matplotlib", "xxhash", "torchvision",
+LAZY_OK = {"seaborn", "papermill", "jupyter_client", "jupyter_core", "nbconvert", "IPython", "timm", "h5py", "matplotlib", "xxhash", "torchvision",
            "efficientnet_lite_pytorch", "safetensors"}
 
 

@@ -111,3 +111,24 @@ def test_two_runs_on_one_empty_cache_end_with_the_same_tables(tmp_path):
         assert (first / rel).read_bytes() == (second / rel).read_bytes(), rel
     leftovers = [p for p in (tmp_path / "cache").rglob("*") if ".tmp" in p.name]
     assert leftovers == []
+
+
+def test_kernels_started_at_once_each_have_their_own_sockets(tmp_path):
+    """Notebooks run side by side (a warm rerun) start their kernels at once in one folder: over local sockets, each
+    kernel needs socket files of its own (jupyter_client's default name is shared, and kernels sharing it read each
+    other's messages and never answer)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("import time\ntime.sleep(1)\nprint(6 * 7)")]
+    nbformat.write(nb, tmp_path / "a.ipynb")
+    jobs = [(str(tmp_path / "a.ipynb"), str(tmp_path / f"run{i}.ipynb"), {}, str(tmp_path), 120,
+             str(tmp_path / f"phases{i}.json")) for i in range(3)]
+    with ProcessPoolExecutor(3, mp_context=multiprocessing.get_context("fork")) as pool:
+        list(pool.map(pipeline.execute_notebook, *zip(*jobs)))
+    for i in range(3):
+        assert nbformat.read(tmp_path / f"run{i}.ipynb", 4).cells[0].outputs[0]["text"] == "42\n"
+    assert not [p for p in tmp_path.iterdir() if "ipc" in p.name]  # no socket file left in the notebooks' folder
