@@ -72,6 +72,7 @@ class Comparison:
     b: Path
     tables: list[TableDiff]
     verdicts: list[str]
+    rules: tuple[Tolerance, ...] = TOLERANCES  # the tolerances the tables were held to
 
     @property
     def agree(self) -> bool:
@@ -152,7 +153,7 @@ def compare(a: str | Path, b: str | Path, rules: tuple[Tolerance, ...] = TOLERAN
     verdicts = []
     if "claims.csv" in ta and "claims.csv" in tb:
         verdicts = verdict_changes(pd.read_csv(ta["claims.csv"]), pd.read_csv(tb["claims.csv"]))
-    return Comparison(a, b, tables, verdicts)
+    return Comparison(a, b, tables, verdicts, rules)
 
 
 def report(c: Comparison) -> str:
@@ -169,11 +170,12 @@ def report(c: Comparison) -> str:
             if t.differs:
                 lines.append(f"- `{t.name}`: {t.problem}" if t.problem else f"- `{t.name}`:")
                 lines += [f"  - {cell}" for cell in t.cells]
-    gaps = sorted(((g, t.name, col) for t in c.tables for col, g in t.worst.items()
-                   if g > 0 and math.isfinite(tolerance_for(t.name, col).atol)), reverse=True)[:10]
+    gaps = sorted(((g, t.name, col, tolerance_for(t.name, col, c.rules).atol) for t in c.tables
+                   for col, g in t.worst.items()), reverse=True)
+    gaps = [gap for gap in gaps if gap[0] > 0 and math.isfinite(gap[3])][:10]
     if gaps:
         lines += ["", "## Largest differences (within or beyond tolerance)", ""]
-        lines += [f"- `{name}` {col}: {g:.3g} (tolerance {tolerance_for(name, col).atol:g})" for g, name, col in gaps]
+        lines += [f"- `{name}` {col}: {g:.3g} (tolerance {atol:g})" for g, name, col, atol in gaps]
     return "\n".join(lines) + "\n"
 
 

@@ -2,6 +2,8 @@
 names the cell, a changed verdict is listed, a missing table or a bad folder is said."""
 from __future__ import annotations
 
+import dataclasses
+
 import pandas as pd
 import pytest
 
@@ -29,6 +31,8 @@ def test_identical_and_round_off_agree_times_aside(tmp_path):
     assert compare.main([str(a), str(b)]) == 0
     # on one machine nothing may move: --exact flags the round-off, never the seconds
     assert compare.main([str(a), str(b), "--exact"]) == 1
+    exact = tuple(dataclasses.replace(r, atol=0.0) if r.atol != float("inf") else r for r in compare.TOLERANCES)
+    assert "(tolerance 0)" in compare.report(compare.compare(a, b, exact))  # the rules held to, not the defaults
     assert compare.main([str(a), str(_products(tmp_path / "c", seconds=1.0)), "--exact"]) == 0
 
 
