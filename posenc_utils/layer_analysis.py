@@ -65,7 +65,8 @@ def capacity_settings(profile: Profile, depths=DEPTHS, kernels=KERNELS, widths=N
 def _capacity_encoders(profile: Profile, posenet: bool = True) -> list[EncoderSpec]:
     """PosENet (``posenet``) and the profile's pretrained VGG16s: the paper's Table 2 rows (random-init rows decide no
     claim)."""
-    return [EncoderSpec("posenet", "none")] * posenet + [e for e in profile.encoders if e.name == "vgg16" and e.pretrained]
+    vggs = [e for e in profile.encoders if e.name == "vgg16" and e.pretrained]
+    return ([EncoderSpec("posenet", "none")] if posenet else []) + vggs
 
 
 def capacity_probes(profile: Profile, depths=DEPTHS, kernels=KERNELS, widths=None, posenet: bool = True) -> list[Probe]:
