@@ -16,7 +16,7 @@ readout of Table 1 in an empty temporary cache, then measures, in the same proce
   pages that were touched count), time per phase, the encoder overhead ratio (extraction with
   resizing and storing, over the floor) and seconds per readout epoch for each encoder.
 
-It writes ``benchmark_table1.json`` beside the profile's tables.
+It writes :data:`BENCHMARK` beside the profile's tables.
 """
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from . import devices, experiments, paths, timing
 from .families import family_of
+from .products import declare
 from .profiles import get_profile
 
 
@@ -187,7 +188,7 @@ def run(profile_name: str, output_dir: str = "", keep_cache: bool = False, profi
         "torch": torch.__version__,
         "date": time.strftime("%Y-%m-%d"),
     }
-    out = paths.output_dir(profile.name, output_dir or None) / "benchmark_table1.json"
+    out = BENCHMARK.path(paths.output_dir(profile.name, output_dir or None))
     out.write_text(json.dumps(report, indent=1))
     return report
 
@@ -223,3 +224,6 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+BENCHMARK = declare("benchmark_table1", "", "json", made_by=run, optional=True)  # `make bench`

@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Callable
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 from matplotlib.ticker import NullFormatter
 import pandas as pd
 
-from .experiments import Probe, head_of, image_sets, probe, train_probes, view_features
+from .experiments import Probe, Result, head_of, image_sets, probe, train_probes, view_features
 from .plots import mark_failed, save_figure
+from .products import declare
 from .profiles import EncoderSpec, Profile, ReadoutSpec
 
 PAPER_STEPS = 4950  # 10,553 images / batch 32 = 330 steps per epoch, 15 epochs
@@ -47,6 +49,14 @@ def larger_budget(profile: Profile) -> Profile:
     ``budget_factor`` times as long, one readout seed."""
     encoders = tuple(e for e in profile.encoders if e.name == "posenet" or e.pretrained)
     return profile.with_overrides(readout=scaled(profile.readout, profile.budget_factor), seeds=1, encoders=encoders)
+
+
+def rerun(experiment: Callable[..., Result], profile: Profile, *args, **kwargs) -> Result:
+    """The training-budget check of the claims an experiment decides: ``experiment`` again on
+    :func:`larger_budget` (the claim-deciding rows, readouts trained ``budget_factor`` times as long, one seed).
+    A notebook saves the result as the product's larger-budget twin (``result.save(out, product, budget=True)``)
+    and hands its per-image results to the claims beside the first ones."""
+    return experiment(larger_budget(profile), *args, **kwargs)
 
 
 def _reaching(profile: Profile, n_images: int) -> int:
@@ -112,7 +122,7 @@ def long_points(profile: Profile) -> list[tuple[str, int, dict]]:
     return [c for c in _curve(profile, long=True) if (c[0], c[1], c[2]["readout"]) not in short]
 
 
-def budget_curve(profile: Profile, points: list[tuple[str, int, dict]] | None = None) -> pd.DataFrame:
+def budget_curve(profile: Profile, points: list[tuple[str, int, dict]] | None = None) -> Result:
     """Mean SPC over H, G, HS on the natural test images against SGD steps (at ``points``: by default the main
     job's, :func:`long_points` the rest), for PosENet with PEM padding 0, 1, 2 and the profile's first pretrained
     VGG16, on the first ``curve_train_n`` training images (all of them where there are fewer) and on all of them
@@ -128,7 +138,7 @@ def budget_curve(profile: Profile, points: list[tuple[str, int, dict]] | None = 
                          spc=float(d.spc.fillna(0.0).mean()), test_set=natural.name,
                          study=readout.epochs == profile.readout.epochs, readout_failed=bool(d.readout_failed.any()),
                          extended=False))
-    return pd.DataFrame(rows)
+    return Result(pd.DataFrame(rows))
 
 
 def plot_budget_curve(curve: pd.DataFrame, path: Path) -> plt.Figure:
@@ -160,3 +170,10 @@ def plot_budget_curve(curve: pd.DataFrame, path: Path) -> plt.Figure:
     fig.tight_layout()
     save_figure(fig, path)
     return fig
+
+
+# ---------------------------------------------------------------- products (posenc_utils.products)
+
+CURVE = declare("budget_curve", "04", "csv", made_by=budget_curve, readme="layers")
+FIG_CURVE = declare("fig_budget_curve", "04", "figure", made_by=plot_budget_curve, drawn_from=CURVE,
+                    draw=plot_budget_curve, readme="layers")

@@ -29,12 +29,11 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from . import paths
+from . import paths, products
 from .evidence import (CONTRADICTED, HOLDS, NOT_DECIDED, NOT_REPRODUCED, OUTCOMES, Effect, Part, combine, effect,
                        judge, order_effect, pattern_cells, ratio_effect, select, slope_effect, with_study_uncertainty)
-from .plots import RESULTS
 from .profiles import EncoderSpec, get_profile
-from .tables import PAPER_MODEL, paper_numbers, write_csv
+from .tables import PAPER_MODEL, paper_numbers
 
 TASK_WEIGHTS = ("sod", "seg", "paper-sod", "paper-seg")
 NULL_BAND = 0.1  # claim 1's band around 0: what a readout of no position shows
@@ -512,36 +511,38 @@ def paper_claims() -> list[Claim]:
 # ---------------------------------------------------------------- where the evidence is saved
 
 
-FRAME_FILES = {"table1": "table1_position_info", "table2": "table2_readout_capacity", "table3": "table3_per_stage",
-               "table4": "table4_padding", "table6": "table6_trained_size", "objects": "object_error"}
-BUDGET_SUFFIX = "_budget"
-
-
-SUMMARY_FILES = {"gain": "padding_gain.csv", "signature": "position_signature.csv"}  # claim 9's, tables of their own
-
-
 def frame_path(out: Path, key: str, budget: bool = False) -> Path:
-    """Where the per-image frame ``key`` (or its larger-budget twin) is saved in ``out``; claim 9's paired
-    gains and their position signature are tables of their own (:data:`SUMMARY_FILES`)."""
-    if key in SUMMARY_FILES:
-        return Path(out) / SUMMARY_FILES[key]
-    return Path(out) / RESULTS / f"{FRAME_FILES[key]}{BUDGET_SUFFIX if budget else ''}_per_image.csv"
+    """Where the frame the rules read under ``key`` (or its larger-budget twin) is saved in ``out``: the per-image
+    results of the product declared with that ``frame`` (:mod:`posenc_utils.products`), or the product itself where
+    it is a summary (claim 9's paired gains and their position signature)."""
+    p = products.by_frame(key)
+    return p.per_image_path(out, budget) if p.per_image else p.csv(out)
 
 
-def save_frame(out: Path, key: str, frame: pd.DataFrame, budget: bool = False) -> Path:
-    return write_csv(frame, frame_path(out, key, budget))
+RULE_FRAMES = {"signature"}  # read beside a rule's own tables (claim 9's position signature)
 
 
 def load_frames(out: Path, budget: bool = False) -> dict[str, pd.DataFrame]:
     """Every saved frame of ``out`` the rules read (the larger-budget ones with ``budget``)."""
-    keys = [k for k in (*FRAME_FILES, *SUMMARY_FILES) if not (budget and k in SUMMARY_FILES)]
-    return {k: pd.read_csv(frame_path(out, k, budget)) for k in keys if frame_path(out, k, budget).exists()}
+    declared = products.frames()
+    unknown = ({t for r in RULES.values() for t in r.tables} | RULE_FRAMES) - {p.frame for p in declared}
+    if unknown:
+        raise LookupError(f"the claims read {', '.join(sorted(unknown))}, which no product declares: import the study "
+                          f"modules first (posenc_utils.figures imports them all)")
+    paths = {p.frame: frame_path(out, p.frame, budget) for p in declared if not (budget and p.budget is None)}
+    return {k: pd.read_csv(path) for k, path in paths.items() if path.exists()}
+
+
+def _keyed(frames: dict | None) -> dict[str, pd.DataFrame] | None:
+    """Frames keyed by the claims' frame names, given by name or by the product that holds them."""
+    return None if frames is None else {(k.frame if isinstance(k, products.Product) else k): v for k, v in frames.items()}
 
 
 def check(numbers, frames: dict[str, pd.DataFrame], natural: str,
           budget: dict[str, pd.DataFrame] | None = None) -> list[Claim]:
-    """Claims ``numbers`` decided on ``frames``, each checked against ``budget`` where it has its tables."""
-    return [decide(k, frames, natural, budget) for k in numbers]
+    """Claims ``numbers`` decided on ``frames``, each checked against ``budget`` where it has its tables (both keyed
+    by frame name or by the product declared with it: ``{experiments.TABLE1: t1.per_image}``)."""
+    return [decide(k, _keyed(frames), natural, _keyed(budget)) for k in numbers]
 
 
 def check_saved(out: Path, natural: str) -> list[Claim]:

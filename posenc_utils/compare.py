@@ -5,7 +5,7 @@ EPYC, Intel Xeon) round float sums differently, and a readout trained on feature
 ends a little elsewhere. This tool says whether two folders of products (``figures/<profile>`` of two runs)
 agree within that round-off: every table (every ``.csv``, per-image results included) is matched cell by cell,
 each numeric column against the tolerance of the first rule in ``TOLERANCES`` that names it, text cells exactly,
-and every verdict of ``claims.csv`` that differs is listed on its own. Figures and the run's records (JSON) are
+and every verdict of the claims' table (:data:`posenc_utils.figures.CLAIMS`) that differs is listed on its own. Figures and the run's records (JSON) are
 not compared: they are drawn from the tables or record the machine.
 
 Exit status 0 when the two agree, 1 when something differs beyond its tolerance (or a table is missing on one
@@ -23,12 +23,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import budget, extended, products
+from . import downstream as ds
+from . import layer_analysis as la
+from .figures import CLAIMS
+from .products import Product
+
 
 @dataclass(frozen=True)
 class Tolerance:
-    """Numeric cells of the tables matching ``files`` (a glob on the path inside the products folder) in the
-    columns matching ``columns`` (a glob on the name) agree when they differ by at most ``atol``."""
-    files: str
+    """Numeric cells of the tables matching ``files`` (the products they belong to, or a glob on the path inside the
+    products folder) in the columns matching ``columns`` (a glob on the name) agree when they differ by at most
+    ``atol``."""
+    files: str | tuple[Product, ...]
     columns: str
     atol: float
     why: str
@@ -40,15 +47,15 @@ class Tolerance:
 TOLERANCES: tuple[Tolerance, ...] = (
     Tolerance("*", "*seconds*", math.inf, "time: differs from run to run on any machine"),
     Tolerance("*", "*_s", math.inf, "time: differs from run to run on any machine"),
-    Tolerance("*table2*", "*", 0.03, "stacked readouts (Table 2): measured up to 0.03 between the CPU kinds"),
-    Tolerance("*budget_curve*", "*", 0.03, "readouts at many budgets, stacked ones among them: as Table 2"),
-    Tolerance("claims.csv", "*", 0.03, "claim 5 is decided on stacked readouts: as Table 2"),
-    Tolerance("*table5*", "*", 0.05, "downstream networks trained end to end: claim 9's gain measured 0.044 "
+    Tolerance((la.TABLE2A, la.TABLE2B, la.TABLE2, extended.SWEEP, extended.COSTS), "*", 0.03,
+              "stacked readouts (Table 2): measured up to 0.03 between the CPU kinds"),
+    Tolerance((budget.CURVE, extended.CURVE_LONG), "*", 0.03,
+              "readouts at many budgets, stacked ones among them: as Table 2"),
+    Tolerance((CLAIMS,), "*", 0.03, "claim 5 is decided on stacked readouts: as Table 2"),
+    Tolerance((ds.TABLE5,), "*", 0.05, "downstream networks trained end to end: claim 9's gain measured 0.044 "
               "against 0.038; single cells not measured one by one, hence a wider bound"),
-    Tolerance("*table6*", "*", 0.05, "encoders trained end to end by notebook 05: as Table 5"),
-    Tolerance("*downstream*", "*", 0.05, "downstream networks: as Table 5"),
-    Tolerance("*padding_gain*", "*", 0.05, "downstream networks: as Table 5"),
-    Tolerance("*position_signature*", "*", 0.05, "downstream networks: as Table 5"),
+    Tolerance((ds.TABLE6, ds.TABLE6_TRAINED), "*", 0.05, "encoders trained end to end by notebook 05: as Table 5"),
+    Tolerance((ds.LOSSES, ds.GAIN, ds.SIGNATURE), "*", 0.05, "downstream networks: as Table 5"),
     Tolerance("*", "*", 1e-5, "one-layer readouts on frozen features: Table 1's SPCs measured within 5e-6"),
 )
 
@@ -82,7 +89,8 @@ class Comparison:
 def tolerance_for(name: str, column: str, rules: tuple[Tolerance, ...] = TOLERANCES) -> Tolerance:
     """The first rule whose globs match the table ``name`` and ``column``."""
     for rule in rules:
-        if fnmatch.fnmatch(name, rule.files) and fnmatch.fnmatch(column, rule.columns):
+        files = fnmatch.fnmatch(name, rule.files) if isinstance(rule.files, str) else products.owner(name) in rule.files
+        if files and fnmatch.fnmatch(column, rule.columns):
             return rule
     raise ValueError(f"no tolerance names {name}:{column}; end TOLERANCES with a '*', '*' rule")
 
@@ -123,7 +131,7 @@ def compare_table(name: str, a: pd.DataFrame, b: pd.DataFrame, rules=TOLERANCES,
 
 
 def verdict_changes(a: pd.DataFrame, b: pd.DataFrame) -> list[str]:
-    """Every claim whose outcome (or outcome at the larger budget) differs between two ``claims.csv``."""
+    """Every claim whose outcome (or outcome at the larger budget) differs between two claims' tables."""
     columns = [c for c in ("outcome", "budget") if c in a.columns and c in b.columns]
     merged = a[["claim", *columns]].merge(b[["claim", *columns]], on="claim", how="outer", suffixes=(" A", " B"))
     out = []
@@ -135,7 +143,7 @@ def verdict_changes(a: pd.DataFrame, b: pd.DataFrame) -> list[str]:
 
 
 def compare(a: str | Path, b: str | Path, rules: tuple[Tolerance, ...] = TOLERANCES) -> Comparison:
-    """Every table of two products folders compared, and the verdicts of their ``claims.csv``."""
+    """Every table of two products folders compared, and the verdicts of their claims' tables."""
     a, b = Path(a), Path(b)
     for root in (a, b):
         if not root.is_dir():
@@ -151,8 +159,9 @@ def compare(a: str | Path, b: str | Path, rules: tuple[Tolerance, ...] = TOLERAN
             continue
         tables.append(compare_table(name, pd.read_csv(ta[name]), pd.read_csv(tb[name]), rules))
     verdicts = []
-    if "claims.csv" in ta and "claims.csv" in tb:
-        verdicts = verdict_changes(pd.read_csv(ta["claims.csv"]), pd.read_csv(tb["claims.csv"]))
+    name = CLAIMS.file(".csv")
+    if name in ta and name in tb:
+        verdicts = verdict_changes(pd.read_csv(ta[name]), pd.read_csv(tb[name]))
     return Comparison(a, b, tables, verdicts, rules)
 
 

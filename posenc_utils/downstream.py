@@ -33,12 +33,13 @@ import torch.nn.functional as F
 from PIL import Image
 
 from . import cache, devices, paths, tables, timing
-from .experiments import Probe, TableResult, image_sets, per_image_frame, probe, seeded_summary, test_sources, train_probes
+from .experiments import Probe, Result, image_sets, per_image_frame, probe, seeded_summary, test_sources, train_probes
 from .datasets import sod_pairs, voc_pairs
 from .images import read_rgb, resize
 from .measures import table_columns
 from .metrics import cluster_bootstrap_ci, t_interval
 from .plots import off_axes, save_figure
+from .products import declare
 from .profiles import DownstreamSpec, EncoderSpec, ImageSetSpec, Profile
 from .progress import progress
 from .scenenet import PADDINGS, TASKS, SceneNet, checkpoint_paths, frame_inputs, load_checkpoint
@@ -425,7 +426,7 @@ def _bootstrap(values: np.ndarray, stat, groups=None, seed: int = 0) -> tuple[fl
     return cluster_bootstrap_ci(values, groups, stat=stat, n_boot=1000, seed=seed)
 
 
-def table5(profile: Profile, run: Downstream) -> TableResult:
+def table5(profile: Profile, run: Downstream) -> Result:
     """Table 5, tidy: one row per task x padding x test set x metric, with a 95% bootstrap interval
     over test images and the paper's value beside ours. SOD: adaptive F-measure and MAE (per image,
     averaged), max F-measure (one threshold for the set); segmentation: mIoU (fraction, not %).
@@ -454,7 +455,7 @@ def table5(profile: Profile, run: Downstream) -> TableResult:
                 pv, where = _paper_value(paper, task, pad, metric, test.name)
                 rows.append(dict(task=task, network=net, padding=model.label, test_set=test.name, metric=metric,
                                  value=value, ci_low=lo, ci_high=hi, n_images=test.n, paper=pv, paper_test_set=where))
-    return TableResult(pd.DataFrame(rows), pd.concat(per_image, ignore_index=True), predictions)
+    return Result(pd.DataFrame(rows), pd.concat(per_image, ignore_index=True), predictions)
 
 
 def table5_wide(table: pd.DataFrame) -> pd.DataFrame:
@@ -580,10 +581,11 @@ def table6_probes(profile: Profile, run: Downstream, image_size: int | None = No
 
 
 def table6(profile: Profile, run: Downstream, image_size: int | None = None,
-           also: tuple[Profile, ...] = ()) -> tuple[pd.DataFrame, dict]:
+           also: tuple[Profile, ...] = ()) -> Result:
     """Table 6: the Table 1 probe (same readout, training and test images) on each encoder of
     :func:`table6_encoders`, every pattern, one readout seed with 95% intervals over test images; the
-    paper's values beside ours where it has the row.
+    paper's values beside ours where it has the row; the per-image metrics behind it (what claim 10 is decided on)
+    and each encoder's probe.
 
     ``image_size``: probe at that size instead of the profile's (the training and test images made again
     at that size), e.g. the size the downstream networks were trained at; the profile's VGG16s are then
@@ -602,14 +604,8 @@ def table6(profile: Profile, run: Downstream, image_size: int | None = None,
     cols = table_columns(["encoder", "arch", "weights", "image_size", "pattern", "test_set"], features=False)
     if prof is profile:
         cols.remove("image_size")  # the profile's own size, as every other table
-    return table[cols], results
-
-
-def table6_per_image(profile: Profile, results: dict, image_size: int | None = None) -> pd.DataFrame:
-    """The per-image metrics behind :func:`table6` (same ``image_size``), which claim 10 is decided on."""
-    prof = profile.with_overrides(image_size=image_size) if image_size else profile
-    photos = test_sources(prof, image_sets(prof)[1])
-    return pd.concat([per_image_frame([r], photos) for r in results.values()], ignore_index=True)
+    per_image = pd.concat([per_image_frame([r], photos) for r in results.values()], ignore_index=True)
+    return Result(table[cols], per_image, results)
 
 
 # ---------------------------------------------------------------- Fig 1 and the loss curves
@@ -707,3 +703,22 @@ def plot_loss_curves(losses: pd.DataFrame, path: Path) -> plt.Figure:
     fig.tight_layout()
     save_figure(fig, path)
     return fig
+
+
+# ---------------------------------------------------------------- products (posenc_utils.products)
+
+FIG_SCENES = declare("fig_downstream_scenes", "05", "figure", made_by=plot_task_samples, grid=True)
+LOSSES = declare("downstream_losses", "05", "csv", made_by=loss_table)
+FIG_LOSSES = declare("fig_downstream_loss", "05", "figure", made_by=plot_loss_curves, drawn_from=LOSSES,
+                     draw=plot_loss_curves, readme="downstream")
+TABLE5 = declare("table5_downstream", "05", "table", role="Table 5", made_by=table5, per_image=True,
+                 readme="downstream")
+GAIN = declare("padding_gain", "05", "csv", role="Table 5", made_by=padding_gain, claims=(9,), frame="gain")
+SIGNATURE = declare("position_signature", "05", "csv", made_by=position_signature, claims=(9,), frame="signature",
+                    readme="downstream")
+FIG1 = declare("fig1_crop_shift", "05", "figure", role="Fig 1", made_by=fig1_crop_shift, grid=True, readme="downstream")
+SHIFT = declare("crop_shift", "05", "csv", role="Fig 1", made_by=crop_shift)
+TABLE6 = declare("table6_task_encoders", "05", "table", role="Table 6", made_by=table6, readme="downstream")
+TABLE6_TRAINED = declare("table6_trained_size", "05", "table", role="Table 6", made_by=table6, claims=(10,),
+                         frame="table6", per_image=True, budget="frame", readme="downstream")
+CLAIMS_9_10 = declare("claims_9_10", "05", "markdown", claims=(9, 10), readme="downstream")

@@ -1,13 +1,14 @@
 """The paper's experiments as functions of a :class:`~posenc_utils.profiles.Profile`.
 
 Each experiment is a function returning tidy DataFrames (one row per measured cell), a table
-experiment a :class:`TableResult` (the table, the per-image metrics behind it, what it was measured
+experiment a :class:`Result` (the table, the per-image metrics behind it, what it was measured
 from); the expensive steps underneath (image sets, encoder features, trained readouts) are cached, so
 an experiment that reuses another's features costs only its readouts.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -17,6 +18,9 @@ import torch
 from .engine import upsample
 from .features import FeatureSet, extract_features
 from .images import ImageSet, build_image_set, photo_sources
+from .plots import fig4_qualitative
+from .products import Product, declare
+from .tables import write_csv, write_frame, write_table
 from .measures import (baseline_summary, feature_columns, feature_table, probe_measures, seed_summary, summarize,
                        table_columns)
 from .profiles import EncoderSpec, Profile, ReadoutSpec
@@ -70,15 +74,26 @@ def with_feature_measures(summary: pd.DataFrame, result: ProbeResult, sources: d
 
 
 @dataclass(frozen=True, eq=False)
-class TableResult:
-    """What a table experiment returns: the tidy ``table`` (one row per measured cell), the
-    ``per_image`` metrics it summarizes (every seed's; what the claims are decided on), and the
-    ``runs`` it was measured from, keyed by row label (the first seed's :class:`ProbeResult` of each
-    row, for the figures; Table 5: each network's predictions by (task, padding, test set))."""
+class Result:
+    """What every experiment returns: its tidy ``table`` (one row per measured cell), the ``per_image`` results it
+    summarizes (every seed's; what the claims are decided on), the ``runs`` it was measured from, keyed by row label
+    (the first seed's :class:`ProbeResult` of each row, for the figures; Table 5: each network's predictions by
+    (task, padding, test set)), and any further tables it makes, by name (``more``; Table 2b beside Table 2a)."""
 
     table: pd.DataFrame
-    per_image: pd.DataFrame
+    per_image: pd.DataFrame | None = None
     runs: dict[Any, Any] = field(default_factory=dict)
+    more: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+    def save(self, out: Path, product: Product, caption: str = "", budget: bool = False) -> Path:
+        """Write this result as ``product`` (its larger-budget twin with ``budget``): a table with its caption and
+        per-image results, a CSV, or the per-image results alone (:data:`posenc_utils.products.KINDS`)."""
+        if product.kind == "frame" or (budget and product.budget == "frame"):
+            return write_frame(self.per_image, out, product, budget)
+        target = product.twin if budget else product
+        if product.kind == "csv":
+            return write_csv(self.table, target.csv(out))
+        return write_table(self.table, out, target, caption, per_image=self.per_image if product.per_image else None)
 
 
 def image_sets(profile: Profile) -> tuple[ImageSet, list[ImageSet]]:
@@ -217,7 +232,7 @@ def table1_probes(profile: Profile, extra_encoders: tuple[EncoderSpec, ...] = ()
             for s in profile.seeds_for(spec)]
 
 
-def table1(profile: Profile, extra_encoders: tuple[EncoderSpec, ...] = (), also: tuple[Profile, ...] = ()) -> TableResult:
+def table1(profile: Profile, extra_encoders: tuple[EncoderSpec, ...] = (), also: tuple[Profile, ...] = ()) -> Result:
     """Table 1: every encoder x pattern x test set, with SPC, MAE, undefined-SPC count and n images,
     averaged over the profile's readout seeds with intervals over seeds and over test images, and the
     feature measures (:mod:`posenc_utils.measures`) on the test set and the training images.
@@ -243,4 +258,12 @@ def table1(profile: Profile, extra_encoders: tuple[EncoderSpec, ...] = (), also:
         per_image.append(per_image_frame(runs, sources))
     table = pd.concat(frames, ignore_index=True)
     cols = table_columns(["encoder", "arch", "weights", "padding", "pattern", "test_set"], paper=False)
-    return TableResult(table[cols], pd.concat(per_image, ignore_index=True), results)
+    return Result(table[cols], pd.concat(per_image, ignore_index=True), results)
+
+
+# ---------------------------------------------------------------- products (posenc_utils.products)
+
+TABLE1 = declare("table1_position_info", "02", "table", role="Table 1", made_by=table1, claims=(1, 2, 3, 4),
+                 frame="table1", per_image=True, budget="table", readme="headline")
+FIG4 = declare("fig4_qualitative", "02", "figure", role="Fig 4", made_by=fig4_qualitative, grid=True)
+CLAIMS_1_4 = declare("claims_1_4", "02", "markdown", claims=(1, 2, 3, 4), readme="headline")

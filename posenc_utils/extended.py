@@ -10,8 +10,9 @@
 
 Where a profile runs them in the main job (``extended_in_main``: the quick profile) notebook 04 calls
 :func:`compute`; otherwise ``make extended`` (``python -m posenc_utils.extended``) does, writes the results beside
-the study's (``table2a_width_sweep.{csv,md}``, its per-image results and larger-budget twin, ``budget_curve_long.csv``)
-with a record of every readout it trained (``extended.json``: their cache keys, the time, the machine), and
+the study's (the width sweep's table, its per-image results and larger-budget twin, the long points of the curve:
+the products declared at the end of this module) with a record of every readout it trained (:data:`RECORD`: their
+cache keys, the time, the machine), and
 notebook 04 reads them (:func:`load`) only where this code, on the same cached features, would train exactly
 those readouts: results from another readout procedure are not mixed into the study's.
 """
@@ -28,15 +29,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import budget, claims, devices, layer_analysis, paths, tables
+from . import budget, devices, layer_analysis, paths, tables
 from .experiments import probe_job
+from .products import declare
 from .readout import train_readouts
 from .profiles import Profile, deviations, get_profile
 
-SWEEP = "table2a_width_sweep"
-CURVE = "budget_curve_long.csv"
-COSTS = "table2a_width_sweep_costs.csv"  # seconds and GFLOP of one readout seed per encoder and setting
-RECORD = "extended.json"
 DEPTHS = (1, 2, 3)  # 1 layer: Table 1's readout, the depth part's reference
 
 
@@ -77,17 +75,15 @@ def readout_keys(profile: Profile) -> list[str]:
 def compute(profile: Profile) -> Extended:
     """Train (or read from the cache) every extended readout and measure it."""
     readouts = train_readouts([probe_job(p, **kw) for p, kw in probes(profile)])  # a pass over the features per seed
-    sweep, _, runs = layer_analysis.readout_capacity(profile, DEPTHS, (), profile.width_sweep, posenet=False)
-    per_image = layer_analysis.capacity_per_image(profile, runs, DEPTHS, (), profile.width_sweep)
+    sweep = layer_analysis.readout_capacity(profile, DEPTHS, (), profile.width_sweep, posenet=False)
     larger, depths, widest = _budget_settings(profile)
-    _, _, budget_runs = layer_analysis.readout_capacity(larger, depths, (), widest, posenet=False)
-    budget_per_image = layer_analysis.capacity_per_image(larger, budget_runs, depths, (), widest)
-    curve = budget.budget_curve(profile, budget.long_points(profile)).assign(extended=True)
+    longer = layer_analysis.readout_capacity(larger, depths, (), widest, posenet=False)
+    curve = budget.budget_curve(profile, budget.long_points(profile)).table.assign(extended=True)
     costs = pd.DataFrame([dict(encoder=enc, setting=setting, train_seconds=float(np.mean([r.readout.train_seconds
                                                                                            for r in seeded])),
                                gflop=float(np.mean([r.readout.gflop for r in seeded])), seeds=len(seeded))
-                          for enc, by in runs.items() for setting, seeded in by.items()])
-    return Extended(sweep, per_image, budget_per_image, curve, costs, sum(r.train_seconds for r in readouts))
+                          for enc, by in sweep.runs.items() for setting, seeded in by.items()])
+    return Extended(sweep.table, sweep.per_image, longer.per_image, curve, costs, sum(r.train_seconds for r in readouts))
 
 
 def write(profile: Profile, out: Path, result: Extended, seconds: float) -> Path:
@@ -95,11 +91,11 @@ def write(profile: Profile, out: Path, result: Extended, seconds: float) -> Path
     caption = (f"Table 2a, the width sweep ({profile.name} profile; `make extended`). Deviations from the paper: "
                + "; ".join(deviations(profile, "04")) + ".")
     tables.write_table(result.sweep, out, SWEEP, caption, per_image=result.per_image)
-    tables.write_csv(result.budget_per_image, out / claims.RESULTS / f"{SWEEP}{claims.BUDGET_SUFFIX}_per_image.csv")
-    tables.write_csv(result.curve, out / CURVE)
+    tables.write_frame(result.budget_per_image, out, SWEEP, budget=True)
+    tables.write_csv(result.curve, CURVE_LONG.csv(out))
     if result.costs is not None:
-        tables.write_csv(result.costs, out / COSTS)
-    path, keys = out / RECORD, readout_keys(profile)
+        tables.write_csv(result.costs, COSTS.csv(out))
+    path, keys = RECORD.path(out), readout_keys(profile)
     before = json.loads(path.read_text()) if path.exists() else {}
     if before.get("readouts") == keys and before.get("seconds", 0) > seconds:  # made before: keep what making took
         seconds, cpu, cpus, date = before["seconds"], before.get("cpu", ""), before.get("cpus"), before.get("date")
@@ -116,17 +112,16 @@ def write(profile: Profile, out: Path, result: Extended, seconds: float) -> Path
 def load(profile: Profile, out: Path) -> tuple[Extended | None, str]:
     """The results of ``make extended`` in ``out`` where they are current (the record names exactly the readouts
     this code would train on the cached features), and why not where they are not."""
-    path = out / RECORD
+    path = RECORD.path(out)
     if not path.exists():
-        return None, f"no {RECORD} in {out}: run `make extended` (PROFILE={profile.name})"
+        return None, f"no {path.name} in {out}: run `make extended` (PROFILE={profile.name})"
     record = json.loads(path.read_text())
     if record.get("profile") != profile.name or record.get("readouts") != readout_keys(profile):
         return None, (f"{path} records other readouts than this code trains (another procedure, profile or data): "
                       f"run `make extended` again")
-    per = out / claims.RESULTS
-    costs = pd.read_csv(out / COSTS) if (out / COSTS).exists() else None
-    return Extended(pd.read_csv(out / f"{SWEEP}.csv"), pd.read_csv(per / f"{SWEEP}_per_image.csv"),
-                    pd.read_csv(per / f"{SWEEP}{claims.BUDGET_SUFFIX}_per_image.csv"), pd.read_csv(out / CURVE), costs), ""
+    costs = pd.read_csv(COSTS.csv(out)) if COSTS.csv(out).exists() else None
+    return Extended(pd.read_csv(SWEEP.csv(out)), pd.read_csv(SWEEP.per_image_path(out)),
+                    pd.read_csv(SWEEP.per_image_path(out, budget=True)), pd.read_csv(CURVE_LONG.csv(out)), costs), ""
 
 
 def results(profile: Profile, out: Path) -> tuple[Extended | None, str]:
@@ -160,3 +155,16 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# ---------------------------------------------------------------- products (posenc_utils.products)
+# Written by `make extended` (by notebook 04 where the profile runs them in the main job), read by notebook 04.
+
+SWEEP = declare("table2a_width_sweep", "04", "table", role="Table 2a", made_by=compute, claims=(5,), per_image=True,
+                budget="frame", readme="layers", optional=True)
+FIG_SWEEP = declare("fig_width_sweep", "04", "figure", made_by=layer_analysis.plot_width_sweep, drawn_from=SWEEP,
+                    draw=layer_analysis.plot_width_sweep, readme="layers", optional=True)
+COSTS = declare("table2a_width_sweep_costs", "04", "csv", made_by=compute, optional=True)  # seconds and GFLOP of one
+# readout seed per encoder and setting
+CURVE_LONG = declare("budget_curve_long", "04", "csv", made_by=compute, optional=True)
+RECORD = declare("extended", "04", "json", made_by=write, optional=True)

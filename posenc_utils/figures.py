@@ -11,13 +11,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from . import budget, claims, downstream, layer_analysis, padding_ablation
-from .plots import FORMATS, RESULTS, drawn, mark_failed, redraw_grid, save_figure
+# every module that declares products (posenc_utils.products): once this one is imported, the registry holds every
+# product of the study but the runner's own records (manifest, pipeline, bench)
+from . import budget, claims, downstream, experiments, extended, layer_analysis, padding_ablation, products  # noqa: F401
+from .plots import FIG3, FORMATS, drawn, mark_failed, redraw_grid, save_figure
+from .products import GRID_SUFFIX, RESULTS, Product, declare
 from .profiles import Profile
 
 
@@ -25,10 +29,10 @@ class ResultsMissingError(FileNotFoundError):
     """A saved result notebook 06 needs is not there: the notebook that makes it has not run."""
 
 
-def _read(out: Path, name: str, notebook: str) -> pd.DataFrame:
-    path = Path(out) / name
+def _read(out: Path, product: Product) -> pd.DataFrame:
+    path = product.csv(out)
     if not path.exists():
-        raise ResultsMissingError(f"{path} is missing: run notebook {notebook} for this profile first "
+        raise ResultsMissingError(f"{path} is missing: run notebook {product.notebook} for this profile first "
                                   f"(`make reproduce` runs every notebook)")
     return pd.read_csv(path)
 
@@ -36,55 +40,42 @@ def _read(out: Path, name: str, notebook: str) -> pd.DataFrame:
 # ---------------------------------------------------------------- figures
 
 
-TABLE_FIGURES = {  # figure -> (the CSV it is drawn from, the notebook that writes both)
-    "fig_padding_modes": ("padding_modes.csv", "03"), "fig_canvas": ("canvas.csv", "03"),
-    "fig_border_distance": ("border_distance.csv", "03"), "fig_stage_trend": ("table3_per_stage.csv", "04"),
-    "fig_downstream_loss": ("downstream_losses.csv", "05"), "fig_budget_curve": ("budget_curve.csv", "04"),
-    "fig_width_sweep": ("table2a_width_sweep.csv", "04"),
-}
-OPTIONAL = {"fig_width_sweep"}  # drawn where its table is there (the width sweep: `make extended` offline)
+def table_figures(out: Path) -> dict[Product, Callable[[Path], plt.Figure]]:
+    """The figures drawn from tables (declared with ``drawn_from``, :mod:`posenc_utils.products`): each -> a function
+    drawing it to a path (an optional figure whose table is not there is left out)."""
+    return {p: (lambda path, p=p: p.draw(_read(out, p.drawn_from), path)) for p in products.declared()
+            if p.drawn_from is not None and not (p.optional and not p.drawn_from.csv(out).exists())}
 
 
-def table_figures(out: Path) -> dict[str, callable]:
-    """The figures drawn from CSV tables: file name -> a function drawing it to a path (an optional figure whose
-    table is not there is left out)."""
-    draw = {"fig_budget_curve": budget.plot_budget_curve, "fig_padding_modes": padding_ablation.plot_padding_modes,
-            "fig_canvas": padding_ablation.plot_canvas, "fig_border_distance": padding_ablation.plot_border_distance,
-            "fig_stage_trend": layer_analysis.plot_stage_trend, "fig_downstream_loss": downstream.plot_loss_curves,
-            "fig_width_sweep": layer_analysis.plot_width_sweep}
-    return {name: (lambda p, n=name: draw[n](_read(out, *TABLE_FIGURES[n]), p)) for name in TABLE_FIGURES
-            if name not in OPTIONAL or (Path(out) / TABLE_FIGURES[name][0]).exists()}
-
-
-def _current(out: Path, name: str) -> bool:
+def _current(out: Path, figure: Product) -> bool:
     """Whether both files of a table figure are newer than its CSV (which is rewritten only when it changes)."""
-    csv = out / TABLE_FIGURES[name][0]
-    files = [out / f"{name}{ext}" for ext in FORMATS]
+    csv = figure.drawn_from.csv(out)
+    files = [figure.path(out, ext) for ext in FORMATS]
     return csv.exists() and all(f.exists() and f.stat().st_mtime_ns >= csv.stat().st_mtime_ns for f in files)
 
 
 def redraw_figures(out: Path) -> pd.DataFrame:
     """Draw every saved figure again into ``out`` as PNG and PDF; one row per figure (name, source)."""
     out = Path(out)
-    grids = sorted((out / RESULTS).glob("*.grid.npz"))
+    grids = sorted((out / RESULTS).glob(f"*{GRID_SUFFIX}"))
     if not grids:
         raise ResultsMissingError(f"no saved figure data in {out / RESULTS}: run notebooks 01-05 for this profile "
                                   f"first (`make reproduce`)")
     rows = []
     for g in grids:
-        name = g.name.removesuffix(".grid.npz")
+        name = g.name.removesuffix(GRID_SUFFIX)
         rows.append(dict(figure=name, drawn_from=f"{RESULTS}/{g.name}"))
         if drawn(out / f"{name}.png", FORMATS):
             continue
         fig = redraw_grid(g)
         save_figure(fig, out / f"{name}.png", FORMATS)
         plt.close(fig)
-    for name, draw in table_figures(out).items():
-        rows.append(dict(figure=name, drawn_from=f"{TABLE_FIGURES[name][0]}"))
-        if _current(out, name):
+    for figure, draw in table_figures(out).items():
+        rows.append(dict(figure=figure.name, drawn_from=figure.drawn_from.file(".csv")))
+        if _current(out, figure):
             continue
-        fig = draw(out / f"{name}.png")  # writes the PNG
-        save_figure(fig, out / f"{name}.png", tuple(f for f in FORMATS if f != ".png"))
+        fig = draw(figure.png(out))  # writes the PNG
+        save_figure(fig, figure.png(out), tuple(f for f in FORMATS if f != ".png"))
         plt.close(fig)
     return pd.DataFrame(rows)
 
@@ -102,18 +93,17 @@ def paper_vs_ours(out: Path) -> pd.DataFrame:
     """Every cell of Tables 1-6 that has a paper value: table, what the cell is, ours, the paper's, and
     our 95% interval where the study has one (over readout seeds where there are several, else over test images)."""
     frames = []
-    spc_tables = (("Table 1", "table1_position_info.csv", "02"), ("Table 2a", "table2a_readout_depth.csv", "04"),
-                  ("Table 2b", "table2b_kernel_size.csv", "04"), ("Table 3", "table3_per_stage.csv", "04"),
-                  ("Table 4", "table4_padding.csv", "03"), ("Table 6", "table6_task_encoders.csv", "05"))
-    for table, name, nb in spc_tables:
-        df = _read(out, name, nb).dropna(subset=["paper_spc"])
+    spc_tables = (experiments.TABLE1, layer_analysis.TABLE2A, layer_analysis.TABLE2B, layer_analysis.TABLE3,
+                  padding_ablation.TABLE4, downstream.TABLE6)
+    for product in spc_tables:
+        table, df = product.role, _read(out, product).dropna(subset=["paper_spc"])
         setting = df["setting"] if "setting" in df else ""
         frames.append(pd.DataFrame(dict(
             table=table, metric="SPC", cell=df.encoder + " | " + setting + " | " + df.pattern + " | " + df.test_set,
             ours=df.spc.fillna(0.0), paper=df.paper_spc, ci_low=_interval(df, "low"), ci_high=_interval(df, "high"),
             compared_with=df.compared_with, readout_failed=df.get("readout_failed", pd.Series(0, index=df.index)).gt(0),
             stand_in=[not (a == "posenet" or claims.is_paper_encoder(a, w)) for a, w in zip(df.arch, df.weights)])))
-    t5 = _read(out, "table5_downstream.csv", "05").dropna(subset=["paper"])
+    t5 = _read(out, downstream.TABLE5).dropna(subset=["paper"])
     frames.append(pd.DataFrame(dict(
         table="Table 5", metric=t5.metric, cell=t5.task + " | " + t5.padding + " | " + t5.test_set + " | " + t5.metric,
         ours=t5.value, paper=t5.paper, ci_low=t5.ci_low, ci_high=t5.ci_high, compared_with=t5.paper_test_set,
@@ -169,7 +159,7 @@ def plot_paper_vs_ours(cells: pd.DataFrame, path: Path) -> plt.Figure:
 def all_claims(out: Path, profile: Profile) -> list[claims.Claim]:
     """The ten claims, each decided by its rule (:mod:`posenc_utils.claims`) on the per-image frames saved
     in ``out``, and checked against the larger training budget's frames saved beside them."""
-    for key in ("table1", "table4"):
+    for key in (experiments.TABLE1.frame, padding_ablation.TABLE4.frame):
         if not claims.frame_path(out, key).exists():
             raise ResultsMissingError(f"{claims.frame_path(out, key)} is missing: run notebooks 02-05 for this profile "
                                       f"first (`make reproduce` runs every notebook)")
@@ -195,8 +185,8 @@ def seeds_note(profile: Profile) -> str:
 
 
 def claims_report(found: list[claims.Claim], profile: Profile, path: Path) -> pd.DataFrame:
-    """``claims.md`` (the verdict table, then each claim's rule, scope, numbers and budget check) and
-    ``claims.csv`` beside it; the verdict table."""
+    """The claims' report at ``path`` (Markdown: the verdict table, then each claim's rule, scope, numbers and budget
+    check) and its table beside it (CSV); the verdict table."""
     preamble = ("Each claim is decided four ways: **holds** (the interval lies on the claimed side of the rule's "
                 "threshold), **contradicted** (it lies on the other side), **not reproduced** (it excludes the effect "
                 "the paper's own cells give, without showing the opposite), **not decided** (with the reason: noise, "
@@ -214,3 +204,10 @@ def claims_report(found: list[claims.Claim], profile: Profile, path: Path) -> pd
                 "paper on its own numbers.\n\n" + calibration.to_markdown(index=False) + "\n")
     claims.claims_frame(found).to_csv(Path(path).with_suffix(".csv"), index=False)
     return table
+
+
+# ---------------------------------------------------------------- products (posenc_utils.products)
+
+PAPER_VS_OURS = declare("paper_vs_ours", "06", "csv", made_by=paper_vs_ours, readme="headline")
+FIG_PAPER_VS_OURS = declare("fig_paper_vs_ours", "06", "figure", made_by=plot_paper_vs_ours, readme="headline")
+CLAIMS = declare("claims", "06", "report", claims=tuple(range(1, 11)), made_by=claims_report, readme="headline")

@@ -11,11 +11,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import claims
+from . import budget, claims
+from . import downstream as ds
+from . import layer_analysis as la
+from . import padding_ablation as pa
+from .experiments import TABLE1
 from .evidence import Effect, effect
 from .metrics import cluster_bootstrap_ci
 from .padding_ablation import contrast_sentence, mode_contrasts
-from .plots import RESULTS
+from .products import Product
 from .targets import PATTERNS
 
 
@@ -80,7 +84,7 @@ def random_init_finding(out: Path, natural: str) -> str:
     pairs = [(r.encoder, p.encoder, effect(nat, "", dict(encoder=r.encoder), dict(encoder=p.encoder)))
              for r in rand for p in pre]
     above = all(e.has_interval and e.low > 0 for *_, e in pairs)
-    table = pd.read_csv(out / "table1_position_info.csv")
+    table = pd.read_csv(TABLE1.csv(out))
     share = table[table.test_set == natural].drop_duplicates("encoder").set_index("encoder")
     shares = {e: f"{share.position_variance[e]:.2f} [{share.position_variance_low[e]:.2f}, "
                  f"{share.position_variance_high[e]:.2f}]" for e in over if e in share.index}
@@ -123,28 +127,28 @@ def padding_findings(out: Path, natural: str, found: list[claims.Claim]) -> str:
     if parts:
         lines.append("Claim 7's parts: " + "; ".join(f"{p.effect.what}: {ci(p.effect)} ({p.outcome}"
                                                        + (f": {p.reason}" if p.reason else "") + ")" for p in parts) + ".")
-    t4 = pd.read_csv(out / "table4_padding.csv")
+    t4 = pd.read_csv(pa.TABLE4.csv(out))
     vgg = t4[t4.arch == "vgg16"]
     if len(vgg):
         lines.append("Both arms' readouts, by the same procedure: " + "; ".join(
             f"{enc}, {setting}: {_health(d, natural)}" for (enc, setting), d in vgg.groupby(["encoder", "setting"], sort=False))
             + ". A readout that reaches the constant's loss and no better has found no position to fit: a result, not "
               "a failure (its rows are marked where a readout failed).")
-    contrasts = out / "padding_mode_contrasts.csv"
+    contrasts = pa.CONTRASTS.csv(out)
     if contrasts.exists():
         lines.append("Padding modes. " + contrast_sentence(pd.read_csv(contrasts), natural))
-    modes = pd.read_csv(out / "padding_modes.csv")
+    modes = pd.read_csv(pa.MODES.csv(out))
     flat = modes[modes.test_set.isin(["black", "white"]) & modes.padding.isin(["reflect", "replicate", "circular"])
                  & (modes.status == "ok")]
     if len(flat):
         lines.append(f"On the black and white images, reflect, replicate and circular padding gave a constant "
                      f"prediction (undefined SPC) in {int(flat.spc_undefined.gt(0).sum())} of {len(flat)} encoder, "
                      f"pattern and image cells: a constant image padded with its own values gives constant features.")
-    canvas = _per_image(out, "canvas")
+    canvas = _per_image(out, pa.CANVAS)
     if canvas is not None:
         c = mode_contrasts(canvas, natural, reference="as built")
         lines.append("The canvas (only the first convolution sees it). " + contrast_sentence(c, natural, "canvas"))
-    regions = out / "border_regions.csv"
+    regions = pa.BORDER_REGIONS.csv(out)
     if regions.exists():
         r = pd.read_csv(regions)
         zeros = r[r.padding == "zeros"]
@@ -155,8 +159,8 @@ def padding_findings(out: Path, natural: str, found: list[claims.Claim]) -> str:
     return "\n\n".join(lines)
 
 
-def _per_image(out: Path, name: str) -> pd.DataFrame | None:
-    path = Path(out) / RESULTS / f"{name}_per_image.csv"
+def _per_image(out: Path, product: Product) -> pd.DataFrame | None:
+    path = product.per_image_path(out)
     return pd.read_csv(path) if path.exists() else None
 
 
@@ -167,7 +171,7 @@ def layers_findings(out: Path, natural: str, found: list[claims.Claim]) -> str:
     """Notebook 04's findings: the positive control, claim 5 (kernel and depth at the widest readout), the order of the
     stages per encoder (claim 6), claim 8 against its floor, and where the training budget sits."""
     lines = []
-    control = out / "positive_control.csv"
+    control = la.CONTROL.csv(out)
     if control.exists():
         c = pd.read_csv(control).drop_duplicates(["setting", "pattern"]).pivot_table(
             index="setting", columns="pattern", values="spc", sort=False)
@@ -198,7 +202,7 @@ def layers_findings(out: Path, natural: str, found: list[claims.Claim]) -> str:
         lines.append("Claim 6's order of the stages (the rank correlation of the stage index with SPC; 1: every deeper "
                      "stage above the one before): " + "; ".join(said) + "." + _reversed_stages(out, natural))
     object_parts = _parts(found, 8, "")
-    objects = out / "object_error.csv"
+    objects = la.OBJECTS.csv(out)
     if object_parts and objects.exists():
         o = pd.read_csv(objects).set_index("encoder")
         floor = o[o.index == "PosENet"]
@@ -207,7 +211,7 @@ def layers_findings(out: Path, natural: str, found: list[claims.Claim]) -> str:
         lines.append("Claim 8, on scenes whose content is known: the error on an object over the error at the same pixels "
                      "without it. " + base + "Each encoder minus PosENet: " + "; ".join(
                          order(p.effect.what.split(":")[0], "PosENet", p.effect) for p in object_parts) + ".")
-    curve = out / "budget_curve.csv"
+    curve = budget.CURVE.csv(out)
     if curve.exists():
         lines.append(_curve_sentence(pd.read_csv(curve)))
     return "\n\n".join(lines)
@@ -249,13 +253,13 @@ def downstream_findings(out: Path, found: list[claims.Claim]) -> str:
     """Notebook 05's findings: padding's gains with their intervals, the position signature, the crop shift, and the
     task-trained encoders against their starting weights."""
     lines = []
-    gain = out / "padding_gain.csv"
+    gain = ds.GAIN.csv(out)
     if gain.exists():
         g = pd.read_csv(gain)
         lines.append("Zero padding minus no padding, over the training seeds (MAE: lower is better): " + "; ".join(
             f"{r.task.upper()} {r.test_set}, {r.metric} {num(r.gain)} [{num(r.ci_low)}, {num(r.ci_high)}]"
             for r in g.itertuples()) + ".")
-    sig = out / "position_signature.csv"
+    sig = ds.SIGNATURE.csv(out)
     if sig.exists() and len(pd.read_csv(sig)):
         s = pd.read_csv(sig)
         lines.append("The position signature (padding's SOD gain on centre-biased scenes minus its gain on scenes placed "
@@ -263,7 +267,7 @@ def downstream_findings(out: Path, found: list[claims.Claim]) -> str:
                          order(f"{r.metric} on centre-biased scenes", "on scenes placed anywhere",
                                Effect("", r.signature, r.ci_low, r.ci_high), more="gains more", less="gains less")
                          for r in s.itertuples()) + ".")
-    shift = out / "crop_shift.csv"
+    shift = ds.SHIFT.csv(out)
     if shift.exists():
         c = pd.read_csv(shift)
         said = []

@@ -24,13 +24,14 @@ from scipy import ndimage
 
 from . import budget, tables
 from .evidence import effect
-from .experiments import (Probe, ProbeResult, TableResult, head_of, image_sets, per_image_frame, probe,
+from .experiments import (Probe, ProbeResult, Result, head_of, image_sets, per_image_frame, probe,
                           seeded_summary, test_sources, train_probes, view_features, with_feature_measures)
 from .families import family_of
 from .images import OBJECT_KINDS, ImageSet, build_image_set, object_masks
 from .measures import BASELINE_COLUMNS, probe_measures, table_columns
 from .metrics import cluster_bootstrap_ci
-from .plots import mark_failed, off_axes, save_figure
+from .plots import fig4_qualitative, mark_failed, off_axes, save_figure
+from .products import declare
 from .profiles import EncoderSpec, ImageSetSpec, Profile, ReadoutSpec
 from .targets import PATTERNS, target_map
 
@@ -85,12 +86,11 @@ def capacity_probes(profile: Profile, depths=DEPTHS, kernels=KERNELS, widths=Non
 Runs = dict[str, dict[str, list[ProbeResult]]]  # encoder label -> setting -> the probe of each readout seed
 
 
-def readout_capacity(profile: Profile, depths=DEPTHS, kernels=KERNELS, widths=None, posenet: bool = True
-                     ) -> tuple[pd.DataFrame, pd.DataFrame, Runs]:
-    """Table 2a (depth) and 2b (kernel size) for PosENet and every pretrained VGG16 of the profile, on the
+def readout_capacity(profile: Profile, depths=DEPTHS, kernels=KERNELS, widths=None, posenet: bool = True) -> Result:
+    """Table 2a (depth; ``more["table2b"]``: 2b, kernel size) for PosENet and every pretrained VGG16 of the profile, on the
     paper's patterns (H, G, HS), every test set, the paper's values beside ours (averaged over the encoder's
-    readout seeds, with intervals over seeds and over test images); and the probe results per encoder, setting and
-    seed. The 1-layer 3x3 readout is Table 1's (five patterns, cached). ``widths``: the stacked readouts at each of
+    readout seeds, with intervals over seeds and over test images); every seed's per-image metrics
+    (:func:`capacity_per_image`: what claim 5 reads); and the probe results per encoder, setting and seed. The 1-layer 3x3 readout is Table 1's (five patterns, cached). ``widths``: the stacked readouts at each of
     these widths per head (None: C -> C) instead of the profile's ``readout_width`` (the width sweep); ``posenet``:
     PosENet's rows too."""
     probes = capacity_probes(profile, depths, kernels, widths, posenet)
@@ -113,7 +113,7 @@ def readout_capacity(profile: Profile, depths=DEPTHS, kernels=KERNELS, widths=No
         df = tables.with_paper(pd.concat(frames[table], ignore_index=True), profile, table) if frames[table] else \
             pd.DataFrame(columns=table_columns(KEYS, features=False))
         out.append(df[table_columns(KEYS, features=False)])
-    return out[0], out[1], results
+    return Result(out[0], capacity_per_image(profile, results, depths, kernels, widths), results, {"table2b": out[1]})
 
 
 def first_seeds(runs: dict[str, list[ProbeResult]]) -> dict[str, ProbeResult]:
@@ -200,13 +200,12 @@ def stage_probes(profile: Profile, encoders: tuple[EncoderSpec, ...] | None = No
     return [(profile, dict(kw, seed=s)) for *_, kw in _stages(profile, encoders) for s in profile.seeds_for(kw["spec"])]
 
 
-def per_stage(profile: Profile, encoders: tuple[EncoderSpec, ...] | None = None
-              ) -> tuple[pd.DataFrame, dict[str, list[ProbeResult]]]:
+def per_stage(profile: Profile, encoders: tuple[EncoderSpec, ...] | None = None) -> Result:
     """Table 3 for every encoder (PosENet has no stages; ``encoders``: the profile's by default): the readout
     on stage f1 .. f5 alone and on all five, by selecting the stage's channels from the cached features,
     with the feature measures (:mod:`posenc_utils.measures`) over the same channels, averaged over the encoder's
-    readout seeds (:meth:`Profile.seeds_for`); and every seed's probe of each row. The readout on all five is
-    Table 1's (cached)."""
+    readout seeds (:meth:`Profile.seeds_for`); every seed's per-image metrics (:func:`stage_per_image`: what claim 6
+    reads); and every seed's probe of each row. The readout on all five is Table 1's (cached)."""
     photos = test_sources(profile, capacity_sets(profile)[1])
     frames, results = [], {}
     train_probes(stage_probes(profile, encoders))
@@ -216,7 +215,8 @@ def per_stage(profile: Profile, encoders: tuple[EncoderSpec, ...] | None = None
         frames.append(with_feature_measures(seeded_summary(seeded, photos), seeded[0], photos).assign(
             setting=setting, paper_setting=setting, tap=tap, stage=stage, all_stages=sel is None))
     df = tables.with_paper(pd.concat(frames, ignore_index=True), profile, "table3")
-    return df[table_columns(KEYS, middle=["tap", "stage", "all_stages"])], results
+    table = df[table_columns(KEYS, middle=["tap", "stage", "all_stages"])]
+    return Result(table, stage_per_image(profile, table, results), results)
 
 
 def stage_per_image(profile: Profile, table3: pd.DataFrame, results: dict[str, list[ProbeResult]]) -> pd.DataFrame:
@@ -284,7 +284,7 @@ def control_probes(profile: Profile) -> list[Probe]:
             for *_, readout in capacity_settings(profile)]
 
 
-def positive_control(profile: Profile) -> pd.DataFrame:
+def positive_control(profile: Profile) -> Result:
     """Every Table 2 readout trained on coordinate channels (x, y) instead of features: what it can
     express at all. The input is the same for every image, so one test image says everything."""
     probes = control_probes(profile)
@@ -293,8 +293,8 @@ def positive_control(profile: Profile) -> pd.DataFrame:
     for (table, setting, _paper, _readout), (p, kw) in zip(capacity_settings(profile), probes):
         res = probe(p, **kw)
         frames.append(res.summary().assign(setting=setting, table=table))
-    return pd.concat(frames, ignore_index=True)[["encoder", "table", "setting", "pattern", "test_set",
-                                                 *(m.name for m in probe_measures()), *BASELINE_COLUMNS]]
+    return Result(pd.concat(frames, ignore_index=True)[["encoder", "table", "setting", "pattern", "test_set",
+                                                        *(m.name for m in probe_measures()), *BASELINE_COLUMNS]])
 
 
 # ---------------------------------------------------------------- Fig 7: where the readout fails
@@ -330,7 +330,7 @@ def content_error(errors: np.ndarray, content: np.ndarray, quantile: float = 0.7
 
 
 def content_error_table(results: dict[str, ProbeResult], photos: ImageSet, sources: np.ndarray | None = None,
-                        level: float = 0.95) -> TableResult:
+                        level: float = 0.95) -> Result:
     """Claim 8 per encoder: the mean content/elsewhere error ratio over test photos with a bootstrap
     interval that resamples source photographs (``table``); and the per-image ratios (``per_image``)."""
     content = content_maps(photos.rows(0, photos.n))
@@ -343,7 +343,7 @@ def content_error_table(results: dict[str, ProbeResult], photos: ImageSet, sourc
                          n_sources=len(np.unique(groups))))
         per_image.append(pd.DataFrame(dict(encoder=label, arch=res.encoder.name, weights=res.encoder.weights,
                                            image=np.arange(len(ratios)), source=groups, ratio=ratios)))
-    return TableResult(pd.DataFrame(rows), pd.concat(per_image, ignore_index=True), results)
+    return Result(pd.DataFrame(rows), pd.concat(per_image, ignore_index=True), results)
 
 
 # ---------------------------------------------------------------- claim 8 on content that is content
@@ -367,7 +367,7 @@ def object_probes(profile: Profile) -> list[Probe]:
             for spec in profile.encoders for s in profile.seeds_for(spec)]
 
 
-def object_error(profile: Profile) -> TableResult:
+def object_error(profile: Profile) -> Result:
     """Claim 8 on content that is content: per encoder, the readout's error (mean |target - prediction| of the H, V
     and G heads, Table 1's readouts) on an object's pixels divided by its error at the same pixels of the same
     background without the object, per image and readout seed (``per_image``: ratio, and whether a head failed to
@@ -395,7 +395,7 @@ def object_error(profile: Profile) -> TableResult:
                          minus_posenet=floor.value if floor else np.nan, minus_posenet_low=floor.low if floor else np.nan,
                          minus_posenet_high=floor.high if floor else np.nan, n_images=e.n_images, n_seeds=e.n_seeds,
                          readout_failed=int(d.groupby("seed").readout_failed.first().sum())))
-    return TableResult(pd.DataFrame(rows), per_image, {})
+    return Result(pd.DataFrame(rows), per_image, {})
 
 
 def fig_object_error(profile: Profile, path: Path, indices=(0, 1, 2)) -> plt.Figure:
@@ -444,3 +444,25 @@ def fig7_error_maps(results: dict[str, ProbeResult], photos: ImageSet, path: Pat
     fig.tight_layout()
     save_figure(fig, path)
     return fig
+
+
+# ---------------------------------------------------------------- products (posenc_utils.products)
+
+TABLE2A = declare("table2a_readout_depth", "04", "table", role="Table 2a", made_by=readout_capacity, readme="layers")
+TABLE2B = declare("table2b_kernel_size", "04", "table", role="Table 2b", made_by=readout_capacity, readme="layers")
+TABLE2 = declare("table2_readout_capacity", "04", "frame", role="Tables 2a and 2b", made_by=readout_capacity,
+                 claims=(5,), frame="table2", budget="frame")
+FIG5 = declare("fig5_readout_capacity", "04", "figure", role="Fig 5", made_by=fig4_qualitative, grid=True,
+               readme="layers")
+CONTROL = declare("positive_control", "04", "table", made_by=positive_control, readme="layers")
+TABLE3 = declare("table3_per_stage", "04", "table", role="Table 3", made_by=per_stage, claims=(6,), frame="table3",
+                 per_image=True, budget="frame", readme="layers")
+FIG_STAGES = declare("fig_stage_trend", "04", "figure", made_by=plot_stage_trend, drawn_from=TABLE3,
+                     draw=plot_stage_trend, readme="layers")
+FIG7 = declare("fig7_error_maps", "04", "figure", role="Fig 7", made_by=fig7_error_maps, grid=True, readme="layers")
+CONTENT = declare("content_error", "04", "table", role="Fig 7", made_by=content_error_table, per_image=True,
+                  readme="layers")
+OBJECTS = declare("object_error", "04", "table", made_by=object_error, claims=(8,), frame="objects", per_image=True,
+                  budget="frame", readme="layers")
+FIG_OBJECTS = declare("fig_object_error", "04", "figure", made_by=fig_object_error, grid=True, readme="layers")
+CLAIMS_5_6_8 = declare("claims_5_6_8", "04", "markdown", claims=(5, 6, 8), readme="layers")

@@ -1,4 +1,4 @@
-"""The run's record beside its products (``manifest.json``): what produced them (commit, versions, profile and the
+"""The run's record beside its products (:data:`MANIFEST`): what produced them (commit, versions, profile and the
 fields a run changed, seeds, notebook times, machine) and which files they are. Written by the runner after every
 run (:mod:`posenc_utils.pipeline`), read by notebook 06's summary and the HTML study."""
 from __future__ import annotations
@@ -12,8 +12,9 @@ from importlib import metadata
 from pathlib import Path
 
 from . import devices, paths
-from .plots import RESULTS
+from .products import RESULTS, declare
 from .profiles import Profile
+from .timing import TIMES
 
 PACKAGES = ("torch", "torchvision", "numpy", "pandas", "scipy", "matplotlib", "seaborn", "papermill", "nbval",
             "scikit-image", "posenc")
@@ -37,7 +38,7 @@ def manifest(out: Path, profile: Profile, overrides: dict | None = None) -> dict
         except metadata.PackageNotFoundError:
             versions[name] = None
     times = {}
-    timing = Path(out) / "pipeline_times.json"
+    timing = TIMES.path(out)
     if timing.exists():
         times = {k: v.get("notebooks_s") for k, v in json.loads(timing.read_text()).items() if isinstance(v, dict)}
     try:
@@ -48,7 +49,7 @@ def manifest(out: Path, profile: Profile, overrides: dict | None = None) -> dict
         "profile": profile.name, "description": profile.description, **({"overrides": overrides} if overrides else {}),
         "seeds": list(profile.seed_values),
         "git_commit": _git("rev-parse", "HEAD"), "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no", "--", ".",
-                                                      ":(exclude)figures/*/manifest.json")),
+                                                      f":(exclude)figures/*/{MANIFEST.file()}")),
         "python": sys.version.split()[0], "packages": versions, "notebook_times_s": times,
         "machine": {"platform": platform.platform(), "cpu": devices.cpu_model(), "cpus": os.cpu_count(),
                     "memory_gb": mem_gb},
@@ -58,9 +59,12 @@ def manifest(out: Path, profile: Profile, overrides: dict | None = None) -> dict
 
 
 def write_manifest(out: Path, profile: Profile, overrides: dict | None = None) -> Path:
-    """Write :func:`manifest` to ``out/manifest.json``."""
-    path = Path(out) / "manifest.json"
+    """Write :func:`manifest` to ``out`` as :data:`MANIFEST`."""
+    path = MANIFEST.path(out)
     data = manifest(out, profile, overrides)
-    data["results"] = [r for r in data["results"] if r != "manifest.json"]
+    data["results"] = [r for r in data["results"] if r != path.name]
     path.write_text(json.dumps(data, indent=1))
     return path
+
+
+MANIFEST = declare("manifest", "06", "json", made_by=write_manifest)

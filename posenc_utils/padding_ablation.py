@@ -10,7 +10,7 @@
 * :func:`border_distance`: readout errors against the distance to the nearest border, and SPC
   on the central region versus the border band.
 
-Every experiment returns tidy DataFrames (Table 4 in a :class:`~posenc_utils.experiments.TableResult`,
+Every experiment returns tidy DataFrames (Table 4 in a :class:`~posenc_utils.experiments.Result`,
 with its per-image metrics and probe results); features come from the cache (a padding variant is a
 cache entry of its own, computed once; zero-padded features are Table 1's).
 """
@@ -31,13 +31,14 @@ from .positions import POSITION_MODES, PositionNotSupportedError
 from .encoders import input_convention
 from .families import family_of
 from .evidence import effect, paired_interval
-from .experiments import (Probe, ProbeResult, TableResult, Views, head_of, image_sets, per_image_frame, probe,
+from .experiments import (Probe, ProbeResult, Result, Views, head_of, image_sets, per_image_frame, probe,
                           probe_seeds, seeded_summary, test_sources, train_probes, view_features,
                           with_feature_measures)
 from .images import ImageSet
 from .measures import BASELINE_COLUMNS, probe_measures, table_columns
 from .metrics import spc
 from .plots import mark_failed, off_axes, save_figure
+from .products import declare
 from .profiles import EncoderSpec, Profile, ReadoutSpec
 from .targets import PATTERNS, target_map
 
@@ -81,7 +82,7 @@ def table4_probes(profile: Profile) -> list[Probe]:
             for s in prof.seeds_for(spec)]
 
 
-def table4(profile: Profile, also: tuple[Profile, ...] = ()) -> TableResult:
+def table4(profile: Profile, also: tuple[Profile, ...] = ()) -> Result:
     """Table 4: PosENet with PEM zero padding 0/1/2; every VGG16 of the profile with and without padding.
 
     Every row is averaged over the profile's readout seeds, with intervals over seeds and over test
@@ -107,7 +108,7 @@ def table4(profile: Profile, also: tuple[Profile, ...] = ()) -> TableResult:
         per_image.append(per_image_frame(seeded, sources).assign(encoder=base, setting=setting))
     table = tables.with_paper(pd.concat(frames, ignore_index=True), prof, "table4")
     table = table[table_columns(KEYS)]
-    return TableResult(table, pd.concat(per_image, ignore_index=True), results)
+    return Result(table, pd.concat(per_image, ignore_index=True), results)
 
 
 def fig6_padding_gaussian(results: dict[str, ProbeResult], tests: list[ImageSet], path: Path,
@@ -171,7 +172,7 @@ Seeded = dict[str, list[ProbeResult]]  # "<encoder>, <setting>" -> the probe of 
 
 
 def _modes(profile: Profile, field: str, modes: tuple[str, ...], refused: type[Exception],
-           no_network: str) -> TableResult:
+           no_network: str) -> Result:
     """Every encoder of ``profile`` with its ``field`` (padding, position) set to each of ``modes``, probed on the
     ablation sets with the encoder's readout seeds, with intervals over seeds and test images and the feature
     measures; a mode the encoder refuses (``refused``) is a row marked "n/a" with the reason. The per-image
@@ -196,7 +197,7 @@ def _modes(profile: Profile, field: str, modes: tuple[str, ...], refused: type[E
             per_image.append(per_image_frame(seeded, sources).assign(encoder=base.label, setting=mode))
     cols = table_columns(KEYS, paper=False, after=["status", "reason"])
     per_image = pd.concat(per_image, ignore_index=True) if per_image else pd.DataFrame()
-    return TableResult(pd.concat(frames, ignore_index=True)[cols], per_image, results)
+    return Result(pd.concat(frames, ignore_index=True)[cols], per_image, results)
 
 
 def setting_means(per_image: pd.DataFrame, test_set: str, patterns=PATTERNS) -> pd.DataFrame:
@@ -262,7 +263,7 @@ def contrast_sentence(contrasts: pd.DataFrame, test_set: str, noun: str = "mode"
             f"seeds and test images): {parts[0]}{later}.")
 
 
-def padding_modes(profile: Profile) -> TableResult:
+def padding_modes(profile: Profile) -> Result:
     """SPC and MAE of every encoder under every padding mode (zeros, reflect, replicate, circular,
     none), on the ablation sets with the encoder's readout seeds, and the feature measures
     (:mod:`posenc_utils.measures`) on them; a mode that cannot apply is a row marked "n/a" with the reason (a
@@ -271,7 +272,7 @@ def padding_modes(profile: Profile) -> TableResult:
                   "no encoder, nothing is padded")
 
 
-def position_modes(profile: Profile) -> TableResult:
+def position_modes(profile: Profile) -> Result:
     """The transformer's analogue of :func:`padding_modes` (beyond the paper): every encoder with its positional
     embedding kept, zeroed and shuffled at inference (:mod:`posenc_utils.positions`), on the ablation sets with the
     encoder's readout seeds; "n/a" with the reason where an encoder has no positional parameters (a CNN: its
@@ -288,7 +289,7 @@ def position_modes(profile: Profile) -> TableResult:
         table.loc[at, ["status", "reason"]] = ["n/a", reason]
         results = {k: v for k, v in results.items() if not k.startswith(f"{enc}, ")}
         per_image = per_image[per_image.encoder != enc] if len(per_image) else per_image
-    return TableResult(table, per_image, results)
+    return Result(table, per_image, results)
 
 
 def as_built_canvas(spec: EncoderSpec) -> np.ndarray:
@@ -308,7 +309,7 @@ def border_contrast(image_set: ImageSet, canvas: np.ndarray | str) -> float:
     return float(np.abs(ring - fill).mean())
 
 
-def canvas(profile: Profile) -> TableResult:
+def canvas(profile: Profile) -> Result:
     """SPC of every encoder when the image sits on a canvas of value v (image units; "mean": each
     image's mean colour) instead of what its zero padding stands for, with the contrast between
     the content at the border and the canvas, per test set (the as-built canvas included); with the encoder's
@@ -335,7 +336,7 @@ def canvas(profile: Profile) -> TableResult:
                 border_contrast=lambda d: d.test_set.map(contrast)))
             per_image.append(per_image_frame(seeded, sources).assign(encoder=base.label, setting=setting))
     cols = table_columns(KEYS, paper=False, after=["canvas_rgb", "border_contrast"], features=False)
-    return TableResult(pd.concat(frames, ignore_index=True)[cols], pd.concat(per_image, ignore_index=True), results)
+    return Result(pd.concat(frames, ignore_index=True)[cols], pd.concat(per_image, ignore_index=True), results)
 
 
 def canvas_trend(table: pd.DataFrame) -> pd.DataFrame:
@@ -424,12 +425,13 @@ def distance_to_border(size: int) -> np.ndarray:
 
 
 def border_distance(results: Seeded, test_set: str, size: int, bin_px: int = 8,
-                    band_px: int | None = None, patterns=("H", "V", "G")) -> tuple[pd.DataFrame, pd.DataFrame]:
+                    band_px: int | None = None, patterns=("H", "V", "G")) -> Result:
     """Per-pixel |target - prediction| of the ``patterns`` readouts against the distance to the nearest
     border, and SPC on the central region versus the border band, for every probe result (every seed's).
 
-    Returns (errors: encoder, padding, seed, image, distance bin (its lower edge, px), mean absolute error
-    over the patterns; regions: encoder, padding, seed, image, pattern, region, spc). The border band is
+    Returns the errors (encoder, padding, seed, image, distance bin (its lower edge, px), mean absolute error
+    over the patterns) and, as ``more["regions"]``, SPC per region (encoder, padding, seed, image, pattern, region,
+    spc). The border band is
     the outer ``band_px`` pixels (default size/8); the centre is everything at least size/4 from
     the border (the two leave a ring between them out, so neither borrows from the other).
     """
@@ -451,7 +453,7 @@ def border_distance(results: Seeded, test_set: str, size: int, bin_px: int = 8,
             for region, mask in regions.items():
                 for i, s in enumerate(spc(preds[p][:, mask], t[mask])):
                     spc_rows.append(dict(who, image=i, pattern=p, region=region, spc=float(s)))
-    return pd.DataFrame(err_rows), pd.DataFrame(spc_rows)
+    return Result(pd.DataFrame(err_rows), more={"regions": pd.DataFrame(spc_rows)})
 
 
 def region_means(regions: pd.DataFrame, sources: np.ndarray | None = None) -> pd.DataFrame:
@@ -491,3 +493,23 @@ def plot_border_distance(errors: pd.DataFrame, path: Path, title: str = BORDER_T
     sns.move_legend(grid, "upper left", bbox_to_anchor=(1.0, 0.9))
     save_figure(grid.figure, path)
     return grid.figure
+
+
+# ---------------------------------------------------------------- products (posenc_utils.products)
+
+TABLE4 = declare("table4_padding", "03", "table", role="Table 4", made_by=table4, claims=(7,), frame="table4",
+                 per_image=True, budget="table", readme="padding")
+CLAIM7 = declare("claim7", "03", "markdown", claims=(7,), readme="padding")
+FIG6 = declare("fig6_padding_gaussian", "03", "figure", role="Fig 6", made_by=fig6_padding_gaussian, grid=True,
+               readme="padding")
+MODES = declare("padding_modes", "03", "table", made_by=padding_modes, per_image=True, readme="padding")
+FIG_MODES = declare("fig_padding_modes", "03", "figure", made_by=plot_padding_modes, drawn_from=MODES,
+                    draw=plot_padding_modes, readme="padding")
+CONTRASTS = declare("padding_mode_contrasts", "03", "table", made_by=mode_contrasts, readme="padding")
+CANVAS = declare("canvas", "03", "table", made_by=canvas, per_image=True, readme="padding")
+FIG_CANVAS = declare("fig_canvas", "03", "figure", made_by=plot_canvas, drawn_from=CANVAS, draw=plot_canvas,
+                     readme="padding")
+BORDER_DISTANCE = declare("border_distance", "03", "csv", made_by=border_distance, readme="padding")
+FIG_BORDER_DISTANCE = declare("fig_border_distance", "03", "figure", made_by=plot_border_distance,
+                              drawn_from=BORDER_DISTANCE, draw=plot_border_distance, readme="padding")
+BORDER_REGIONS = declare("border_regions", "03", "table", made_by=region_means, readme="padding")

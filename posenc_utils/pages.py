@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .products import Product
+
 
 def title(nb: dict) -> str:
     """The notebook's title: its first Markdown heading, without the '#'."""
@@ -37,12 +39,13 @@ def headline(number: str, verdicts: pd.DataFrame | None) -> str:
     return "; ".join(f"claim {r.claim}: {r.outcome}" for r in mine.itertuples())
 
 
-def render(executed: list[Path], results: Path, times: dict[str, float]) -> Path:
-    """HTML of every executed notebook beside it and ``index.html`` in their folder; returns the index."""
+def render(executed: list[Path], results: Path, times: dict[str, float], claims: Product) -> Path:
+    """HTML of every executed notebook beside it and ``index.html`` in their folder; returns the index. ``claims``: the
+    claims' report among the products (its table gives each notebook's headline)."""
     from nbconvert import HTMLExporter
 
     exporter = HTMLExporter()
-    claims_csv = Path(results) / "claims.csv"
+    claims_csv = claims.csv(results)
     verdicts = pd.read_csv(claims_csv) if claims_csv.exists() else None
     rows = []
     for path in executed:
@@ -67,7 +70,7 @@ table{{border-collapse:collapse}}td,th{{border-bottom:1px solid #ccc;padding:.4e
 </head><body>
 <h1>How much position information do CNNs encode? The executed study</h1>
 <p>The notebooks of this run in order, with their figures and tables. Every table and figure is also a file in
-<a href="{html.escape(figures)}/">{html.escape(figures)}</a>; <code>claims.md</code> there gives every verdict with its reason.</p>
+<a href="{html.escape(figures)}/">{html.escape(figures)}</a>; <code>{html.escape(claims.file(".md"))}</code> there gives every verdict with its reason.</p>
 <table><tr><th></th><th>notebook</th><th>headline</th><th>time</th></tr>
 {items}
 </table></body></html>

@@ -22,6 +22,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 from . import cache, devices, paths, timing
+from .figures import CLAIMS
 from .pages import render
 from .plan import missing_inputs, run_plan
 from .profiles import PROFILES, Profile, get_profile
@@ -132,7 +133,7 @@ def run(profile: str, output_dir: str = "", only: list[str] | None = None, timeo
     done.sort(key=lambda p: p.name)
     t_pages = time.perf_counter()
     executed = [dest / nb.name for nb in notebooks() if (dest / nb.name).exists()]  # with --only: the others' last run
-    index = render(executed, paths.output_dir(profile, output_dir or None), times)
+    index = render(executed, paths.output_dir(profile, output_dir or None), times, CLAIMS)
     print(f"[{profile}] the executed notebooks as pages: {index} ({time.perf_counter() - t_pages:.0f} s)", flush=True)
     if not only:  # a full run: record how long the main job took and its peak memory, for the README
         # the kernels are this process's children: their peak resident memory, as /usr/bin/time -v reports it
@@ -143,7 +144,7 @@ def run(profile: str, output_dir: str = "", only: list[str] | None = None, timeo
                       "cpus": os.cpu_count(), "cpu": devices.cpu_model(), "date": time.strftime("%Y-%m-%d")}
         state = run_state(entries_before, cache_entries())
         out = paths.output_dir(profile, output_dir or None)
-        record_times(out / "pipeline_times.json", profile, state, run_record)
+        record_times(timing.TIMES.path(out), profile, state, run_record)
         write_manifest(out, cfg, overrides)  # with this run's times
     return done
 

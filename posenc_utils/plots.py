@@ -15,6 +15,7 @@ import numpy as np
 
 from . import cache, timing
 from .images import ImageSet
+from .products import GRID_SUFFIX, KINDS, RESULTS, declare
 from .targets import PATTERN_NAMES, PATTERNS, target_map
 
 
@@ -126,14 +127,13 @@ def mark_failed(ax, x, y) -> None:
         ax.scatter(x, y, label="readout failed", **FAILED_STYLE)
 
 
-RESULTS = "results"  # sub-folder of a profile's figures that holds the data the figures are drawn from
-FORMATS = (".png", ".pdf")
+FORMATS = KINDS["figure"]
 
 
 def grid_path(figure_path: Path) -> Path:
     """Where the panel data of the image figure ``figure_path`` is kept."""
     figure_path = Path(figure_path)
-    return figure_path.parent / RESULTS / f"{figure_path.stem}.grid.npz"
+    return figure_path.parent / RESULTS / f"{figure_path.stem}{GRID_SUFFIX}"
 
 
 def _is_image_grid(fig: plt.Figure) -> bool:
@@ -265,3 +265,8 @@ def _save_figure(fig: plt.Figure, path: Path, formats: tuple[str, ...]) -> None:
             with open(tmp, "wb") as f:
                 np.savez_compressed(f, meta=np.array(json.dumps(meta)), digest=np.array(digest),
                                     formats=np.array(json.dumps(done)), **arrays)
+
+
+# ---------------------------------------------------------------- products (posenc_utils.products)
+
+FIG3 = declare("fig3_samples_and_targets", "01", "figure", role="Fig 3", made_by=fig3_samples_and_targets, grid=True)

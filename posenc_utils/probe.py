@@ -107,7 +107,7 @@ def plan_lines(profile: Profile, spec: EncoderSpec) -> list[str]:
 def study_table1(profile: Profile, output_dir: str | None = None) -> tuple[pd.DataFrame, str]:
     """The study's Table 1 in ``profile``, to place the model beside: its saved CSV, or, for the quick profile
     (minutes), computed now. Empty (with the command that makes it) where neither."""
-    path = (Path(output_dir) if output_dir else paths.FIGURES_DIR) / profile.name / "table1_position_info.csv"
+    path = experiments.TABLE1.csv((Path(output_dir) if output_dir else paths.FIGURES_DIR) / profile.name)
     if path.exists():
         return pd.read_csv(path), str(path.relative_to(paths.PROJ_ROOT) if path.is_relative_to(paths.PROJ_ROOT) else path)
     if profile.name == "quick":
@@ -203,7 +203,7 @@ def make_card(spec: EncoderSpec, profile: Profile, output_dir: str | None = None
     t0 = time.perf_counter()
     cfg = card_profile(profile, spec)
     t1 = experiments.table1(cfg).table
-    stages, _ = layer_analysis.per_stage(cfg, (spec,))
+    stages = layer_analysis.per_stage(cfg, (spec,)).table
     padding, position = padding_ablation.padding_modes(cfg), padding_ablation.position_modes(cfg)
     study, source = study_table1(profile, output_dir)
     card = Card(spec, profile, t1, stages, padding.table, position.table, study, source,

@@ -16,24 +16,36 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import claims, findings, paths
+from . import budget, claims, extended, findings, paths, products
+from . import downstream as ds
+from . import layer_analysis as la
+from . import padding_ablation as pa
+from .bench import BENCHMARK
 from .borders import PADDING_MODES
+from .experiments import TABLE1
+from .figures import CLAIMS, FIG_PAPER_VS_OURS, PAPER_VS_OURS
 from .padding_ablation import setting_means
-from .plots import RESULTS
+from .products import Product
+from .timing import TIMES
 from .profiles import deviations, get_profile
 from .tables import interval_cells, spc_means, spc_overview
 
 README = paths.PROJ_ROOT / "README.md"
 
 
+def _f(product: Product, suffix: str | None = None) -> str:
+    """A product's file name as the README quotes it."""
+    return f"`{product.file(suffix)}`"
+
+
 def headline(profile: str = "offline") -> str:
     """Markdown: the ten claims and the paper-vs-ours figure (notebook 06), the Table 1 SPC overview and the
     main job's run time, read from the profile's outputs."""
     out = paths.FIGURES_DIR / profile
-    table = pd.read_csv(out / "table1_position_info.csv")
+    table = pd.read_csv(TABLE1.csv(out))
     md = spc_overview(table).to_markdown(index=False)
     lines = []
-    claims_csv = out / "claims.csv"
+    claims_csv = CLAIMS.csv(out)
     if claims_csv.exists():
         lines += [f"**The paper's ten claims**, each decided by a written rule four ways: *holds*, *contradicted* (the "
                   f"opposite shown beyond the uncertainty of our numbers: readout seeds, test images, training budget), "
@@ -43,33 +55,27 @@ def headline(profile: str = "offline") -> str:
                   f"encoders only (stand-ins where marked), and every verdict from trained readouts (all but claim 9) is "
                   f"checked again with readouts trained {get_profile(profile).budget_factor:g} times as long. The same "
                   f"rules give \"holds\" on the paper's own published numbers (claim 8: no number published); a test checks "
-                  f"it ([`claims.md`](figures/{profile}/claims.md), made by notebook 06 from the saved results):", "",
+                  f"it ([{_f(CLAIMS)}](figures/{profile}/{CLAIMS.file()}), made by notebook 06 from the saved results):", "",
                   claims_overview(pd.read_csv(claims_csv, dtype={"notebook": str})).to_markdown(index=False)]
         found = _claims(out, profile)
         if found:
             natural = get_profile(profile).natural_test_set
             lines += ["", findings.verdict_summary(found), "", findings.random_init_finding(out, natural)]
-    if (out / "fig_paper_vs_ours.png").exists():
-        lines += ["", f"Every number the paper published against ours (`paper_vs_ours.csv`; error bars: 95% intervals "
+    if FIG_PAPER_VS_OURS.png(out).exists():
+        lines += ["", f"Every number the paper published against ours ({_f(PAPER_VS_OURS)}; error bars: 95% intervals "
                   f"over readout seeds where there are several, else over test images):", "",
-                  f"![ours against the paper](figures/{profile}/fig_paper_vs_ours.png)", ""]
+                  f"![ours against the paper](figures/{profile}/{FIG_PAPER_VS_OURS.file('.png')})", ""]
     lines += [f"Table 1, `{profile}` profile: SPC ours, the mean over readout seeds (paper's in parentheses; "
               f"`[k undef.]`: k images with a constant prediction, counted as 0; `[readout failed]`: a readout seed "
               f"behind the cell did not reach the best constant's training loss). Source: "
-              f"`figures/{profile}/table1_position_info.csv`, with the intervals and each row's baseline.", "", md]
-    more = [(name, f"figures/{profile}/{name}") for name in (
-        "table4_padding.md", "fig6_padding_gaussian.png", "claim7.md", "padding_modes.md", "padding_mode_contrasts.md",
-        "fig_padding_modes.png", "canvas.md", "fig_canvas.png", "fig_border_distance.png", "border_regions.md",
-        "table2a_readout_depth.md", "table2b_kernel_size.md", "table2a_width_sweep.md", "fig_width_sweep.png",
-        "fig5_readout_capacity.png", "table3_per_stage.md", "fig_stage_trend.png", "fig7_error_maps.png",
-        "content_error.md", "object_error.md", "fig_object_error.png", "positive_control.md", "fig_budget_curve.png",
-        "claims_5_6_8.md", "table5_downstream.md", "position_signature.csv", "table6_task_encoders.md",
-        "table6_trained_size.md", "fig1_crop_shift.png", "fig_downstream_loss.png", "claims_9_10.md", "claims_1_4.md")
-        if (out / name).exists()]
+              f"`figures/{profile}/{TABLE1.file('.csv')}`, with the intervals and each row's baseline.", "", md]
+    shown = [p.file({"figure": ".png", "table": ".md"}.get(p.kind)) for p in sorted(products.declared(), key=lambda p: p.notebook)
+             if p.readme and p not in (TABLE1, CLAIMS, PAPER_VS_OURS, FIG_PAPER_VS_OURS)]  # those shown above
+    more = [(name, f"figures/{profile}/{name}") for name in shown if (out / name).exists()]
     if more:
         lines += ["", "More products of the main job (notebooks 03 to 05, summarized in the sections below): "
                   + ", ".join(f"[`{name}`]({link})" for name, link in more) + "."]
-    times = out / "pipeline_times.json"
+    times = TIMES.path(out)
     if times.exists():
         t = json.loads(times.read_text())
         if "cold" in t:
@@ -92,7 +98,7 @@ def _model(record: dict) -> str:
 
 
 def claims_overview(c: pd.DataFrame) -> pd.DataFrame:
-    """One row per claim of ``claims.csv``: the paper's words, the verdict with its reason, the number that
+    """One row per claim of the claims' table: the paper's words, the verdict with its reason, the number that
     decides it with its 95% interval, and the verdict at the larger training budget."""
     def number(r) -> str:
         if pd.isna(r.value):
@@ -109,9 +115,9 @@ def _signed(v: float) -> str:
 
 
 def _findings(numbers: tuple[int, ...], out: Path, *tables: tuple[str, pd.DataFrame, bool], text: str = "") -> str:
-    """Markdown: the verdicts of claims ``numbers`` (from ``claims.csv``), then each (caption, table, show the
+    """Markdown: the verdicts of claims ``numbers`` (from the claims' table), then each (caption, table, show the
     index) in turn, then ``text`` (what it shows: :mod:`posenc_utils.findings`, generated from the numbers)."""
-    path = out / "claims.csv"
+    path = CLAIMS.csv(out)
     lines = []
     if path.exists():
         c = claims_overview(pd.read_csv(path, dtype={"notebook": str}))
@@ -126,7 +132,7 @@ def _findings(numbers: tuple[int, ...], out: Path, *tables: tuple[str, pd.DataFr
 
 def _claims(out: Path, profile: str) -> list:
     """The ten claims decided again from the saved results (as notebook 06 does), for the findings' numbers."""
-    return claims.check_saved(out, get_profile(profile).natural_test_set) if claims.frame_path(out, "table1").exists() \
+    return claims.check_saved(out, get_profile(profile).natural_test_set) if claims.frame_path(out, TABLE1.frame).exists() \
         else []
 
 
@@ -134,28 +140,29 @@ def padding_section(profile: str = "offline") -> str:
     """Markdown: notebook 03's findings (claim 7, Table 4, padding modes, canvas, border regions),
     read from the profile's products."""
     out = paths.FIGURES_DIR / profile
-    if not (out / "table4_padding.csv").exists():
+    if not pa.TABLE4.csv(out).exists():
         return "Not run yet: `make reproduce` runs notebook 03."
-    t4 = pd.read_csv(out / "table4_padding.csv")
+    t4 = pd.read_csv(pa.TABLE4.csv(out))
     natural = get_profile(profile).natural_test_set
-    modes = setting_means(pd.read_csv(out / RESULTS / "padding_modes_per_image.csv"), natural)
-    canvas_pi = pd.read_csv(out / RESULTS / "canvas_per_image.csv")
+    modes = setting_means(pd.read_csv(pa.MODES.per_image_path(out)), natural)
+    canvas_pi = pd.read_csv(pa.CANVAS.per_image_path(out))
     canvas = pd.concat([setting_means(canvas_pi, t).assign(test_set=t) for t in dict.fromkeys(canvas_pi.test_set)])
     mode_cells = interval_cells(modes, "encoder", "setting")
     return _findings(
         (7,), out,
-        (f"Table 4 (`figures/{profile}/table4_padding.md`; Fig 6: `fig6_padding_gaussian.png`), mean SPC over the "
+        (f"Table 4 (`figures/{profile}/{pa.TABLE4.file('.md')}`; Fig 6: {_f(pa.FIG6, '.png')}), mean SPC over the "
          f"five patterns (`[k/n undef.]`: cells predicted as a constant, counted as 0):",
          spc_means(t4, ["encoder", "setting"]), True),
         (f"Padding modes, mean SPC over the five patterns on {natural} with 95% intervals over readout seeds and test "
-         f"images (empty: the mode does not apply, reason in `padding_modes.csv`; figure: `fig_padding_modes.png`; each "
-         f"mode against zero padding, paired: `padding_mode_contrasts.md`):",
+         f"images (empty: the mode does not apply, reason in {_f(pa.MODES, '.csv')}; figure: {_f(pa.FIG_MODES, '.png')}; "
+         f"each mode against zero padding, paired: {_f(pa.CONTRASTS, '.md')}):",
          mode_cells.reindex(columns=[m for m in PADDING_MODES if m in mode_cells.columns]), True),
-        ("The canvas the image is padded with, mean SPC over the patterns with 95% intervals (`canvas.csv`, "
-         "`fig_canvas.png`):", interval_cells(canvas, ["encoder", "setting"], "test_set"), True),
-        ("SPC of the H, V, G readouts on the border band versus the centre of the test photos, their difference with "
-         "its paired 95% interval (`border_regions.csv`; error against the distance to the border: "
-         "`fig_border_distance.png`, `border_distance.csv`):", pd.read_csv(out / "border_regions.csv"), False),
+        (f"The canvas the image is padded with, mean SPC over the patterns with 95% intervals ({_f(pa.CANVAS, '.csv')}, "
+         f"{_f(pa.FIG_CANVAS, '.png')}):", interval_cells(canvas, ["encoder", "setting"], "test_set"), True),
+        (f"SPC of the H, V, G readouts on the border band versus the centre of the test photos, their difference with "
+         f"its paired 95% interval ({_f(pa.BORDER_REGIONS, '.csv')}; error against the distance to the border: "
+         f"{_f(pa.FIG_BORDER_DISTANCE, '.png')}, {_f(pa.BORDER_DISTANCE)}):", pd.read_csv(pa.BORDER_REGIONS.csv(out)),
+         False),
         text=findings.padding_findings(out, natural, _claims(out, profile)),
     )
 
@@ -163,45 +170,44 @@ def padding_section(profile: str = "offline") -> str:
 def layers_section(profile: str = "offline") -> str:
     """Markdown: notebook 04's findings (claims 5, 6, 8; Tables 2 and 3; content error; the positive control)."""
     out = paths.FIGURES_DIR / profile
-    if not (out / "table2a_readout_depth.csv").exists():
+    if not la.TABLE2A.csv(out).exists():
         return "Not run yet: `make reproduce` runs notebook 04."
 
     natural = get_profile(profile).natural_test_set
 
-    def photos_mean(name: str, patterns) -> pd.DataFrame:
-        df = pd.read_csv(out / f"{name}.csv")
+    def photos_mean(product: Product, patterns) -> pd.DataFrame:
+        df = pd.read_csv(product.csv(out))
         return spc_means(df[df.test_set == natural], "setting", "encoder", patterns)
 
-    t3 = pd.read_csv(out / "table3_per_stage.csv")
-    control = pd.read_csv(out / "positive_control.csv")
-    record = json.loads((out / "extended.json").read_text()) if (out / "extended.json").exists() else {}
+    t3 = pd.read_csv(la.TABLE3.csv(out))
+    control = pd.read_csv(la.CONTROL.csv(out))
+    record = json.loads(extended.RECORD.path(out).read_text()) if extended.RECORD.path(out).exists() else {}
     seconds = record.get("train_seconds") or record.get("seconds")
     took = (f"; `make extended` trains its readouts in {seconds / 60:.0f} min on {record.get('cpus', '?')} CPU cores"
-            f"{_model(record)} ({record.get('date', '')}; `table2a_width_sweep_costs.csv`: each readout's)"
+            f"{_model(record)} ({record.get('date', '')}; {_f(extended.COSTS)}: each readout's)"
             if seconds else "")
-    sweep = [(f"Claim 5's width sweep (`table2a_width_sweep.md`, `fig_width_sweep.png`{took}), mean SPC on "
-              f"{natural} over H, G, HS:", photos_mean("table2a_width_sweep", ("H", "G", "HS")), True)] \
-        if (out / "table2a_width_sweep.csv").exists() else []
+    sweep = [(f"Claim 5's width sweep ({_f(extended.SWEEP, '.md')}, {_f(extended.FIG_SWEEP, '.png')}{took}), mean SPC "
+              f"on {natural} over H, G, HS:", photos_mean(extended.SWEEP, ("H", "G", "HS")), True)] \
+        if extended.SWEEP.csv(out).exists() else []
     return _findings(
         (5, 6, 8), out,
-        ("Table 2 (`table2a_readout_depth.md`, `table2b_kernel_size.md`; Fig 5: `fig5_readout_capacity.png`), mean "
+        (f"Table 2 ({_f(la.TABLE2A, '.md')}, {_f(la.TABLE2B, '.md')}; Fig 5: {_f(la.FIG5, '.png')}), mean "
          f"SPC on {natural} over H, G, HS (`[k/n undef.]`: cells predicted as a constant):",
-         pd.concat([photos_mean("table2a_readout_depth", ("H", "G", "HS")),
-                    photos_mean("table2b_kernel_size", ("H", "G", "HS"))]), True),
+         pd.concat([photos_mean(la.TABLE2A, ("H", "G", "HS")), photos_mean(la.TABLE2B, ("H", "G", "HS"))]), True),
         *sweep,
-        ("The positive control, the same readouts on the pixel coordinates (`positive_control.md`), SPC:",
+        (f"The positive control, the same readouts on the pixel coordinates ({_f(la.CONTROL, '.md')}), SPC:",
          control.pivot_table(index="setting", columns="pattern", values="spc", sort=False), True),
-        (f"Table 3 (`table3_per_stage.md`, `fig_stage_trend.png`), mean SPC on {natural} over the five patterns:",
+        (f"Table 3 ({_f(la.TABLE3, '.md')}, {_f(la.FIG_STAGES, '.png')}), mean SPC on {natural} over the five patterns:",
          spc_means(t3[t3.test_set == natural], "setting", "encoder"), True),
-        ("Claim 8 (`object_error.md`, `fig_object_error.png`): the error on an object over the error at the same "
-         "pixels without it, each encoder minus PosENet's (the measure's floor), with 95% intervals over scenes and "
-         "readout seeds:", pd.read_csv(out / "object_error.csv"), False),
-        ("Fig 7 (`fig7_error_maps.png`): error where the photo's gradient is strong over the error elsewhere, "
+        (f"Claim 8 ({_f(la.OBJECTS, '.md')}, {_f(la.FIG_OBJECTS, '.png')}): the error on an object over the error at "
+         "the same pixels without it, each encoder minus PosENet's (the measure's floor), with 95% intervals over scenes "
+         "and readout seeds:", pd.read_csv(la.OBJECTS.csv(out)), False),
+        (f"Fig 7 ({_f(la.FIG7, '.png')}): error where the photo's gradient is strong over the error elsewhere, "
          "descriptive (gradient is not content; PosENet's ratio shows the measure's own bias), with 95% intervals "
-         "resampling source photographs (`content_error.md`):", pd.read_csv(out / "content_error.csv"), False),
-        ("The training budget (`fig_budget_curve.png`, `budget_curve.csv`): mean SPC over H, G, HS on the natural test "
-         "images against SGD steps (columns), per readout and number of training images:",
-         pd.read_csv(out / "budget_curve.csv").pivot_table(index=["readout", "train_images"], columns="steps",
+         f"resampling source photographs ({_f(la.CONTENT, '.md')}):", pd.read_csv(la.CONTENT.csv(out)), False),
+        (f"The training budget ({_f(budget.FIG_CURVE, '.png')}, {_f(budget.CURVE)}): mean SPC over H, G, HS on the "
+         "natural test images against SGD steps (columns), per readout and number of training images:",
+         pd.read_csv(budget.CURVE.csv(out)).pivot_table(index=["readout", "train_images"], columns="steps",
                                                            values="spc", sort=False), True),
         text=findings.layers_findings(out, natural, _claims(out, profile)),
     )
@@ -210,30 +216,30 @@ def layers_section(profile: str = "offline") -> str:
 def downstream_section(profile: str = "offline") -> str:
     """Markdown: notebook 05's findings (claims 9 and 10; Tables 5 and 6; the crop shift of Fig 1)."""
     out = paths.FIGURES_DIR / profile
-    if not (out / "table5_downstream.csv").exists():
+    if not ds.TABLE5.csv(out).exists():
         return "Not run yet: `make reproduce` runs notebook 05."
-    t5 = pd.read_csv(out / "table5_downstream.csv")
-    t6 = pd.read_csv(out / "table6_task_encoders.csv")
-    t6n = pd.read_csv(out / "table6_trained_size.csv")
-    shift = pd.read_csv(out / "crop_shift.csv")
-    signature = out / "position_signature.csv"
-    signature = [("The position signature (`position_signature.csv`): padding's SOD gain on centre-biased scenes minus "
+    t5 = pd.read_csv(ds.TABLE5.csv(out))
+    t6 = pd.read_csv(ds.TABLE6.csv(out))
+    t6n = pd.read_csv(ds.TABLE6_TRAINED.csv(out))
+    shift = pd.read_csv(ds.SHIFT.csv(out))
+    signature = ds.SIGNATURE.csv(out)
+    signature = [(f"The position signature ({_f(ds.SIGNATURE)}): padding's SOD gain on centre-biased scenes minus "
                   "its gain on scenes placed anywhere (MAE's sign flipped), over the training seeds:",
                   pd.read_csv(signature), False)] if signature.exists() and len(pd.read_csv(signature)) else []
     return _findings(
         (9, 10), out,
-        ("Table 5 (`table5_downstream.md`; training losses: `fig_downstream_loss.png`), ours with the paper's value "
+        (f"Table 5 ({_f(ds.TABLE5, '.md')}; training losses: {_f(ds.FIG_LOSSES, '.png')}), ours with the paper's value "
          "(on the real datasets the scenes stand in for) beside it:",
          t5.pivot_table(index=["task", "test_set", "metric"], columns="padding", values="value", sort=False)
          .join(t5.pivot_table(index=["task", "test_set", "metric"], columns="padding", values="paper", sort=False)
                .add_prefix("paper, ")).reset_index(), False),
         *signature,
-        ("Table 6 (`table6_task_encoders.md`), mean SPC over H, G and HS:",
+        (f"Table 6 ({_f(ds.TABLE6, '.md')}), mean SPC over H, G and HS:",
          spc_means(t6, "encoder", "test_set", ("H", "G", "HS")), True),
-        ("Table 6 at the size the networks were trained at (`table6_trained_size.md`; claim 10 is decided here), mean "
+        (f"Table 6 at the size the networks were trained at ({_f(ds.TABLE6_TRAINED, '.md')}; claim 10 is decided here), mean "
          "SPC over H, G and HS:", spc_means(t6n, "encoder", "test_set", ("H", "G", "HS")), True),
-        ("Fig 1 (`fig1_crop_shift.png`): mean |change| of the saliency prediction when the image loses its left "
-         "columns, over the test scenes (`crop_shift.csv`):",
+        (f"Fig 1 ({_f(ds.FIG1, '.png')}): mean |change| of the saliency prediction when the image loses its left "
+         f"columns, over the test scenes ({_f(ds.SHIFT)}):",
          shift.groupby(["padding", "shift"], sort=False).mean_abs_change.describe()[["mean", "std", "min", "max"]]
          .reset_index(), False),
         text=findings.downstream_findings(out, _claims(out, profile)),
@@ -241,8 +247,8 @@ def downstream_section(profile: str = "offline") -> str:
 
 
 def benchmark(profile: str = "offline") -> str:
-    """Markdown: the benchmark's headline and a row per encoder, from ``benchmark_table1.json``."""
-    path = paths.FIGURES_DIR / profile / "benchmark_table1.json"
+    """Markdown: the benchmark's headline and a row per encoder, from :data:`posenc_utils.bench.BENCHMARK`."""
+    path = BENCHMARK.path(paths.FIGURES_DIR / profile)
     if not path.exists():
         return "No benchmark yet: run `make bench`."
     b = json.loads(path.read_text())
@@ -270,7 +276,7 @@ def benchmark(profile: str = "offline") -> str:
             enc = "- | - | - | -"
         train = f"{e['readout_train_s']:.0f} ({e['readout_floor_s']:.0f})" if "readout_floor_s" in e else "-"
         lines.append(f"| {label} | {e['readout_s_per_epoch']:.2f} | {e['readout_gflops']:.0f} | {train} | {enc} |")
-    lines += ["", f"Source: `figures/{profile}/benchmark_table1.json` (regenerated by `make bench`)."]
+    lines += ["", f"Source: `figures/{profile}/{BENCHMARK.file()}` (regenerated by `make bench`)."]
     return "\n".join(lines)
 
 
@@ -321,7 +327,7 @@ CHANGED = {
 def verdict_changes(profile: str = "offline") -> str:
     """Markdown: each claim's verdict before the referee's second reading (:data:`BEFORE`) and now, its deciding number
     then and now, and what changed in its rule or its evidence (:data:`CHANGED`)."""
-    now_path = paths.FIGURES_DIR / profile / "claims.csv"
+    now_path = CLAIMS.csv(paths.FIGURES_DIR / profile)
     if not (BEFORE.exists() and now_path.exists()):
         return "Not run yet: `make reproduce` decides the claims."
     before = claims_overview(pd.read_csv(BEFORE, dtype={"notebook": str})).set_index("claim")

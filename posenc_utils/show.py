@@ -15,6 +15,7 @@ import pandas as pd
 from IPython.display import Markdown
 
 from .claims import Claim, verdict_table
+from .products import declared
 
 
 def number(v, precision: int = 3) -> str:
@@ -43,6 +44,18 @@ def claims(found: list[Claim]) -> Markdown:
     rows = verdict_table(found)
     lines = ["| claim | verdict | deciding number | readouts trained longer |", "|--:|:--|:--|:--|"]
     lines += [f"| {r.claim} | {r.verdict} | {r.deciding} | {r.larger_budget} |" for r in rows.itertuples()]
+    return Markdown("\n".join(lines))
+
+
+def products_table(notebook: str) -> Markdown:
+    """What a notebook writes: its declared products (:mod:`posenc_utils.products`), each with its files, its role in the
+    paper, the function that makes it and the claims decided on it."""
+    lines = ["| files | in the paper | made by | claims |", "|:--|:--|:--|:--|"]
+    for p in declared(notebook):
+        made = f"`{p.made_by.__module__.removeprefix('posenc_utils.')}.{p.made_by.__name__}`" if p.made_by else ""
+        extra = " (`make extended`)" if p.optional else ""
+        lines.append(f"| {', '.join(f'`{f}`' for f in p.files())}{extra} | {p.role} | {made} | "
+                     f"{', '.join(map(str, p.claims))} |")
     return Markdown("\n".join(lines))
 
 

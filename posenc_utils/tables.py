@@ -8,6 +8,7 @@ import pandas as pd
 from . import paths
 from .families import FAMILIES
 from .measures import MEASURES, feature_columns
+from .products import Product
 from .profiles import Profile
 
 # Which paper row each of our architectures is compared with, and that row's weights, as each family
@@ -125,15 +126,21 @@ def write_csv(df: pd.DataFrame, path: Path) -> Path:
     return path
 
 
-def write_table(df: pd.DataFrame, out_dir: Path, name: str, caption: str = "",
+def write_table(df: pd.DataFrame, out_dir: Path, product: Product, caption: str = "",
                 per_image: pd.DataFrame | None = None) -> Path:
-    """Write ``name``.csv (full precision) and ``name``.md (rounded, with a caption), and the per-image
-    metrics behind it, where given, as ``results/<name>_per_image.csv``."""
+    """Write ``product``'s CSV (full precision) and Markdown (rounded, with a caption), and the per-image
+    metrics behind it, where given, as its per-image file (:meth:`Product.per_image_path`)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_csv(df, out_dir / f"{name}.csv")
+    write_csv(df, product.csv(out_dir))
     if per_image is not None:
-        write_csv(per_image, out_dir / "results" / f"{name}_per_image.csv")
+        write_csv(per_image, product.per_image_path(out_dir))
     md = df.to_markdown(index=False, floatfmt=".3f")
-    (out_dir / f"{name}.md").write_text((f"{caption}\n\n" if caption else "") + md + "\n")
-    return out_dir / f"{name}.csv"
+    product.md(out_dir).write_text((f"{caption}\n\n" if caption else "") + md + "\n")
+    return product.csv(out_dir)
+
+
+def write_frame(frame: pd.DataFrame, out_dir: Path, product: Product, budget: bool = False) -> Path:
+    """Write the per-image results behind ``product`` (its larger-budget twin's with ``budget``): what the claims'
+    rules read (:func:`posenc_utils.claims.load_frames`)."""
+    return write_csv(frame, product.per_image_path(out_dir, budget))

@@ -17,7 +17,7 @@ books its phases only where it runs in a copy of the context (``contextvars.copy
 
 A notebook kernel that the pipeline runs has one more clock, for the whole kernel: where
 ``POSENC_PHASES_FILE`` names a file, every phase is booked on it as well, and the kernel writes it to
-that file after each cell (:func:`kernel_clock`), so ``pipeline_times.json`` can say where each
+that file after each cell (:func:`kernel_clock`), so the run's record (:data:`TIMES`) can say where each
 notebook's time went, even for a run killed half way.
 """
 from __future__ import annotations
@@ -34,6 +34,8 @@ from collections import defaultdict
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Iterator
+
+from .products import declare
 
 
 def _per_encoder() -> defaultdict[str, defaultdict[str, float]]:
@@ -153,3 +155,7 @@ def read_phases(path: str | os.PathLike) -> dict:
             return json.load(f)
     except (OSError, json.JSONDecodeError):
         return {"phases_s": {}, "extractions": {}}
+
+
+# The pipeline's record of each run's time by notebook and phase, beside the products (posenc_utils.pipeline writes it).
+TIMES = declare("pipeline_times", "", "json")

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from posenc_utils import claims
+from posenc_utils import claims, experiments, figures, tables  # figures: every product declared
 from posenc_utils.claims import CONTRADICTED, HOLDS, NOT_DECIDED, NOT_REPRODUCED, Effect, Part
 
 PATTERNS = ("H", "V", "G", "HS", "VS")
@@ -298,8 +298,8 @@ def test_the_rules_do_not_contradict_the_paper_on_its_own_numbers():
 
 def test_saved_frames_round_trip(tmp_path):
     t1 = _table1()
-    claims.save_frame(tmp_path, "table1", t1)
-    claims.save_frame(tmp_path, "table1", _table1(vgg_stripes=0.45), budget=True)
+    tables.write_frame(t1, tmp_path, experiments.TABLE1)
+    tables.write_frame(_table1(vgg_stripes=0.45), tmp_path, experiments.TABLE1, budget=True)
     loaded, budget = claims.load_frames(tmp_path), claims.load_frames(tmp_path, budget=True)
     assert set(loaded) == {"table1"} and set(budget) == {"table1"}
     a, b = claims.decide(4, {"table1": t1}, "photos"), claims.decide(4, loaded, "photos", budget)

@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "posenc_utils"
 # the lowest layer whose modules it needs.
 LAYERS = (
     # primitives: no import from the package, or only from each other
-    ("__init__", "paths", "datasets", "timing", "devices", "progress", "metrics", "targets", "borders", "positions", "scenes",
+    ("__init__", "paths", "products", "datasets", "timing", "devices", "progress", "metrics", "targets", "borders", "positions", "scenes",
      "task_metrics", "pages", "cache"),
     # networks: the parts, notebook 05's network core, the families, the settings that name them, the builder
     ("networks", "scenenet", "families", "profiles", "encoders"),

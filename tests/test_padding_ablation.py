@@ -138,7 +138,8 @@ def test_border_distance_bins_a_known_error():
     spec = EncoderSpec("vgg16", "random", "reflect")
     res = _fake_result(spec, ["photos"])
     res.predictions = {"photos": np.full((2, 5, 6, 6), c, np.float16)}  # a constant map upsamples to itself
-    errors, regions = padding_ablation.border_distance({"x": [res]}, "photos", size, bin_px=4)
+    distance = padding_ablation.border_distance({"x": [res]}, "photos", size, bin_px=4)
+    errors, regions = distance.table, distance.more["regions"]
     assert set(errors.encoder) == {"VGG16 (random init)"} and set(errors.padding) == {"reflect"}
     assert sorted(errors.distance.unique()) == [0, 4, 8, 12]
     dist = padding_ablation.distance_to_border(size)

@@ -194,9 +194,10 @@ def test_notebooks_03_04_in_the_paper_profile(data_root, tmp_path, monkeypatch):
 
     settings = layer_analysis.capacity_settings(profile)
     assert all(r[3].width is None for r in settings)  # the paper's C -> C
-    t2a, t2b, _ = layer_analysis.readout_capacity(profile.with_overrides(encoders=(EncoderSpec("posenet", "none"),)))
+    capacity = layer_analysis.readout_capacity(profile.with_overrides(encoders=(EncoderSpec("posenet", "none"),)))
+    t2a, t2b = capacity.table, capacity.more["table2b"]
     assert len(t2a) == len(t2b) == 3 * len(layer_analysis.TABLE2_PATTERNS) * 4
     assert t2a[(t2a.test_set == "PASCAL-S") & t2a.pattern.isin(["H", "G", "HS"])].paper_spc.notna().all()
-    t3, _ = layer_analysis.per_stage(profile)
+    t3 = layer_analysis.per_stage(profile).table
     assert set(t3.setting) == {f"features f{i}" for i in range(1, 6)} | {"features f1-f5"}
     assert t3[(t3.test_set == "PASCAL-S") & t3.pattern.isin(["H", "G"])].paper_spc.notna().all()

@@ -12,7 +12,8 @@ import sys
 
 import pandas as pd
 
-from posenc_utils import devices, paths, pipeline
+from posenc_utils import devices, downstream, experiments, figures, paths, pipeline, products, timing
+from posenc_utils import manifest as posenc_manifest
 from standin_data import make_downstream_datasets, make_probe_datasets, write_imagenet_weights
 
 # The paper profile shrunk only in size (what a CI machine affords); every other setting is the paper's.
@@ -47,26 +48,24 @@ def test_the_paper_profile_runs_every_notebook(tmp_path, monkeypatch, capsys):
     assert "DUTS-TR 16 (training); PASCAL-S 5" in plan and "device: CPU" in plan and "feature storage: about" in plan
 
     out = out_root / "paper"
-    manifest = json.loads((out / "manifest.json").read_text())
+    manifest = json.loads(posenc_manifest.MANIFEST.path(out).read_text())
     assert manifest["overrides"] == PAPER_AT_CI_SIZE and manifest["seeds"] == [0, 1]
-    products = ["table1_position_info.csv", "table4_padding.csv", "table2a_readout_depth.csv", "table3_per_stage.csv",
-                "table5_downstream.csv", "table6_task_encoders.csv", "claims.csv", "claims.md", "paper_vs_ours.csv",
-                "fig4_qualitative.png", "fig6_padding_gaussian.png", "fig_padding_modes.png", "fig_stage_trend.png",
-                "fig1_crop_shift.png", "fig_paper_vs_ours.png", "pipeline_times.json"]
-    assert [p for p in products if not (out / p).exists()] == [], sorted(p.name for p in out.iterdir())
-    cold = json.loads((out / "pipeline_times.json").read_text())["cold"]
+    assert [f for nb in done for f in products.missing(out, nb.name[:2])] == [], "every declared product is written"
+    written = [str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()]
+    assert [f for f in written if products.owner(f) is None] == [], "every file written is a declared product's"
+    cold = json.loads(timing.TIMES.path(out).read_text())["cold"]
     assert cold["cpu"] == devices.cpu_model() and cold["cpus"] >= 1, "a run's times name the machine that made them"
-    t1 = pd.read_csv(out / "table1_position_info.csv")
+    t1 = pd.read_csv(experiments.TABLE1.csv(out))
     assert set(t1.test_set) == {"PASCAL-S", "black", "white", "noise"}
     assert set(t1.encoder) == {"PosENet", "VGG16 (ImageNet, [0,1] input)", "ResNet152 (ImageNet, taps layer1-4, [0,1] input)"}
     assert (t1.n_seeds == 2).all() and (t1[t1.test_set == "PASCAL-S"].n_images == 5).all()
-    compared = pd.read_csv(out / "paper_vs_ours.csv")
+    compared = pd.read_csv(figures.PAPER_VS_OURS.csv(out))
     probe = compared.table.isin(["Table 1", "Table 2a", "Table 2b", "Table 3", "Table 4"])
     assert probe.any() and not compared[probe].stand_in.any(), "the paper profile probes the paper's own encoders"
     assert compared[compared.table == "Table 5"].stand_in.all(), "a network at 1/8 of VGG16's width is labelled a stand-in"
-    verdicts = pd.read_csv(out / "claims.csv")
+    verdicts = pd.read_csv(figures.CLAIMS.csv(out))
     assert sorted(verdicts.claim) == list(range(1, 11))
-    t5 = pd.read_csv(out / "table5_downstream.csv")
+    t5 = pd.read_csv(downstream.TABLE5.csv(out))
     assert {"ECSSD", "PASCAL-S", "DUT-OMRON", "VOC2012 val"} <= set(t5.test_set)
 
 
@@ -106,7 +105,7 @@ def test_two_runs_on_one_empty_cache_end_with_the_same_tables(tmp_path):
     assert index.count("<tr><td>0") == 2 and 'href="02_train_readouts.html"' in index  # the notebooks this run executed
     first, second = (tmp_path / "run0" / "quick"), (tmp_path / "run1" / "quick")
     tables = sorted(p.relative_to(first) for p in first.rglob("*.csv"))
-    assert any(p.name == "table1_position_info.csv" for p in tables)
+    assert any(p.name == experiments.TABLE1.file(".csv") for p in tables)
     for rel in tables:
         assert (first / rel).read_bytes() == (second / rel).read_bytes(), rel
     leftovers = [p for p in (tmp_path / "cache").rglob("*") if ".tmp" in p.name]

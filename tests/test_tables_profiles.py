@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from posenc_utils import profiles, tables
+from posenc_utils.products import Product
 from posenc_utils.profiles import EncoderSpec, ImageSetSpec, ReadoutSpec, deviations, get_profile
 
 COLUMNS = ["encoder", "arch", "weights", "padding", "pattern", "test_set", "spc", "mae", "spc_undefined", "n_images"]
@@ -150,7 +151,7 @@ def test_spc_overview():
 
 def test_write_table(tmp_path):
     df = pd.DataFrame({"encoder": ["VGG16 (HED)", "PosENet"], "n_images": [60, 1], "b": [0.123456, np.nan]})
-    path = tables.write_table(df, tmp_path / "out", "t1", caption="Table 1: a caption")
+    path = tables.write_table(df, tmp_path / "out", Product("t1", "02", "table"), caption="Table 1: a caption")
     assert path == tmp_path / "out" / "t1.csv"
     back = pd.read_csv(path)
     assert back["b"][0] == pytest.approx(0.123456) and np.isnan(back["b"][1])
@@ -159,7 +160,7 @@ def test_write_table(tmp_path):
     assert "0.123 " in md and "0.123456" not in md, "the markdown is rounded"
     assert "| VGG16 (HED)" in md and "|         60 |" in md, "text and counts are written as they are"
     assert len(md.strip().splitlines()) == 6  # caption, blank line, header, rule, 2 rows
-    tables.write_table(df, tmp_path / "out", "t2")
+    tables.write_table(df, tmp_path / "out", Product("t2", "02", "table"))
     assert (tmp_path / "out" / "t2.md").read_text().startswith("|")
 
 
