@@ -44,7 +44,7 @@ NULL_BAND = 0.1  # claim 1's band around 0: what a readout of no position shows
 
 def is_pretrained(weights: str) -> bool:
     """As :attr:`EncoderSpec.pretrained`, from a table's ``weights`` column."""
-    return EncoderSpec("x", weights).pretrained
+    return EncoderSpec.pretrained_weights(weights)
 
 
 def is_paper_encoder(arch: str, weights: str) -> bool:

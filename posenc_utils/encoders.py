@@ -1,9 +1,10 @@
 """Build the frozen encoder of an :class:`EncoderSpec`, at any padding mode, and read its taps.
 
 :func:`build_encoder` is the one way in: it finds the spec's family (:mod:`posenc_utils.families`,
-one entry per kind of network), checks the weights, padding and input convention, builds the network
-once per process and copies it for every padding variant, and checks that it runs at the image
-size. :func:`resize_taps` turns the tap maps into the readout's features.
+one entry per kind of network), refuses a padding or position mode the network cannot take (the
+spec checked each of its fields when it was made), builds the network once per process and copies
+it for every padding variant, and checks that it runs at the image size. :func:`resize_taps` turns
+the tap maps into the readout's features.
 """
 from __future__ import annotations
 
@@ -14,13 +15,12 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .borders import (ImageTooSmallError, PaddingNotSupportedError, apply_canvas, canvas_value,
-                      check_padding_mode, set_padding)
+from .borders import ImageTooSmallError, PaddingNotSupportedError, apply_canvas, canvas_value, set_padding
 from .cache import file_stamp
 from .families import family_of
 from .networks import IMAGENET_INPUT, UNIT_INPUT, Encoder, WeightsNotFoundError, hed_weights
-from .positions import PositionNotSupportedError, check_position_mode, set_position
-from .profiles import INPUTS, EncoderSpec
+from .positions import PositionNotSupportedError, set_position
+from .specs import EncoderSpec
 
 __all__ = ["Encoder", "WeightsNotFoundError", "ImageTooSmallError", "PaddingNotSupportedError", "build_encoder",
            "hed_edge_map", "input_convention", "resize_taps", "tap_channels", "weights_stamp"]
@@ -91,17 +91,11 @@ def _check_no_padding(enc: Encoder) -> None:
 
 def build_encoder(spec: EncoderSpec, seed: int = 0, image_size: int = 224) -> Encoder:
     """Build the frozen encoder for ``spec`` (eval mode, no gradients, on the CPU)."""
-    fam = family_of(spec.name)
-    if not fam.takes(spec.weights):
-        raise ValueError(f"{spec.name} has weights {' or '.join(map(repr, fam.weights))}, not {spec.weights!r}")
-    check_padding_mode(spec.padding)
+    fam = family_of(spec.name)  # the spec checked its name, weights, padding, position and input when it was made
     _refuse_declared(spec)  # without building the network (a warm rerun asks again for every mode that cannot apply)
-    check_position_mode(spec.position)
     if spec.position != "kept" and not fam.network:
         raise PositionNotSupportedError(f"{spec.label} has no network, so no positional embedding to change",
                                         reason="no encoder")
-    if spec.input not in INPUTS:
-        raise ValueError(f"unknown input convention {spec.input!r}: choose one of {', '.join(INPUTS)}")
     if not fam.network:
         module, taps, names = fam.build(spec, seed, image_size)
         enc = Encoder(spec, module, taps, names, *fam.own_input(spec))

@@ -5,6 +5,8 @@ its taps, which weights it takes and where they come from, the input convention 
 what padding ``none`` does to it, its name in tables, the paper row it is compared with, its batch
 size for extraction on a CPU, and the bare network the benchmark times. Adding a family is adding
 one entry to :data:`FAMILIES` (the README's "Extend the study" shows the timm entry as the example).
+The registry itself, and :class:`Family`, sit at the bottom of the package (:mod:`posenc_utils.specs`), where
+an :class:`EncoderSpec` checks its name and weights against it: importing this module registers the entries.
 
 Built-in families:
 
@@ -30,9 +32,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -44,58 +45,15 @@ from .networks import (HED_INPUT, IMAGENET_INPUT, IMAGENET_MEAN, IMAGENET_STD, L
                        efficientnet_taps, identity, imagenet_weights_file, load_hed_into_vgg16,
                        load_imagenet_state_dict, normalizer, read_checkpoint, seeded, timm_weights_file)
 from .scenenet import TAP_NAMES, TASKS, SceneNet, checkpoint_paths, load_checkpoint, scene_normalize
-
-if TYPE_CHECKING:
-    from .profiles import EncoderSpec
+# FAMILIES, family_of and the named ResNet152 tap sets are read from here too (the registry lives in specs)
+from .specs import (FAMILIES, RESNET152_AUTHORS_TAPS, RESNET152_FIVE_STAGES, EncoderSpec, Family,  # noqa: F401
+                    family_of, register_family)
 
 VGG16_TAPS = {"3": "relu1_2", "8": "relu2_2", "15": "relu3_3", "22": "relu4_3", "29": "relu5_3"}
-# Named tap sets of ResNet152 (module names of torchvision's resnet152).
-RESNET152_FIVE_STAGES = ("relu", "layer1", "layer2", "layer3", "layer4")  # the paper's text: five blocks
-RESNET152_AUTHORS_TAPS = ("layer1", "layer2", "layer3", "layer4")  # the authors' released code: 3840 channels
 
 # What a builder returns: the network that maps a preprocessed batch to its list of tap maps (with a
 # ``copy()``), the tap module names, and the names tables show for them.
 Built = tuple[nn.Module, tuple[str, ...], tuple[str, ...]]
-
-
-def _none(_spec) -> None:
-    return None
-
-
-def _any_padding(_net: nn.Module, _mode: str) -> None:
-    """Every padding mode applies (set_padding switches every padded convolution and pooling)."""
-
-
-@dataclass(frozen=True)
-class Family:
-    """One kind of encoder, declared once."""
-
-    name: str  # the encoder name, or the prefix every name of the family starts with (prefix=True)
-    label: Callable[[str], str]  # encoder name -> the architecture as tables name it
-    weights: tuple[str, ...]  # the weights it takes; "<key>" stands for any non-empty text
-    build: Callable[["EncoderSpec", int, int], Built]  # (spec, seed, image size) -> the network at zero padding
-    own_input: Callable[["EncoderSpec"], tuple[Callable, str]]  # the input convention its weights were trained with
-    bare: Callable[["EncoderSpec", int], nn.Module | None]  # the plain network `make bench` times (random weights)
-    prefix: bool = False
-    network: bool = True  # False: a control with no network (nothing to pad, only its label in tables)
-    no_padding: str | None = None  # why padding "none" cannot apply to any network of the family
-    try_no_padding: bool = False  # padding "none": run the network once and refuse it if the forward pass fails
-    size_dependent: bool = False  # the network (its taps) depends on the image size: built once per size
-    cpu_batch: int = 8  # images per forward pass on a CPU (the fastest on 2 cores, measured by `make bench`)
-    paper_model: str | None = None  # the paper's row (Table 1) this family is compared with
-    torchvision_arch: Callable[[str], str] = _none  # the torchvision model whose ImageNet file "imagenet" reads
-    weights_file: Callable[["EncoderSpec"], Path | None] = _none  # the file its (non-random) weights are read from
-    where_from: Callable[["EncoderSpec"], str] = lambda spec: ""  # how to get that file when it is missing
-    key_by_weights_file: bool = False  # the file's name does not pin its content: cached features are keyed by its checksum
-    padding_check: Callable[[nn.Module, str], None] = _any_padding  # raises PaddingNotSupportedError where a mode cannot apply
-
-    def takes(self, weights: str) -> bool:
-        """Whether ``weights`` is one this family can be built with."""
-        for w in self.weights:
-            stem = w.removesuffix("<key>")
-            if weights == w or (w.endswith("<key>") and weights.startswith(stem) and len(weights) > len(stem)):
-                return True
-        return False
 
 
 # ---------------------------------------------------------------- torchvision
@@ -256,6 +214,13 @@ def _bare_task_network(name: str) -> SceneNet:
     """The downstream network of ``name`` at its initial weights, one output (what the benchmark times)."""
     width, blocks = _width_blocks(name)
     return SceneNet(width, 1, blocks=blocks)
+
+
+def _check_task_network_name(name: str) -> None:
+    """A ``vgg16bn_w<width>[_b<blocks>]`` name with a width of 1 or more and 1 to 5 blocks."""
+    width, blocks = _width_blocks(name)
+    if width < 1 or not 1 <= blocks <= 5:
+        raise ValueError(f"{name!r}: the downstream network has a width of 1 or more and 1 to 5 blocks")
 
 
 def _task_network_label(name: str) -> str:
@@ -424,7 +389,7 @@ def _timm_file(spec: "EncoderSpec") -> Path | None:
 
 _RESIDUAL = "residual additions need maps of equal size"
 
-FAMILIES: dict[str, Family] = {f.name: f for f in (
+for _family in (
     Family("posenet", lambda _n: "PosENet", ("none",), lambda s, seed, size: (ImageAsFeatures(), ("image",), ("image",)),
            lambda s: (identity, "RGB in [0, 1]"), lambda s, size: None, network=False, paper_model="PosENet"),
     Family("coords", lambda _n: "coordinates (x, y)", ("none",),
@@ -443,22 +408,12 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
     Family("vgg16bn_w", _task_network_label, ("random", "sod:<key>", "seg:<key>"), _task_network,
            lambda s: (scene_normalize, "RGB, (x - 0.45) / 0.25 (as trained in notebook 05)"),
            lambda s, size: set_padding(_bare_task_network(s.name).features, s.padding), prefix=True,
-           weights_file=_checkpoint_file),
+           weights_file=_checkpoint_file, check_name=_check_task_network_name),
     Family("tv:", lambda n: n.removeprefix("tv:"), ("random", "imagenet", "file:<key>"), _torchvision_model, _imagenet_or_unit,
            _torchvision_bare, prefix=True, try_no_padding=True, torchvision_arch=lambda n: n.removeprefix("tv:"),
            weights_file=_imagenet_file, where_from=_imagenet_url),
     Family("timm:", lambda n: f"timm {n.removeprefix('timm:')}", ("random", "imagenet", "file:<key>"), _timm,
            _timm_input, _timm_bare, prefix=True, try_no_padding=True, size_dependent=True, weights_file=_timm_file,
            key_by_weights_file=True, padding_check=_timm_padding, where_from=_timm_where),
-)}
-
-
-def family_of(name: str) -> Family:
-    """The family of an encoder name (``tv:resnet50`` -> ``tv:``), or a ValueError listing the families."""
-    if name in FAMILIES and not FAMILIES[name].prefix:
-        return FAMILIES[name]
-    for fam in FAMILIES.values():
-        if fam.prefix and name.startswith(fam.name) and len(name) > len(fam.name):
-            return fam
-    known = ", ".join(f"{f.name}<...>" if f.prefix else f.name for f in FAMILIES.values())
-    raise ValueError(f"unknown encoder {name!r}: the families are {known} (see posenc_utils/families.py)")
+):
+    register_family(_family)

@@ -29,8 +29,8 @@ from .encoders import build_encoder, resize_taps, weights_stamp
 from .families import family_of
 from .networks import checkpoint_file
 from .images import ImageSet
-from .profiles import EncoderSpec
 from .progress import progress
+from .specs import EncoderSpec
 
 FEATURES_VERSION = 2  # 2: channels-last layout on disk
 FLOAT16_HEADROOM = 2.0**10  # scale so the first batch's largest value is 1/1024 of float16's max

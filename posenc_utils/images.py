@@ -23,8 +23,8 @@ from scipy.ndimage import gaussian_filter
 from . import cache, paths, timing
 from .datasets import IMAGE_EXTENSIONS, image_folder, list_images
 from .progress import progress
-from .profiles import ImageSetSpec
 from .scenes import SCENE_VERSION, object_scene
+from .specs import ImageSetSpec
 
 GENERATOR_VERSION = 1  # bump when a generator changes its output, to invalidate cached sets
 

@@ -31,8 +31,8 @@ from . import cache, devices, paths, timing
 from .engine import FeatureStream, UpsampledMSE, channel_ranges, shift_sum, stored_product, stored_products, upsample
 from .features import FeatureSet
 from .measures import evaluate_probe, probe_measures
-from .profiles import ReadoutSpec
 from .progress import progress
+from .specs import ReadoutSpec
 from .targets import constant_baseline, target_stack
 
 READOUT_VERSION = 2  # 2: fast engine (same function, other round-off)

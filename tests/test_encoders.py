@@ -176,19 +176,19 @@ def test_torchvision_no_padding_residual_is_refused():
         build_encoder(EncoderSpec("tv:resnet18", "random", "none"), image_size=64)
 
 
-@pytest.mark.parametrize("spec, match", [
-    (EncoderSpec("alexnet9"), "unknown encoder"),
-    (EncoderSpec("vgg16", "bogus"), "weights"),
-    (EncoderSpec("vgg16", "random", "bogus"), "unknown padding"),
-    (EncoderSpec("resnet152", "hed"), "weights"),
-    (EncoderSpec("efficientnet_lite0", "hed"), "weights"),
-    (EncoderSpec("tv:not_a_model"), "unknown torchvision"),
-    (EncoderSpec("tv:resnet18", "hed"), "weights"),
-    (EncoderSpec("tv:resnet18", "random", taps=("nope",)), "unknown tap"),
+@pytest.mark.parametrize("fields, match", [  # the spec refuses most when it is made, the build the rest
+    (dict(name="alexnet9"), "unknown encoder"),
+    (dict(name="vgg16", weights="bogus"), "weights"),
+    (dict(name="vgg16", weights="random", padding="bogus"), "unknown padding"),
+    (dict(name="resnet152", weights="hed"), "weights"),
+    (dict(name="efficientnet_lite0", weights="hed"), "weights"),
+    (dict(name="tv:not_a_model"), "unknown torchvision"),
+    (dict(name="tv:resnet18", weights="hed"), "weights"),
+    (dict(name="tv:resnet18", weights="random", taps=("nope",)), "unknown tap"),
 ])
-def test_bad_specs(spec, match):
+def test_bad_specs(fields, match):
     with pytest.raises(ValueError, match=match):
-        build_encoder(spec, image_size=32)
+        build_encoder(EncoderSpec(**fields), image_size=32)
 
 
 def test_posenet_returns_the_image():
