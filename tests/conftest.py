@@ -31,7 +31,7 @@ def _return_memory() -> None:
     import ctypes
     import gc
 
-    from posenc_utils import features
+    from posenc_utils.engine import features
 
     features.release_networks()
     gc.collect()

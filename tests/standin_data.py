@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from posenc_utils import scenes
+from posenc_utils.primitives import scenes
 
 
 def make_probe_datasets(root: Path, n_train: int = 6, n_test: int = 3) -> Path:
@@ -66,7 +66,7 @@ def write_imagenet_weights(torch_home: Path, archs: tuple[str, ...] = ("vgg16", 
     import torch
     import torchvision
 
-    from posenc_utils.networks import imagenet_weights_file
+    from posenc_utils.models.networks import imagenet_weights_file
 
     out = []
     for arch in archs:

@@ -7,9 +7,10 @@ import os
 import pytest
 import torch
 
-from posenc_utils import bench, devices
-from posenc_utils.families import RESNET152_AUTHORS_TAPS
-from posenc_utils.profiles import EncoderSpec, get_profile
+from posenc_utils.reporting import bench
+from posenc_utils.primitives import devices
+from posenc_utils.models.families import RESNET152_AUTHORS_TAPS
+from posenc_utils.models.profiles import EncoderSpec, get_profile
 
 
 @pytest.mark.parametrize("spec, last", [

@@ -1,8 +1,8 @@
 """The training-budget checks: the paper's schedule shape at a larger budget, the curve's budgets, the seeds."""
 from __future__ import annotations
 
-from posenc_utils import budget
-from posenc_utils.profiles import EncoderSpec, ReadoutSpec, get_profile
+from posenc_utils.studies import budget
+from posenc_utils.models.profiles import EncoderSpec, ReadoutSpec, get_profile
 
 
 def test_scaled_keeps_the_schedule_shape():

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from posenc_utils import cache, paths
+from posenc_utils.primitives import cache, paths
 
 
 def leftovers(folder):
@@ -109,7 +109,7 @@ def test_stale_temp_files_of_the_same_entry_are_cleaned(tmp_path):
 HOLDER = """
 import sys, time
 from pathlib import Path
-from posenc_utils import cache
+from posenc_utils.primitives import cache
 data = Path(sys.argv[1])
 with cache.entry_lock(data):
     (data.parent / f".{data.name}.mine.tmp").write_bytes(b"being written")
@@ -151,7 +151,7 @@ COMPUTER = """
 import sys, time
 import numpy as np
 from pathlib import Path
-from posenc_utils import cache
+from posenc_utils.primitives import cache
 data, meta, log = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
 def compute():
     with open(log, "a") as f:

@@ -6,8 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from posenc_utils import claims, experiments, figures, tables  # figures: every product declared
-from posenc_utils.claims import CONTRADICTED, HOLDS, NOT_DECIDED, NOT_REPRODUCED, Effect, Part
+from posenc_utils.studies import claims, experiments
+from posenc_utils.reporting import figures
+from posenc_utils.engine import tables  # figures: every product declared
+from posenc_utils.studies.claims import CONTRADICTED, HOLDS, NOT_DECIDED, NOT_REPRODUCED, Effect, Part
 
 PATTERNS = ("H", "V", "G", "HS", "VS")
 

@@ -1,4 +1,4 @@
-"""The comparison of two runs' products (posenc_utils.compare): within tolerance agrees, beyond it differs and
+"""The comparison of two runs' products (posenc_utils.reporting.compare): within tolerance agrees, beyond it differs and
 names the cell, a changed verdict is listed, a missing table or a bad folder is said."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import dataclasses
 import pandas as pd
 import pytest
 
-from posenc_utils import compare
+from posenc_utils.reporting import compare
 
 
 def _products(root, spc=0.5, stacked=0.7, outcome="holds", seconds=10.0):

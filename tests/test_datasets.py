@@ -1,11 +1,11 @@
-"""One registry of the dataset folders the study reads (posenc_utils.datasets): every dataset a profile names is
+"""One registry of the dataset folders the study reads (posenc_utils.primitives.datasets): every dataset a profile names is
 declared there, once, and its readers name the layout and the source of a folder that is missing."""
 from __future__ import annotations
 
 import pytest
 
-from posenc_utils import datasets
-from posenc_utils.profiles import PROFILES, get_profile
+from posenc_utils.primitives import datasets
+from posenc_utils.models.profiles import PROFILES, get_profile
 
 
 def _named(profile) -> set[str]:

@@ -4,8 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from posenc_utils import downstream as ds
-from posenc_utils import scenenet, scenes, task_metrics
+from posenc_utils.studies import downstream as ds
+from posenc_utils.models import scenenet
+from posenc_utils.primitives import scenes, task_metrics
 
 
 def test_sod_scenes_are_seeded_and_centre_biased():
@@ -67,8 +68,8 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from standin_data import make_downstream_datasets  # noqa: E402
 
-from posenc_utils import encoders  # noqa: E402
-from posenc_utils.profiles import DownstreamSpec, EncoderSpec, ImageSetSpec, get_profile  # noqa: E402
+from posenc_utils.models import encoders  # noqa: E402
+from posenc_utils.models.profiles import DownstreamSpec, EncoderSpec, ImageSetSpec, get_profile  # noqa: E402
 
 
 def test_scenes_go_on_around_the_image():
@@ -184,7 +185,7 @@ def test_networks_trained_side_by_side_are_those_trained_alone_on_one_thread(tmp
     trainer restores the process's thread count."""
     import torch
 
-    from posenc_utils import profiles
+    from posenc_utils.models import profiles
 
     monkeypatch.setenv("CI", "1")
     monkeypatch.setenv("POSENC_DEVICE", "cpu")
@@ -248,7 +249,7 @@ def test_table5_returns_what_padding_gain_and_crop_shift_read_in_any_order(tmp_p
 def test_padding_gain_is_over_every_training_seed(tmp_path, monkeypatch):
     """Claim 9's gain: the mean of each seed's gain on the same images; its interval holds the bootstrap over images
     of the seeds' mean and the t-interval over the seeds' gains; with one seed it is the bootstrap alone."""
-    from posenc_utils.metrics import t_interval
+    from posenc_utils.primitives.metrics import t_interval
 
     monkeypatch.setenv("POSENC_CACHE_DIR", str(tmp_path))
     monkeypatch.setenv("CI", "1")

@@ -11,9 +11,11 @@ import torch.nn as nn
 import torchvision
 from scipy import ndimage
 
-from posenc_utils import borders, encoders, images, networks
-from posenc_utils.encoders import build_encoder
-from posenc_utils.profiles import EncoderSpec
+from posenc_utils.primitives import borders
+from posenc_utils.models import encoders, networks
+from posenc_utils.engine import images
+from posenc_utils.models.encoders import build_encoder
+from posenc_utils.models.profiles import EncoderSpec
 
 VGG_CHANNELS = (64, 128, 256, 512, 512)
 
@@ -393,7 +395,7 @@ def test_input_convention_option(weights, input_, expected):
 
 def test_imagenet_input_option_and_authors_taps(tmp_path, monkeypatch):
     """The paper profile's ResNet152: ImageNet weights fed [0, 1] images, tapped at layer1..4 (3840 ch)."""
-    from posenc_utils.families import RESNET152_AUTHORS_TAPS
+    from posenc_utils.models.families import RESNET152_AUTHORS_TAPS
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "th"))
     _save_random_state_dict("resnet152", seed=5, small_prefix="layer1.")
@@ -409,8 +411,8 @@ def test_imagenet_input_option_and_authors_taps(tmp_path, monkeypatch):
 
 def test_input_convention_is_known_without_building_the_network():
     """The preprocessing a spec's encoder applies, from ``input_convention`` alone, is what the built encoder applies."""
-    from posenc_utils.encoders import build_encoder, input_convention
-    from posenc_utils.profiles import EncoderSpec
+    from posenc_utils.models.encoders import build_encoder, input_convention
+    from posenc_utils.models.profiles import EncoderSpec
 
     x = torch.rand(2, 3, 8, 8)
     specs = [EncoderSpec("vgg16", "hed"), EncoderSpec("vgg16", "random"), EncoderSpec("efficientnet_lite0", "imagenet"),

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from posenc_utils import extended
-from posenc_utils.profiles import EncoderSpec, get_profile
+from posenc_utils.studies import extended
+from posenc_utils.models.profiles import EncoderSpec, get_profile
 
 
 def _tiny(epochs: int = 1, **changes):

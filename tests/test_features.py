@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from posenc_utils import cache, encoders, features, images
-from posenc_utils.features import extract_features, feature_key
-from posenc_utils.profiles import EncoderSpec, ImageSetSpec
+from posenc_utils.primitives import cache
+from posenc_utils.models import encoders
+from posenc_utils.engine import features, images
+from posenc_utils.engine.features import extract_features, feature_key
+from posenc_utils.models.profiles import EncoderSpec, ImageSetSpec
 
 VGG = EncoderSpec("vgg16", "random")
 VGG_TAPS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")

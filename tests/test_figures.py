@@ -11,8 +11,12 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from posenc_utils import devices, experiments, plots, figures, manifest  # noqa: E402
-from posenc_utils.profiles import get_profile  # noqa: E402
+from posenc_utils.primitives import devices
+from posenc_utils.studies import experiments
+from posenc_utils.engine import plots
+from posenc_utils.reporting import figures
+from posenc_utils.runners import manifest  # noqa: E402
+from posenc_utils.models.profiles import get_profile  # noqa: E402
 
 
 def _pixels(fig) -> np.ndarray:
@@ -108,7 +112,7 @@ def test_a_file_drawn_from_older_data_is_drawn_again(tmp_path):
 
 
 def test_csv_rewritten_only_when_it_changes(tmp_path):
-    from posenc_utils import tables
+    from posenc_utils.engine import tables
 
     path = tmp_path / "t.csv"
     tables.write_csv(pd.DataFrame({"a": [1, 2]}), path)

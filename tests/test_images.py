@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from posenc_utils import images
-from posenc_utils.datasets import image_folder
-from posenc_utils.images import build_image_set, read_rgb
-from posenc_utils.profiles import ImageSetSpec
+from posenc_utils.engine import images
+from posenc_utils.primitives.datasets import image_folder
+from posenc_utils.engine.images import build_image_set, read_rgb
+from posenc_utils.models.profiles import ImageSetSpec
 
 
 def write_mixed_images(folder: Path, n_good: int, seed: int = 0, broken: bool = True) -> list[str]:

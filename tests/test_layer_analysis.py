@@ -8,14 +8,14 @@ import pandas as pd
 import pytest
 import torch
 
-from posenc_utils import layer_analysis
-from posenc_utils.encoders import build_encoder
-from posenc_utils.experiments import ProbeResult
-from posenc_utils.images import build_image_set, photo_crops, photo_sources, shipped_photo_paths
-from posenc_utils.metrics import cluster_bootstrap_ci
-from posenc_utils.profiles import EncoderSpec, ImageSetSpec, ReadoutSpec, get_profile
-from posenc_utils.readout import PEM, head_seed
-from posenc_utils.targets import PATTERNS
+from posenc_utils.studies import layer_analysis
+from posenc_utils.models.encoders import build_encoder
+from posenc_utils.studies.experiments import ProbeResult
+from posenc_utils.engine.images import build_image_set, photo_crops, photo_sources, shipped_photo_paths
+from posenc_utils.primitives.metrics import cluster_bootstrap_ci
+from posenc_utils.models.profiles import EncoderSpec, ImageSetSpec, ReadoutSpec, get_profile
+from posenc_utils.engine.readout import PEM, head_seed
+from posenc_utils.primitives.targets import PATTERNS
 
 
 def test_narrow_stacked_readout_shapes_and_independent_heads():
@@ -59,8 +59,8 @@ def test_coordinates_encoder():
 
 
 def test_stage_channel_selection_reads_the_stage_channels():
-    from posenc_utils.features import extract_features
-    from posenc_utils.readout import channel_index
+    from posenc_utils.engine.features import extract_features
+    from posenc_utils.engine.readout import channel_index
 
     images = build_image_set(ImageSetSpec("noise", "noise", n=2, seed=1), 32)
     feats = extract_features(EncoderSpec("vgg16", "random"), images, 8, 0)
@@ -115,7 +115,7 @@ def test_error_maps_of_a_constant_prediction():
                       {"photos": np.full((1, 5, 6, 6), 0.5, np.float16)})
     photos = SimpleNamespace(name="photos", size=16)
     err = layer_analysis.error_maps(res, photos)
-    from posenc_utils.targets import target_map
+    from posenc_utils.primitives.targets import target_map
 
     expected = np.mean([np.abs(target_map(p, 16) - 0.5) for p in "HVG"], axis=0)
     np.testing.assert_allclose(err[0], expected, atol=1e-6)

@@ -6,12 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from posenc_utils import measures, metrics, paths, timing
-from posenc_utils.metrics import cluster_bootstrap_ci, t_interval
-from posenc_utils.features import FeatureSet
-from posenc_utils.measures import (feature_columns, feature_table, position_variance, seed_columns, summary_columns,
+from posenc_utils.engine import measures
+from posenc_utils.primitives import metrics, paths, timing
+from posenc_utils.primitives.metrics import cluster_bootstrap_ci, t_interval
+from posenc_utils.engine.features import FeatureSet
+from posenc_utils.engine.measures import (feature_columns, feature_table, position_variance, seed_columns, summary_columns,
                                    table_columns, variance_components)
-from posenc_utils.profiles import EncoderSpec
+from posenc_utils.models.profiles import EncoderSpec
 
 
 def feature_set(tmp_path, values: np.ndarray, taps=(("a", None),), name: str = "f") -> FeatureSet:
@@ -149,7 +150,7 @@ def test_readme_worked_example_is_the_registry_entry():
     """The README's 'A new measure of position' quotes the position-variance entry as it stands in measures.py."""
     section = (paths.PROJ_ROOT / "README.md").read_text().split("### A new measure of position", 1)[1]
     quoted = section.split("```python\n", 1)[1].split("```", 1)[0]
-    assert 'Measure("position_variance"' in quoted and quoted in (paths.PROJ_ROOT / "posenc_utils" / "measures.py").read_text()
+    assert 'Measure("position_variance"' in quoted and quoted in (paths.PROJ_ROOT / "posenc_utils" / "engine" / "measures.py").read_text()
     assert measures.feature_measures()[0].name == "position_variance" and measures.feature_measures()[0].paper_column is None
     table = measures.overview().set_index("measure")
     assert table.loc["position_variance", "paper"] == "not reported by the paper"
@@ -198,7 +199,7 @@ def former_seed_summary(per_image: pd.DataFrame, by: list[str], sources: dict | 
 def test_baseline_summary_gives_each_row_its_constant_and_its_failures():
     """Every readout row's baseline: the best constant prediction's squared error (the map's variance) and absolute
     error (at its median), the share of images whose prediction is constant, and the seeds that failed to train."""
-    from posenc_utils.targets import constant_baseline, target_map
+    from posenc_utils.primitives.targets import constant_baseline, target_map
 
     t = target_map("G", 32).astype(np.float64)
     assert constant_baseline("G", 32) == pytest.approx((t.var(), np.abs(t - np.median(t)).mean()))
@@ -217,8 +218,8 @@ def test_baseline_summary_gives_each_row_its_constant_and_its_failures():
 
 def test_a_head_fails_when_its_training_loss_does_not_reach_the_constant():
     """The tolerance keeps "found nothing" (ending at the constant's loss) apart from "failed" (above it)."""
-    from posenc_utils.readout import FAILED_TOLERANCE, training_failed
-    from posenc_utils.targets import constant_baseline
+    from posenc_utils.engine.readout import FAILED_TOLERANCE, training_failed
+    from posenc_utils.primitives.targets import constant_baseline
 
     c = constant_baseline("HS", 64)[0]
     assert not training_failed(0.5 * c, "HS", 64) and not training_failed(1.04 * c, "HS", 64)

@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 
-from posenc_utils import metrics
-from posenc_utils.measures import summarize
-from posenc_utils.metrics import mae, spc
+from posenc_utils.primitives import metrics
+from posenc_utils.engine.measures import summarize
+from posenc_utils.primitives.metrics import mae, spc
 
 
 def scipy_spc(pred, target):
@@ -108,7 +108,7 @@ def test_summarize_counts_undefined_as_zero():
 def test_average_ranks_equal_scipy():
     from scipy.stats import rankdata
 
-    from posenc_utils.metrics import average_ranks
+    from posenc_utils.primitives.metrics import average_ranks
 
     rng = np.random.default_rng(0)
     x = rng.random((6, 500))
@@ -126,7 +126,7 @@ def test_average_ranks_split_across_threads_equal_one_thread(monkeypatch):
     """Rows ranked on several threads give, to the bit, what one thread gives (ties included)."""
     import torch
 
-    from posenc_utils import metrics
+    from posenc_utils.primitives import metrics
 
     rng = np.random.default_rng(1)
     x = np.round(rng.random((7, 70_000)), 3)  # above the size worth splitting; many ties; rows not a multiple of 2
@@ -139,7 +139,7 @@ def test_average_ranks_split_across_threads_equal_one_thread(monkeypatch):
 def test_t_interval_matches_scipy():
     from scipy import stats
 
-    from posenc_utils.metrics import t_interval
+    from posenc_utils.primitives.metrics import t_interval
 
     v = np.array([0.61, 0.55, 0.70])
     lo, hi = t_interval(v)
@@ -149,8 +149,8 @@ def test_t_interval_matches_scipy():
 
 
 def test_seed_summary_over_seeds_and_images():
-    from posenc_utils.measures import seed_summary
-    from posenc_utils.metrics import cluster_bootstrap_ci, t_interval
+    from posenc_utils.engine.measures import seed_summary
+    from posenc_utils.primitives.metrics import cluster_bootstrap_ci, t_interval
 
     rng = np.random.default_rng(0)
     rows = []

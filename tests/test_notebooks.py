@@ -7,7 +7,8 @@ import re
 
 import pytest
 
-from posenc_utils import paths, pipeline
+from posenc_utils.primitives import paths
+from posenc_utils.runners import pipeline
 
 NOTEBOOKS = sorted(paths.NOTEBOOKS_DIR.glob("*.ipynb"))
 

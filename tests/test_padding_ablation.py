@@ -10,12 +10,14 @@ import pytest
 import torch
 from torch import nn
 
-from posenc_utils import borders, cache, encoders, padding_ablation
-from posenc_utils.encoders import build_encoder
-from posenc_utils.experiments import ProbeResult
-from posenc_utils.images import build_image_set
-from posenc_utils.profiles import EncoderSpec, ImageSetSpec, get_profile
-from posenc_utils.targets import PATTERNS, target_map
+from posenc_utils.primitives import borders, cache
+from posenc_utils.models import encoders
+from posenc_utils.studies import padding_ablation
+from posenc_utils.models.encoders import build_encoder
+from posenc_utils.studies.experiments import ProbeResult
+from posenc_utils.engine.images import build_image_set
+from posenc_utils.models.profiles import EncoderSpec, ImageSetSpec, get_profile
+from posenc_utils.primitives.targets import PATTERNS, target_map
 
 # ---------------------------------------------------------------- the canvas
 

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from posenc_utils import experiments, plots
-from posenc_utils.profiles import EncoderSpec, get_profile
+from posenc_utils.studies import experiments
+from posenc_utils.engine import plots
+from posenc_utils.models.profiles import EncoderSpec, get_profile
 from standin_data import make_probe_datasets as make_datasets
 
 PATTERNS = ("H", "V", "G", "HS", "VS")
@@ -156,8 +157,8 @@ def test_parse_encoders():
 
 
 def test_missing_inputs_lists_everything_before_a_run(capsys):
-    from posenc_utils import pipeline
-    from posenc_utils.plan import missing_inputs
+    from posenc_utils.runners import pipeline
+    from posenc_utils.runners.plan import missing_inputs
 
     missing = missing_inputs(get_profile("paper"), downstream=False)
     text = "\n".join(missing)
@@ -176,7 +177,7 @@ def test_missing_inputs_lists_everything_before_a_run(capsys):
 def test_notebooks_03_04_in_the_paper_profile(data_root, tmp_path, monkeypatch):
     """Table 4 and Tables 2/3 run in the paper profile on the stand-in data, with the paper's settings
     (C -> C stacked readouts, all training images) and its published values beside ours."""
-    from posenc_utils import claims, layer_analysis, padding_ablation
+    from posenc_utils.studies import claims, layer_analysis, padding_ablation
 
     monkeypatch.setenv("POSENC_DATA_ROOT", str(data_root))
     monkeypatch.setenv("POSENC_CACHE_DIR", str(tmp_path / "cache"))

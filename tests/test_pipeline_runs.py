@@ -12,8 +12,11 @@ import sys
 
 import pandas as pd
 
-from posenc_utils import devices, downstream, experiments, figures, paths, pipeline, products, timing
-from posenc_utils import manifest as posenc_manifest
+from posenc_utils.primitives import devices, paths, products, timing
+from posenc_utils.studies import downstream, experiments
+from posenc_utils.reporting import figures
+from posenc_utils.runners import pipeline
+from posenc_utils.runners import manifest as posenc_manifest
 from standin_data import make_downstream_datasets, make_probe_datasets, write_imagenet_weights
 
 # The paper profile shrunk only in size (what a CI machine affords); every other setting is the paper's.

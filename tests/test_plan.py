@@ -4,9 +4,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from posenc_utils import devices, encoders, pipeline
-from posenc_utils.plan import feature_bytes, run_plan
-from posenc_utils.profiles import EncoderSpec, get_profile
+from posenc_utils.primitives import devices
+from posenc_utils.models import encoders
+from posenc_utils.runners import pipeline
+from posenc_utils.runners.plan import feature_bytes, run_plan
+from posenc_utils.models.profiles import EncoderSpec, get_profile
 
 
 @pytest.mark.parametrize("spec", [EncoderSpec("vgg16", "random"), EncoderSpec("efficientnet_lite0", "random"),

@@ -9,10 +9,14 @@ import pytest
 import torch
 import torchvision
 
-from posenc_utils import encoders, experiments, features, images, positions, probe
-from posenc_utils.borders import PaddingNotSupportedError
-from posenc_utils.networks import CheckpointError, read_checkpoint
-from posenc_utils.profiles import EncoderSpec, ImageSetSpec, get_profile
+from posenc_utils.models import encoders
+from posenc_utils.studies import experiments
+from posenc_utils.engine import features, images
+from posenc_utils.primitives import positions
+from posenc_utils.runners import probe
+from posenc_utils.primitives.borders import PaddingNotSupportedError
+from posenc_utils.models.networks import CheckpointError, read_checkpoint
+from posenc_utils.models.profiles import EncoderSpec, ImageSetSpec, get_profile
 
 timm = pytest.importorskip("timm")
 

@@ -1,4 +1,4 @@
-"""Every product of the study is declared once (:mod:`posenc_utils.products`), every file a run writes belongs to a
+"""Every product of the study is declared once (:mod:`posenc_utils.primitives.products`), every file a run writes belongs to a
 declared product, and no product's file name is typed anywhere else in the package or the notebooks."""
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from posenc_utils import paths, products
+from posenc_utils.primitives import paths, products
 
 PACKAGE = Path(__file__).resolve().parents[1] / "posenc_utils"
-MODULES = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__")
+MODULES = sorted(".".join(p.relative_to(PACKAGE).with_suffix("").parts) for p in PACKAGE.rglob("*.py")
+                 if p.stem != "__init__")
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,7 @@ def test_the_declarations_hold_together(registry):
         assert p.made_by is None or callable(p.made_by), p
     frames = [p.frame for p in registry.values() if p.frame]
     assert len(frames) == len(set(frames))
-    from posenc_utils import claims
+    from posenc_utils.studies import claims
     assert {t for r in claims.RULES.values() for t in r.tables} <= set(frames), "every table a rule reads is declared"
     sections = {p.readme for p in registry.values() if p.readme}
     readme = (paths.PROJ_ROOT / "README.md").read_text()
@@ -77,7 +78,7 @@ def _declared_names(tree: ast.AST) -> set[int]:
 def test_no_product_file_name_is_typed_outside_its_declaration(registry):
     typed = _pattern(registry)
     found = []
-    for path in sorted(PACKAGE.glob("*.py")):
+    for path in sorted(PACKAGE.rglob("*.py")):
         tree = ast.parse(path.read_text())
         for line, text in _strings(tree, _declared_names(tree)):
             found += [f"{path.name}:{line}: {m.group(0)}" for m in typed.finditer(text)]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from posenc_utils import progress as prog
+from posenc_utils.primitives import progress as prog
 
 
 def test_modes(monkeypatch):

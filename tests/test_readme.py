@@ -1,7 +1,7 @@
 """The README's example for probing one's own network runs as written."""
 import re
 
-from posenc_utils import paths
+from posenc_utils.primitives import paths
 
 
 def _example() -> str:
@@ -32,4 +32,4 @@ def test_readme_family_example_is_the_registry_entry():
     section = text.split("### A new encoder family", 1)[1]
     example = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     assert 'Family("timm:"' in example
-    assert example.strip() in (paths.PROJ_ROOT / "posenc_utils" / "families.py").read_text()
+    assert example.strip() in (paths.PROJ_ROOT / "posenc_utils" / "models" / "families.py").read_text()

@@ -6,11 +6,11 @@ import pandas as pd
 import pytest
 import torch
 
-from posenc_utils import engine, images, readout
-from posenc_utils.features import extract_features
-from posenc_utils.profiles import EncoderSpec, ImageSetSpec, ReadoutSpec
-from posenc_utils.readout import PEM, channel_index, evaluate, head_seed, train_readout
-from posenc_utils.targets import PATTERNS, target_stack
+from posenc_utils.engine import fast_readout, images, readout
+from posenc_utils.engine.features import extract_features
+from posenc_utils.models.profiles import EncoderSpec, ImageSetSpec, ReadoutSpec
+from posenc_utils.engine.readout import PEM, channel_index, evaluate, head_seed, train_readout
+from posenc_utils.primitives.targets import PATTERNS, target_stack
 
 IMAGE_SIZE = 32
 SPEC = ReadoutSpec(epochs=2, batch_size=4)
@@ -132,7 +132,7 @@ def test_determinism(vgg_features):
 
 def test_feature_stream_reads_what_is_stored(vgg_features):
     """Batches are views of the mapped feature file, prefetched and released batch by batch."""
-    stream = engine.FeatureStream(vgg_features, None, "cpu")
+    stream = fast_readout.FeatureStream(vgg_features, None, "cpu")
     lists = [np.array([0, 1, 2]), np.array([4, 6]), np.array([3, 5, 7]), np.array([7])]
     stored = np.load(vgg_features.path).reshape(8, 28 * 28, -1)
     for idx, batch in stream.batches(lists):
@@ -155,8 +155,9 @@ def _rss_file_mb() -> float:
 
 def test_streaming_a_file_keeps_resident_memory_flat(tmp_path, monkeypatch):
     """Reading every image of a 240 MB feature file leaves at most one release drop resident."""
-    from posenc_utils import cache, features
-    from posenc_utils.features import FeatureSet
+    from posenc_utils.primitives import cache
+    from posenc_utils.engine import features
+    from posenc_utils.engine.features import FeatureSet
 
     monkeypatch.setattr(features, "RELEASE_BYTES", 32 * 2**20)
 
@@ -165,11 +166,11 @@ def test_streaming_a_file_keeps_resident_memory_flat(tmp_path, monkeypatch):
     cache.write_array_entry(path, tmp_path / "f.json", (n, 28, 28, c), "float16", {"key": "k"},
                             lambda out: [out.__setitem__(slice(i, i + 50), 1.0) for i in range(0, n, 50)] and None)
     fs = FeatureSet(EncoderSpec("vgg16"), "x", "k", path, n, ("a",), (c,), (1.0,), 28)
-    stream = engine.FeatureStream(fs, None, "cpu")
+    stream = fast_readout.FeatureStream(fs, None, "cpu")
     before = _rss_file_mb()
     total = 0.0
     for _idx, batch in stream.batches([np.arange(i, i + 20) for i in range(0, n, 20)]):
-        for _r, _c, block in engine._float_blocks(batch, stream.ranges):
+        for _r, _c, block in fast_readout._float_blocks(batch, stream.ranges):
             total += float(block[::28 * 28, 0].sum())  # the first pixel of each image in the block
     grown = _rss_file_mb() - before
     stream.close()
@@ -307,8 +308,8 @@ def test_evaluate(vgg_features):
     assert rows.mae.between(0, 1).all()
     assert low.shape == (8, 5, 26, 26) and low.dtype == np.float16
     # the metrics are those of the upsampled low-resolution predictions
-    from posenc_utils.metrics import mae
-    from posenc_utils.targets import target_map
+    from posenc_utils.primitives.metrics import mae
+    from posenc_utils.primitives.targets import target_map
 
     up = readout.upsample(torch.from_numpy(low[:, 0:1].astype(np.float32)), IMAGE_SIZE)[:, 0].numpy()
     np.testing.assert_allclose(rows[rows.pattern == "H"].mae, mae(up, target_map("H", IMAGE_SIZE)), atol=2e-3)
@@ -351,10 +352,10 @@ def test_fast_engine_equals_reference(kernel, padding, n_layers):
     loss_ref = ((readout.upsample(ref, 40) - torch.from_numpy(targets)[None]) ** 2).mean(dim=(0, 2, 3))
     grads_ref = torch.autograd.grad(loss_ref.sum(), list(model.parameters()))
 
-    ranges = engine.channel_ranges(chans, c)
+    ranges = fast_readout.channel_ranges(chans, c)
     assert ranges == ((3, 20), (30, 64))
     fast = model.forward_stored(stored, ranges, scale[chans], 28)
-    loss_fast = engine.UpsampledMSE(targets, fast.shape[-1])(fast)
+    loss_fast = fast_readout.UpsampledMSE(targets, fast.shape[-1])(fast)
     grads_fast = torch.autograd.grad(loss_fast.sum(), list(model.parameters()))
 
     assert fast.shape == ref.shape == (3, 5, model.out_size(28), model.out_size(28))
@@ -403,17 +404,17 @@ def test_first_layer_matrix_folds_the_affine_maps():
 
 
 def test_upsampled_mse_and_bilinear_matrix():
-    a = engine.bilinear_matrix(26, 224)
+    a = fast_readout.bilinear_matrix(26, 224)
     p = torch.rand(4, 3, 26, 26, dtype=torch.float64)
     torch.testing.assert_close(a @ p @ a.t(), readout.upsample(p, 224), atol=1e-12, rtol=0)
     targets = target_stack(("H", "G", "VS"), 224)
     explicit = ((readout.upsample(p, 224) - torch.from_numpy(targets).double()) ** 2).mean(dim=(0, 2, 3))
-    torch.testing.assert_close(engine.UpsampledMSE(targets, 26)(p).double(), explicit, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(fast_readout.UpsampledMSE(targets, 26)(p).double(), explicit, atol=1e-6, rtol=1e-6)
 
 
 def test_column_chunks_cover_the_selection_once():
     ranges = ((3, 20), (30, 64), (100, 101))
-    chunks = engine._column_chunks(ranges, 10)
+    chunks = fast_readout._column_chunks(ranges, 10)
     assert [(c0, c1) for c0, c1, _ in chunks] == [(0, 10), (10, 20), (20, 30), (30, 40), (40, 50), (50, 52)]
     stored = [a + i for c0, c1, parts in chunks for a, e, o in parts for i in range(e - a)]
     assert stored == list(range(3, 20)) + list(range(30, 64)) + [100]
@@ -426,10 +427,10 @@ def test_float_blocks_split_large_batches(monkeypatch):
     stored, scale, _ = _stored_batch(n_images=5, side=8, channels=(30, 34))
     w = torch.randn(64, 7)
     whole = stored.float().reshape(-1, 64) @ w
-    monkeypatch.setattr(engine, "BLOCK_FLOATS", 64 * 8)  # an image is > 4 blocks wide: channels split
-    y = engine.stored_product(w, stored, ((0, 64),))
+    monkeypatch.setattr(fast_readout, "BLOCK_FLOATS", 64 * 8)  # an image is > 4 blocks wide: channels split
+    y = fast_readout.stored_product(w, stored, ((0, 64),))
     torch.testing.assert_close(y, whole, atol=1e-4, rtol=1e-5)
-    blocks = list(engine._float_blocks(engine.as_batch(stored), ((0, 64),)))
+    blocks = list(fast_readout._float_blocks(fast_readout.as_batch(stored), ((0, 64),)))
     assert len(blocks) > 5 and all(b.shape[0] == 64 for _r, _c, b in blocks)
 
 

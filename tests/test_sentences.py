@@ -1,7 +1,7 @@
 """Sentences that cannot drift from their numbers.
 
 Every hand-written sentence of the README and of the notebooks' text (outside the README's generated blocks, which
-``posenc_utils.report`` and ``posenc_utils.findings`` write from the numbers) that uses a word of :data:`RANKING` is
+``posenc_utils.reporting.report`` and ``posenc_utils.reporting.findings`` write from the numbers) that uses a word of :data:`RANKING` is
 registered in :data:`CHECKED` with the check that reads what it states: a function here that reads the study's
 products (``figures/offline``), or a test of the suite that proves it. An unregistered one fails the test, and so does
 a registration whose sentence is gone or whose named test does not exist.
@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from posenc_utils import paths
+from posenc_utils.primitives import paths
 
 RANKING = ("more", "less", "fewer", "most", "least", "higher", "lower", "larger", "smaller", "greater", "better",
            "worse", "best", "worst", "far", "near", "nearly", "every", "all", "none", "above", "below", "exceed",
@@ -84,8 +84,8 @@ def _papers_code_recomputes_features():
 
 def _vgg16_without_padding_needs_196_px():
     """VGG16 without padding: its deepest tap has a map at 196 px and none at 195."""
-    from posenc_utils.encoders import ImageTooSmallError, build_encoder
-    from posenc_utils.profiles import EncoderSpec
+    from posenc_utils.models.encoders import ImageTooSmallError, build_encoder
+    from posenc_utils.models.profiles import EncoderSpec
 
     build_encoder(EncoderSpec("vgg16", "random", "none"), 0, 196)
     with pytest.raises(ImageTooSmallError):

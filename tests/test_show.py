@@ -5,8 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from posenc_utils import claims, show
-from posenc_utils.profiles import deviations, get_profile
+from posenc_utils.studies import claims
+from posenc_utils.reporting import show
+from posenc_utils.models.profiles import deviations, get_profile
 
 
 def test_numbers_never_print_a_negative_zero():
@@ -69,7 +70,7 @@ def test_thumbnails_and_manifest(tmp_path):
 
 @pytest.mark.parametrize("number", ["02", "06"])
 def test_index_headlines(number):
-    from posenc_utils import pages
+    from posenc_utils.primitives import pages
 
     verdicts = pd.DataFrame({"claim": [1, 2, 7], "verdict": ["holds", "not decided", "holds"],
                              "outcome": ["holds", "not decided (stand-in)", "holds"], "notebook": [2, 2, 3]})

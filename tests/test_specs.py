@@ -1,6 +1,6 @@
-"""The specs (posenc_utils.specs): a bad field fails when the spec is made, naming the field, its value and what
+"""The specs (posenc_utils.primitives.specs): a bad field fails when the spec is made, naming the field, its value and what
 it may be; every profile's specs are valid; labels, parsing and cache keys are what they were before the specs
-moved out of posenc_utils.profiles; the family registry says what to import when it is empty."""
+moved out of posenc_utils.models.profiles; the family registry says what to import when it is empty."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,9 +9,10 @@ import sys
 
 import pytest
 
-from posenc_utils import cache, families, specs
-from posenc_utils.profiles import PROFILES, get_profile
-from posenc_utils.specs import (IMAGE_KINDS, DownstreamSpec, EncoderSpec, Family, ImageSetSpec, ReadoutSpec,
+from posenc_utils.primitives import cache, specs
+from posenc_utils.models import families
+from posenc_utils.models.profiles import PROFILES, get_profile
+from posenc_utils.primitives.specs import (IMAGE_KINDS, DownstreamSpec, EncoderSpec, Family, ImageSetSpec, ReadoutSpec,
                                 SpecError, family_of, register_family)
 
 # ---------------------------------------------------------------- each field refused when the spec is made
@@ -119,7 +120,8 @@ def test_what_the_specs_accept():
 
 def test_the_image_kinds_are_those_the_study_makes():
     """Every kind the specs accept is made by images.build_image_set or downstream.task_data, and no other."""
-    from posenc_utils import downstream, images
+    from posenc_utils.studies import downstream
+    from posenc_utils.engine import images
 
     assert set(specs.SOD_IMAGE_KINDS + specs.SEG_IMAGE_KINDS) == set(downstream.GENERATED) | {"sod_folder", "voc"}
     assert set(images.OBJECT_KINDS) <= set(specs.PROBE_IMAGE_KINDS)
@@ -135,14 +137,14 @@ def test_every_profile_is_made_of_valid_specs(profile):
     for spec in (*prof.encoders, prof.train_set, *prof.test_sets, prof.readout, ds, ds.sod_train, *ds.sod_tests,
                  ds.seg_train, ds.seg_test):
         assert dataclasses.replace(spec) == spec  # made again, checked again
-    from posenc_utils import budget
+    from posenc_utils.studies import budget
 
     assert budget.larger_budget(prof).readout.epochs >= prof.readout.epochs
 
 
 # ---------------------------------------------------------------- nothing the study computes changes
 
-# (spec, label, cache key of its fields), as computed before the specs moved out of posenc_utils.profiles
+# (spec, label, cache key of its fields), as computed before the specs moved out of posenc_utils.models.profiles
 BEFORE = [
     (EncoderSpec("posenet", "none"), "PosENet", "5cca1347ffc03cb2"),
     (EncoderSpec("coords", "none"), "coordinates (x, y)", "541d78cf4c1a7698"),
@@ -213,17 +215,17 @@ def test_the_registry_is_the_families_one():
     assert family_of("tv:resnet18").name == "tv:" and family_of("vgg16").label("vgg16") == "VGG16"
     with pytest.raises(ValueError, match="registered already"):
         register_family(families.FAMILIES["vgg16"])
-    with pytest.raises(ValueError, match=r"unknown encoder 'alexnet': the families are .*\(see posenc_utils/families.py\)"):
+    with pytest.raises(ValueError, match=r"unknown encoder 'alexnet': the families are .*\(see posenc_utils/models/families.py\)"):
         family_of("alexnet")
 
 
 def test_an_empty_registry_says_what_to_import():
     """The specs alone (no family imported) make image sets and readouts, and refuse an encoder spec with the
     module to import; importing the families makes it."""
-    code = ("from posenc_utils.specs import EncoderSpec, ImageSetSpec, ReadoutSpec\n"
+    code = ("from posenc_utils.primitives.specs import EncoderSpec, ImageSetSpec, ReadoutSpec\n"
             "ImageSetSpec('b', 'black'); ReadoutSpec()\n"
             "try:\n    EncoderSpec('vgg16')\nexcept RuntimeError as e:\n    print(e)\n"
-            "import posenc_utils.families\nprint(EncoderSpec('vgg16').label)\n")
+            "import posenc_utils.models.families\nprint(EncoderSpec('vgg16').label)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert "no encoder family is registered: import posenc_utils.families" in out
+    assert "no encoder family is registered: import posenc_utils.models.families" in out
     assert out.strip().endswith("VGG16 (random init)")

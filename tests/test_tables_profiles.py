@@ -7,9 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from posenc_utils import profiles, tables
-from posenc_utils.products import Product
-from posenc_utils.profiles import EncoderSpec, ImageSetSpec, ReadoutSpec, deviations, get_profile
+from posenc_utils.models import profiles
+from posenc_utils.engine import tables
+from posenc_utils.primitives.products import Product
+from posenc_utils.models.profiles import EncoderSpec, ImageSetSpec, ReadoutSpec, deviations, get_profile
 
 COLUMNS = ["encoder", "arch", "weights", "padding", "pattern", "test_set", "spc", "mae", "spc_undefined", "n_images"]
 
@@ -199,14 +200,14 @@ def test_one_source_for_the_natural_test_set():
     anywhere else in the package (the dataset registry, the profiles and the specs aside) or in the notebooks."""
     import re
 
-    from posenc_utils import paths
+    from posenc_utils.primitives import paths
 
     assert get_profile("quick").natural_test_set == get_profile("offline").natural_test_set == "photos"
     assert get_profile("paper").natural_test_set == "PASCAL-S"
     literal = re.compile(r"""(?<![\w-])["'](photos|PASCAL-S)["']""")
     # the profiles, the specs (DownstreamSpec's defaults: the paper's Table 5 sets), the dataset registry, the photos' maker
     allowed = {"profiles.py", "specs.py", "datasets.py", "images.py"}
-    for path in sorted((paths.PROJ_ROOT / "posenc_utils").glob("*.py")):
+    for path in sorted((paths.PROJ_ROOT / "posenc_utils").rglob("*.py")):
         if path.name in allowed:
             continue
         assert not literal.search(path.read_text()), f"{path.name} names a test set: use Profile.natural_test_set"

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from posenc_utils import targets
-from posenc_utils.targets import PATTERNS, target_map, target_stack
+from posenc_utils.primitives import targets
+from posenc_utils.primitives.targets import PATTERNS, target_map, target_stack
 
 SIZES = (224, 7)
 

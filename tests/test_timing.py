@@ -1,7 +1,7 @@
 """Phase clocks: a run reads its own clock; nothing accumulates in the module between runs."""
 from __future__ import annotations
 
-from posenc_utils import timing
+from posenc_utils.primitives import timing
 
 
 def test_phases_book_on_the_open_clock_only():

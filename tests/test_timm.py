@@ -5,10 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from posenc_utils import bench, encoders, experiments, networks, plan
-from posenc_utils.encoders import build_encoder
-from posenc_utils.families import family_of
-from posenc_utils.profiles import EncoderSpec, get_profile
+from posenc_utils.reporting import bench
+from posenc_utils.models import encoders, networks
+from posenc_utils.studies import experiments
+from posenc_utils.runners import plan
+from posenc_utils.models.encoders import build_encoder
+from posenc_utils.models.families import family_of
+from posenc_utils.models.profiles import EncoderSpec, get_profile
 
 timm = pytest.importorskip("timm")
 
@@ -97,8 +100,8 @@ def test_quick_profile_probes_two_timm_families():
 
 def test_features_are_keyed_by_the_content_of_a_placed_weights_file(tmp_path):
     """A timm weights file's name does not pin its content: replacing it gives other cached features."""
-    from posenc_utils import features, images
-    from posenc_utils.profiles import ImageSetSpec
+    from posenc_utils.engine import features, images
+    from posenc_utils.models.profiles import ImageSetSpec
 
     spec = EncoderSpec("timm:resnet18", "imagenet")
     imgs = images.build_image_set(ImageSetSpec("noise", "noise", n=2), 32)

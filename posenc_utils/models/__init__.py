@@ -1,0 +1,1 @@
+"""Models: the networks, their families, the profiles that name them, and the builder of any encoder."""

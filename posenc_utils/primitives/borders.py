@@ -1,0 +1,137 @@
+"""How a convolution's border is handled: the padding modes the study compares (zero padding as built, none,
+reflect, replicate, circular) and the canvas an image may sit on instead (``canvas:<value>``), switched on
+any network without touching its weights.
+
+The one list of padding modes is :data:`PADDING_MODES`, in the order the tables show them; an encoder
+family says whether a mode applies to it (:class:`PaddingNotSupportedError` when not).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular", "none")
+
+
+class PaddingNotSupportedError(ValueError):
+    """A padding mode that makes no sense for an architecture (e.g. 'none' with residual adds).
+
+    ``reason`` is the short why, for a table cell; the message also says what to do instead.
+    """
+
+    def __init__(self, message: str, reason: str | None = None):
+        super().__init__(message)
+        self.reason = reason or message.split(": ", 1)[-1].split(". ")[0]
+
+
+class ImageTooSmallError(PaddingNotSupportedError):
+    """The images are too small for the network with this padding (e.g. VGG16 without padding below 196 px)."""
+
+
+def canvas_value(mode: str) -> float | str | None:
+    """The canvas of a ``canvas:<value>`` padding mode (a number in image units, or "mean"); None otherwise."""
+    if not mode.startswith("canvas:"):
+        return None
+    value = mode.split(":", 1)[1]
+    if value == "mean":
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"padding {mode!r}: write canvas:<number in [0, 1]> or canvas:mean") from None
+
+
+def check_padding_mode(mode: str) -> None:
+    if mode not in PADDING_MODES and canvas_value(mode) is None:
+        raise ValueError(f"unknown padding mode {mode!r}: choose one of {', '.join(PADDING_MODES)}, "
+                         f"or canvas:<value> / canvas:mean (the input image padded with that value)")
+
+
+class CanvasPad(nn.Module):
+    """Pads an encoder's input with a canvas instead of zeros: the value ``value`` in image units
+    ([0, 1]; "mean": each image's own mean colour), mapped through the encoder's preprocessing.
+
+    The first convolution sees the preprocessed image, and every encoder's preprocessing is a
+    per-pixel affine map, so padding the preprocessed input with ``preprocess(value)`` is padding
+    the image with ``value``. Interior values are left bit for bit as they were.
+    """
+
+    def __init__(self, padding: tuple[int, int, int, int], value: float | str, preprocess: Callable):
+        super().__init__()
+        self.padding, self.value = tuple(padding), value
+        if value != "mean":
+            self.register_buffer("fill", preprocess(torch.full((1, 3, 1, 1), float(value))).detach())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        fill = x.mean(dim=(2, 3), keepdim=True) if self.value == "mean" else self.fill
+        border = F.pad(torch.zeros_like(x[:1, :1]), self.padding, value=1.0)
+        return F.pad(x, self.padding) + border * fill
+
+
+def apply_canvas(net: nn.Module, value: float | str, preprocess: Callable) -> nn.Module:
+    """Make the first convolution of ``net`` pad its input (the preprocessed image) with a canvas.
+
+    Deeper convolutions keep their zero padding: the canvas is what the image sits on."""
+    first = next((m for m in net.modules() if isinstance(m, nn.Conv2d)), None)
+    if first is None:
+        raise PaddingNotSupportedError("a canvas needs a convolution that sees the image; this encoder has none")
+    static = getattr(first, "static_padding", None)  # TensorFlow-style "SAME" stems pad in a submodule
+    if isinstance(static, nn.ZeroPad2d):
+        first.static_padding = CanvasPad(static.padding, value, preprocess)
+        return net
+    ph, pw = first.padding if isinstance(first.padding, tuple) else (first.padding, first.padding)
+    if not (ph or pw):
+        raise PaddingNotSupportedError("a canvas is what the first convolution pads with, and this encoder's first "
+                                       "convolution does not pad (a transformer's patch embedding)",
+                                       reason="its first convolution does not pad")
+    first.padding = (0, 0)
+    for parent in net.modules():
+        for name, child in parent.named_children():
+            if child is first:
+                setattr(parent, name, nn.Sequential(CanvasPad((pw, pw, ph, ph), value, preprocess), first))
+                return net
+    raise RuntimeError("could not find the first convolution's parent module")
+
+
+def _pads(m: nn.Module) -> bool:
+    if isinstance(m, nn.ZeroPad2d):
+        return True
+    if isinstance(m, (nn.Conv2d, nn.MaxPool2d)):
+        p = m.padding if isinstance(m.padding, tuple) else (m.padding,)
+        return isinstance(p[0], int) and any(v > 0 for v in p)
+    return False
+
+
+def set_padding(net: nn.Module, mode: str) -> nn.Module:
+    """Switch every convolution's border handling to ``mode``, keeping all weights.
+
+    ``none`` removes the padding (each 3x3 convolution then shrinks its map by 2 pixels);
+    ``reflect`` / ``replicate`` / ``circular`` keep the amount and change what is padded.
+    Explicit ``ZeroPad2d`` layers (TensorFlow-style "SAME" padding) are switched likewise. A network in
+    which no layer pads (a Vision Transformer) is refused: every mode would give its features as built.
+    """
+    check_padding_mode(mode)
+    if mode == "zeros" or canvas_value(mode) is not None:  # a canvas is applied once preprocessing is known
+        return net
+    if not any(_pads(m) for m in net.modules()):
+        raise PaddingNotSupportedError(
+            f"padding {mode!r} changes nothing in this network: none of its layers pads (a transformer's patch "
+            "embedding moves by its own size). Its position comes from its positional embedding: see the "
+            "position modes (posenc_utils.primitives.positions).", reason="no layer pads")
+    pad_layers = {"reflect": nn.ReflectionPad2d, "replicate": nn.ReplicationPad2d, "circular": nn.CircularPad2d}
+    for parent in list(net.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, nn.ZeroPad2d):
+                setattr(parent, name, nn.Identity() if mode == "none" else pad_layers[mode](child.padding))
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d):
+            if mode == "none":
+                m.padding = (0, 0)
+            elif any(p > 0 for p in (m.padding if isinstance(m.padding, tuple) else (m.padding,))):
+                m.padding_mode = mode
+        elif isinstance(m, nn.MaxPool2d) and mode == "none":
+            m.padding = 0
+    return net

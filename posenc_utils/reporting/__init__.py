@@ -1,0 +1,1 @@
+"""Reporting: what reads the studies' products: figures, claims report, README sections, benchmark, comparison."""
