@@ -90,7 +90,7 @@ def check_reads_like_a_paper(nb_path):
         assert deviation_lists == 1, f"{nb_path.name}: the deviations are listed {deviation_lists} times"
 
 
-QUICK_RUN = "import sys; from posenc_utils import pipeline; pipeline.run('quick', sys.argv[1], only=['01', '02'])"
+QUICK_RUN = "import sys; from posenc_utils.runners import pipeline; pipeline.run('quick', sys.argv[1], only=['01', '02'])"
 
 
 def test_two_runs_on_one_empty_cache_end_with_the_same_tables(tmp_path):

@@ -145,8 +145,11 @@ def frames() -> list[Product]:
 
 
 def missing(out: Path, notebook: str, optional: bool = False) -> list[str]:
-    """The files of ``notebook``'s products that are not in ``out`` (optional products left out unless asked)."""
-    return [f for p in declared(notebook) if optional or not p.optional for f in p.files() if not (Path(out) / f).exists()]
+    """The files of ``notebook``'s products that are not in ``out`` (optional products left out unless asked). A
+    figure's PDF is notebook 06's to write (it redraws every figure in both formats), so notebooks 01-05 are not
+    asked for it."""
+    return [f for p in declared(notebook) if optional or not p.optional for f in p.files()
+            if not (Path(out) / f).exists() and (notebook == "06" or not f.endswith(".pdf"))]
 
 
 def owner(file: str) -> Product | None:

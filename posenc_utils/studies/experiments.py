@@ -78,12 +78,15 @@ class Result:
     """What every experiment returns: its tidy ``table`` (one row per measured cell), the ``per_image`` results it
     summarizes (every seed's; what the claims are decided on), the ``runs`` it was measured from, keyed by row label
     (the first seed's :class:`ProbeResult` of each row, for the figures; Table 5: each network's predictions by
-    (task, padding, test set)), and any further tables it makes, by name (``more``; Table 2b beside Table 2a)."""
+    (task, padding, test set)), any further tables it makes, by name (``more``; Table 2b beside Table 2a), and, where
+    the experiment records it, what training the readouts it rests on took (``seconds``, as their cache entries booked
+    it: the same whether this run trained them or read them back)."""
 
     table: pd.DataFrame
     per_image: pd.DataFrame | None = None
     runs: dict[Any, Any] = field(default_factory=dict)
     more: dict[str, pd.DataFrame] = field(default_factory=dict)
+    seconds: float = 0.0
 
     def save(self, out: Path, product: Product, caption: str = "", budget: bool = False) -> Path:
         """Write this result as ``product`` (its larger-budget twin with ``budget``): a table with its caption and

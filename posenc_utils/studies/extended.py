@@ -23,7 +23,6 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,26 +31,12 @@ import pandas as pd
 from . import budget, layer_analysis
 from ..primitives import devices, paths
 from ..engine import tables
-from .experiments import probe_job
+from .experiments import Result, probe_job
 from ..primitives.products import declare
 from ..engine.readout import train_readouts
 from ..models.profiles import Profile, deviations, get_profile
 
 DEPTHS = (1, 2, 3)  # 1 layer: Table 1's readout, the depth part's reference
-
-
-@dataclass
-class Extended:
-    """The extended readouts' results: the width sweep (table and every seed's per-image results), its depth part
-    at the larger training budget (per-image), the long points of the budget curve, and what each of the sweep's
-    readouts cost to train (``costs``: per encoder and setting, the seconds and GFLOP of one readout seed)."""
-
-    sweep: pd.DataFrame
-    per_image: pd.DataFrame
-    budget_per_image: pd.DataFrame
-    curve: pd.DataFrame
-    costs: pd.DataFrame | None = None
-    train_seconds: float = 0.0  # what training every readout took, as booked in their cache entries
 
 
 def _budget_settings(profile: Profile) -> tuple[Profile, tuple[int, ...], tuple]:
@@ -74,8 +59,11 @@ def readout_keys(profile: Profile) -> list[str]:
     return sorted({probe_job(p, **kw).key() for p, kw in probes(profile)})
 
 
-def compute(profile: Profile) -> Extended:
-    """Train (or read from the cache) every extended readout and measure it."""
+def compute(profile: Profile) -> Result:
+    """Train (or read from the cache) every extended readout and measure it: the width sweep (the table and every
+    seed's per-image results), and in ``more``: its depth part at the larger training budget (``budget_per_image``),
+    the long points of the budget curve (``curve``), what each of the sweep's readouts cost to train (``costs``: per
+    encoder and setting, the seconds and GFLOP of one readout seed); ``seconds``: training every readout."""
     readouts = train_readouts([probe_job(p, **kw) for p, kw in probes(profile)])  # a pass over the features per seed
     sweep = layer_analysis.readout_capacity(profile, DEPTHS, (), profile.width_sweep, posenet=False)
     larger, depths, widest = _budget_settings(profile)
@@ -85,18 +73,19 @@ def compute(profile: Profile) -> Extended:
                                                                                            for r in seeded])),
                                gflop=float(np.mean([r.readout.gflop for r in seeded])), seeds=len(seeded))
                           for enc, by in sweep.runs.items() for setting, seeded in by.items()])
-    return Extended(sweep.table, sweep.per_image, longer.per_image, curve, costs, sum(r.train_seconds for r in readouts))
+    return Result(sweep.table, sweep.per_image, more=dict(budget_per_image=longer.per_image, curve=curve, costs=costs),
+                  seconds=sum(r.train_seconds for r in readouts))
 
 
-def write(profile: Profile, out: Path, result: Extended, seconds: float) -> Path:
+def write(profile: Profile, out: Path, result: Result, seconds: float) -> Path:
     """The results beside the study's, and the record that says which readouts made them."""
     caption = (f"Table 2a, the width sweep ({profile.name} profile; `make extended`). Deviations from the paper: "
                + "; ".join(deviations(profile, "04")) + ".")
-    tables.write_table(result.sweep, out, SWEEP, caption, per_image=result.per_image)
-    tables.write_frame(result.budget_per_image, out, SWEEP, budget=True)
-    tables.write_csv(result.curve, CURVE_LONG.csv(out))
-    if result.costs is not None:
-        tables.write_csv(result.costs, COSTS.csv(out))
+    result.save(out, SWEEP, caption)
+    tables.write_frame(result.more["budget_per_image"], out, SWEEP, budget=True)
+    tables.write_csv(result.more["curve"], CURVE_LONG.csv(out))
+    if result.more.get("costs") is not None:
+        tables.write_csv(result.more["costs"], COSTS.csv(out))
     path, keys = RECORD.path(out), readout_keys(profile)
     before = json.loads(path.read_text()) if path.exists() else {}
     if before.get("readouts") == keys and before.get("seconds", 0) > seconds:  # made before: keep what making took
@@ -106,12 +95,12 @@ def write(profile: Profile, out: Path, result: Extended, seconds: float) -> Path
     # seconds: this run's wall time; train_seconds: the training of every readout it needs, as their cache entries
     # booked it when they were made (the same whether this run trained them or read them back)
     record = dict(profile=profile.name, widths=list(profile.width_sweep), readouts=keys, seconds=round(seconds, 1),
-                  train_seconds=round(result.train_seconds, 1), cpu=cpu, cpus=cpus, date=date)
+                  train_seconds=round(result.seconds, 1), cpu=cpu, cpus=cpus, date=date)
     path.write_text(json.dumps(record, indent=1) + "\n")
     return path
 
 
-def load(profile: Profile, out: Path) -> tuple[Extended | None, str]:
+def load(profile: Profile, out: Path) -> tuple[Result | None, str]:
     """The results of ``make extended`` in ``out`` where they are current (the record names exactly the readouts
     this code would train on the cached features), and why not where they are not."""
     path = RECORD.path(out)
@@ -122,11 +111,12 @@ def load(profile: Profile, out: Path) -> tuple[Extended | None, str]:
         return None, (f"{path} records other readouts than this code trains (another procedure, profile or data): "
                       f"run `make extended` again")
     costs = pd.read_csv(COSTS.csv(out)) if COSTS.csv(out).exists() else None
-    return Extended(pd.read_csv(SWEEP.csv(out)), pd.read_csv(SWEEP.per_image_path(out)),
-                    pd.read_csv(SWEEP.per_image_path(out, budget=True)), pd.read_csv(CURVE_LONG.csv(out)), costs), ""
+    more = dict(budget_per_image=pd.read_csv(SWEEP.per_image_path(out, budget=True)), curve=pd.read_csv(CURVE_LONG.csv(out)),
+                costs=costs)
+    return Result(pd.read_csv(SWEEP.csv(out)), pd.read_csv(SWEEP.per_image_path(out)), more=more), ""
 
 
-def results(profile: Profile, out: Path) -> tuple[Extended | None, str]:
+def results(profile: Profile, out: Path) -> tuple[Result | None, str]:
     """What notebook 04 shows and claim 5 reads: computed here where the profile runs the extended readouts in the
     main job, else :func:`load`'s (None, with the reason, where they are missing or not current)."""
     if not profile.width_sweep:
