@@ -49,7 +49,7 @@ def test_report_on_a_tiny_profile(tmp_path):
     cache_before = os.environ["POSENC_CACHE_DIR"]
     report = bench.run("quick", str(tmp_path), profile=profile, batch_sizes=(1, 4))
     assert os.environ["POSENC_CACHE_DIR"] == cache_before, "the benchmark's cold cache is gone: the setting is put back"
-    saved = json.loads((tmp_path / "quick" / "benchmark_table1.json").read_text())
+    saved = json.loads(bench.BENCHMARK.path(tmp_path / "quick").read_text())
     assert saved == json.loads(json.dumps(report))
     assert report["wall_s"] > 0 and report["encoder_floor_s"] > 0 and report["cpu"] == devices.cpu_model()
     assert report["readout_floor_s"] > 0 and report["floor_s"] == pytest.approx(

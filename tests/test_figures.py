@@ -11,7 +11,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from posenc_utils.primitives import devices
+from posenc_utils.primitives import devices, timing
 from posenc_utils.studies import experiments
 from posenc_utils.engine import plots
 from posenc_utils.reporting import figures
@@ -64,13 +64,13 @@ def test_redraw_without_results_names_the_notebooks(tmp_path):
 
 def test_manifest_names_what_made_the_results(tmp_path):
     (tmp_path / "t.csv").write_text("a\n1\n")
-    (tmp_path / "pipeline_times.json").write_text(json.dumps({"profile": "quick", "cold": {"notebooks_s": {"01": 3}}}))
+    timing.TIMES.path(tmp_path).write_text(json.dumps({"profile": "quick", "cold": {"notebooks_s": {"01": 3}}}))
     path = manifest.write_manifest(tmp_path, get_profile("quick"))
     m = json.loads(path.read_text())
     assert m["profile"] == "quick" and m["seeds"] == [0, 1] and m["notebook_times_s"] == {"cold": {"01": 3}}
     assert len(m["git_commit"]) == 40 and m["packages"]["torch"] and m["machine"]["cpus"] >= 1
     assert m["machine"]["cpu"] == devices.cpu_model() and m["machine"]["cpu"].strip()
-    assert "t.csv" in m["results"] and "manifest.json" not in m["results"]
+    assert "t.csv" in m["results"] and manifest.MANIFEST.file() not in m["results"]
 
 
 def test_unchanged_image_figure_is_not_rendered_again(tmp_path):

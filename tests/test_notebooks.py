@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from posenc_utils.primitives import paths
+from posenc_utils.primitives import paths, timing
 from posenc_utils.runners import pipeline
 
 NOTEBOOKS = sorted(paths.NOTEBOOKS_DIR.glob("*.ipynb"))
@@ -86,7 +86,7 @@ def test_pipeline_records_cold_and_warm_runs(tmp_path, monkeypatch):
     (tmp_path / "cache" / "features").mkdir(parents=True)
     (tmp_path / "cache" / "features" / "x.json").write_text("{}")
     assert pipeline.cache_entries() == {"features/x.json"}
-    path = tmp_path / "pipeline_times.json"
+    path = timing.TIMES.path(tmp_path)
     path.write_text(json.dumps({"profile": "offline", "total_s": 600.0, "cpus": 2}))  # the earlier layout
     rec = pipeline.record_times(path, "offline", "warm", {"total_s": 40.0})
     assert rec == {"profile": "offline", "cold": {"total_s": 600.0, "cpus": 2}, "warm": {"total_s": 40.0}}
