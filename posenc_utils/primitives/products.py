@@ -85,9 +85,13 @@ class Product:
     def png(self, out: Path) -> Path:
         return self.path(out, ".png")
 
+    def per_image_file(self, budget: bool = False) -> str:
+        """``results/<name>[_budget]_per_image.csv``: the per-image results behind it (or its larger-budget twin's),
+        relative to the output folder."""
+        return f"{RESULTS}/{self.name}{BUDGET_SUFFIX if budget else ''}{PER_IMAGE_SUFFIX}"
+
     def per_image_path(self, out: Path, budget: bool = False) -> Path:
-        """``results/<name>[_budget]_per_image.csv``: the per-image results behind it (or its larger-budget twin's)."""
-        return Path(out) / RESULTS / f"{self.name}{BUDGET_SUFFIX if budget else ''}{PER_IMAGE_SUFFIX}"
+        return Path(out) / self.per_image_file(budget)
 
     @property
     def twin(self) -> "Product":
@@ -104,13 +108,10 @@ class Product:
         if self.grid:
             names.append(f"{RESULTS}/{self.name}{GRID_SUFFIX}")
         if self.per_image:
-            names.append(f"{RESULTS}/{self.name}{PER_IMAGE_SUFFIX}")
+            names.append(self.per_image_file())
         if self.budget:
-            names += self.twin.files() if self.budget == "table" else [f"{RESULTS}/{self.name}{BUDGET_SUFFIX}{PER_IMAGE_SUFFIX}"]
+            names += self.twin.files()  # a table's twin: its table and per-image results; a frame's: the latter
         return names
-
-    def exists(self, out: Path) -> bool:
-        return all((Path(out) / f).exists() for f in self.files())
 
 
 REGISTRY: dict[str, Product] = {}

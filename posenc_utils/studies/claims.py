@@ -515,7 +515,10 @@ def frame_path(out: Path, key: str, budget: bool = False) -> Path:
     """Where the frame the rules read under ``key`` (or its larger-budget twin) is saved in ``out``: the per-image
     results of the product declared with that ``frame`` (:mod:`posenc_utils.primitives.products`), or the product itself where
     it is a summary (claim 9's paired gains and their position signature)."""
-    p = products.by_frame(key)
+    return _frame_file(products.by_frame(key), out, budget)
+
+
+def _frame_file(p: products.Product, out: Path, budget: bool = False) -> Path:
     return p.per_image_path(out, budget) if p.per_image else p.csv(out)
 
 
@@ -529,7 +532,7 @@ def load_frames(out: Path, budget: bool = False) -> dict[str, pd.DataFrame]:
     if unknown:
         raise LookupError(f"the claims read {', '.join(sorted(unknown))}, which no product declares: import the study "
                           f"modules first (posenc_utils.reporting.figures imports them all)")
-    paths = {p.frame: frame_path(out, p.frame, budget) for p in declared if not (budget and p.budget is None)}
+    paths = {p.frame: _frame_file(p, out, budget) for p in declared if not (budget and p.budget is None)}
     return {k: pd.read_csv(path) for k, path in paths.items() if path.exists()}
 
 
