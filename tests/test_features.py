@@ -226,3 +226,54 @@ def test_closed_feature_map_leaves_memory_even_with_a_live_view(tiny_set):
     m.close()
     assert _resident_kb(fs.path) < 100, "the pages left this process's resident memory"
     assert np.array_equal(view.numpy(), stored[1].reshape(28 * 28, 1472))  # and the view still reads right
+
+
+@pytest.mark.parametrize("spec", [VGG, EncoderSpec("resnet152", "random")], ids=["vgg16", "resnet152"])
+def test_stored_held_and_recomputed_features_agree(spec):
+    """The paper profile may hold features in memory or recompute them each epoch instead of storing them (issue 31):
+    the same scaling and the same numbers either way. Held rows are the stored bits (the same batches); recomputed
+    rows run the encoder on other batches, so they may differ by a convolution's round-off, well under float16's
+    own (a relative 2**-11)."""
+    image_set = images.build_image_set(ImageSetSpec("dead_leaves", "dead_leaves", n=7), 32)
+    stored = extract_features(spec, image_set, batch_size=3)
+    held = extract_features(spec, image_set, batch_size=3, storage="memory")
+    again = extract_features(spec, image_set, batch_size=3, storage="recompute")
+    assert held.storage == "memory" and again.storage == "recompute" and stored.storage == "store"
+    assert held.key == again.key == stored.key and held.tap_scales == again.tap_scales == stored.tap_scales
+    assert held.channels == again.channels == stored.channels
+    x = read_np(stored)
+    assert np.array_equal(read_np(held), x)
+    idx = np.array([1, 4, 6])
+    y = read_np(again, idx)
+    np.testing.assert_allclose(y, x[idx], rtol=2**-10, atol=2**-14 * np.abs(x).max())
+    assert np.array_equal(read_np(again.head(3)), read_np(again)[:3]) and again.head(3).n == 3
+    # the readout engine reads each the same way: a stream's batches hold the rows asked for
+    from posenc_utils.engine.fast_readout import FeatureStream
+    for fs in (held, again):
+        stream = FeatureStream(fs, None, "cpu")
+        (i, batch), = list(stream.batches([idx]))
+        rows = batch.gather().float().numpy().reshape(3, 28, 28, -1) * fs.channel_scales()
+        np.testing.assert_allclose(rows.transpose(0, 3, 1, 2), x[idx], rtol=2**-10, atol=2**-14 * np.abs(x).max())
+        stream.close()
+
+
+def test_auto_storage_by_the_numbers():
+    gb = 10**9
+    assert features.choose_storage(24 * gb, 100 * gb, "cpu").mode == "store"
+    assert features.choose_storage(64 * gb, 50 * gb, "cpu").mode == "recompute"
+    assert features.choose_storage(64 * gb, 500 * gb, "cuda", device_free=130 * gb).mode == "memory"
+    assert features.choose_storage(64 * gb, 500 * gb, "cuda", device_free=70 * gb).mode == "store"
+    assert features.choose_storage(64 * gb, 50 * gb, "cuda", device_free=70 * gb).mode == "recompute"
+    assert features.choose_storage(64 * gb, 1 * gb, "cpu", stored=True).mode == "store"
+    assert features.choose_storage(1, 100 * gb, "cpu", wanted="recompute").mode == "recompute"
+    with pytest.raises(ValueError, match="feature_storage='disk'"):
+        features.choose_storage(1, 1, "cpu", wanted="disk")
+
+
+def test_auto_storage_recomputes_when_the_disk_is_short(tiny_set, monkeypatch):
+    free = lambda path: type("Usage", (), {"free": 10**6})()  # noqa: E731 - 1 MB free: no room for 5 x 1472 x 28 x 28
+    monkeypatch.setattr(features.shutil, "disk_usage", free)
+    fs = extract_features(VGG, tiny_set, storage="auto")
+    assert fs.storage == "recompute" and not fs.path.exists()
+    np.testing.assert_allclose(read_np(fs), reference_features(VGG, tiny_set), rtol=2e-3,
+                               atol=1e-3 * np.abs(reference_features(VGG, tiny_set)).max())

@@ -7,7 +7,9 @@ import torch
 from posenc_utils.primitives import devices
 from posenc_utils.models import encoders
 from posenc_utils.runners import pipeline
+from posenc_utils.runners import plan
 from posenc_utils.runners.plan import feature_bytes, run_plan
+from standin_data import make_probe_datasets
 from posenc_utils.models.profiles import EncoderSpec, get_profile
 
 
@@ -29,12 +31,16 @@ def test_the_plan_states_images_encoders_storage_and_device():
     assert "VGG16 (HED): 1472 channels" in text and "ResNet152 (random init): 3904 channels" in text
     assert "device: CPU" in text or "device: GPU" in text
     assert feature_bytes(quick, 1472, 10) == 10 * 28 * 28 * 1472 * 2  # float16, every tap at 28 x 28
-    assert "feature storage: about" in lines[-1] and "enough" in lines[-1]
+    storage = next(line for line in lines if line.startswith("feature storage: about"))
+    assert "enough" in storage
     # the ablations: 4 encoders x (5 modes + 3 canvases) on 16 training + 4 + 3 x 1 test images at 196 px
     n = 16 + 4 + 3
     ablation = sum(8 * feature_bytes(quick, sum(encoders.tap_channels(e, 196)), n)
                    for e in quick.encoders if e.name != "posenet")
-    assert f"up to {ablation / 1e9:.1f} GB" in lines[-1] and f"on {n} images" in lines[-1]
+    assert f"up to {ablation / 1e9:.1f} GB" in storage and f"on {n} images" in storage
+    assert "VGG16 (HED): 1472 channels, features 99 MB, stored (as the profile's feature_storage asks)" in text
+    assert lines[-2].startswith("memory: host") and lines[-1].startswith("rough time on this device")
+    assert all(f"notebook {nb}" in lines[-1] for nb in ("02", "03", "04", "05"))
 
 
 def test_the_device_setting(monkeypatch):
@@ -88,3 +94,42 @@ def test_overrides_from_the_command_line():
         pipeline.parse_overrides(["image_size"])
     with pytest.raises(ValueError, match="no_such_field.*fields are.*image_size"):
         pipeline.parse_overrides(["no_such_field=1"])
+
+
+def test_readout_and_forward_arithmetic():
+    """The plan's time estimate counts arithmetic: a PEM's training step and an encoder's forward pass."""
+    # 1 layer 3x3 on 1472 channels, 5 heads, 28 x 28: 1472 x 5 x 9 x 784 multiply-adds, x 2 x 3 (backward)
+    assert plan.readout_gflop(1472, 5) == pytest.approx(6 * 1472 * 5 * 9 * 784 / 1e9)
+    # the paper's C -> C stacked readout: a 1472 -> 1472 layer first
+    assert plan.readout_gflop(1472, 3, layers=2) == pytest.approx(6 * (1472 * 1472 + 1472 * 3) * 9 * 784 / 1e9)
+    assert plan.readout_gflop(1472, 3, layers=2, width=4) == pytest.approx(6 * (1472 * 12 + 12 * 3) * 9 * 784 / 1e9)
+    assert plan.forward_gflop(EncoderSpec("vgg16", "random"), 224) == pytest.approx(30.7, rel=0.01)  # VGG16's own count
+
+
+@pytest.fixture
+def paper_data(tmp_path, monkeypatch):
+    root = make_probe_datasets(tmp_path / "raw", n_train=6, n_test=3)
+    monkeypatch.setenv("POSENC_DATA_ROOT", str(root))
+    return root
+
+
+def test_a_run_that_cannot_fit_stops_before_starting(paper_data, monkeypatch):
+    """Storing features the disk cannot hold, holding them where memory cannot, or Table 4 below what an unpadded
+    VGG16 needs: the plan names each, with the setting that fixes it, and the pipeline starts nothing."""
+    monkeypatch.setattr(plan.shutil, "disk_usage", lambda path: type("Usage", (), {"free": 10**5})())
+    paper = get_profile("paper", encoders=(EncoderSpec("posenet", "none"), EncoderSpec("vgg16", "random")),
+                        image_size=64, table4_image_size=196)
+    auto = plan.make_plan(paper, downstream=False, rate=100.0)
+    assert paper.feature_storage == "auto" and auto.problems == []
+    assert auto.storage["VGG16 (random init)"].mode == "recompute" and "do not fit" in auto.storage["VGG16 (random init)"].reason
+    assert any("VGG16 (random init): 1472 channels" in line and "recomputed at each use" in line for line in auto.lines)
+    stored = plan.make_plan(paper.with_overrides(feature_storage="store", table4_image_size=100), downstream=False,
+                            rate=100.0)
+    assert any("need" in p and "POSENC_CACHE_DIR" in p and "feature_storage=auto" in p for p in stored.problems)
+    assert any("at least 196 px: --set table4_image_size=196" in p for p in stored.problems)
+    assert auto.estimate_s["02"] > plan.make_plan(paper.with_overrides(feature_storage="store"), downstream=False,
+                                                  rate=100.0).estimate_s["02"], "recomputing costs forward passes"
+    with pytest.raises(RuntimeError, match="(?s)cannot run as set on this machine.*table4_image_size=196"):
+        pipeline.run("paper", str(paper_data / "out"), only=["02"],
+                     overrides={"encoders": paper.encoders, "image_size": 64, "table4_image_size": 100})
+    assert not (paper_data / "out").exists(), "nothing was started"

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .features import FeatureMap, FeatureSet
+from .features import FeatureSet, open_rows
 
 BLOCK_FLOATS = 3 * 2**19  # float32 values converted per matrix product (~6 MB): stays in cache
 
@@ -300,7 +300,7 @@ class FeatureStream:
 
     def __init__(self, features: FeatureSet, chans: np.ndarray | None, device):
         self.features, self.device = features, torch.device(device)
-        self.map = FeatureMap(features)
+        self.map = open_rows(features)
         self.ranges = channel_ranges(chans, features.n_channels)
         scales = features.channel_scales()
         self.scale = torch.from_numpy(scales if chans is None else scales[chans]).to(self.device)
@@ -311,10 +311,11 @@ class FeatureStream:
         for k, idx in enumerate(index_lists):
             if k + 1 < len(index_lists):
                 self.map.prefetch(index_lists[k + 1])
-            if self.device.type == "cpu":
-                yield idx, StoredBatch(self.map.tensor, idx)
+            batch = StoredBatch(*self.map.stored(idx))
+            if self.device.type == "cpu" or batch.source.device.type == self.device.type:
+                yield idx, batch
             else:
-                yield idx, as_batch(StoredBatch(self.map.tensor, idx).gather(self.device))
+                yield idx, as_batch(batch.gather(self.device))
             self.map.release(idx)
 
     def reference_batch(self, x) -> torch.Tensor:

@@ -16,6 +16,7 @@ import dataclasses
 import functools
 import math
 import mmap
+import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from ..models.families import family_of
 from ..models.networks import checkpoint_file
 from .images import ImageSet
 from ..primitives.progress import progress
-from ..primitives.specs import EncoderSpec
+from ..primitives.specs import FEATURE_STORAGE, EncoderSpec
 
 FEATURES_VERSION = 2  # 2: channels-last layout on disk
 FLOAT16_HEADROOM = 2.0**10  # scale so the first batch's largest value is 1/1024 of float16's max
@@ -51,6 +52,8 @@ class FeatureSet:
     channels: tuple[int, ...]
     tap_scales: tuple[float, ...]
     size: int
+    storage: str = "store"  # where the rows come from: the file at ``path``, device memory, or the encoder again
+    source: "HeldRows | RecomputedRows | None" = dataclasses.field(default=None, compare=False, repr=False)
 
     @property
     def n_channels(self) -> int:
@@ -78,7 +81,7 @@ class FeatureSet:
         """Features of images ``idx`` as a float32 (N, C, size, size) tensor in channels-last memory
         layout, in the encoder's own scale. Indices are read in sorted order (sequential on disk)."""
         idx = np.sort(np.atleast_1d(np.arange(self.n)[idx]))
-        with FeatureMap(self) as rows:
+        with open_rows(self) as rows:
             raw = rows.rows(idx)
         x = torch.from_numpy(raw).float().view(len(idx), self.size, self.size, self.n_channels)
         scales = self.channel_scales()
@@ -152,6 +155,14 @@ class FeatureMap:
         self.release(idx, now=True)
         return out
 
+    def stored(self, idx) -> tuple[torch.Tensor, np.ndarray]:
+        """Rows ``idx`` as (a tensor holding them, their indices in it): here the whole mapped file, uncopied."""
+        return self.tensor, np.asarray(idx)
+
+    def block(self, start: int, stop: int) -> torch.Tensor:
+        """Rows ``start:stop`` (k, size*size, C) in place."""
+        return self.tensor[start:stop]
+
     def close(self) -> None:
         """Unmap the file. Its pages leave this process's resident memory even when a view of it is
         still alive somewhere (the mapping then lives on, and a later read faults the pages in again
@@ -170,6 +181,75 @@ class FeatureMap:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class HeldRows:
+    """Every row of a feature set held in one tensor in the device's memory (``storage="memory"``): computed once
+    per process in the same batches as a stored file, so the same numbers to the bit, and never written to disk."""
+
+    def __init__(self, tensor: torch.Tensor):
+        self.tensor = tensor  # (N, size*size, C)
+
+    def rows(self, idx) -> np.ndarray:
+        return self.tensor[torch.from_numpy(np.asarray(idx))].cpu().numpy()
+
+    def stored(self, idx) -> tuple[torch.Tensor, np.ndarray]:
+        return self.tensor, np.asarray(idx)
+
+    def block(self, start: int, stop: int) -> torch.Tensor:
+        return self.tensor[start:stop]
+
+    def prefetch(self, idx) -> None:
+        pass
+
+    def release(self, idx, now: bool = False) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def opened(self, features: "FeatureSet") -> "HeldRows":
+        return self
+
+    def __enter__(self) -> "HeldRows":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+
+class RecomputedRows(HeldRows):
+    """Rows computed again by the encoder each time they are asked for (``storage="recompute"``), as the authors'
+    code does: no disk and no memory beyond a batch, at the cost of a forward pass per use. The float16 scaling is
+    the stored file's (from the same first batch), so the numbers are the stored ones up to the round-off of a
+    convolution run on a different batch (a test bounds it)."""
+
+    def __init__(self, spec: EncoderSpec, image_set: ImageSet, seed: int, size: int, scales: tuple[float, ...],
+                 dtype: str, device: str):
+        self.spec, self.image_set, self.seed, self.size = spec, image_set, seed, size
+        self.scales, self.dtype, self.device = scales, dtype, device
+        self.tensor = None
+
+    def rows(self, idx) -> np.ndarray:
+        return self.block_of(np.asarray(idx)).cpu().numpy()
+
+    def stored(self, idx) -> tuple[torch.Tensor, np.ndarray]:
+        return self.block_of(np.asarray(idx)), np.arange(len(idx))
+
+    def block(self, start: int, stop: int) -> torch.Tensor:
+        return self.block_of(np.arange(start, stop))
+
+    def block_of(self, idx: np.ndarray) -> torch.Tensor:
+        """Rows ``idx`` (k, size*size, C) in the feature dtype, on the device, computed now."""
+        images = np.asarray(self.image_set.load()[idx])
+        enc = _encoder(self.spec, self.seed, self.image_set.size, self.device)
+        rows = _feature_rows(enc, images, self.size, self.scales, self.dtype, self.device)
+        return rows.reshape(len(idx), self.size * self.size, -1)
+
+
+def open_rows(features: "FeatureSet") -> "FeatureMap | HeldRows":
+    """The rows of ``features`` wherever they come from: the mapped file, device memory or the encoder."""
+    return FeatureMap(features) if features.source is None else features.source.opened(features)
 
 
 def feature_key(spec: EncoderSpec, seed: int, image_set: ImageSet, size: int, dtype: str) -> str:
@@ -192,20 +272,75 @@ def default_batch_size(spec: EncoderSpec, device: str) -> int:
     return 32 if device.startswith("cuda") else family_of(spec.name).cpu_batch
 
 
+STORAGE = FEATURE_STORAGE
+DISK_MARGIN = 1.05  # a store is written only where the free disk exceeds it by this factor
+DEVICE_MEMORY_SHARE = 0.5  # features are held in a GPU's memory only when they take at most this share of what is free
+
+
+@dataclass(frozen=True)
+class StorageChoice:
+    """Where an encoder's features live during a run, and why."""
+
+    mode: str  # "store" (a file in the cache), "memory" (held in the device's memory) or "recompute"
+    reason: str
+
+
+def choose_storage(nbytes: int, free_disk: int, device: str, device_free: int | None = None,
+                   stored: bool = False, wanted: str = "auto") -> StorageChoice:
+    """Store, hold or recompute features of ``nbytes``, by the numbers: a feature file already in the cache is read
+    (the cheapest); on a GPU whose free memory holds them twice over they are held there (no disk, no recomputing);
+    else they are stored when the disk holds them (reading a row costs far less than a forward pass: VGG16 at 224 px
+    is 31 GFLOP per image against 2.3 MB of features); else recomputed each time they are used, as the authors'
+    code does. ``wanted`` other than "auto" is obeyed."""
+    if wanted not in STORAGE:
+        raise ValueError(f"feature_storage={wanted!r}: choose one of {', '.join(STORAGE)}")
+    if wanted != "auto":
+        return StorageChoice(wanted, "as the profile's feature_storage asks")
+    if stored:
+        return StorageChoice("store", "already in the cache")
+    gb = lambda b: f"{b / 1e9:.1f} GB"  # noqa: E731
+    if device.startswith("cuda") and device_free is not None and nbytes <= DEVICE_MEMORY_SHARE * device_free:
+        return StorageChoice("memory", f"{gb(nbytes)} fit the GPU's {gb(device_free)} free memory")
+    if nbytes * DISK_MARGIN <= free_disk:
+        return StorageChoice("store", f"{gb(nbytes)} fit the {gb(free_disk)} free disk")
+    return StorageChoice("recompute", f"{gb(nbytes)} do not fit the {gb(free_disk)} free disk"
+                         + ("" if not device.startswith("cuda") else f" nor half the GPU's {gb(device_free or 0)}")
+                         + ": a forward pass per use instead")
+
+
 def extract_features(spec: EncoderSpec, image_set: ImageSet, size: int = 28, seed: int = 0,
-                     batch_size: int | None = None, dtype: str = "float16", device: str | None = None) -> FeatureSet:
+                     batch_size: int | None = None, dtype: str = "float16", device: str | None = None,
+                     storage: str = "store") -> FeatureSet:
     """The features of ``image_set`` under encoder ``spec``, from the cache or computed now.
 
-    The encoder is built only on a cache miss, so a warm rerun never touches the network.
+    ``storage`` (:data:`STORAGE`): "store" writes them to the cache once; "memory" holds them in the device's
+    memory for this process; "recompute" runs the encoder again each time rows are read (only the float16
+    scaling is cached); "auto" chooses by :func:`choose_storage`. The encoder is built only on a cache miss,
+    so a warm rerun of a stored set never touches the network.
     """
     key = feature_key(spec, seed, image_set, size, dtype)
     folder = paths.cache_dir() / "features"
     stem = f"{spec.name.replace(':', '-')}-{spec.weights}-{spec.padding}-{image_set.name}-{key}"
     data, meta_path = folder / f"{stem}.npy", folder / f"{stem}.json"
+    dev = device or devices.device()
+    step = batch_size or default_batch_size(spec, dev)
+    if storage == "auto":
+        folder.mkdir(parents=True, exist_ok=True)
+        stored = cache.open_array_entry(data, meta_path, {"key": key}) is not None
+        nbytes = image_set.n * size * size * sum(_channels(spec, image_set.size)) * np.dtype(dtype).itemsize
+        storage = choose_storage(nbytes, shutil.disk_usage(folder).free, dev, devices.device_free_memory(dev),
+                                 stored).mode
+    elif storage not in STORAGE:
+        choose_storage(0, 0, dev, wanted=storage)  # the refusal, naming the choices
+    if storage != "store":
+        taps, channels, scales = _scaling(spec, image_set, size, seed, step, dtype, dev, key, folder / f"{stem}.scales")
+        if storage == "recompute":
+            source: HeldRows = RecomputedRows(spec, image_set, seed, size, scales, dtype, dev)
+        else:
+            source = _held(spec, image_set, size, seed, step, dtype, dev, key, scales)
+        return FeatureSet(spec, image_set.name, key, data, image_set.n, taps, channels, scales, size, storage, source)
 
     def compute() -> np.ndarray:  # on a miss, holding the entry's lock
-        dev = device or devices.device()
-        step = batch_size or default_batch_size(spec, dev)
         enc = _encoder(spec, seed, image_set.size, dev)
         n, channels = image_set.n, enc.channels
         scales: list[float] = []
@@ -214,24 +349,13 @@ def extract_features(spec: EncoderSpec, image_set: ImageSet, size: int = 28, see
             # the file write of batch k overlaps the forward pass of batch k + 1
             with ThreadPoolExecutor(max_workers=1) as writer:
                 pending = None
-                for start in progress(range(0, n, step), f"{spec.label} on {n} {image_set.name} images",
-                                      total=math.ceil(n / step), unit="batches"):
-                    t1 = time.perf_counter()
-                    batch = image_set.rows(start, start + step).astype(np.float32) / 255.0
-                    x = torch.from_numpy(batch).permute(0, 3, 1, 2).to(dev)  # NHWC memory: channels-last
-                    outs = enc(x)
-                    if dev.startswith("cuda"):
-                        torch.cuda.synchronize()
+                for start, rows in _batches(enc, image_set, size, scales, dtype, dev, step):
                     t2 = time.perf_counter()
-                    if not scales:
-                        scales.extend(_tap_scale(o, dtype) for o in outs)
-                    _check_range(outs, scales, dtype, f"{spec.label} features on {image_set.name}")
-                    feats = resize_taps(outs, size, tuple(scales), getattr(torch, dtype)).permute(0, 2, 3, 1)
-                    rows = feats.cpu().numpy()  # (B, size, size, C), contiguous
+                    rows = rows.cpu().numpy()  # (B, size, size, C), contiguous
                     if pending is not None:
                         pending.result()
                     pending = writer.submit(out.__setitem__, slice(start, start + len(rows)), rows)
-                    _record(spec, forward=t2 - t1, store=time.perf_counter() - t2, images=len(rows))
+                    _record(spec, store=time.perf_counter() - t2)
                 if pending is not None:
                     t2 = time.perf_counter()
                     pending.result()
@@ -248,6 +372,83 @@ def extract_features(spec: EncoderSpec, image_set: ImageSet, size: int = 28, see
                       tuple(meta["channels"]), tuple(meta["tap_scales"]), size)
 
 
+def _batches(enc, image_set: ImageSet, size: int, scales: list[float], dtype: str, dev: str, step: int,
+             stop: int | None = None):
+    """(first index, rows (B, size, size, C) in ``dtype`` on ``dev``) for consecutive batches of ``step`` images,
+    the extraction's batches whatever the storage (so stored and held rows are the same bits). ``scales`` is
+    filled from the first batch when empty."""
+    spec, n = enc.spec, image_set.n if stop is None else stop
+    for start in progress(range(0, n, step), f"{spec.label} on {n} {image_set.name} images",
+                          total=math.ceil(n / step), unit="batches"):
+        yield start, _feature_rows(enc, image_set.rows(start, min(start + step, n)), size, scales, dtype, dev)
+
+
+def _feature_rows(enc, images: np.ndarray, size: int, scales: list[float] | tuple[float, ...], dtype: str,
+                  dev: str) -> torch.Tensor:
+    """The readout's inputs for uint8 ``images`` (B, S, S, 3): every tap resized to ``size`` and divided by its
+    storage scale, concatenated, (B, size, size, C) in ``dtype``. An empty ``scales`` list is filled from this batch."""
+    t1 = time.perf_counter()
+    x = torch.from_numpy(images.astype(np.float32) / 255.0).permute(0, 3, 1, 2).to(dev)  # NHWC memory: channels-last
+    with torch.no_grad():
+        outs = enc(x)
+    if dev.startswith("cuda"):
+        torch.cuda.synchronize()
+    t2 = time.perf_counter()
+    if isinstance(scales, list) and not scales:
+        scales.extend(_tap_scale(o, dtype) for o in outs)
+    _check_range(outs, list(scales), dtype, f"{enc.spec.label} features")
+    rows = resize_taps(outs, size, tuple(scales), getattr(torch, dtype)).permute(0, 2, 3, 1)
+    _record(enc.spec, forward=t2 - t1, store=time.perf_counter() - t2, images=len(images))
+    return rows
+
+
+def _channels(spec: EncoderSpec, image_size: int) -> tuple[int, ...]:
+    """The encoder's channels per tap, from a shape-only build (what the storage choice sizes the features by)."""
+    return encoders.tap_channels(spec, image_size)
+
+
+def _scaling(spec: EncoderSpec, image_set: ImageSet, size: int, seed: int, step: int, dtype: str, dev: str,
+             key: str, stem: Path) -> tuple[tuple[str, ...], tuple[int, ...], tuple[float, ...]]:
+    """(taps, channels, storage scales) of features not stored: the scales from the first batch, as a stored
+    file's, cached (a few bytes) so every use computes the same numbers."""
+    data, meta_path = stem.parent / f"{stem.name}.npy", stem.parent / f"{stem.name}.json"
+
+    def lookup():
+        return cache.read_file_entry(data, meta_path, key)
+
+    def compute():
+        enc = _encoder(spec, seed, image_set.size, dev)
+        scales: list[float] = []
+        _feature_rows(enc, image_set.rows(0, step), size, scales, dtype, dev)
+        meta = {"key": key, "taps": list(enc.tap_names), "channels": list(enc.channels), "tap_scales": scales}
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as f:  # a file object: np.save would add ".npy" to a path
+                np.save(f, np.asarray(scales))
+
+        cache.write_file_entry(data, meta_path, meta, write)
+        return meta
+
+    meta = cache.computed_once(data, lookup, compute)
+    return tuple(meta["taps"]), tuple(meta["channels"]), tuple(meta["tap_scales"])
+
+
+_HELD: dict[str, HeldRows] = {}
+
+
+def _held(spec: EncoderSpec, image_set: ImageSet, size: int, seed: int, step: int, dtype: str, dev: str, key: str,
+          scales: tuple[float, ...]) -> HeldRows:
+    """The rows held in ``dev``'s memory, computed once per process in the extraction's batches (the last few
+    sets kept: an encoder's training and test sets are used together)."""
+    if key not in _HELD:
+        enc = _encoder(spec, seed, image_set.size, dev)
+        parts = [rows.reshape(len(rows), size * size, -1) for _, rows in
+                 _batches(enc, image_set, size, list(scales), dtype, dev, step)]
+        while len(_HELD) >= 8:
+            _HELD.pop(next(iter(_HELD)))
+        _HELD[key] = HeldRows(torch.cat(parts))
+    return _HELD[key]
+
+
 def _encoder(spec: EncoderSpec, seed: int, size: int, device: str):
     """The encoder of ``spec`` on ``device``, built or reused."""
     return _built(spec, seed, size, device, weights_stamp(spec))
@@ -258,6 +459,7 @@ def release_networks() -> None:
     networks its padding variants are copied from), so their memory can go back: a long-lived process that
     probes many encoders (the test suite) does not keep the largest few alive."""
     _built.cache_clear()
+    _HELD.clear()
     encoders.release_networks()
 
 

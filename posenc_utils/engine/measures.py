@@ -31,7 +31,7 @@ import torch
 from scipy import stats
 
 from ..primitives import cache, paths, timing
-from .features import FeatureMap, FeatureSet
+from .features import FeatureSet, open_rows
 from ..primitives.metrics import cluster_bootstrap_ci, mae, spc, t_interval
 from ..primitives.targets import constant_baseline
 
@@ -129,14 +129,14 @@ def _stream_components(features: FeatureSet, groups: np.ndarray) -> dict[str, np
     counts = np.bincount(groups, minlength=k)
     chunks = _chunks(groups, max(1, BLOCK_VALUES // (side2 * c)))
     buf = torch.empty(max(b - a for a, b, _ in chunks), side2, c)  # float32, reused: no allocation per step
-    fmap = FeatureMap(features)
+    fmap = open_rows(features)
     try:
-        ref = fmap.tensor[0, 0].float()
+        ref = fmap.block(0, 1)[0, 0].float().cpu()
         for j, (i0, i1, g) in enumerate(chunks):
             if j + 1 < len(chunks):
                 fmap.prefetch(np.arange(*chunks[j + 1][:2]))
             x = buf[:i1 - i0]
-            x.copy_(fmap.tensor[i0:i1]).sub_(ref)  # float16 -> float32, relative to the reference value
+            x.copy_(fmap.block(i0, i1)).sub_(ref)  # float16 -> float32, relative to the reference value
             sums[g] += x.sum(0)  # float32 over the few images of one step, float64 across steps
             squares[g] += torch.linalg.vector_norm(x, dim=1).double().square().sum(0)
             fmap.release(np.arange(i0, i1))

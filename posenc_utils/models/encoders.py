@@ -14,6 +14,7 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
 from ..primitives.borders import ImageTooSmallError, PaddingNotSupportedError, apply_canvas, canvas_value, set_padding
 from ..primitives.cache import file_stamp
@@ -136,14 +137,53 @@ def build_encoder(spec: EncoderSpec, seed: int = 0, image_size: int = 224) -> En
 def tap_channels(spec: EncoderSpec, image_size: int = 224) -> tuple[int, ...]:
     """The channels of each of ``spec``'s taps, from a shape-only build on PyTorch's meta device: no
     weights are read or allocated (used to plan a run before it starts)."""
+    return shape_only(spec, image_size)[0]
+
+
+@functools.lru_cache(maxsize=64)
+def shape_only(spec: EncoderSpec, image_size: int = 224) -> tuple[tuple[int, ...], float]:
+    """(channels of each tap, GFLOP of one image's forward pass) of ``spec`` at ``image_size``, from one shape-only
+    build on PyTorch's meta device, its operations counted by torch (what a run's plan sizes and times)."""
     fam = family_of(spec.name)
     if not fam.network:
-        return build_encoder(spec, 0, image_size).channels
+        return build_encoder(spec, 0, image_size).channels, 0.0
     shapes = dataclasses.replace(spec, weights="random", padding="zeros")
+    counter = FlopCounterMode(display=False)
     with torch.device("meta"):
         module, _taps, _names = fam.build(shapes, 0, image_size)  # never cached
-        outs = module(input_convention(shapes)[0](torch.zeros(1, 3, image_size, image_size)))
-    return tuple(int(o.shape[1]) for o in outs)
+        with counter:
+            outs = module.eval()(input_convention(shapes)[0](torch.zeros(1, 3, image_size, image_size)))
+    return tuple(int(o.shape[1]) for o in outs), counter.get_total_flops() / 1e9
+
+
+def runs_at(spec: EncoderSpec, image_size: int) -> bool:
+    """Whether ``spec`` runs on ``image_size`` px images with its own padding (a shape-only build)."""
+    fam = family_of(spec.name)
+    if not fam.network:
+        return True
+    shapes = dataclasses.replace(spec, weights="random", padding="zeros")
+    with torch.device("meta"):
+        module, _taps, _names = fam.build(shapes, 0, image_size)
+        module.eval()
+        if spec.padding in ("none", "reflect", "replicate", "circular"):
+            set_padding(module, spec.padding)
+        try:
+            module(input_convention(shapes)[0](torch.zeros(1, 3, image_size, image_size)))
+        except RuntimeError:
+            return False
+    return True
+
+
+def smallest_image_size(spec: EncoderSpec, upper: int = 1024) -> int:
+    """The smallest square input ``spec`` runs on with its own padding (VGG16 without padding: 196 px), found by
+    shape-only builds on PyTorch's meta device (what a profile's image sizes are checked against before a run)."""
+    if not runs_at(spec, upper):
+        raise ImageTooSmallError(f"{spec.label} does not run even on {upper} px images", reason=f"not even at {upper} px")
+    lo, hi = 1, upper  # runs_at(hi) holds; find the smallest such size
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if runs_at(spec, mid) else (mid + 1, hi)
+    return hi
 
 
 def hed_edge_map(encoder: Encoder, images01: torch.Tensor) -> torch.Tensor:

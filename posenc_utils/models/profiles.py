@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 # Importing the families registers them: the encoder specs below check their names and weights against them.
 from .families import RESNET152_AUTHORS_TAPS, RESNET152_FIVE_STAGES
 # The specs live in posenc_utils.primitives.specs; they are imported from here by most of the study, and stay importable so.
-from ..primitives.specs import INPUTS, DownstreamSpec, EncoderSpec, ImageSetSpec, ReadoutSpec  # noqa: F401
+from ..primitives.specs import FEATURE_STORAGE, INPUTS, DownstreamSpec, SpecError, EncoderSpec, ImageSetSpec, ReadoutSpec  # noqa: F401
 
 PROFILES = ("quick", "offline", "paper")
 
@@ -37,6 +37,11 @@ class Profile:
     random_init_seeds: int = 1
     extract_batch_size: int | None = None  # images per encoder forward pass; None: features.default_batch_size
     feature_dtype: str = "float16"  # on-disk dtype of cached features (halves disk and I/O)
+    # Where features live (posenc_utils.engine.features.STORAGE): "store" (a file in the cache, read by every
+    # readout), "memory" (held in the device's memory), "recompute" (the encoder run again each epoch, as the
+    # authors' code), or "auto": per encoder, by its size against the free disk and GPU memory (the run's plan says
+    # which and why). The numbers are the same either way.
+    feature_storage: str = "store"
     # How the features are scaled before the PEM (posenc_utils.engine.readout.SCALINGS): "tap" centres each channel and
     # divides every channel of a tap by the tap's pooled standard deviation (training images). An affine map per
     # channel the first convolution could absorb, so it changes no capacity, only the conditioning of SGD:
@@ -102,6 +107,10 @@ class Profile:
             if isinstance(changes.get(name), dict):
                 changes[name] = dataclasses.replace(getattr(self, name), **changes[name])
         return dataclasses.replace(self, **changes)
+
+    def __post_init__(self) -> None:
+        if self.feature_storage not in FEATURE_STORAGE:
+            raise SpecError(f"feature_storage={self.feature_storage!r}: choose one of {', '.join(FEATURE_STORAGE)}")
 
 
 def _scene_tasks(size: int, train_n: int, test_n: int, **extra) -> DownstreamSpec:
@@ -206,6 +215,7 @@ def _paper() -> Profile:
             EncoderSpec("resnet152", "imagenet", taps=RESNET152_AUTHORS_TAPS, input="unit"),
         ),
         feature_scaling="none",
+        feature_storage="auto",  # 24 GB (VGG16) and 64 GB (ResNet152) of DUTS-TR features: stored only where they fit
         seeds=3,
         curve_train_n=1000,
         width_sweep=(None,),  # Table 2a's own C -> C readouts: the paper's

@@ -110,6 +110,26 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def device_free_memory(dev: str) -> int | None:
+    """Free bytes in the GPU's memory (None on a CPU, whose memory is the host's)."""
+    if not dev.startswith("cuda"):
+        return None
+    return int(torch.cuda.mem_get_info()[0])
+
+
+def host_memory() -> tuple[int, int]:
+    """(total, available) bytes of the host's memory, from /proc/meminfo (available: what can be had without
+    swapping, the page cache included); (0, 0) where it cannot be read."""
+    found = {}
+    try:
+        for line in open("/proc/meminfo", encoding="utf-8"):
+            name, value = line.split(":", 1)
+            found[name] = int(value.split()[0]) * 1024
+    except (OSError, ValueError):
+        return 0, 0
+    return found.get("MemTotal", 0), found.get("MemAvailable", 0)
+
+
 def describe() -> str:
     """One line for a run's plan: the device and why."""
     dev = device()

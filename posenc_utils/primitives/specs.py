@@ -20,6 +20,7 @@ from .borders import check_padding_mode
 from .positions import check_position_mode
 
 INPUTS = ("auto", "unit", "imagenet")
+FEATURE_STORAGE = ("auto", "store", "memory", "recompute")  # where a run's features live (engine.features)
 
 # Named tap sets of ResNet152 (module names of torchvision's resnet152); labels name them in short.
 RESNET152_FIVE_STAGES = ("relu", "layer1", "layer2", "layer3", "layer4")  # the paper's text: five blocks

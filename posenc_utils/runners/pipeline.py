@@ -24,7 +24,7 @@ from pathlib import Path
 from ..primitives import cache, devices, paths, timing
 from ..reporting.figures import CLAIMS
 from ..primitives.pages import render
-from .plan import missing_inputs, run_plan
+from .plan import make_plan, missing_inputs
 from ..models.profiles import PROFILES, Profile, get_profile
 from .manifest import write_manifest
 
@@ -86,7 +86,11 @@ def run(profile: str, output_dir: str = "", only: list[str] | None = None, timeo
         hint = "" if only else ("\n(notebooks 01-04 need only the probe's data: run them with --only 01 02 03 04; "
                                 "notebook 05 needs the downstream datasets)")
         raise FileNotFoundError(f"the {profile} profile cannot run; missing:\n- " + "\n- ".join(missing) + hint)
-    print("\n".join(f"[{profile}] {line}" for line in run_plan(cfg, downstream)), flush=True)
+    plan = make_plan(cfg, downstream)
+    print("\n".join(f"[{profile}] {line}" for line in plan.lines), flush=True)
+    if plan.problems:
+        raise RuntimeError(f"the {profile} profile cannot run as set on this machine (nothing was started):\n- "
+                           + "\n- ".join(plan.problems))
     if overrides:
         print(f"[{profile}] profile fields changed for this run: {json.dumps(overrides)}", flush=True)
     dest = paths.executed_dir(profile, output_dir or None)

@@ -97,7 +97,7 @@ def card_profile(profile: Profile, spec: EncoderSpec) -> Profile:
 def plan_lines(profile: Profile, spec: EncoderSpec) -> list[str]:
     """What the card will do, before it starts (the run plan of :mod:`posenc_utils.runners.plan`, and the card's parts)."""
     cfg = card_profile(profile, spec)
-    lines = [line for line in run_plan(cfg, downstream=False) if not line.startswith("readouts:")]
+    lines = [line for line in run_plan(cfg, downstream=False) if not line.startswith(("readouts:", "rough time"))]
     r = cfg.readout
     lines.append(f"card: Table 1 ({len(CARD_PATTERNS)} patterns x {len(cfg.test_sets)} test sets, PEM {r.label}, "
                  f"{len(cfg.seeds_for(spec))} readout seed(s)), the readout on each tap (Table 3), the padding modes "

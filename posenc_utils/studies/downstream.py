@@ -99,6 +99,12 @@ def missing_datasets(ds: DownstreamSpec) -> list[str]:
     return out
 
 
+def task_image_count(spec: ImageSetSpec) -> int:
+    """How many images a downstream set holds (a folder's from its listing; nothing is read)."""
+    pairs = _pairs(spec)
+    return (len(pairs) if spec.n is None else min(spec.n, len(pairs))) if pairs is not None else (spec.n or 0)
+
+
 def _pairs(spec: ImageSetSpec) -> list[tuple[Path, Path]] | None:
     if spec.kind == "sod_folder":
         return sod_pairs(spec.dataset)
@@ -603,8 +609,9 @@ def table6(profile: Profile, run: Downstream, image_size: int | None = None,
     ours = pd.concat(frames, ignore_index=True)
     table = tables.with_paper(ours, prof, "table6")
     cols = table_columns(["encoder", "arch", "weights", "image_size", "pattern", "test_set"], features=False)
-    if prof is profile:
-        cols.remove("image_size")  # the profile's own size, as every other table
+    if image_size is None:
+        cols.remove("image_size")  # the profile's own size, as every other table (at a size asked for, even the
+        # profile's own, the column stays: the notebook's check and the trained-size table read it)
     per_image = pd.concat([per_image_frame([r], photos) for r in results.values()], ignore_index=True)
     return Result(table[cols], per_image, results)
 

@@ -109,7 +109,7 @@ def image_sets(profile: Profile) -> tuple[ImageSet, list[ImageSet]]:
 def features_for(profile: Profile, spec: EncoderSpec, image_set: ImageSet) -> FeatureSet:
     """Cached features of one encoder on one image set, with the profile's settings."""
     return extract_features(spec, image_set, profile.readout.feature_size, profile.seed,
-                            profile.extract_batch_size, profile.feature_dtype)
+                            profile.extract_batch_size, profile.feature_dtype, storage=profile.feature_storage)
 
 
 FeatureSource = Callable[[Profile, EncoderSpec, ImageSet], FeatureSet]
