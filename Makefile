@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.posenc-installed
 OUT    ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup reproduce extended quick paper test unit nbval bench probe compare lab readme clean clean-cache
+.PHONY: help setup reproduce extended quick plan paper test unit nbval bench bench-scale standin probe compare lab readme clean clean-cache
 
 ## help: list the commands
 help:
@@ -38,6 +38,10 @@ extended: $(STAMP)
 quick: $(STAMP)
 	$(PY) -m posenc_utils.pipeline run --profile quick --output-dir "$(OUT)"
 
+## plan: what a run would do and need (images, features stored or recomputed, disk, memory, rough time), starting nothing (PROFILE=paper, ARGS="--set ...")
+plan: $(STAMP)
+	$(PY) -m posenc_utils.pipeline plan --profile "$(or $(PROFILE),paper)" $(ARGS)
+
 ## paper: the paper's exact setup (needs data/raw/DUTS-TR, data/raw/PASCAL-S and ImageNet weights; ARGS="--set field=value" changes a field for one run)
 paper: $(STAMP)
 	$(PY) -m posenc_utils.pipeline run --profile paper --output-dir "$(OUT)" $(ARGS)
@@ -59,6 +63,14 @@ probe: $(STAMP)
 ## bench: time and memory of the offline Table 1 from a cold cache, share spent in encoder forward passes
 bench: $(STAMP)
 	$(PY) -m posenc_utils.bench --profile offline
+
+## bench-scale: the paper profile's Table 1 at 1,000, 3,000 and 10,553 training images on generated DUTS-TR/PASCAL-S folders (made in data/standin when missing): time, peak memory, disk against the plan (about 15 min on 2 cores)
+bench-scale: $(STAMP)
+	$(PY) -m posenc_utils.bench --scale
+
+## standin: generated stand-ins for every dataset of the paper profile in their release layouts (ROOT=data/standin; then POSENC_DATA_ROOT=data/standin make paper)
+standin: $(STAMP)
+	$(PY) -m posenc_utils.primitives.standin --root "$(or $(ROOT),data/standin)"
 
 ## compare: two runs' products, table by table within the round-off between machines, and their verdicts: A=figures/offline B=other/offline [ARGS=--exact]
 compare: $(STAMP)

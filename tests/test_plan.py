@@ -133,3 +133,12 @@ def test_a_run_that_cannot_fit_stops_before_starting(paper_data, monkeypatch):
         pipeline.run("paper", str(paper_data / "out"), only=["02"],
                      overrides={"encoders": paper.encoders, "image_size": 64, "table4_image_size": 100})
     assert not (paper_data / "out").exists(), "nothing was started"
+
+
+def test_the_plan_command_starts_nothing_and_says_what_stops_a_run(paper_data, capsys):
+    vgg = "--set", "table4_image_size=100"
+    assert pipeline.main(["plan", "--profile", "paper", "--only", "01", "02", *vgg]) == 2
+    out = capsys.readouterr().out
+    assert "DUTS-TR 6 (training); PASCAL-S 3" in out and "rough time on this device" in out
+    assert "cannot run: Table 4 probes VGG16" in out and "table4_image_size=196" in out
+    assert not (paper_data / "out").exists() and not list(paper_data.parent.glob("**/build"))

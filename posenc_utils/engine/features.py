@@ -91,6 +91,10 @@ class FeatureSet:
 
 
 RELEASE_BYTES = 256 * 2**20  # used feature rows leave the process's memory in drops of this size
+# What touching one row may map into the process: the kernel maps a file's pages in folios of up to 2 MiB (large
+# folios of the page cache), so a row narrower than that (VGG16-BN/8's 184 channels: 288 KB) brings its neighbours
+# in too, and counting only the row's own bytes let resident memory reach ~7x RELEASE_BYTES (measured: +1.8 GB).
+MAP_GRAIN = 2 * 2**20
 
 
 class FeatureMap:
@@ -144,7 +148,7 @@ class FeatureMap:
         Released rows are dropped together once they add up to ``RELEASE_BYTES``: each drop
         interrupts every core running this process (a TLB flush), so one drop per few batches
         costs far less than one per image, and resident memory stays bounded all the same."""
-        self._released += len(np.asarray(idx)) * self.row_bytes
+        self._released += len(np.asarray(idx)) * max(self.row_bytes, MAP_GRAIN)
         if now or self._released >= RELEASE_BYTES:
             self._mm.madvise(mmap.MADV_DONTNEED, 0, len(self._mm))
             self._released = 0
@@ -252,6 +256,11 @@ def open_rows(features: "FeatureSet") -> "FeatureMap | HeldRows":
     return FeatureMap(features) if features.source is None else features.source.opened(features)
 
 
+def stored_bytes(n_images: int, size: int, channels: int, dtype: str = "float16") -> int:
+    """Bytes of the stored features of ``n_images`` images (every tap at ``size`` x ``size``, ``channels`` in all)."""
+    return n_images * size * size * channels * np.dtype(dtype).itemsize
+
+
 def feature_key(spec: EncoderSpec, seed: int, image_set: ImageSet, size: int, dtype: str) -> str:
     """Everything that determines a feature array. The seed matters only for random weights; a weights
     file whose name does not pin its content (a timm file the user placed) counts by its checksum."""
@@ -327,7 +336,7 @@ def extract_features(spec: EncoderSpec, image_set: ImageSet, size: int = 28, see
     if storage == "auto":
         folder.mkdir(parents=True, exist_ok=True)
         stored = cache.open_array_entry(data, meta_path, {"key": key}) is not None
-        nbytes = image_set.n * size * size * sum(_channels(spec, image_set.size)) * np.dtype(dtype).itemsize
+        nbytes = stored_bytes(image_set.n, size, sum(_channels(spec, image_set.size)), dtype)
         storage = choose_storage(nbytes, shutil.disk_usage(folder).free, dev, devices.device_free_memory(dev),
                                  stored).mode
     elif storage not in STORAGE:

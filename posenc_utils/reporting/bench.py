@@ -25,15 +25,19 @@ import json
 import os
 import platform
 import resource
+import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..primitives import devices, paths, timing
+from ..engine.features import stored_bytes
+from ..primitives import devices, paths, standin, timing
+from ..primitives.specs import EncoderSpec, ImageSetSpec
 from ..studies import experiments
 from ..models.families import family_of
 from ..primitives.products import declare
@@ -132,6 +136,8 @@ def run(profile_name: str, output_dir: str = "", keep_cache: bool = False, profi
         wall = time.perf_counter() - t0 - measuring
         readout_gflop = {spec.label: sum(r.readout.gflop for r in experiments.probe_seeds(profile, spec))
                          for spec in profile.encoders}  # every seed's readout (cached now: loaded)
+        disk = {d.name: sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
+                for d in paths.cache_dir().iterdir() if d.is_dir()}
     rss = peak_rss_gb()
     matmul = max(matmul_before, dense_matmul_gflops())
     n_images = train.n + sum(t.n for t in tests)
@@ -178,6 +184,11 @@ def run(profile_name: str, output_dir: str = "", keep_cache: bool = False, profi
         "wall_over_encoder_floor": round(wall / floor, 2) if floor else None,
         "peak_rss_gb": round(rss, 2),
         "images_per_encoder": n_images,
+        "training_images": train.n,
+        "cache_bytes": disk,
+        "planned_feature_bytes": sum(stored_bytes(n_images, profile.readout.feature_size,
+                                                  results[s.label].train_features.n_channels, profile.feature_dtype)
+                                     for s in profile.encoders),
         "phases_s": phases,
         "floor_measuring_s": round(measuring, 1),
         "dense_matmul_gflops": round(matmul, 1),
@@ -212,14 +223,86 @@ def report_text(report: dict) -> str:
     return "\n".join(lines)
 
 
+SCALE_SIZES = (1000, 3000, standin.DUTS_TR_N)
+SCALE_ENCODER = "vgg16bn_w8"  # notebook 05's network at 1/8 of VGG16's width: VGG16's shape, 184 channels
+
+
+def scale_profile(n_train: int, encoder: str = SCALE_ENCODER):
+    """The paper profile's Table 1 on the first ``n_train`` DUTS-TR images, with one small random-init encoder."""
+    paper = get_profile("paper")
+    return paper.with_overrides(train_set=ImageSetSpec("DUTS-TR", "folder", n=n_train, dataset="DUTS-TR"),
+                                encoders=(EncoderSpec(encoder, "random"),))
+
+
+def scale_summary(points: list[dict]) -> dict:
+    """How a run grows with its training images: the seconds each added image costs between consecutive points
+    (equal slopes: linear growth; the fixed part, the test sets and the floors, drops out), the largest peak memory,
+    and each point's stored features over the plan's arithmetic for them."""
+    slopes = [(b["wall_s"] - a["wall_s"]) / (b["training_images"] - a["training_images"])
+              for a, b in zip(points, points[1:])]
+    return {
+        "seconds_per_added_image": [round(x, 4) for x in slopes],
+        "slope_ratio_last_over_first": round(slopes[-1] / slopes[0], 3) if slopes and slopes[0] > 0 else None,
+        "max_peak_rss_gb": max(p["peak_rss_gb"] for p in points),
+        "features_over_plan": [round(p["cache_bytes"].get("features", 0) / p["planned_feature_bytes"], 4)
+                               for p in points],
+    }
+
+
+def scale(sizes=SCALE_SIZES, root: str = "data/standin", encoder: str = SCALE_ENCODER, output_dir: str = "") -> dict:
+    """The paper profile's Table 1 at each number of training images in ``sizes`` (PASCAL-S's 850 and black/white/
+    noise to test), each from a cold cache in a process of its own (its own peak memory), on generated folders in
+    the releases' layouts and sizes (made in ``root`` when missing): time, peak resident memory, and the disk the
+    cache took against the plan's arithmetic. Writes :data:`SCALE` beside the offline profile's records."""
+    root_path = Path(root)
+    have = len(list((root_path / "DUTS-TR" / "DUTS-TR-Image").glob("*.jpg"))) if root_path.exists() else 0
+    if have < max(sizes):
+        print(f"making the paper's folder layouts in {root} ({max(sizes)} DUTS-TR images)", flush=True)
+        standin.make_paper_layouts(root_path, duts_tr=max(sizes))
+    points = []
+    for n in sizes:
+        with tempfile.TemporaryDirectory(prefix="posenc-scale-") as tmp:
+            env = {**os.environ, "POSENC_DATA_ROOT": str(root_path.resolve()), "POSENC_PROGRESS": "lines"}
+            cmd = [sys.executable, "-m", "posenc_utils.bench", "--profile", "paper", "--train-n", str(n),
+                   "--encoder", encoder, "--output-dir", tmp]
+            subprocess.run(cmd, env=env, check=True)
+            report = json.loads(BENCHMARK.path(Path(tmp) / "paper").read_text())
+        points.append({"training_images": n, **{k: report[k] for k in (
+            "wall_s", "floor_s", "wall_over_floor", "peak_rss_gb", "images_per_encoder", "cache_bytes",
+            "planned_feature_bytes", "phases_s")}})
+        print(f"{n} training images: {report['wall_s']:.0f} s, peak RSS {report['peak_rss_gb']:.2f} GB", flush=True)
+    record = {
+        "what": "the paper profile's Table 1 (15 epochs, 1 readout seed for a random-init encoder) on generated "
+                "DUTS-TR/PASCAL-S folders at the releases' counts and usual sizes, one small encoder",
+        "encoder": encoder, "points": points, **scale_summary(points),
+        "cpu": devices.cpu_model(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    out = SCALE.path(paths.output_dir("offline", output_dir or None))
+    out.write_text(json.dumps(record, indent=1))
+    return record
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m posenc_utils.bench", description=__doc__.split("\n")[0])
     ap.add_argument("--profile", default="offline", choices=("quick", "offline", "paper"))
     ap.add_argument("--output-dir", default="")
     ap.add_argument("--keep-cache", action="store_true", help="use the normal cache (measures a warm rerun)")
+    ap.add_argument("--train-n", type=int, help="the paper profile's Table 1 on this many DUTS-TR images "
+                                                "(with --encoder; the scale benchmark's points)")
+    ap.add_argument("--encoder", default=SCALE_ENCODER, help="the one encoder of --train-n and --scale")
+    ap.add_argument("--scale", nargs="*", type=int, metavar="N",
+                    help=f"the scale benchmark: the paper profile's Table 1 at each N training images (default "
+                         f"{' '.join(map(str, SCALE_SIZES))}) on generated folders in --root")
+    ap.add_argument("--root", default="data/standin", help="where the scale benchmark's generated folders are")
     args = ap.parse_args(argv)
     os.environ.setdefault("POSENC_PROGRESS", "lines")
-    print(report_text(run(args.profile, args.output_dir, args.keep_cache)))
+    if args.scale is not None:
+        record = scale(tuple(args.scale) or SCALE_SIZES, args.root, args.encoder, args.output_dir)
+        print(json.dumps({k: v for k, v in record.items() if k != "points"}, indent=1))
+        return 0
+    profile = scale_profile(args.train_n, args.encoder) if args.train_n else None
+    print(report_text(run(args.profile, args.output_dir, args.keep_cache, profile=profile)))
     return 0
 
 
@@ -228,3 +311,4 @@ if __name__ == "__main__":
 
 
 BENCHMARK = declare("benchmark_table1", "", "json", made_by=run, optional=True)  # `make bench`
+SCALE = declare("benchmark_paper_scale", "", "json", made_by=scale, optional=True)  # `make bench-scale`

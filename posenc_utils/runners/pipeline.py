@@ -72,6 +72,22 @@ def _parameters(nb: Path, profile: str, output_dir: str, overrides: dict | None 
     return wanted
 
 
+class CannotRunError(RuntimeError):
+    """The run's plan found something short (disk, memory, a size): said before anything starts."""
+
+
+def show_plan(profile: str, only: list[str] | None = None, overrides: dict | None = None) -> int:
+    """Print the run's plan and what would stop it, starting nothing; 0 when it can run, 2 when not."""
+    cfg = get_profile(profile, **(overrides or {}))
+    downstream = any("downstream" in nb.name for nb in notebooks() if not only or any(o in nb.name for o in only))
+    missing = missing_inputs(cfg, downstream=downstream)
+    plan = make_plan(cfg, downstream)
+    print("\n".join(plan.lines))
+    for problem in [*missing, *plan.problems]:
+        print(f"cannot run: {problem}")
+    return 2 if missing or plan.problems else 0
+
+
 def run(profile: str, output_dir: str = "", only: list[str] | None = None, timeout: int = 6 * 3600,
         overrides: dict | None = None) -> list[Path]:
     """Execute the notebooks (all, or those whose name contains one of ``only``) for ``profile`` (with its
@@ -89,8 +105,8 @@ def run(profile: str, output_dir: str = "", only: list[str] | None = None, timeo
     plan = make_plan(cfg, downstream)
     print("\n".join(f"[{profile}] {line}" for line in plan.lines), flush=True)
     if plan.problems:
-        raise RuntimeError(f"the {profile} profile cannot run as set on this machine (nothing was started):\n- "
-                           + "\n- ".join(plan.problems))
+        raise CannotRunError(f"the {profile} profile cannot run as set on this machine (nothing was started):\n- "
+                             + "\n- ".join(plan.problems))
     if overrides:
         print(f"[{profile}] profile fields changed for this run: {json.dumps(overrides)}", flush=True)
     dest = paths.executed_dir(profile, output_dir or None)
@@ -330,19 +346,26 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--only", nargs="*", help="run only notebooks whose name contains one of these")
     r.add_argument("--set", action="append", metavar="FIELD=VALUE", dest="overrides",
                    help="change a profile field for this run, e.g. image_size=64 or readout.epochs=2 (repeatable)")
+    pl = sub.add_parser("plan", help="print a run's plan (images, features and where they live, disk, memory, "
+                                     "rough time) and what would stop it, starting nothing")
+    pl.add_argument("--profile", default="offline", choices=PROFILES)
+    pl.add_argument("--only", nargs="*", help="plan only notebooks whose name contains one of these")
+    pl.add_argument("--set", action="append", metavar="FIELD=VALUE", dest="overrides")
     p = sub.add_parser("prepare", help="write parameterized copies for nbval")
     p.add_argument("--profile", default="quick", choices=PROFILES)
     p.add_argument("--dest", type=Path, default=paths.BUILD_DIR / "nbval")
     args = ap.parse_args(argv)
-    if args.cmd == "run":
+    if args.cmd in ("run", "plan"):
         try:
             overrides = parse_overrides(args.overrides)
         except ValueError as err:
             print(err, file=sys.stderr)
             return 2
+        if args.cmd == "plan":
+            return show_plan(args.profile, args.only, overrides)
         try:
             run(args.profile, args.output_dir, args.only, overrides=overrides)
-        except FileNotFoundError as err:
+        except (FileNotFoundError, CannotRunError) as err:
             print(err, file=sys.stderr)
             return 2
         print(f"all notebooks done in {command_seconds():.0f} s (since the command started)")

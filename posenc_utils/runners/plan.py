@@ -19,7 +19,7 @@ import torch
 
 from ..primitives import devices, paths
 from ..studies.downstream import missing_datasets, task_image_count
-from ..engine.features import DEVICE_MEMORY_SHARE, DISK_MARGIN, StorageChoice, choose_storage
+from ..engine.features import DEVICE_MEMORY_SHARE, DISK_MARGIN, StorageChoice, choose_storage, stored_bytes
 from ..models.encoders import runs_at, shape_only, smallest_image_size, tap_channels
 from ..models.scenenet import PADDINGS
 from ..models.families import family_of
@@ -60,7 +60,7 @@ def missing_inputs(profile: Profile, downstream: bool = True) -> list[str]:
 def feature_bytes(profile: Profile, channels: int, n_images: int) -> int:
     """Bytes on disk of the cached features of an encoder with ``channels`` (all taps) on ``n_images`` images
     (every tap at the readout's size, in the profile's feature dtype)."""
-    return n_images * profile.readout.feature_size ** 2 * channels * np.dtype(profile.feature_dtype).itemsize
+    return stored_bytes(n_images, profile.readout.feature_size, channels, profile.feature_dtype)
 
 
 def _gb(nbytes: float) -> str:
