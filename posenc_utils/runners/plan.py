@@ -1,8 +1,10 @@
-"""What a run will do, said before it starts: images per set, encoders, readouts, feature storage, device.
+"""What a run will do and need, said before it starts: images per set, encoders, where each encoder's features live
+(stored, held in device memory or recomputed) and why, disk, host and GPU memory, a rough time per notebook.
 
-A paper-scale run takes hours and tens of gigabytes; :func:`run_plan` states both from the
-profile alone (image folders are listed, not read; encoders are built shape-only), so a user
-sees what is coming, and whether the cache's disk can hold it, before anything is computed.
+A paper-scale run takes hours and tens of gigabytes; :func:`make_plan` states both from the profile and the data it
+finds (image folders are listed, not read; encoders are built shape-only and their arithmetic counted), and names
+what would stop the run (a store the disk cannot hold, features to hold that memory cannot, an image size an
+encoder cannot run at) with the setting that fixes it, before anything is computed. ``make plan`` prints it alone.
 """
 from __future__ import annotations
 
@@ -213,7 +215,10 @@ def _estimate(profile: Profile, networks, width, n_train: int, n_all: int, n_abl
     r, size = profile.readout, profile.image_size
     fwd = {s.label: forward_gflop(s, size) for s in networks}
     t4_size = profile.table4_image_size or size
-    epochs_of = lambda spec: r.epochs * len(profile.seeds_for(spec)) * (1 + profile.budget_factor)  # noqa: E731
+    def epochs_of(spec) -> float:  # every readout seed's epochs, and the budget check's one seed for a claim's rows
+        decides = spec.name == "posenet" or spec.pretrained
+        return r.epochs * (len(profile.seeds_for(spec)) + (profile.budget_factor if decides else 0))
+
     f_rate, r_rate = rate * FORWARD_EFFICIENCY, rate * READOUT_EFFICIENCY
     nb02 = 0.0
     for spec in profile.encoders:
