@@ -1,7 +1,7 @@
 """Generated stand-ins for the paper's datasets, in their release folder layouts: what a paper-profile user puts in
 ``data/raw``, made from random numbers, so the paper profile's every notebook runs (and is timed) without them.
 
-``python -m posenc_utils.primitives.standin --root DIR`` makes DUTS-TR (10,553 images with masks) and PASCAL-S (850)
+``python -m posenc_utils.primitives.standin --root DIR`` makes DUTS-TR (10,553 images; the probe reads no masks) and PASCAL-S (850, with masks)
 at their usual sizes (about 400 px on the long side, JPEG), and small MSRA-B, ECSSD, DUT-OMRON and VOC2012 folders;
 ``--duts-tr 1000`` etc. make fewer. The images mean nothing (smooth random colour fields with an elliptic
 "object" whose mask is saved); they exercise reading, resizing, storage and time at the real sizes and counts.
@@ -18,8 +18,22 @@ import numpy as np
 from PIL import Image
 
 from . import scenes
+from .datasets import dataset
 
 DUTS_TR_N, PASCAL_S_N = 10553, 850  # the releases' counts
+
+
+def folders(name: str, root: Path) -> tuple[Path, Path | None]:
+    """Where dataset ``name`` keeps its images and its masks under ``root``: the first folders its registry entry
+    names (:mod:`datasets`: the one place that knows the layouts)."""
+    ds = dataset(name)
+    base = root / ds.folders[0]
+    if name in SIDE_BY_SIDE:
+        return base, base
+    return base / ds.image_dirs[0], (base / ds.mask_dirs[0]) if ds.mask_dirs else None
+
+
+SIDE_BY_SIDE = ("MSRA-B",)  # released with each image's mask beside it (the registry's last-tried layout)
 USUAL_SIDES = (300, 400)  # most DUTS-TR and PASCAL-S images are 400 px on their long side, 300 or so on the other
 
 
@@ -53,15 +67,14 @@ def make_folder(images: Path, masks: Path | None, n: int, rng: np.random.Generat
 
 def make_probe_datasets(root: Path, n_train: int = 6, n_test: int = 3, usual_sizes: bool = False) -> Path:
     """DUTS-TR/DUTS-TR-Image with ``n_train`` images and PASCAL-S/Imgs with ``n_test``: small random-noise images
-    (30 to 50 px, what a test affords), or with ``usual_sizes`` colour fields at the releases' usual sizes with
-    their masks (DUTS-TR-Mask, PASCAL-S/Masks)."""
+    (30 to 50 px, what a test affords), or with ``usual_sizes`` colour fields at the releases' usual sizes (PASCAL-S
+    with its masks)."""
     root = Path(root)
     rng = np.random.default_rng(0)
-    for folder, masks, n in (("DUTS-TR/DUTS-TR-Image", "DUTS-TR/DUTS-TR-Mask", n_train),
-                             ("PASCAL-S/Imgs", "PASCAL-S/Masks", n_test)):
-        d = root / folder
+    for name, n in (("DUTS-TR", n_train), ("PASCAL-S", n_test)):
+        d, masks = folders(name, root)
         if usual_sizes:
-            make_folder(d, root / masks, n, rng)
+            make_folder(d, masks, n, rng)
             continue
         d.mkdir(parents=True, exist_ok=True)
         for i in range(n):
@@ -84,13 +97,12 @@ def make_downstream_datasets(root: Path, size: int = 40, n_sod_train: int = 6, n
         Image.fromarray(image).save(img_dir / f"{stem}.jpg")
         Image.fromarray(mask * 255).save(mask_dir / f"{stem}{mask_ext}")
 
-    for i in range(n_sod_train):
-        save_pair(root / "MSRA-B", root / "MSRA-B", f"{i}")
-    for name, imgs, masks in (("ECSSD", "images", "ground_truth_mask"), ("PASCAL-S", "Imgs", "Masks"),
-                              ("DUT-OMRON", "DUT-OMRON-image", "pixelwiseGT-new-PNG")):
-        for i in range(n_sod_test):
-            save_pair(root / name / imgs, root / name / masks, f"{name.lower()}_{i}")
-    voc = root / "VOCdevkit" / "VOC2012"
+    for name, n in (("MSRA-B", n_sod_train), ("ECSSD", n_sod_test), ("PASCAL-S", n_sod_test),
+                    ("DUT-OMRON", n_sod_test)):
+        images, masks = folders(name, root)
+        for i in range(n):
+            save_pair(images, masks, f"{name.lower()}_{i}")
+    voc = folders("VOC2012", root)[0]
     for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
         (voc / sub).mkdir(parents=True, exist_ok=True)
     palette = list(rng.integers(0, 256, 256 * 3).astype(int))
@@ -114,8 +126,8 @@ def make_paper_layouts(root: Path, duts_tr: int = DUTS_TR_N, pascal_s: int = PAS
     probe's), and MSRA-B, ECSSD, DUT-OMRON and VOC2012 with a few images each (notebook 05's), under ``root``."""
     root = Path(root)
     make_downstream_datasets(root, downstream_size, sod_train, sod_test, voc_train, voc_val)
-    for sub in ("Imgs", "Masks"):  # PASCAL-S: the probe's test set, at its own count and sizes
-        for f in (root / "PASCAL-S" / sub).glob("*"):
+    for folder in folders("PASCAL-S", root):  # the probe's test set too: made again at its own count and sizes
+        for f in folder.glob("*"):
             f.unlink()
     make_probe_datasets(root, duts_tr, pascal_s, usual_sizes=True)
     return root
