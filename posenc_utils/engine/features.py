@@ -283,7 +283,9 @@ def default_batch_size(spec: EncoderSpec, device: str) -> int:
 
 STORAGE = FEATURE_STORAGE
 DISK_MARGIN = 1.05  # a store is written only where the free disk exceeds it by this factor
-DEVICE_MEMORY_SHARE = 0.5  # features are held in a GPU's memory only when they take at most this share of what is free
+# Features are held in a GPU's memory only when they take at most this share of what is free: while they are put
+# together, the batches and the whole are both there (2x), and the readout's work needs room beside them.
+DEVICE_MEMORY_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -441,21 +443,24 @@ def _scaling(spec: EncoderSpec, image_set: ImageSet, size: int, seed: int, step:
     return tuple(meta["taps"]), tuple(meta["channels"]), tuple(meta["tap_scales"])
 
 
-_HELD: dict[str, HeldRows] = {}
+_HELD: dict[str, tuple[EncoderSpec, HeldRows]] = {}
 
 
 def _held(spec: EncoderSpec, image_set: ImageSet, size: int, seed: int, step: int, dtype: str, dev: str, key: str,
           scales: tuple[float, ...]) -> HeldRows:
-    """The rows held in ``dev``'s memory, computed once per process in the extraction's batches (the last few
-    sets kept: an encoder's training and test sets are used together)."""
+    """The rows held in ``dev``'s memory, computed once per process in the extraction's batches. One encoder's sets
+    are kept together (its training and test sets are used together); another encoder's are let go first, so
+    the device holds one encoder's features at a time (what the plan sized)."""
     if key not in _HELD:
+        for other in [k for k, (s, _) in _HELD.items() if s != spec]:
+            del _HELD[other]
+        if dev.startswith("cuda"):
+            torch.cuda.empty_cache()  # what was let go becomes free memory for the next choice
         enc = _encoder(spec, seed, image_set.size, dev)
         parts = [rows.reshape(len(rows), size * size, -1) for _, rows in
                  _batches(enc, image_set, size, list(scales), dtype, dev, step)]
-        while len(_HELD) >= 8:
-            _HELD.pop(next(iter(_HELD)))
-        _HELD[key] = HeldRows(torch.cat(parts))
-    return _HELD[key]
+        _HELD[key] = (spec, HeldRows(torch.cat(parts)))
+    return _HELD[key][1]
 
 
 def _encoder(spec: EncoderSpec, seed: int, size: int, device: str):
