@@ -142,3 +142,9 @@ def test_the_plan_command_starts_nothing_and_says_what_stops_a_run(paper_data, c
     assert "DUTS-TR 6 (training); PASCAL-S 3" in out and "rough time on this device" in out
     assert "cannot run: Table 4 probes VGG16" in out and "table4_image_size=196" in out
     assert not (paper_data / "out").exists() and not list(paper_data.parent.glob("**/build"))
+
+
+def test_the_plan_command_names_missing_data_without_a_traceback(capsys):
+    assert pipeline.main(["plan", "--profile", "paper", "--only", "02"]) == 2  # conftest: an empty data root
+    out = capsys.readouterr().out
+    assert "cannot run, missing: DUTS-TR images not found" in out and "Traceback" not in out

@@ -81,11 +81,17 @@ def show_plan(profile: str, only: list[str] | None = None, overrides: dict | Non
     cfg = get_profile(profile, **(overrides or {}))
     downstream = any("downstream" in nb.name for nb in notebooks() if not only or any(o in nb.name for o in only))
     missing = missing_inputs(cfg, downstream=downstream)
-    plan = make_plan(cfg, downstream)
-    print("\n".join(plan.lines))
-    for problem in [*missing, *plan.problems]:
+    try:
+        plan = make_plan(cfg, downstream)
+    except FileNotFoundError:  # the plan counts the images it would read: without them there is nothing to plan
+        plan = None
+    if plan is not None:
+        print("\n".join(plan.lines))
+    for m in missing:
+        print(f"cannot run, missing: {m}")
+    for problem in plan.problems if plan is not None else []:
         print(f"cannot run: {problem}")
-    return 2 if missing or plan.problems else 0
+    return 2 if missing or plan is None or plan.problems else 0
 
 
 def run(profile: str, output_dir: str = "", only: list[str] | None = None, timeout: int = 6 * 3600,
