@@ -7,6 +7,7 @@ family says whether a mode applies to it (:class:`PaddingNotSupportedError` when
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -135,3 +136,86 @@ def set_padding(net: nn.Module, mode: str) -> nn.Module:
         elif isinstance(m, nn.MaxPool2d) and mode == "none":
             m.padding = 0
     return net
+
+
+# ---------------------------------------------------------------- which padding each layer reads
+
+
+@dataclass(frozen=True)
+class PaddingRead:
+    """Which of its padding a strided or padded layer's windows read at one input size, per side. A 3x3, stride-2,
+    padding-1 layer at an even size reads its top and left padding but never its bottom and right padding; at an odd
+    size it reads all four: the padding, and so the position signal it writes, is one-sided at even sizes."""
+
+    layer: str
+    kind: str  # "conv", "max_pool" or "avg_pool"
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]  # before each axis (PyTorch pads both sides alike)
+    input_size: tuple[int, int]
+    top: bool
+    bottom: bool
+    left: bool
+    right: bool
+
+    @property
+    def one_sided(self) -> bool:
+        """Padding read on one side of an axis and not the other."""
+        return self.top != self.bottom or self.left != self.right
+
+
+def _windows(n: int, k: int, s: int, p: int, d: int, ceil: bool) -> int:
+    """How many windows a layer slides along an axis of ``n`` pixels (PyTorch's output size)."""
+    span = d * (k - 1) + 1
+    out = (n + 2 * p - span + ((s - 1) if ceil else 0)) // s + 1
+    if ceil and (out - 1) * s >= n + p:  # PyTorch: the last window must start inside the image or the left padding
+        out -= 1
+    return out
+
+
+def _reads(n: int, k: int, s: int, p: int, d: int, ceil: bool) -> tuple[bool, bool]:
+    """(reads the padding before, reads the padding after) along one axis of ``n`` pixels: the first window starts
+    at -p; the last covers up to (windows - 1) * s - p + d * (k - 1), past the image's last pixel n - 1 or not."""
+    last = (_windows(n, k, s, p, d, ceil) - 1) * s - p + d * (k - 1)
+    return p > 0, last > n - 1
+
+
+def padding_reads(net: nn.Module, image_size: int) -> list[PaddingRead]:
+    """Every convolution and pooling layer of ``net`` that pads or strides, with which padding it reads on a
+    ``image_size`` x ``image_size`` input (one forward pass of zeros records each layer's input size; on PyTorch's
+    meta device when the network is there). Counted per layer from its own kernel, stride, padding and dilation."""
+    sizes: dict[str, tuple[int, int]] = {}
+
+    def record(name: str):
+        def hook(_module, args) -> None:  # a pre-hook that returns something replaces the layer's input
+            sizes.setdefault(name, tuple(int(v) for v in args[0].shape[-2:]))
+        return hook
+
+    handles = [m.register_forward_pre_hook(record(name)) for name, m in net.named_modules()
+               if isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d))]
+    device = next((p.device for p in net.parameters()), torch.device("cpu"))
+    try:
+        with torch.no_grad():
+            net(torch.zeros(1, 3, image_size, image_size, device=device))
+    finally:
+        for h in handles:
+            h.remove()
+    out = []
+    for name, m in net.named_modules():
+        if name not in sizes:
+            continue
+        pair = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v)  # noqa: E731
+        kernel, stride = pair(m.kernel_size), pair(m.stride or m.kernel_size)
+        dilation = pair(getattr(m, "dilation", 1))
+        if isinstance(m, nn.Conv2d) and isinstance(m.padding, str):
+            padding = (0, 0) if m.padding == "valid" else tuple(d * (k - 1) // 2 for k, d in zip(kernel, dilation))
+        else:
+            padding = pair(m.padding)
+        if max(stride) == 1 and max(padding) == 0:
+            continue
+        ceil = bool(getattr(m, "ceil_mode", False))
+        (top, bottom), (left, right) = (_reads(n, k, s, p, d, ceil) for n, k, s, p, d in
+                                        zip(sizes[name], kernel, stride, padding, dilation))
+        kind = "conv" if isinstance(m, nn.Conv2d) else "max_pool" if isinstance(m, nn.MaxPool2d) else "avg_pool"
+        out.append(PaddingRead(name, kind, kernel, stride, padding, sizes[name], top, bottom, left, right))
+    return out
