@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..primitives.borders import ImageTooSmallError, PaddingNotSupportedError, apply_canvas, canvas_value, set_padding
+from ..primitives.borders import (ImageTooSmallError, PaddingNotSupportedError, PaddingRead, apply_canvas, canvas_value,
+                                  padding_reads, set_padding)
 from ..primitives.cache import file_stamp
 from .families import family_of
 from .networks import IMAGENET_INPUT, UNIT_INPUT, Encoder, WeightsNotFoundError, hed_weights
@@ -172,6 +173,19 @@ def runs_at(spec: EncoderSpec, image_size: int) -> bool:
         except RuntimeError:
             return False
     return True
+
+
+def padding_reads_at(spec: EncoderSpec, image_size: int) -> list[PaddingRead]:
+    """Which padding each strided or padded layer of ``spec``'s network reads on ``image_size`` px images
+    (:func:`~posenc_utils.primitives.borders.padding_reads` on a shape-only build: nothing is computed). A network
+    whose size is fixed by its patch grid, or the controls, have none."""
+    fam = family_of(spec.name)
+    if not fam.network:
+        return []
+    shapes = dataclasses.replace(spec, weights="random", padding="zeros")
+    with torch.device("meta"):
+        module, _taps, _names = fam.build(shapes, 0, image_size)
+        return padding_reads(module.eval(), image_size)
 
 
 def smallest_image_size(spec: EncoderSpec, upper: int = 1024) -> int:

@@ -151,7 +151,7 @@ class PaddingRead:
     kind: str  # "conv", "max_pool" or "avg_pool"
     kernel: tuple[int, int]
     stride: tuple[int, int]
-    padding: tuple[int, int]  # before each axis (PyTorch pads both sides alike)
+    padding: tuple[int, int, int, int]  # top, bottom, left, right (a "same" convolution may pad unevenly)
     input_size: tuple[int, int]
     top: bool
     bottom: bool
@@ -164,26 +164,56 @@ class PaddingRead:
         return self.top != self.bottom or self.left != self.right
 
 
-def _windows(n: int, k: int, s: int, p: int, d: int, ceil: bool) -> int:
-    """How many windows a layer slides along an axis of ``n`` pixels (PyTorch's output size)."""
+def _windows(n: int, k: int, s: int, before: int, after: int, d: int, ceil: bool) -> int:
+    """How many windows a layer slides along an axis of ``n`` pixels padded by ``before`` and ``after`` (PyTorch's
+    output size)."""
     span = d * (k - 1) + 1
-    out = (n + 2 * p - span + ((s - 1) if ceil else 0)) // s + 1
-    if ceil and (out - 1) * s >= n + p:  # PyTorch: the last window must start inside the image or the left padding
+    out = (n + before + after - span + ((s - 1) if ceil else 0)) // s + 1
+    if ceil and (out - 1) * s >= n + before:  # PyTorch: the last window must start inside the image or the padding before
         out -= 1
     return out
 
 
-def _reads(n: int, k: int, s: int, p: int, d: int, ceil: bool) -> tuple[bool, bool]:
+def _reads(n: int, k: int, s: int, before: int, after: int, d: int, ceil: bool) -> tuple[bool, bool]:
     """(reads the padding before, reads the padding after) along one axis of ``n`` pixels: the first window starts
-    at -p; the last covers up to (windows - 1) * s - p + d * (k - 1), past the image's last pixel n - 1 or not."""
-    last = (_windows(n, k, s, p, d, ceil) - 1) * s - p + d * (k - 1)
-    return p > 0, last > n - 1
+    at -before; the last covers up to (windows - 1) * s - before + d * (k - 1), past the image's last pixel or not."""
+    last = (_windows(n, k, s, before, after, d, ceil) - 1) * s - before + d * (k - 1)
+    return before > 0, last > n - 1
+
+
+PAD_MODULES = (nn.ZeroPad2d, nn.ConstantPad2d, nn.ReflectionPad2d, nn.ReplicationPad2d)
+DYNAMIC_SAME = ("Conv2dSame", "Conv2dDynamicSamePadding")  # timm's and efficientnet_pytorch's: "same" padding at run time
+
+
+def _pair(v) -> tuple[int, int]:
+    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+
+
+def _layer_padding(m: nn.Module, size: tuple[int, int], kernel, stride, dilation) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) padding a layer applies to an input of ``size``: its own, a padding module it holds
+    (efficientnet_pytorch's static "same" padding), or "same" padding computed at run time (timm's)."""
+    inner = [c for c in m.children() if isinstance(c, PAD_MODULES)]
+    if inner:
+        left, right, top, bottom = inner[0].padding
+        return top, bottom, left, right
+    if type(m).__name__ in DYNAMIC_SAME or (isinstance(m, nn.Conv2d) and m.padding == "same"):
+        pads = []
+        for n, k, s, d in zip(size, kernel, stride, dilation):
+            total = max((-(-n // s) - 1) * s + (k - 1) * d + 1 - n, 0)
+            pads += [total // 2, total - total // 2]
+        return tuple(pads)
+    if isinstance(m, nn.Conv2d) and m.padding == "valid":
+        return 0, 0, 0, 0
+    ph, pw = _pair(m.padding)
+    return ph, ph, pw, pw
 
 
 def padding_reads(net: nn.Module, image_size: int) -> list[PaddingRead]:
     """Every convolution and pooling layer of ``net`` that pads or strides, with which padding it reads on a
     ``image_size`` x ``image_size`` input (one forward pass of zeros records each layer's input size; on PyTorch's
-    meta device when the network is there). Counted per layer from its own kernel, stride, padding and dilation."""
+    meta device when the network is there). Counted per layer from its own kernel, stride, padding (its own, a
+    padding module it holds, or "same" padding at run time) and dilation; a padding module standing apart from
+    the layer that reads it (``nn.Sequential(nn.ZeroPad2d(1), nn.Conv2d(...))``) is not paired with it."""
     sizes: dict[str, tuple[int, int]] = {}
 
     def record(name: str):
@@ -204,18 +234,14 @@ def padding_reads(net: nn.Module, image_size: int) -> list[PaddingRead]:
     for name, m in net.named_modules():
         if name not in sizes:
             continue
-        pair = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v)  # noqa: E731
-        kernel, stride = pair(m.kernel_size), pair(m.stride or m.kernel_size)
-        dilation = pair(getattr(m, "dilation", 1))
-        if isinstance(m, nn.Conv2d) and isinstance(m.padding, str):
-            padding = (0, 0) if m.padding == "valid" else tuple(d * (k - 1) // 2 for k, d in zip(kernel, dilation))
-        else:
-            padding = pair(m.padding)
+        kernel, stride = _pair(m.kernel_size), _pair(m.stride or m.kernel_size)
+        dilation = _pair(getattr(m, "dilation", 1))
+        padding = _layer_padding(m, sizes[name], kernel, stride, dilation)
         if max(stride) == 1 and max(padding) == 0:
             continue
         ceil = bool(getattr(m, "ceil_mode", False))
-        (top, bottom), (left, right) = (_reads(n, k, s, p, d, ceil) for n, k, s, p, d in
-                                        zip(sizes[name], kernel, stride, padding, dilation))
+        (top, bottom), (left, right) = (_reads(n, k, s, b, a, d, ceil) for n, k, s, b, a, d in
+                                        zip(sizes[name], kernel, stride, padding[::2], padding[1::2], dilation))
         kind = "conv" if isinstance(m, nn.Conv2d) else "max_pool" if isinstance(m, nn.MaxPool2d) else "avg_pool"
         out.append(PaddingRead(name, kind, kernel, stride, padding, sizes[name], top, bottom, left, right))
     return out
