@@ -312,7 +312,7 @@ class FeatureStream:
             if k + 1 < len(index_lists):
                 self.map.prefetch(index_lists[k + 1])
             batch = StoredBatch(*self.map.stored(idx))
-            if self.device.type == "cpu" or batch.source.device.type == self.device.type:
+            if batch.source.device.type == self.device.type:
                 yield idx, batch
             else:
                 yield idx, as_batch(batch.gather(self.device))

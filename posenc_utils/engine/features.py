@@ -212,9 +212,6 @@ class HeldRows:
     def close(self) -> None:
         pass
 
-    def opened(self, features: "FeatureSet") -> "HeldRows":
-        return self
-
     def __enter__(self) -> "HeldRows":
         return self
 
@@ -247,13 +244,13 @@ class RecomputedRows(HeldRows):
         """Rows ``idx`` (k, size*size, C) in the feature dtype, on the device, computed now."""
         images = np.asarray(self.image_set.load()[idx])
         enc = _encoder(self.spec, self.seed, self.image_set.size, self.device)
-        rows = _feature_rows(enc, images, self.size, self.scales, self.dtype, self.device)
+        rows = _feature_rows(enc, images, self.size, self.scales, self.dtype, self.device, self.image_set.name)
         return rows.reshape(len(idx), self.size * self.size, -1)
 
 
 def open_rows(features: "FeatureSet") -> "FeatureMap | HeldRows":
     """The rows of ``features`` wherever they come from: the mapped file, device memory or the encoder."""
-    return FeatureMap(features) if features.source is None else features.source.opened(features)
+    return FeatureMap(features) if features.source is None else features.source
 
 
 def stored_bytes(n_images: int, size: int, channels: int, dtype: str = "float16") -> int:
@@ -288,6 +285,12 @@ DISK_MARGIN = 1.05  # a store is written only where the free disk exceeds it by 
 DEVICE_MEMORY_SHARE = 0.5
 
 
+def check_storage(wanted: str) -> None:
+    """Refuse a storage that is not one of :data:`STORAGE`, naming them."""
+    if wanted not in STORAGE:
+        raise ValueError(f"feature_storage={wanted!r}: choose one of {', '.join(STORAGE)}")
+
+
 @dataclass(frozen=True)
 class StorageChoice:
     """Where an encoder's features live during a run, and why."""
@@ -303,8 +306,7 @@ def choose_storage(nbytes: int, free_disk: int, device: str, device_free: int | 
     else they are stored when the disk holds them (reading a row costs far less than a forward pass: VGG16 at 224 px
     is 31 GFLOP per image against 2.3 MB of features); else recomputed each time they are used, as the authors'
     code does. ``wanted`` other than "auto" is obeyed."""
-    if wanted not in STORAGE:
-        raise ValueError(f"feature_storage={wanted!r}: choose one of {', '.join(STORAGE)}")
+    check_storage(wanted)
     if wanted != "auto":
         return StorageChoice(wanted, "as the profile's feature_storage asks")
     if stored:
@@ -338,11 +340,11 @@ def extract_features(spec: EncoderSpec, image_set: ImageSet, size: int = 28, see
     if storage == "auto":
         folder.mkdir(parents=True, exist_ok=True)
         stored = cache.open_array_entry(data, meta_path, {"key": key}) is not None
-        nbytes = stored_bytes(image_set.n, size, sum(_channels(spec, image_set.size)), dtype)
+        nbytes = stored_bytes(image_set.n, size, sum(encoders.tap_channels(spec, image_set.size)), dtype)
         storage = choose_storage(nbytes, shutil.disk_usage(folder).free, dev, devices.device_free_memory(dev),
                                  stored).mode
-    elif storage not in STORAGE:
-        choose_storage(0, 0, dev, wanted=storage)  # the refusal, naming the choices
+    else:
+        check_storage(storage)
     if storage != "store":
         taps, channels, scales = _scaling(spec, image_set, size, seed, step, dtype, dev, key, folder / f"{stem}.scales")
         if storage == "recompute":
@@ -383,19 +385,18 @@ def extract_features(spec: EncoderSpec, image_set: ImageSet, size: int = 28, see
                       tuple(meta["channels"]), tuple(meta["tap_scales"]), size)
 
 
-def _batches(enc, image_set: ImageSet, size: int, scales: list[float], dtype: str, dev: str, step: int,
-             stop: int | None = None):
+def _batches(enc, image_set: ImageSet, size: int, scales: list[float], dtype: str, dev: str, step: int):
     """(first index, rows (B, size, size, C) in ``dtype`` on ``dev``) for consecutive batches of ``step`` images,
     the extraction's batches whatever the storage (so stored and held rows are the same bits). ``scales`` is
     filled from the first batch when empty."""
-    spec, n = enc.spec, image_set.n if stop is None else stop
-    for start in progress(range(0, n, step), f"{spec.label} on {n} {image_set.name} images",
+    n = image_set.n
+    for start in progress(range(0, n, step), f"{enc.spec.label} on {n} {image_set.name} images",
                           total=math.ceil(n / step), unit="batches"):
-        yield start, _feature_rows(enc, image_set.rows(start, min(start + step, n)), size, scales, dtype, dev)
+        yield start, _feature_rows(enc, image_set.rows(start, start + step), size, scales, dtype, dev, image_set.name)
 
 
 def _feature_rows(enc, images: np.ndarray, size: int, scales: list[float] | tuple[float, ...], dtype: str,
-                  dev: str) -> torch.Tensor:
+                  dev: str, set_name: str) -> torch.Tensor:
     """The readout's inputs for uint8 ``images`` (B, S, S, 3): every tap resized to ``size`` and divided by its
     storage scale, concatenated, (B, size, size, C) in ``dtype``. An empty ``scales`` list is filled from this batch."""
     t1 = time.perf_counter()
@@ -407,15 +408,10 @@ def _feature_rows(enc, images: np.ndarray, size: int, scales: list[float] | tupl
     t2 = time.perf_counter()
     if isinstance(scales, list) and not scales:
         scales.extend(_tap_scale(o, dtype) for o in outs)
-    _check_range(outs, list(scales), dtype, f"{enc.spec.label} features")
+    _check_range(outs, list(scales), dtype, f"{enc.spec.label} features on {set_name}")
     rows = resize_taps(outs, size, tuple(scales), getattr(torch, dtype)).permute(0, 2, 3, 1)
     _record(enc.spec, forward=t2 - t1, store=time.perf_counter() - t2, images=len(images))
     return rows
-
-
-def _channels(spec: EncoderSpec, image_size: int) -> tuple[int, ...]:
-    """The encoder's channels per tap, from a shape-only build (what the storage choice sizes the features by)."""
-    return encoders.tap_channels(spec, image_size)
 
 
 def _scaling(spec: EncoderSpec, image_set: ImageSet, size: int, seed: int, step: int, dtype: str, dev: str,
@@ -430,7 +426,7 @@ def _scaling(spec: EncoderSpec, image_set: ImageSet, size: int, seed: int, step:
     def compute():
         enc = _encoder(spec, seed, image_set.size, dev)
         scales: list[float] = []
-        _feature_rows(enc, image_set.rows(0, step), size, scales, dtype, dev)
+        _feature_rows(enc, image_set.rows(0, step), size, scales, dtype, dev, image_set.name)
         meta = {"key": key, "taps": list(enc.tap_names), "channels": list(enc.channels), "tap_scales": scales}
         def write(tmp: Path) -> None:
             with open(tmp, "wb") as f:  # a file object: np.save would add ".npy" to a path

@@ -145,33 +145,37 @@ def tap_channels(spec: EncoderSpec, image_size: int = 224) -> tuple[int, ...]:
 def shape_only(spec: EncoderSpec, image_size: int = 224) -> tuple[tuple[int, ...], float]:
     """(channels of each tap, GFLOP of one image's forward pass) of ``spec`` at ``image_size``, from one shape-only
     build on PyTorch's meta device, its operations counted by torch (what a run's plan sizes and times)."""
-    fam = family_of(spec.name)
-    if not fam.network:
+    if not family_of(spec.name).network:
         return build_encoder(spec, 0, image_size).channels, 0.0
-    shapes = dataclasses.replace(spec, weights="random", padding="zeros")
+    module, prepare = _shape_only_module(spec, image_size)
     counter = FlopCounterMode(display=False)
-    with torch.device("meta"):
-        module, _taps, _names = fam.build(shapes, 0, image_size)  # never cached
-        with counter:
-            outs = module.eval()(input_convention(shapes)[0](torch.zeros(1, 3, image_size, image_size)))
+    with torch.device("meta"), counter:
+        outs = module(prepare(torch.zeros(1, 3, image_size, image_size)))
     return tuple(int(o.shape[1]) for o in outs), counter.get_total_flops() / 1e9
+
+
+def _shape_only_module(spec: EncoderSpec, image_size: int, padding: bool = False) -> tuple[torch.nn.Module, Callable]:
+    """``spec``'s network built on PyTorch's meta device (no weights read or allocated; never cached), in eval mode,
+    and its input conversion; ``padding``: with ``spec``'s own padding mode set (else zero padding, as built)."""
+    shapes = dataclasses.replace(spec, weights="random", padding="zeros")
+    with torch.device("meta"):
+        module, _taps, _names = family_of(spec.name).build(shapes, 0, image_size)
+    module.eval()
+    if padding and spec.padding in ("none", "reflect", "replicate", "circular"):
+        set_padding(module, spec.padding)
+    return module, input_convention(shapes)[0]
 
 
 def runs_at(spec: EncoderSpec, image_size: int) -> bool:
     """Whether ``spec`` runs on ``image_size`` px images with its own padding (a shape-only build)."""
-    fam = family_of(spec.name)
-    if not fam.network:
+    if not family_of(spec.name).network:
         return True
-    shapes = dataclasses.replace(spec, weights="random", padding="zeros")
-    with torch.device("meta"):
-        module, _taps, _names = fam.build(shapes, 0, image_size)
-        module.eval()
-        if spec.padding in ("none", "reflect", "replicate", "circular"):
-            set_padding(module, spec.padding)
-        try:
-            module(input_convention(shapes)[0](torch.zeros(1, 3, image_size, image_size)))
-        except RuntimeError:
-            return False
+    module, prepare = _shape_only_module(spec, image_size, padding=True)
+    try:
+        with torch.device("meta"):
+            module(prepare(torch.zeros(1, 3, image_size, image_size)))
+    except RuntimeError:
+        return False
     return True
 
 
@@ -179,13 +183,9 @@ def padding_reads_at(spec: EncoderSpec, image_size: int) -> list[PaddingRead]:
     """Which padding each strided or padded layer of ``spec``'s network reads on ``image_size`` px images
     (:func:`~posenc_utils.primitives.borders.padding_reads` on a shape-only build: nothing is computed). A network
     whose size is fixed by its patch grid, or the controls, have none."""
-    fam = family_of(spec.name)
-    if not fam.network:
+    if not family_of(spec.name).network:
         return []
-    shapes = dataclasses.replace(spec, weights="random", padding="zeros")
-    with torch.device("meta"):
-        module, _taps, _names = fam.build(shapes, 0, image_size)
-        return padding_reads(module.eval(), image_size)
+    return padding_reads(_shape_only_module(spec, image_size)[0], image_size)
 
 
 def smallest_image_size(spec: EncoderSpec, upper: int = 1024) -> int:

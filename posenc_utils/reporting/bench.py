@@ -255,7 +255,8 @@ def scale(sizes=SCALE_SIZES, root: str = "data/standin", encoder: str = SCALE_EN
     the releases' layouts and sizes (made in ``root`` when missing): time, peak resident memory, and the disk the
     cache took against the plan's arithmetic. Writes :data:`SCALE` beside the offline profile's records."""
     root_path = Path(root)
-    have = len(list((root_path / "DUTS-TR" / "DUTS-TR-Image").glob("*.jpg"))) if root_path.exists() else 0
+    images = standin.folders("DUTS-TR", root_path)[0]
+    have = len(list(images.glob("*.jpg"))) if images.exists() else 0
     if have < max(sizes):
         print(f"making the paper's folder layouts in {root} ({max(sizes)} DUTS-TR images)", flush=True)
         standin.make_paper_layouts(root_path, duts_tr=max(sizes))

@@ -72,6 +72,16 @@ def _parameters(nb: Path, profile: str, output_dir: str, overrides: dict | None 
     return wanted
 
 
+def selected_notebooks(only: list[str] | None) -> list[Path]:
+    """The notebooks to run: all, or those whose name contains one of ``only``."""
+    return [nb for nb in notebooks() if not only or any(o in nb.name for o in only)]
+
+
+def _needs_downstream(selected: list[Path]) -> bool:
+    """Whether notebook 05 (and so its datasets) is among ``selected``."""
+    return any("downstream" in nb.name for nb in selected)
+
+
 class CannotRunError(RuntimeError):
     """The run's plan found something short (disk, memory, a size): said before anything starts."""
 
@@ -79,7 +89,7 @@ class CannotRunError(RuntimeError):
 def show_plan(profile: str, only: list[str] | None = None, overrides: dict | None = None) -> int:
     """Print the run's plan and what would stop it, starting nothing; 0 when it can run, 2 when not."""
     cfg = get_profile(profile, **(overrides or {}))
-    downstream = any("downstream" in nb.name for nb in notebooks() if not only or any(o in nb.name for o in only))
+    downstream = _needs_downstream(selected_notebooks(only))
     missing = missing_inputs(cfg, downstream=downstream)
     try:
         plan = make_plan(cfg, downstream)
@@ -101,8 +111,8 @@ def run(profile: str, output_dir: str = "", only: list[str] | None = None, timeo
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)}")
     cfg = get_profile(profile, **(overrides or {}))
-    selected = [nb for nb in notebooks() if not only or any(o in nb.name for o in only)]
-    downstream = any("downstream" in nb.name for nb in selected)
+    selected = selected_notebooks(only)
+    downstream = _needs_downstream(selected)
     missing = missing_inputs(cfg, downstream=downstream)
     if missing:
         hint = "" if only else ("\n(notebooks 01-04 need only the probe's data: run them with --only 01 02 03 04; "

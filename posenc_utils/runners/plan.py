@@ -9,14 +9,12 @@ encoder cannot run at) with the setting that fixes it, before anything is comput
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import os
 import shutil
 import time
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from ..primitives import devices, paths
@@ -29,7 +27,7 @@ from ..primitives.datasets import image_folder
 from ..engine.images import image_count
 from ..models.networks import checkpoint_file
 from ..primitives.borders import PADDING_MODES
-from ..models.profiles import Profile
+from ..models.profiles import EncoderSpec, Profile
 
 
 def missing_inputs(profile: Profile, downstream: bool = True) -> list[str]:
@@ -134,7 +132,9 @@ def make_plan(profile: Profile, downstream: bool = True, rate: float | None = No
              f"device: {devices.describe()}",
              f"images at {profile.image_size} px: {profile.train_set.name} {n_train} (training); "
              + ", ".join(f"{name} {n}" for name, n in tests) + " (test)"]
-    width = functools.cache(lambda spec, size: sum(tap_channels(spec, size)))  # one shape-only build per encoder
+    def width(spec, size: int) -> int:  # all taps' channels (encoders.shape_only builds each encoder once)
+        return sum(tap_channels(spec, size))
+
     cache = paths.cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(cache).free
@@ -199,7 +199,7 @@ def make_plan(profile: Profile, downstream: bool = True, rate: float | None = No
     lines.append(f"memory: host {_gb(host_free)} available of {_gb(host_total)} (the study keeps its own to a few GB "
                  f"at any dataset size: features are read from disk a batch at a time)"
                  + (f"; GPU {_gb(device_free)} free, {_gb(held)} of it for held features" if device_free is not None else ""))
-    estimate = _estimate(profile, networks, width, n_train, n_all, n_ablation, tests, choices,
+    estimate = _estimate(profile, networks, width, n_train, n_all, n_ablation, choices,
                          rate if rate is not None else device_gflops(dev), downstream)
     lines.append("rough time on this device (arithmetic counted, at the measured matrix-product rate): "
                  + ", ".join(f"notebook {nb} {_minutes(s)}" for nb, s in estimate.items())
@@ -207,7 +207,7 @@ def make_plan(profile: Profile, downstream: bool = True, rate: float | None = No
     return Plan(lines, problems, choices, estimate)
 
 
-def _estimate(profile: Profile, networks, width, n_train: int, n_all: int, n_ablation: int, tests, choices,
+def _estimate(profile: Profile, networks, width, n_train: int, n_all: int, n_ablation: int, choices,
               rate: float, downstream: bool) -> dict[str, float]:
     """Seconds per notebook, from the forward passes and readout steps each makes (the dominant phases; image
     reading, evaluation and bookkeeping are left out), at ``rate`` GFLOP/s times each phase's measured efficiency.
@@ -241,7 +241,7 @@ def _estimate(profile: Profile, networks, width, n_train: int, n_all: int, n_abl
     out = {"02": nb02, "03": nb03, "04": nb04}
     if downstream:
         ds = profile.downstream
-        net = 30.7 * (ds.width / 64) ** 2 * (ds.image_size / 224) ** 2  # VGG16-BN's forward at its width and size
+        net = forward_gflop(EncoderSpec(ds.encoder_name, "random"), ds.image_size)  # its encoder, the bulk of it
         n_ds = task_image_count(ds.sod_train) + task_image_count(ds.seg_train)
         out["05"] = 3 * net * ds.epochs * n_ds * len(PADDINGS) * ds.seeds / f_rate
     return out
