@@ -54,6 +54,7 @@ class FeatureSet:
     size: int
     storage: str = "store"  # where the rows come from: the file at ``path``, device memory, or the encoder again
     source: "HeldRows | RecomputedRows | None" = dataclasses.field(default=None, compare=False, repr=False)
+    image_size: int = 0  # the images' side the encoder saw (its taps' own resolutions follow from it); 0: not known
 
     @property
     def n_channels(self) -> int:
@@ -351,7 +352,8 @@ def extract_features(spec: EncoderSpec, image_set: ImageSet, size: int = 28, see
             source: HeldRows = RecomputedRows(spec, image_set, seed, size, scales, dtype, dev)
         else:
             source = _held(spec, image_set, size, seed, step, dtype, dev, key, scales)
-        return FeatureSet(spec, image_set.name, key, data, image_set.n, taps, channels, scales, size, storage, source)
+        return FeatureSet(spec, image_set.name, key, data, image_set.n, taps, channels, scales, size, storage, source,
+                          image_set.size)
 
     def compute() -> np.ndarray:  # on a miss, holding the entry's lock
         enc = _encoder(spec, seed, image_set.size, dev)
@@ -382,7 +384,7 @@ def extract_features(spec: EncoderSpec, image_set: ImageSet, size: int = 28, see
     arr = cache.computed_once(data, lambda: cache.open_array_entry(data, meta_path, {"key": key}), compute)
     meta = cache.read_json(meta_path)
     return FeatureSet(spec, image_set.name, key, data, int(arr.shape[0]), tuple(meta["taps"]),
-                      tuple(meta["channels"]), tuple(meta["tap_scales"]), size)
+                      tuple(meta["channels"]), tuple(meta["tap_scales"]), size, image_size=image_set.size)
 
 
 def _batches(enc, image_set: ImageSet, size: int, scales: list[float], dtype: str, dev: str, step: int):

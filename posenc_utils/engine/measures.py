@@ -32,6 +32,7 @@ from scipy import stats
 
 from ..primitives import cache, paths, timing
 from .features import FeatureSet, open_rows
+from .rowcol import BINS, TABLE_BINS, rowcol_accuracy
 from ..primitives.metrics import cluster_bootstrap_ci, mae, spc, t_interval
 from ..primitives.targets import constant_baseline
 
@@ -52,6 +53,8 @@ class Measure:
     interval: str  # how its interval is formed: SEEDS_AND_IMAGES, NO_INTERVAL or IMAGE_GROUPS
     paper_column: str | None = None  # its column in the paper's tables (paper_tables.csv); None: not reported by the paper
     undefined_as_zero: bool = False  # an undefined (NaN) per-image value is averaged as 0 and counted
+    needs_train: bool = False  # a feature measure trained on the readout's training features (``train=`` them)
+    tables: tuple[str, ...] | None = None  # a feature measure given only beside these tables (None: every table)
 
 
 # ---------------------------------------------------------------- the share of feature variance explained by position
@@ -214,6 +217,10 @@ MEASURES: tuple[Measure, ...] = (
             False, True, mae, NO_INTERVAL, paper_column="mae"),
     Measure("position_variance", "share of the features' variance explained by position (no readout), on a set of images",
             True, False, position_variance, IMAGE_GROUPS),
+    Measure("rowcol", f"accuracy of a linear classifier of each location's row and column bin ({TABLE_BINS} per axis; "
+            f"{', '.join(map(str, BINS))} in the card) from the features at the tap's own resolution, trained on the "
+            f"training images (chance {1 / TABLE_BINS:.2f})",
+            True, False, rowcol_accuracy, IMAGE_GROUPS, needs_train=True, tables=("table1", "table3")),
 )
 
 
@@ -221,8 +228,10 @@ def probe_measures() -> tuple[Measure, ...]:
     return tuple(m for m in MEASURES if m.needs_probe)
 
 
-def feature_measures() -> tuple[Measure, ...]:
-    return tuple(m for m in MEASURES if not m.needs_probe)
+def feature_measures(table: str | None = None) -> tuple[Measure, ...]:
+    """The feature measures (those given beside ``table``: a measure trained on the features is paid for only where it
+    is read)."""
+    return tuple(m for m in MEASURES if not m.needs_probe and (table is None or m.tables is None or table in m.tables))
 
 
 def overview() -> pd.DataFrame:
@@ -265,21 +274,23 @@ def _on_set_columns(m: Measure, suffix: str) -> list[str]:
     return [f"{m.name}{suffix}"] + [c.replace(m.name, f"{m.name}{suffix}", 1) for c in interval_columns(m)]
 
 
-def feature_columns() -> list[str]:
-    """Every feature measure on the row's test set and on the readout's training images, with intervals."""
-    return [c for m in feature_measures() for suffix in ("", "_train") for c in _on_set_columns(m, suffix)]
+def feature_columns(table: str | None = None) -> list[str]:
+    """Every feature measure (of ``table``) on the row's test set and on the readout's training images, with intervals."""
+    return [c for m in feature_measures(table) for suffix in ("", "_train") for c in _on_set_columns(m, suffix)]
 
 
 # Every readout row's baseline (:func:`baseline_summary`): what a readout that found no position would show.
 BASELINE_COLUMNS = ["train_loss", "const_loss", "const_mae", "constant_share", "readout_failed"]
 
 
-def table_columns(keys, middle=(), seeds: bool = True, paper: bool = True, after=(), features: bool = True) -> list[str]:
+def table_columns(keys, middle=(), seeds: bool = True, paper: bool = True, after=(), features: bool = True,
+                  table: str | None = None) -> list[str]:
     """A table's columns in the order every table keeps: ``keys``, the probe measures (:func:`summary_columns`),
     ``middle``, the seeds and intervals, the readout's baseline (:data:`BASELINE_COLUMNS`), the paper's values and
-    which paper row they are, ``after``, and last the feature measures (so a measure added later appends columns)."""
+    which paper row they are, ``after``, and last the feature measures of ``table`` (so a measure added later appends
+    columns)."""
     return [*keys, *summary_columns(), *middle, *(seed_columns() if seeds else ()), *BASELINE_COLUMNS,
-            *((*paper_columns(), "compared_with") if paper else ()), *after, *(feature_columns() if features else ())]
+            *((*paper_columns(), "compared_with") if paper else ()), *after, *(feature_columns(table) if features else ())]
 
 
 def baseline_summary(per_image: pd.DataFrame, by: list[str], image_size: int) -> pd.DataFrame:
@@ -357,21 +368,26 @@ def evaluate_probe(pred: np.ndarray, target: np.ndarray) -> dict[str, np.ndarray
 
 
 def feature_table(train: FeatureSet, tests: dict[str, FeatureSet], channels: np.ndarray | None = None,
-                  sources: dict | None = None) -> pd.DataFrame:
+                  sources: dict | None = None, table: str | None = None) -> pd.DataFrame:
     """One row per test set (``test_set`` and :func:`feature_columns`): every feature measure on that test
     set's features and on the training set's, over ``channels`` (the readout's; all by default), with
     intervals over groups of images (whole source photographs where ``sources`` gives them: test set name
-    -> source id of each image). Cached per feature file, so a table's rows reuse one pass each."""
-    on_train = {m.name: m.function(train, channels, image_groups(train.n)) for m in feature_measures()}
+    -> source id of each image); only those given beside ``table`` (:func:`feature_measures`). Cached per feature
+    file, so a table's rows reuse one pass each."""
+    def measure(m: Measure, feats: FeatureSet, groups: np.ndarray):
+        return m.function(feats, channels, groups, **({"train": train} if m.needs_train else {}))
+
+    chosen = feature_measures(table)
+    on_train = {m.name: measure(m, train, image_groups(train.n)) for m in chosen}
     rows = []
     for name, feats in tests.items():
         groups = image_groups(feats.n, (sources or {}).get(name))
         row = {"test_set": name}
-        for m in feature_measures():
-            for suffix, values in (("", m.function(feats, channels, groups)), ("_train", on_train[m.name])):
+        for m in chosen:
+            for suffix, values in (("", measure(m, feats, groups)), ("_train", on_train[m.name])):
                 row.update(zip(_on_set_columns(m, suffix), values))
         rows.append(row)
-    return pd.DataFrame(rows, columns=["test_set", *feature_columns()])
+    return pd.DataFrame(rows, columns=["test_set", *feature_columns(table)])
 
 
 def beside_spc(table: pd.DataFrame, by: list[str], test_set: str) -> pd.DataFrame:

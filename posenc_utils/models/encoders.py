@@ -108,7 +108,7 @@ def build_encoder(spec: EncoderSpec, seed: int = 0, image_size: int = 224) -> En
         set_padding(enc.module, spec.padding)  # nothing to do for zeros or a canvas
         if spec.padding == "none":
             _check_no_padding(enc)
-        set_position(enc.module, spec.position, seed)  # nothing to do for kept
+        enc.module = set_position(enc.module, spec.position, seed)  # nothing to do for kept; permuted: wrapped
     if canvas_value(spec.padding) is not None:
         if not fam.network:
             raise PaddingNotSupportedError(f"{spec.label} has no encoder: there is no padding to put a canvas in",
@@ -152,6 +152,20 @@ def shape_only(spec: EncoderSpec, image_size: int = 224) -> tuple[tuple[int, ...
     with torch.device("meta"), counter:
         outs = module(prepare(torch.zeros(1, 3, image_size, image_size)))
     return tuple(int(o.shape[1]) for o in outs), counter.get_total_flops() / 1e9
+
+
+@functools.lru_cache(maxsize=64)
+def tap_sizes(spec: EncoderSpec, image_size: int = 224) -> tuple[tuple[int, int], ...]:
+    """The (height, width) of each of ``spec``'s tap maps on ``image_size`` px images, before they are resized
+    to the readout's size: their own resolution (a shape-only build on PyTorch's meta device)."""
+    if not family_of(spec.name).network:
+        with torch.no_grad():
+            return tuple(tuple(o.shape[-2:]) for o in build_encoder(spec, 0, image_size)(
+                torch.zeros(1, 3, image_size, image_size)))
+    module, prepare = _shape_only_module(spec, image_size)
+    with torch.device("meta"):
+        outs = module(prepare(torch.zeros(1, 3, image_size, image_size)))
+    return tuple((int(o.shape[-2]), int(o.shape[-1])) for o in outs)
 
 
 def _shape_only_module(spec: EncoderSpec, image_size: int, padding: bool = False) -> tuple[torch.nn.Module, Callable]:

@@ -13,7 +13,19 @@ apply. What does apply is to take the positional parameters away:
   nothing; a relative bias gives every offset the same score);
 * ``shuffled``: the same values given to other positions (the patch positions of an absolute
   embedding permuted, the offsets of a relative bias table permuted), with a fixed seed: the
-  embedding keeps its statistics and loses its layout.
+  embedding keeps its statistics and loses its layout;
+* ``shifted``: an absolute embedding re-indexed by :data:`SHIFT_TOKENS` patch tokens (token i is given
+  the embedding of token i - k, in raster order, wrapping round): its layout kept, moved; a relative
+  bias is indexed by offsets, which a shift leaves as they are (n/a);
+* ``rotary_off``: a rotary embedding (timm's EVA-02 and ``*_rope_*`` ViTs: queries and keys rotated by
+  their token's position in every attention layer) switched off, every other part kept;
+* ``permuted``: the token-permutation control. The image's patches are permuted (a fixed seed) before
+  the network and each tap's map un-permuted after it, so a feature that follows the content stays where
+  it was and what changes is tied to the token index alone. Class and register tokens are not patches
+  and are left as they are. A network without any positional code gives the same features, un-permuted,
+  as without the permutation; one with an absolute embedding does not. It needs every tap at the patch
+  grid (a plain ViT); a hierarchical transformer merges neighbouring patches, so its coarser stages have
+  no un-permutation (n/a), nor does a CNN, which has no patches.
 
 The one list of modes is :data:`POSITION_MODES`.
 """
@@ -22,7 +34,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-POSITION_MODES = ("kept", "zeroed", "shuffled")
+POSITION_MODES = ("kept", "zeroed", "shuffled", "shifted", "rotary_off", "permuted")
+SHIFT_TOKENS = 1  # ``shifted``: patch tokens the absolute embedding is moved by
 ABSOLUTE = ("pos_embed", "absolute_pos_embed")  # (1, prefix tokens + grid, dim) or (1, grid..., dim)
 RELATIVE = ("relative_position_bias_table",)  # (offsets, heads)
 
@@ -73,19 +86,62 @@ def _grid_rows(net: nn.Module, p: torch.Tensor) -> slice:
     return slice(p.shape[1] - n, p.shape[1])
 
 
-def set_position(net: nn.Module, mode: str, seed: int = 0) -> nn.Module:
-    """Keep, zero or shuffle every positional parameter of ``net`` in place (see the module docstring).
+def rotary_modules(net: nn.Module) -> list[tuple[nn.Module, str]]:
+    """(parent, attribute) of every rotary position embedding in ``net``: a module named ``rope`` (timm's EVA
+    family and its ``*_rope_*`` ViTs compute the rotation there and skip it when it is None)."""
+    return [(parent, "rope") for parent in net.modules() if isinstance(getattr(parent, "rope", None), nn.Module)]
 
-    Raises :class:`PositionNotSupportedError` for a mode other than ``kept`` on a network without any."""
+
+def patch_size(net: nn.Module) -> tuple[int, int] | None:
+    """The patch size of a transformer's patch embedding (timm's ``patch_embed.patch_size``); None: no patches."""
+    for m in net.modules():
+        size = getattr(getattr(m, "patch_embed", None), "patch_size", None)
+        if size is not None:
+            return tuple(size) if not isinstance(size, int) else (size, size)
+    return None
+
+
+def _refuse(mode: str, reason: str, instead: str) -> PositionNotSupportedError:
+    return PositionNotSupportedError(f"position {mode!r} does not apply: {reason}. {instead}", reason=reason)
+
+
+def set_position(net: nn.Module, mode: str, seed: int = 0) -> nn.Module:
+    """Apply position ``mode`` to ``net`` (see the module docstring): the embedding modes change its parameters in
+    place and return ``net``; ``rotary_off`` removes its rotary embeddings; ``permuted`` returns ``net`` wrapped in
+    :class:`TokenPermuted`. Raises :class:`PositionNotSupportedError`, with the reason, for a mode ``net`` has no part
+    for."""
     check_position_mode(mode)
-    params = positional_parameters(net)
     if mode == "kept":
         return net
-    if not params:
+    if mode == "permuted":
+        patch = patch_size(net)
+        if patch is None:
+            raise _refuse(mode, "no patch tokens: a convolutional network",
+                          "Its position comes from padding: use the padding modes instead.")
+        return TokenPermuted(net, patch, seed)
+    if mode == "rotary_off":
+        found = rotary_modules(net)
+        if not found:
+            raise _refuse(mode, "no rotary position embedding", "Use zeroed or shuffled for a learned embedding.")
+        for parent, name in found:
+            setattr(parent, name, None)
+        return net
+    params = positional_parameters(net)
+    if mode == "shifted":
+        params = {k: v for k, v in params.items() if v[0] == "absolute"}
+        if not params:
+            raise _refuse(mode, "no absolute positional embedding" + (
+                " (a relative bias is indexed by offsets, which a shift leaves unchanged)"
+                if positional_parameters(net) else ""), "Use zeroed or shuffled instead.")
+    if not params and patch_size(net) is None:
         raise PositionNotSupportedError(
             f"position {mode!r} needs a positional embedding or a relative position bias, and this network has "
             "neither: a convolutional network's position comes from its padding (use the padding modes instead).",
             reason="no positional embedding: a convolutional network")
+    if not params:
+        raise _refuse(mode, "no learned positional embedding" + (": its position is rotary (see rotary_off)"
+                                                                  if rotary_modules(net) else ""),
+                      "Use permuted to see what is tied to the token index.")
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, (kind, p) in params.items():
@@ -93,11 +149,53 @@ def set_position(net: nn.Module, mode: str, seed: int = 0) -> nn.Module:
                 p.zero_()
             elif kind == "relative":
                 p.copy_(p[torch.randperm(p.shape[0], generator=gen)])
-            elif p.dim() == 3:  # (1, tokens, dim): permute the patch positions
+            elif p.dim() == 3:  # (1, tokens, dim): the patch positions, after any class or register tokens
                 rows = _grid_rows(net, p)
                 grid = p[:, rows].clone()
-                p[:, rows] = grid[:, torch.randperm(grid.shape[1], generator=gen)]
-            else:  # (1, H, W, dim), timm's layout of a grid embedding: permute the grid's cells
+                order = (torch.randperm(grid.shape[1], generator=gen) if mode == "shuffled"
+                         else torch.roll(torch.arange(grid.shape[1]), SHIFT_TOKENS))
+                p[:, rows] = grid[:, order]
+            else:  # (1, H, W, dim), timm's layout of a grid embedding: its cells in raster order
                 flat = p.reshape(1, -1, p.shape[-1]).clone()
-                p.copy_(flat[:, torch.randperm(flat.shape[1], generator=gen)].view_as(p))
+                order = (torch.randperm(flat.shape[1], generator=gen) if mode == "shuffled"
+                         else torch.roll(torch.arange(flat.shape[1]), SHIFT_TOKENS))
+                p.copy_(flat[:, order].view_as(p))
     return net
+
+
+class TokenPermuted(nn.Module):
+    """``net`` run on images whose ``patch`` x ``patch`` patches are permuted (one fixed permutation per grid, from
+    ``seed``), each tap's map un-permuted after it (taps must be at the patch grid: else
+    :class:`PositionNotSupportedError`). ``net`` returns a list of (B, C, h, w) maps."""
+
+    def __init__(self, net: nn.Module, patch: tuple[int, int], seed: int = 0):
+        super().__init__()
+        self.net, self.patch, self.seed = net, patch, seed
+
+    def order(self, gh: int, gw: int) -> torch.Tensor:
+        """The permutation of a gh x gw grid of patches: new token j holds old token ``order[j]``."""
+        return torch.randperm(gh * gw, generator=torch.Generator().manual_seed(self.seed))
+
+    def forward(self, x):
+        b, c, h, w = x.shape
+        ph, pw = self.patch
+        if h % ph or w % pw:
+            raise _refuse("permuted", f"the image ({h}x{w}) is not a whole number of {ph}x{pw} patches",
+                          "Use an image size the patch size divides.")
+        gh, gw = h // ph, w // pw
+        order = self.order(gh, gw).to(x.device)
+        patches = x.reshape(b, c, gh, ph, gw, pw).permute(0, 2, 4, 1, 3, 5).reshape(b, gh * gw, c, ph, pw)
+        shuffled = patches[:, order].reshape(b, gh, gw, c, ph, pw).permute(0, 3, 1, 4, 2, 5).reshape(b, c, h, w)
+        outs = self.net(shuffled.contiguous(memory_format=torch.channels_last))
+        back = torch.argsort(order)  # token i of the original image sits at place back[i] of the permuted one
+        undone = []
+        for o in outs:
+            if tuple(o.shape[-2:]) != (gh, gw):
+                raise _refuse("permuted", f"a tap at {tuple(o.shape[-2:])} is not at the patch grid ({gh}, {gw}): "
+                              "a hierarchical transformer merges patches", "Tap the blocks at the patch grid.")
+            flat = o.reshape(*o.shape[:2], gh * gw)[..., back]
+            undone.append(flat.reshape(o.shape).contiguous(memory_format=torch.channels_last))
+        return undone
+
+    def copy(self) -> "TokenPermuted":
+        return TokenPermuted(self.net.copy(), self.patch, self.seed)

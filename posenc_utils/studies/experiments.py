@@ -58,19 +58,22 @@ class ProbeResult:
         return df.assign(encoder=self.encoder.label, arch=self.encoder.name, weights=self.encoder.weights,
                          padding=self.encoder.padding)
 
-    def feature_measures(self, sources: dict | None = None) -> pd.DataFrame:
+    def feature_measures(self, sources: dict | None = None, table: str | None = None) -> pd.DataFrame:
         """Every feature measure on each test set and on the training set, over the channels the readout
-        reads (:func:`measures.feature_table`; ``sources``: test set -> source photograph of each image);
+        reads (:func:`measures.feature_table`; ``sources``: test set -> source photograph of each image; ``table``: those
+        given beside it);
         NaN for a result made without its features."""
         if self.train_features is None:
-            return pd.DataFrame({"test_set": self.per_image.test_set.unique()}).reindex(columns=["test_set",
-                                                                                                 *feature_columns()])
-        return feature_table(self.train_features, self.test_features, self.readout.channel_index, sources)
+            return pd.DataFrame({"test_set": self.per_image.test_set.unique()}).reindex(
+                columns=["test_set", *feature_columns(table)])
+        return feature_table(self.train_features, self.test_features, self.readout.channel_index, sources, table)
 
 
-def with_feature_measures(summary: pd.DataFrame, result: ProbeResult, sources: dict | None = None) -> pd.DataFrame:
-    """``summary`` (one row per test set and pattern) with the feature measures of ``result`` beside each row."""
-    return summary.merge(result.feature_measures(sources), on="test_set", how="left")
+def with_feature_measures(summary: pd.DataFrame, result: ProbeResult, sources: dict | None = None,
+                          table: str | None = None) -> pd.DataFrame:
+    """``summary`` (one row per test set and pattern) with the feature measures of ``result`` (those of ``table``)
+    beside each row."""
+    return summary.merge(result.feature_measures(sources, table), on="test_set", how="left")
 
 
 @dataclass(frozen=True, eq=False)
@@ -257,10 +260,10 @@ def table1(profile: Profile, extra_encoders: tuple[EncoderSpec, ...] = (), also:
     for spec in profile.encoders + tuple(extra_encoders):
         runs = probe_seeds(profile, spec)
         results[spec.label] = runs[0]
-        frames.append(with_feature_measures(seeded_summary(runs, sources), runs[0], sources))
+        frames.append(with_feature_measures(seeded_summary(runs, sources), runs[0], sources, "table1"))
         per_image.append(per_image_frame(runs, sources))
     table = pd.concat(frames, ignore_index=True)
-    cols = table_columns(["encoder", "arch", "weights", "padding", "pattern", "test_set"], paper=False)
+    cols = table_columns(["encoder", "arch", "weights", "padding", "pattern", "test_set"], paper=False, table="table1")
     return Result(table[cols], pd.concat(per_image, ignore_index=True), results)
 
 

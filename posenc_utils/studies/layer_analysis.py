@@ -213,10 +213,10 @@ def per_stage(profile: Profile, encoders: tuple[EncoderSpec, ...] | None = None)
     for spec, setting, sel, tap, stage, kw in _stages(profile, encoders):
         seeded = [probe(profile, seed=s, **kw) for s in profile.seeds_for(spec)]
         results[f"{spec.label}, {setting}"] = seeded
-        frames.append(with_feature_measures(seeded_summary(seeded, photos), seeded[0], photos).assign(
+        frames.append(with_feature_measures(seeded_summary(seeded, photos), seeded[0], photos, "table3").assign(
             setting=setting, paper_setting=setting, tap=tap, stage=stage, all_stages=sel is None))
     df = tables.with_paper(pd.concat(frames, ignore_index=True), profile, "table3")
-    table = df[table_columns(KEYS, middle=["tap", "stage", "all_stages"])]
+    table = df[table_columns(KEYS, middle=["tap", "stage", "all_stages"], table="table3")]
     return Result(table, stage_per_image(profile, table, results), results)
 
 

@@ -43,6 +43,7 @@ from ..models.profiles import EncoderSpec, Profile, ReadoutSpec
 from ..primitives.targets import PATTERNS, target_map
 
 KEYS = ["encoder", "arch", "weights", "padding", "setting", "pattern", "test_set"]  # then the measures' columns
+MODES_TABLE = "modes"  # the padding and position modes' tables: the feature measures given beside them
 
 
 # ---------------------------------------------------------------- Table 4 and Fig 6
@@ -103,11 +104,11 @@ def table4(profile: Profile, also: tuple[Profile, ...] = ()) -> Result:
         seeded = probe_seeds(prof, spec, readout=readout, **common)
         base = dataclasses.replace(spec, padding="zeros").label
         results[f"{base}, {setting}"] = seeded[0]
-        summary = with_feature_measures(seeded_summary(seeded, sources), seeded[0], sources)
+        summary = with_feature_measures(seeded_summary(seeded, sources), seeded[0], sources, "table4")
         frames.append(summary.assign(setting=setting, paper_setting=paper_setting, encoder=base))
         per_image.append(per_image_frame(seeded, sources).assign(encoder=base, setting=setting))
     table = tables.with_paper(pd.concat(frames, ignore_index=True), prof, "table4")
-    table = table[table_columns(KEYS)]
+    table = table[table_columns(KEYS, table="table4")]
     return Result(table, pd.concat(per_image, ignore_index=True), results)
 
 
@@ -192,10 +193,10 @@ def _modes(profile: Profile, field: str, modes: tuple[str, ...], refused: type[E
                 frames.append(_not_applicable(base, mode, err.reason, tests))
                 continue
             results[f"{base.label}, {mode}"] = seeded
-            summary = with_feature_measures(seeded_summary(seeded, sources), seeded[0], sources)
+            summary = with_feature_measures(seeded_summary(seeded, sources), seeded[0], sources, MODES_TABLE)
             frames.append(summary.assign(encoder=base.label, setting=mode, status="ok", reason=""))
             per_image.append(per_image_frame(seeded, sources).assign(encoder=base.label, setting=mode))
-    cols = table_columns(KEYS, paper=False, after=["status", "reason"])
+    cols = table_columns(KEYS, paper=False, after=["status", "reason"], table=MODES_TABLE)
     per_image = pd.concat(per_image, ignore_index=True) if per_image else pd.DataFrame()
     return Result(pd.concat(frames, ignore_index=True)[cols], per_image, results)
 
