@@ -17,7 +17,10 @@ Column names: a measure's value is its ``name``; a probe measure with ``interval
 adds ``<name>_sd_seeds``, ``<name>_ci_low/high`` (t over seeds) and ``<name>_boot_low/high`` (bootstrap
 over test images); ``undefined_as_zero`` adds ``<name>_undefined``; a measure the paper reports
 (``paper_column``) adds ``paper_<name>``; a feature measure adds ``<name>_low/high`` and the same three
-on the training images, ``<name>_train``, ``<name>_train_low/high``, after every other column.
+on the training images, ``<name>_train``, ``<name>_train_low/high``, after every other column (not for a measure
+trained on the training images, ``needs_train``: scored on them it would measure its own fit, not the features).
+A measure trained on the readout's training features gets them as ``train=``: :func:`rowcol_accuracy`, row/column
+classification (:mod:`posenc_utils.engine.rowcol`).
 """
 from __future__ import annotations
 
@@ -276,7 +279,13 @@ def _on_set_columns(m: Measure, suffix: str) -> list[str]:
 
 def feature_columns(table: str | None = None) -> list[str]:
     """Every feature measure (of ``table``) on the row's test set and on the readout's training images, with intervals."""
-    return [c for m in feature_measures(table) for suffix in ("", "_train") for c in _on_set_columns(m, suffix)]
+    return [c for m in feature_measures(table) for suffix in _sets(m) for c in _on_set_columns(m, suffix)]
+
+
+def _sets(m: Measure) -> tuple[str, ...]:
+    """The image sets a feature measure is given on: the row's test set, and the training images unless it is
+    trained on them (its fit there is not a measure of the features)."""
+    return ("",) if m.needs_train else ("", "_train")
 
 
 # Every readout row's baseline (:func:`baseline_summary`): what a readout that found no position would show.
@@ -378,13 +387,14 @@ def feature_table(train: FeatureSet, tests: dict[str, FeatureSet], channels: np.
         return m.function(feats, channels, groups, **({"train": train} if m.needs_train else {}))
 
     chosen = feature_measures(table)
-    on_train = {m.name: measure(m, train, image_groups(train.n)) for m in chosen}
+    on_train = {m.name: measure(m, train, image_groups(train.n)) for m in chosen if not m.needs_train}
     rows = []
     for name, feats in tests.items():
         groups = image_groups(feats.n, (sources or {}).get(name))
         row = {"test_set": name}
         for m in chosen:
-            for suffix, values in (("", measure(m, feats, groups)), ("_train", on_train[m.name])):
+            for suffix in _sets(m):
+                values = measure(m, feats, groups) if suffix == "" else on_train[m.name]
                 row.update(zip(_on_set_columns(m, suffix), values))
         rows.append(row)
     return pd.DataFrame(rows, columns=["test_set", *feature_columns(table)])

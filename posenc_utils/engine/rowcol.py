@@ -99,24 +99,52 @@ def grid_matrices(features: FeatureSet, grid: int) -> list[np.ndarray | None]:
     return out
 
 
-def _on_grid(x: torch.Tensor, features: FeatureSet, mats: list) -> torch.Tensor:
-    """Stored rows (b, S, S, C) float32 -> (b, g, g, C) on the grid (zero for taps coarser than it)."""
-    g = next(m.shape[0] for m in mats if m is not None)
-    out = x.new_zeros(x.shape[0], g, g, x.shape[-1])
-    for m, s in zip(mats, features.tap_slices().values()):
-        if m is None:
+def _on_grid(x: torch.Tensor, mats: list, slices: list[slice]) -> torch.Tensor:
+    """Stored rows (b, S, S, C) -> (b, g, g, C') float32 on the grid, for the taps whose channel ranges in ``x`` are
+    ``slices`` (C' their channels, in order; only they are converted), each by its matrix (two matrix products: rows,
+    then columns)."""
+    b, size = x.shape[0], x.shape[1]
+    g = mats[0].shape[0]
+    out = []
+    for m, s in zip(mats, slices):
+        t = x[..., s].float()
+        c = t.shape[-1]
+        if m.shape == (size, size) and np.array_equal(m, np.eye(size)):
+            out.append(t)
             continue
         mt = torch.from_numpy(m).float()
-        if m.shape[0] == m.shape[1] and np.allclose(m, np.eye(len(m))):
-            out[..., s] = x[..., s]
-            continue
-        out[..., s] = torch.einsum("gh,bhwc,kw->bgkc", mt, x[..., s], mt)
-    return out
+        t = torch.matmul(mt, t.reshape(b, size, size * c))  # (b, g, S*C): along the rows
+        t = t.reshape(b, g, size, c).transpose(1, 2).reshape(b, size, g * c)
+        t = torch.matmul(mt, t).reshape(b, g, g, c).transpose(1, 2)  # along the columns, back to (b, y, x, C)
+        out.append(t)
+    return out[0] if len(out) == 1 else torch.cat(out, -1)
 
 
-def _passes(features: FeatureSet, grid: int):
-    """(first image, rows (b, g*g, C) float32 on the grid) over the whole set, a few images at a time."""
-    mats = grid_matrices(features, grid)
+def _selection(features: FeatureSet, grid: int, channels: np.ndarray | None):
+    """The taps a pass transforms (their matrices and channel ranges: only those ``channels`` touch, all by default)
+    and the positions of ``channels`` among the transformed channels (None: all of them)."""
+    mats, slices = grid_matrices(features, grid), list(features.tap_slices().values())
+    used = [i for i in (taps_of(features, channels)) if mats[i] is not None]
+    kept = [slices[i] for i in used]
+    if channels is None:
+        return [mats[i] for i in used], kept, None
+    offsets, start = {}, 0
+    for s in kept:
+        offsets[s.start] = start
+        start += s.stop - s.start
+    chans = np.asarray(channels, dtype=np.int64)
+    local = np.empty(len(chans), dtype=np.int64)
+    for s in kept:
+        inside = (chans >= s.start) & (chans < s.stop)
+        local[inside] = chans[inside] - s.start + offsets[s.start]
+    return [mats[i] for i in used], kept, torch.from_numpy(local)
+
+
+def _passes(features: FeatureSet, grid: int, channels: np.ndarray | None = None):
+    """(first image, rows (b, g*g, C) float32 on the grid) over the whole set, a few images at a time: the
+    ``channels`` given (all by default; a channel of a tap coarser than the grid is 0)."""
+    mats, slices, local = _selection(features, grid, channels)
+    full = channels is None and len(slices) < len(features.tap_names)
     per = max(1, STEP_VALUES // (features.size**2 * features.n_channels))
     fmap = open_rows(features)
     try:
@@ -124,8 +152,16 @@ def _passes(features: FeatureSet, grid: int):
             i1 = min(features.n, i0 + per)
             if i1 < features.n:
                 fmap.prefetch(np.arange(i1, min(features.n, i1 + per)))
-            x = fmap.block(i0, i1).float().cpu().reshape(i1 - i0, features.size, features.size, -1)
-            yield i0, _on_grid(x, features, mats).reshape(i1 - i0, grid * grid, -1)
+            x = fmap.block(i0, i1).cpu().reshape(i1 - i0, features.size, features.size, -1)
+            y = _on_grid(x, mats, slices).reshape(i1 - i0, grid * grid, -1)
+            if full:  # every channel asked for, some taps coarser than the grid: zeros in their place
+                whole = y.new_zeros(i1 - i0, grid * grid, features.n_channels)
+                start = 0
+                for s in slices:
+                    whole[..., s] = y[..., start:start + s.stop - s.start]
+                    start += s.stop - s.start
+                y = whole
+            yield i0, (y if local is None else y[..., local])
             fmap.release(np.arange(i0, i1))
     finally:
         fmap.close()
@@ -134,11 +170,13 @@ def _passes(features: FeatureSet, grid: int):
 # ---------------------------------------------------------------- training: moments, then the discriminant
 
 
-def grid_moments(train: FeatureSet, grid: int) -> dict[str, np.ndarray]:
-    """Over the training images, per location of ``grid`` and channel: the sum and the sum of squares (float64),
-    relative to the first image's values at the first location (the shift changes no variance); ``n`` images.
-    One pass, cached by the features' key and the grid."""
-    key = cache.make_key({"measure": "rowcol_moments", "features": train.key, "grid": grid, "version": ROWCOL_VERSION})
+def grid_moments(train: FeatureSet, grid: int, channels: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Over the training images, per location of ``grid`` and channel of ``channels`` (all by default): the sum and
+    the sum of squares (float64), relative to the first image's values at the first location (``ref``: the shift
+    changes no variance); ``n`` images. One pass over those channels, cached by the features' key, grid and channels."""
+    chans = None if channels is None else np.asarray(channels, dtype=np.int64)
+    key = cache.make_key({"measure": "rowcol_moments", "features": train.key, "grid": grid, "version": ROWCOL_VERSION,
+                          "channels": None if chans is None else chans.tolist()})
     folder = paths.cache_dir() / "measures"
     data_path, meta_path = folder / f"rowcol_moments-{key}.npz", folder / f"rowcol_moments-{key}.json"
 
@@ -150,16 +188,17 @@ def grid_moments(train: FeatureSet, grid: int) -> dict[str, np.ndarray]:
 
     def compute():
         t0 = time.perf_counter()
-        sums = torch.zeros(grid * grid, train.n_channels, dtype=torch.float64)
+        width = train.n_channels if chans is None else len(chans)
+        sums = torch.zeros(grid * grid, width, dtype=torch.float64)
         squares = torch.zeros_like(sums)
         ref = None
-        for _, y in _passes(train, grid):
+        for _, y in _passes(train, grid, chans):
             ref = y[0, 0].clone() if ref is None else ref
             y = y - ref
             sums += y.sum(0).double()
-            squares += (y * y).sum(0).double()
+            squares += y.square_().sum(0).double()
         out = {"sums": sums.numpy(), "squares": squares.numpy(), "n": np.array(train.n),
-               "ref": (ref if ref is not None else torch.zeros(train.n_channels)).double().numpy()}
+               "ref": (ref if ref is not None else torch.zeros(width)).double().numpy()}
         timing.add("rowcol", time.perf_counter() - t0)
 
         def write(tmp) -> None:
@@ -183,14 +222,11 @@ def axis_labels(grid: int, bins: int) -> dict[str, np.ndarray]:
     return {"row": np.repeat(lab, grid), "column": np.tile(lab, grid)}
 
 
-def discriminant(moments: dict[str, np.ndarray], channels: np.ndarray | None, grid: int
-                 ) -> tuple[np.ndarray, np.ndarray, list[tuple[str, int, slice]]]:
+def discriminant(moments: dict[str, np.ndarray], grid: int) -> tuple[np.ndarray, np.ndarray, list[tuple[str, int, slice]]]:
     """The linear discriminant of every axis and bin count the grid allows, as one (C, K) weight matrix and (K,)
     bias over all their classes, and (axis, bins, columns of K) for each: class means and pooled within-class
     variance per channel (a channel with none is left out), log prior of each bin."""
     sums, squares, n, ref = moments["sums"], moments["squares"], float(moments["n"]), moments["ref"]
-    if channels is not None:
-        sums, squares, ref = sums[:, channels], squares[:, channels], ref[channels]
     locations = grid * grid
     grand = sums.sum(0) / (n * locations)  # of the values relative to ``ref``
     weights, biases, blocks, start = [], [], [], 0
@@ -236,13 +272,13 @@ def rowcol_frame(features: FeatureSet, train: FeatureSet, channels: np.ndarray |
 
     def compute():
         t0 = time.perf_counter()
-        w, b, blocks = discriminant(grid_moments(train, grid), chans, grid)
+        w, b, blocks = discriminant(grid_moments(train, grid, chans), grid)
         wt, bt = torch.from_numpy(w).float(), torch.from_numpy(b).float()
         truth = {(axis, bins): torch.from_numpy(axis_labels(grid, bins)[axis]) for axis, bins, _ in blocks}
         rows = []
         if blocks:
-            for i0, y in _passes(features, grid):
-                scores = (y if chans is None else y[..., chans]) @ wt + bt  # (b, g*g, K)
+            for i0, y in _passes(features, grid, chans):
+                scores = y @ wt + bt  # (b, g*g, K)
                 for axis, bins, cols in blocks:
                     pred = scores[..., cols].argmax(-1)
                     miss = (pred - truth[(axis, bins)]).abs().float()

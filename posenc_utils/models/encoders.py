@@ -21,7 +21,7 @@ from ..primitives.borders import (ImageTooSmallError, PaddingNotSupportedError, 
 from ..primitives.cache import file_stamp
 from .families import family_of
 from .networks import IMAGENET_INPUT, UNIT_INPUT, Encoder, WeightsNotFoundError, hed_weights
-from ..primitives.positions import PositionNotSupportedError, set_position
+from ..primitives.positions import PositionNotSupportedError, patch_size, set_position
 from ..primitives.specs import EncoderSpec
 
 __all__ = ["Encoder", "WeightsNotFoundError", "ImageTooSmallError", "PaddingNotSupportedError", "build_encoder",
@@ -178,6 +178,14 @@ def _shape_only_module(spec: EncoderSpec, image_size: int, padding: bool = False
     if padding and spec.padding in ("none", "reflect", "replicate", "circular"):
         set_padding(module, spec.padding)
     return module, input_convention(shapes)[0]
+
+
+def patch_grid(spec: EncoderSpec, image_size: int) -> tuple[int, int] | None:
+    """The patch size of ``spec``'s patch embedding where it has one (a transformer: its patch grid fixes its input
+    size), else None (a CNN, or a control without a network); from a shape-only build."""
+    if not family_of(spec.name).network:
+        return None
+    return patch_size(_shape_only_module(spec, image_size)[0])
 
 
 def runs_at(spec: EncoderSpec, image_size: int) -> bool:

@@ -16,6 +16,17 @@ from ..primitives.specs import FEATURE_STORAGE, INPUTS, DownstreamSpec, SpecErro
 PROFILES = ("quick", "offline", "paper")
 
 
+# Notebook 07's networks beside the study's encoders (beyond the paper): a ViT (absolute embedding), a Swin
+# Transformer (relative bias), a ConvNeXt (a CNN of the 2020s) and EVA-02 (absolute and rotary embeddings); random
+# init offline (no pretrained transformer can be had here), timm's weights where a user has them.
+SINCE_MODELS = (
+    EncoderSpec("timm:vit_tiny_patch16_224", "random"),
+    EncoderSpec("timm:swin_tiny_patch4_window7_224", "random"),
+    EncoderSpec("timm:convnext_atto", "random"),
+    EncoderSpec("timm:eva02_tiny_patch14_224", "random"),
+)
+
+
 @dataclass(frozen=True)
 class Profile:
     """Everything that decides one run of the study."""
@@ -79,6 +90,13 @@ class Profile:
     curve_max_steps: int = 4950
     # Notebook 05: the downstream tasks (Tables 5 and 6, Fig 1).
     downstream: DownstreamSpec = field(default_factory=DownstreamSpec)
+    # Notebook 07 (beyond the paper: position in networks since the paper, posenc_utils.studies.since): the study's
+    # encoders and ``since_models``, the input-size sweep at the image size plus each of ``size_sweep_offsets`` (on the
+    # ablation sets). In the main job where ``since_in_main``, else its own command (`make since`), whose committed
+    # results notebook 07 reads.
+    since_models: tuple[EncoderSpec, ...] = SINCE_MODELS
+    size_sweep_offsets: tuple[int, ...] = (0, 1, 8)
+    since_in_main: bool = True
     # What a paper test set is called here, for "paper vs reproduced" (our name -> paper's name).
     paper_test_names: tuple[tuple[str, str], ...] = (
         ("photos", "PASCAL-S"), ("PASCAL-S", "PASCAL-S"), ("black", "black"), ("white", "white"), ("noise", "noise"),
@@ -189,6 +207,7 @@ def _offline() -> Profile:
         # The width sweep (claim 5) and the VGG16 curve to 4,950 steps take about 2 hours on 2 cores: `make extended`.
         width_sweep=(4, 16, 64),
         extended_in_main=False,
+        since_in_main=False,  # notebook 07's networks and sweeps: `make since` (see DEVELOPERS.md)
         curve_train_n=100,  # Table 4's training images: the curve's small set
         # Notebook 05 within its budget: the network without padding sees the scene around the image, as deep as
         # its deepest block reaches (all five blocks: 98 px on each side, 12x the arithmetic of the padded network at
@@ -223,6 +242,7 @@ def _paper() -> Profile:
         # of DUTS-TR that would be ~850 GB of features (the run's plan prints it), on these subsets ~45 GB.
         ablation_train_n=500,
         ablation_test_n=100,
+        since_in_main=False,  # notebook 07 on DUTS-TR: `make since PROFILE=paper`
     )
 
 
@@ -237,7 +257,7 @@ def get_profile(name: str, **overrides) -> Profile:
 
 def deviations(profile: Profile, notebook: str | None = None) -> list[str]:
     """What this profile does differently from the paper, and why (shown beside every table); ``notebook``
-    ("01" .. "05"): only those that touch that notebook's tables and figures."""
+    ("01" .. "07"): only those that touch that notebook's tables and figures."""
     out: list[str] = []
 
     def add(notebooks: str, text: str) -> None:
@@ -245,15 +265,15 @@ def deviations(profile: Profile, notebook: str | None = None) -> list[str]:
             out.append(text)
 
     if profile.train_set.kind != "folder":
-        add("01 02 03 04", f"training images: {profile.train_set.n} generated dead-leaves images instead of "
+        add("01 02 03 04 07", f"training images: {profile.train_set.n} generated dead-leaves images instead of "
                            f"DUTS-TR (10,553 photos), which cannot be downloaded here")
     if any(t.kind == "photo_crops" for t in profile.test_sets):
         n = next(t.n for t in profile.test_sets if t.kind == "photo_crops")
-        add("01 02 03 04 05", f"natural test images: {n} crops of ~19 photographs shipped in scikit-image, scikit-learn "
+        add("01 02 03 04 05 07", f"natural test images: {n} crops of ~19 photographs shipped in scikit-image, scikit-learn "
                               f"and matplotlib ('photos') instead of PASCAL-S (850 images)")
     labels = {e.weights for e in profile.encoders}
     if "hed" in labels:
-        add("02 03 04 05", "VGG16 (HED): ImageNet-initialized VGG16 fine-tuned for edge detection (HED) stands in for "
+        add("02 03 04 05 07", "VGG16 (HED): ImageNet-initialized VGG16 fine-tuned for edge detection (HED) stands in for "
                            "ImageNet VGG16, whose weights cannot be downloaded here")
     if any(e.name == "efficientnet_lite0" for e in profile.encoders):
         add("02 04", "EfficientNet-Lite0 (ImageNet) stands in for ImageNet ResNet152 and is compared with the "
@@ -270,7 +290,7 @@ def deviations(profile: Profile, notebook: str | None = None) -> list[str]:
         add("02 03 04", "choice: ImageNet encoders are fed images in [0, 1] without mean/std normalization, as the "
                         "authors' released code (the weights were trained on normalized images)")
     if profile.feature_scaling == "tap":
-        add("02 03 04 05", "each feature channel is centred and every channel of a tap divided by the tap's pooled "
+        add("02 03 04 05 07", "each feature channel is centred and every channel of a tap divided by the tap's pooled "
                            "standard deviation (training images) before the PEM; the authors' code feeds raw features, "
                            "which makes SGD diverge on random-init ResNet152 (activations ~1e8), and scaling each "
                            "channel on its own lifted channels that barely vary on the training images until the "
@@ -279,7 +299,7 @@ def deviations(profile: Profile, notebook: str | None = None) -> list[str]:
         add("02 03 04 05", "each feature channel is standardized (training-set mean/std) before the PEM; the authors' "
                            "code feeds raw features")
     if profile.image_size != 224:
-        add("01 02 03 04 05", f"images are {profile.image_size}x{profile.image_size} (paper: 224x224)")
+        add("01 02 03 04 05 07", f"images are {profile.image_size}x{profile.image_size} (paper: 224x224)")
     if profile.table4_image_size and profile.table4_image_size != profile.image_size:
         add("03", f"Table 4 runs at {profile.table4_image_size}x{profile.table4_image_size} (VGG16 without padding "
                   f"needs at least 196 px)")
@@ -300,6 +320,13 @@ def deviations(profile: Profile, notebook: str | None = None) -> list[str]:
         add("03", f"beyond the paper, the padding-mode and canvas experiments use the first {train} training images "
                   f"and {test} test images of each set, with the encoder's readout seeds (each mode is a new set of "
                   f"encoder features; the full sets would not fit the time budget)")
+    if profile.since_models:
+        add("07", "beyond the paper, notebook 07: the row/column classifier is a linear discriminant with a shared "
+                  "diagonal covariance, in closed form (the studies that use the measure train logistic-regression "
+                  "probes); the interventions and the input-size sweep use the padding-mode experiments' image sets")
+    if any(s.weights == "random" and s.name.startswith("timm:") for s in profile.since_models):
+        add("07", "notebook 07's transformers, ConvNeXt and EVA-02 are random-init (seeded, frozen): no pretrained "
+                  "transformer can be had offline; timm's weights are used where a user has them")
     if profile.train_set.n:
         per_epoch = -(-profile.train_set.n // profile.readout.batch_size)
         t4 = profile.table4_train_n or profile.train_set.n
