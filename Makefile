@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.posenc-installed
 OUT    ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup reproduce extended quick plan paper test unit nbval bench bench-scale standin probe compare lab readme clean clean-cache
+.PHONY: help setup reproduce extended since quick plan paper test unit nbval bench bench-scale standin probe compare lab readme clean clean-cache
 
 ## help: list the commands
 help:
@@ -33,6 +33,10 @@ reproduce: $(STAMP)
 ## extended: claim 5's width sweep and the VGG16 budget curve to 4,950 steps, too long for the main job (offline: about 2 h on 2 cores); notebook 04 reads the results (PROFILE=offline, OUT=dir)
 extended: $(STAMP)
 	$(PY) -m posenc_utils.extended --profile "$(or $(PROFILE),offline)" --output-dir "$(OUT)"
+
+## since: notebook 07's networks, interventions and input-size sweep, too long for the main job (offline: see the README); notebook 07 reads the results (PROFILE=offline, OUT=dir)
+since: $(STAMP)
+	$(PY) -m posenc_utils.since --profile "$(or $(PROFILE),offline)" --output-dir "$(OUT)"
 
 ## quick: every notebook in the CI-sized quick profile (minutes on 2 cores)
 quick: $(STAMP)

@@ -36,7 +36,8 @@ from scipy import stats
 from ..primitives import cache, paths, timing
 from .features import FeatureSet, open_rows
 from .rowcol import BINS, TABLE_BINS, rowcol_accuracy
-from ..primitives.metrics import cluster_bootstrap_ci, mae, spc, t_interval
+from ..primitives.metrics import (GROUPS, cluster_bootstrap_ci, image_groups, jackknife_interval, mae,  # noqa: F401
+                                 spc, t_interval)
 from ..primitives.targets import constant_baseline
 
 SEEDS_AND_IMAGES = "t interval over readout seeds; bootstrap over test images (resampling source photographs)"
@@ -62,19 +63,8 @@ class Measure:
 
 # ---------------------------------------------------------------- the share of feature variance explained by position
 
-GROUPS = 10  # jackknife groups of images (fewer where a set has fewer images or source photographs)
 BLOCK_VALUES = 2**23  # feature values converted to float32 per step of the pass (32 MB)
 VARIANCE_VERSION = 2  # 2: float32 steps into float64 accumulators (1: float64 throughout)
-
-
-def image_groups(n: int, sources: np.ndarray | None = None, k: int = GROUPS) -> np.ndarray:
-    """The jackknife group of each of ``n`` images: ``k`` contiguous blocks of images, or, where
-    ``sources`` gives each image's source photograph, whole photographs dealt round-robin into ``k``
-    groups (crops of one photograph are not independent, so they are left out together)."""
-    if sources is None:
-        return (np.arange(n) * min(k, n) // max(n, 1)).astype(np.int64)
-    _, source = np.unique(np.asarray(sources)[:n], return_inverse=True)
-    return (source % k).astype(np.int64)
 
 
 def variance_components(features: FeatureSet, groups: np.ndarray) -> dict[str, np.ndarray]:
@@ -176,17 +166,6 @@ def variance_share(p: np.ndarray, t: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = np.where(varies, np.clip(p / np.where(varies, t, 1), 0, 1), 0.0)
         return ratio.sum(-1) / varies.sum(-1)
-
-
-def jackknife_interval(full: float, left_out: np.ndarray, level: float = 0.95) -> tuple[float, float]:
-    """``full`` +- t quantile x the jackknife standard error of the leave-one-group-out values, in [0, 1]."""
-    v = np.asarray(left_out, dtype=np.float64)
-    v = v[np.isfinite(v)]
-    if len(v) < 2 or not np.isfinite(full):
-        return float("nan"), float("nan")
-    se = np.sqrt((len(v) - 1) / len(v) * ((v - v.mean()) ** 2).sum())
-    half = stats.t.ppf(0.5 + level / 2, len(v) - 1) * se
-    return float(max(0.0, full - half)), float(min(1.0, full + half))
 
 
 def position_variance(features: FeatureSet, channels: np.ndarray | None = None, groups: np.ndarray | None = None,

@@ -27,7 +27,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from ..models.encoders import tap_sizes
 from ..primitives import cache, paths, timing
+from ..primitives.metrics import image_groups, jackknife_interval
 from .features import FeatureSet, open_rows
 
 BINS = (4, 8, 16)  # bins per axis
@@ -69,8 +71,6 @@ def tap_grids(features: FeatureSet) -> tuple[int, ...]:
     stored size for every tap where the image size is not known)."""
     if not features.image_size:
         return tuple(features.size for _ in features.tap_names)
-    from ..models.encoders import tap_sizes  # a shape-only build, cached
-
     sides = tap_sizes(features.encoder, features.image_size)
     return tuple(min(min(hw), features.size) for hw in sides)
 
@@ -295,8 +295,6 @@ def rowcol_frame(features: FeatureSet, train: FeatureSet, channels: np.ndarray |
 
 
 def _jackknife(per_image: np.ndarray, groups: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
-    from .measures import jackknife_interval  # the variance share's interval, the same way
-
     full = float(per_image.mean())
     left = [per_image[groups != g].mean() for g in np.unique(groups) if (groups != g).any()]
     lo, hi = jackknife_interval(full, np.array(left), level)
@@ -306,9 +304,7 @@ def _jackknife(per_image: np.ndarray, groups: np.ndarray, level: float = 0.95) -
 def rowcol_summary(features: FeatureSet, train: FeatureSet, channels: np.ndarray | None = None,
                    groups: np.ndarray | None = None, level: float = 0.95) -> pd.DataFrame:
     """Per axis (row, column and their mean) and bin count: accuracy and bin error over the images of ``features``
-    with jackknife ``level`` intervals over ``groups`` of images (:func:`measures.image_groups`), chance and grid."""
-    from .measures import image_groups
-
+    with jackknife ``level`` intervals over ``groups`` of images (:func:`~posenc_utils.primitives.metrics.image_groups`), chance and grid."""
     frame = rowcol_frame(features, train, channels)
     groups = image_groups(features.n) if groups is None else np.asarray(groups)[:features.n]
     both = frame.groupby(["image", "bins"], as_index=False)[["accuracy", "bin_error"]].mean().assign(axis="mean")

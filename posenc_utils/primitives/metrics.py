@@ -141,3 +141,29 @@ def t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
         return float("nan"), float("nan")
     half = stats.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
     return float(v.mean() - half), float(v.mean() + half)
+
+
+# ---------------------------------------------------------------- jackknife intervals over groups of images
+
+GROUPS = 10  # jackknife groups of images (fewer where a set has fewer images or source photographs)
+
+
+def image_groups(n: int, sources: np.ndarray | None = None, k: int = GROUPS) -> np.ndarray:
+    """The jackknife group of each of ``n`` images: ``k`` contiguous blocks of images, or, where
+    ``sources`` gives each image's source photograph, whole photographs dealt round-robin into ``k``
+    groups (crops of one photograph are not independent, so they are left out together)."""
+    if sources is None:
+        return (np.arange(n) * min(k, n) // max(n, 1)).astype(np.int64)
+    _, source = np.unique(np.asarray(sources)[:n], return_inverse=True)
+    return (source % k).astype(np.int64)
+
+
+def jackknife_interval(full: float, left_out: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """``full`` +- t quantile x the jackknife standard error of the leave-one-group-out values, in [0, 1]."""
+    v = np.asarray(left_out, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if len(v) < 2 or not np.isfinite(full):
+        return float("nan"), float("nan")
+    se = np.sqrt((len(v) - 1) / len(v) * ((v - v.mean()) ** 2).sum())
+    half = stats.t.ppf(0.5 + level / 2, len(v) - 1) * se
+    return float(max(0.0, full - half)), float(min(1.0, full + half))

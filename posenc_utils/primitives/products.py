@@ -41,7 +41,7 @@ class Product:
     (under ``frame``), its larger-budget twin, the README section that shows it."""
 
     name: str
-    notebook: str  # "01".."06", or "" for the runner's own files
+    notebook: str  # "01".."07", or "" for the runner's own files
     kind: str
     role: str = ""  # "Table 1", "Fig 4"; "" where the paper has none (beyond the paper)
     made_by: Callable[..., Any] | None = None  # the experiment (or drawing function) that makes it

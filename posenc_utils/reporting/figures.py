@@ -19,7 +19,7 @@ import pandas as pd
 
 # every module that declares products (posenc_utils.primitives.products): once this one is imported, the registry holds every
 # product of the study but the runner's own records (manifest, pipeline, bench)
-from ..studies import budget, claims, downstream, experiments, extended, layer_analysis, padding_ablation
+from ..studies import budget, claims, downstream, experiments, extended, layer_analysis, padding_ablation, since
 from ..primitives import products  # noqa: F401
 from ..engine.plots import FIG3, FORMATS, drawn, mark_failed, redraw_grid, save_figure
 from ..primitives.products import GRID_SUFFIX, RESULTS, Product, declare

@@ -29,9 +29,12 @@ from ..models.profiles import PROFILES, Profile, get_profile
 from .manifest import write_manifest
 
 
+LAST = "06"  # the figures notebook gathers every other notebook's products: it runs last
+
+
 def notebooks() -> list[Path]:
-    """The study's notebooks in pipeline order (``NN_name.ipynb``)."""
-    return sorted(paths.NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
+    """The study's notebooks in pipeline order (``NN_name.ipynb``, by number, notebook :data:`LAST` last)."""
+    return sorted(paths.NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"), key=lambda p: (p.name[:2] == LAST, p.name))
 
 
 def parse_overrides(items: list[str] | None) -> dict:
@@ -149,8 +152,8 @@ def run(profile: str, output_dir: str = "", only: list[str] | None = None, timeo
     jobs = {nb: (str(nb), str(dest / nb.name), _parameters(nb, profile, output_dir, overrides), str(nb.parent),
                  timeout, str(dest / f"{nb.stem}.phases.json")) for nb in selected}
     if side_by_side:  # every notebook's results are cached: they only load and draw, two at a time
-        first, last = [nb for nb in selected if not nb.name.startswith("06")], [nb for nb in selected
-                                                                                  if nb.name.startswith("06")]
+        first, last = [nb for nb in selected if not nb.name.startswith(LAST)], [nb for nb in selected
+                                                                                  if nb.name.startswith(LAST)]
         print(f"[{profile}] every notebook's results are cached: {len(first)} run side by side, "
               f"{WARM_SIDE_BY_SIDE} at a time{', then ' + last[0].name if last else ''}", flush=True)
         before = cache_entries()
@@ -166,7 +169,7 @@ def run(profile: str, output_dir: str = "", only: list[str] | None = None, timeo
             print(f"[{profile}] {nb.name} ...", flush=True)
             run_here(nb)
     record_notebook_entries(profile, made)
-    done.sort(key=lambda p: p.name)
+    done.sort(key=lambda p: (p.name[:2] == LAST, p.name))
     t_pages = time.perf_counter()
     executed = [dest / nb.name for nb in notebooks() if (dest / nb.name).exists()]  # with --only: the others' last run
     index = render(executed, paths.output_dir(profile, output_dir or None), times, CLAIMS)

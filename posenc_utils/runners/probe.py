@@ -12,7 +12,11 @@ It prints the run's plan, shows progress, and writes the card to ``figures/probe
   position, :mod:`posenc_utils.engine.measures`);
 * **where it lives**: the same readout on each tap alone and on all (Table 3);
 * **where it comes from**: the padding modes where a layer pads, and, for a transformer, the positional
-  embedding kept, zeroed or shuffled (:mod:`posenc_utils.primitives.positions`);
+  code kept, zeroed, shuffled, shifted, its rotary embedding off, and the token-permutation control
+  (:mod:`posenc_utils.primitives.positions`);
+* **the measures since the paper** (:mod:`posenc_utils.studies.since`): row/column classification per tap at 4, 8
+  and 16 bins, the constant-input artifact (a figure of each tap's response to an all-zero input and a grey image,
+  and its size), and for a CNN the input-size sweep (sizes where stride-2 layers read their padding on one side);
 * **beside the study**: the model among the study's encoders of the same profile, by both measures, in one
   figure, and a sentence where the two measures disagree (Lin et al. 2022: a trained probe can find
   position a probe-free measure does not, or the other way round);
@@ -39,7 +43,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from ..studies import experiments, layer_analysis, padding_ablation
+from ..studies import experiments, layer_analysis, padding_ablation, since
 from ..primitives import paths
 from ..engine import tables
 from ..engine.measures import beside_spc
@@ -50,6 +54,7 @@ from ..models.profiles import INPUTS, PROFILES, EncoderSpec, Profile, deviations
 from ..primitives.targets import PATTERNS
 
 CARD_PATTERNS = PATTERNS
+ARTIFACT_SECTION, ARTIFACT_FIGURE = "The constant-input artifact", "card_artifact.png"
 DISAGREE = 0.5  # the two measures disagree where the model's places among the study's encoders differ by this much
 
 
@@ -71,6 +76,12 @@ class Card:
     # paired comparisons: posenc_utils.studies.padding_ablation.setting_means, mode_contrasts)
     padding_per_image: pd.DataFrame = field(default_factory=pd.DataFrame)
     position_per_image: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # the measures since the paper (posenc_utils.studies.since): row/column classification per tap, the constant-input
+    # artifact, the input-size sweep and its paired contrasts with the profile's size
+    rowcol: pd.DataFrame = field(default_factory=pd.DataFrame)
+    artifact: "since.Artifact | None" = None
+    sweep: "experiments.Result | None" = None
+    sweep_contrasts: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def model_spec(model: str, weights: str | None = None, input: str = "auto", taps: tuple[str, ...] | None = None
@@ -101,8 +112,10 @@ def plan_lines(profile: Profile, spec: EncoderSpec) -> list[str]:
     r = cfg.readout
     lines.append(f"card: Table 1 ({len(CARD_PATTERNS)} patterns x {len(cfg.test_sets)} test sets, PEM {r.label}, "
                  f"{len(cfg.seeds_for(spec))} readout seed(s)), the readout on each tap (Table 3), the padding modes "
-                 f"and the positional embedding kept / zeroed / shuffled (on {cfg.ablation_train_n or 'all'} training "
-                 f"images), beside the study's encoders")
+                 f"and the positional code kept / zeroed / shuffled / shifted / rotary off / tokens permuted (on "
+                 f"{cfg.ablation_train_n or 'all'} training images), row/column classification per tap, the "
+                 f"constant-input artifact, the input-size sweep at {', '.join(map(str, since.sweep_sizes(cfg)))} px, "
+                 f"beside the study's encoders")
     return lines
 
 
@@ -176,6 +189,17 @@ def read_measures(card: Card) -> list[str]:
     return out
 
 
+def since_sentences(card: Card) -> list[str]:
+    """The measures since the paper, read: row/column accuracy against chance, the constant-input artifact's size,
+    the input-size sweep (each generated from its numbers)."""
+    out = since.rowcol_sentences(card.rowcol) if len(card.rowcol) else []
+    if card.artifact is not None:
+        out += since.artifact_sentences(card.artifact)
+    if card.sweep is not None:
+        out += since.sweep_sentences(card.sweep, card.sweep_contrasts, card_profile(card.profile, card.spec))
+    return out
+
+
 def ablation_setting(profile: Profile) -> str:
     """The smaller setting the padding-mode and embedding rows are trained and tested in ('' where it is the full
     one): their SPC compares within their own table, not with Table 1's."""
@@ -208,9 +232,12 @@ def make_card(spec: EncoderSpec, profile: Profile, output_dir: str | None = None
     stages = layer_analysis.per_stage(cfg, (spec,)).table
     padding, position = padding_ablation.padding_modes(cfg), padding_ablation.position_modes(cfg)
     study, source = study_table1(profile, output_dir)
+    sweep = since.size_sweep(cfg, (spec,))
     card = Card(spec, profile, t1, stages, padding.table, position.table, study, source,
-                padding_per_image=padding.per_image, position_per_image=position.per_image)
-    card.sentences = read_measures(card)
+                padding_per_image=padding.per_image, position_per_image=position.per_image,
+                rowcol=since.rowcol_table(cfg, (spec,)), artifact=since.constant_artifact(cfg, (spec,)), sweep=sweep,
+                sweep_contrasts=since.sweep_contrasts(sweep, cfg))
+    card.sentences = read_measures(card) + since_sentences(card)
     card.seconds = time.perf_counter() - t0
     return card
 
@@ -321,9 +348,24 @@ def sections(card: Card) -> list[tuple[str, str, pd.DataFrame | None]]:
          _stages_view(card)),
         ("Where it comes from: padding modes", "Every padded layer switched; n/a where no layer pads." + smaller,
          _modes_view(card.padding, natural)),
-        ("Where it comes from: the positional embedding",
-         "Kept, zeroed or shuffled at inference; n/a for a network without one (a CNN)." + smaller,
-         _modes_view(card.position, natural)),
+        ("Where it comes from: the positional code",
+         "Kept, zeroed, shuffled or shifted by one token at inference, the rotary embedding switched off, the tokens "
+         "permuted before the network and un-permuted after it; n/a with the reason where the network has no such part "
+         "(a CNN)." + smaller, _modes_view(card.position, natural)),
+        ("Row/column classification",
+         f"A linear classifier of each location's row and column bin from the features at the tap's own resolution, "
+         f"trained on the training images, accuracy on {natural} (mean of rows and columns; jackknife 95% interval "
+         f"over groups of images), where the grid has at least that many positions.",
+         since.rowcol_view(card.rowcol) if len(card.rowcol) else None),
+        (ARTIFACT_SECTION,
+         "The spatial variance of each tap's response to an all-zero input and a mid-grey image (no content at all), "
+         "per channel, over the features' variance on the photos, mean over channels (figure below).",
+         None if card.artifact is None else card.artifact.table.pivot_table(
+             index="tap", columns="input", values="artifact", sort=False).reset_index()),
+        ("The input-size sweep",
+         "Mean SPC over the patterns at the profile's size and one and eight pixels larger, and how many layers read "
+         "their padding on one side only at that size; n/a where a patch grid fixes the size." + smaller,
+         None if card.sweep is None else since.sweep_view(card.sweep)),
         ("The study's encoders beside it", f"On {natural}; source: {card.study_source}.",
          None if card.study.empty else beside_spc(card.study, ["encoder"], natural)[
              ["encoder", "spc", "position_variance", "position_variance_low", "position_variance_high"]]),
@@ -345,6 +387,8 @@ def to_markdown(card: Card, figure: str) -> str:
         lines += [f"## {title}", "", text, ""]
         if table is not None:
             lines += [table.to_markdown(index=False, floatfmt=".2f"), ""]
+        if title == ARTIFACT_SECTION and card.artifact is not None:
+            lines += [f"![each tap's response to a constant input]({ARTIFACT_FIGURE})", ""]
     lines += ["## Where this differs from the paper", ""] + [f"- {d}" for d in deviations(card_profile(card.profile, card.spec))]
     return "\n".join(lines) + "\n"
 
@@ -360,6 +404,10 @@ def to_html(card: Card, png: Path) -> str:
         body += [f"<h2>{html.escape(title)}</h2>", f"<p>{html.escape(text)}</p>"]
         if table is not None:
             body.append(table.to_html(index=False, float_format=lambda v: f"{v:.2f}", na_rep="", border=0))
+        if title == ARTIFACT_SECTION and (png.parent / ARTIFACT_FIGURE).exists():
+            art = base64.b64encode((png.parent / ARTIFACT_FIGURE).read_bytes()).decode()
+            body.append(f'<img alt="each tap\'s response to a constant input" style="max-width:100%" '
+                        f'src="data:image/png;base64,{art}">')
     body += ["<h2>Where this differs from the paper</h2>", "<ul>" + "".join(
         f"<li>{html.escape(d)}</li>" for d in deviations(card_profile(card.profile, card.spec))) + "</ul>"]
     style = ("body{font-family:sans-serif;max-width:60em;margin:2em auto;line-height:1.4}"
@@ -373,8 +421,15 @@ def write_card(card: Card, out: Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     files = {name: tables.write_csv(df, out / f"card_{name}.csv") for name, df in
              (("table1", card.table1), ("stages", card.stages), ("padding", card.padding), ("position", card.position))}
+    for name, df in (("rowcol", card.rowcol), ("sizes", card.sweep.table if card.sweep is not None else None),
+                     ("artifact", card.artifact.table if card.artifact is not None else None)):
+        if df is not None:
+            files[name] = tables.write_csv(df, out / f"card_{name}.csv")
     files["figure"] = out / "card.png"
     plt.close(plot_card(card, files["figure"]))
+    if card.artifact is not None:
+        files["artifact_figure"] = out / ARTIFACT_FIGURE
+        plt.close(since.plot_artifact(card.artifact, files["artifact_figure"]))
     files["markdown"] = out / "card.md"
     files["markdown"].write_text(to_markdown(card, "card.png"))
     files["html"] = out / "card.html"

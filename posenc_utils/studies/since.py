@@ -34,6 +34,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from scipy import stats
 
 from . import padding_ablation
 from .experiments import (Result, features_for, image_sets, per_image_frame, probe_seeds, seeded_summary, table1,
@@ -108,8 +109,6 @@ MEASURE_PAIRS = (("spc", "position_variance"), ("spc", "rowcol"), ("position_var
 def agreement(table: pd.DataFrame, test_set: str) -> pd.DataFrame:
     """Spearman rank correlation over the networks (mean SPC over patterns, the two feature measures), per pair
     of measures, on ``test_set``; NaN below three networks."""
-    from scipy import stats
-
     d = table[table.test_set == test_set].groupby("encoder", sort=False).agg(
         spc=("spc", "mean"), position_variance=("position_variance", "first"), rowcol=("rowcol", "first")).dropna()
     rows = []
@@ -190,27 +189,33 @@ def constant_artifact(profile: Profile, specs: tuple[EncoderSpec, ...] | None = 
     return Artifact(pd.DataFrame(rows), maps, taps)
 
 
-def plot_artifact(artifact: Artifact, path: Path, kind: str = "zero") -> plt.Figure:
-    """Each network's mean response map at each tap to ``kind`` (in standard deviations of its features on the
-    photos, centred per channel: what is left is the position pattern that padding or an embedding writes)."""
-    nets = [e for e, k in artifact.maps if k == kind]
-    cols = max(len(artifact.maps[(e, kind)]) for e in nets)
-    fig, axes = plt.subplots(len(nets), cols, figsize=(1.5 * cols + 1.6, 1.45 * len(nets)), squeeze=False)
+def plot_artifact(artifact: Artifact, path: Path) -> plt.Figure:
+    """Each network (a row) and its taps' mean response maps to each constant input (columns: the taps for the
+    all-zero input, then for the mid-grey image), in standard deviations of its features on the photos, centred per
+    channel: what is left is the position pattern that padding or an embedding writes. Title: the tap and its size."""
+    nets = list(dict.fromkeys(e for e, _ in artifact.maps))
+    kinds = list(dict.fromkeys(k for _, k in artifact.maps))
+    width = max(len(artifact.taps[e]) for e in nets)
+    sizes = artifact.table.set_index(["encoder", "input", "tap"]).artifact
+    fig, axes = plt.subplots(len(nets), width * len(kinds), figsize=(1.25 * width * len(kinds) + 1.8,
+                                                                    1.3 * len(nets) + 0.6), squeeze=False)
     for r, enc in enumerate(nets):
-        table = artifact.table.set_index(["encoder", "input", "tap"]).artifact
-        for c in range(cols):
-            ax = axes[r, c]
-            off_axes(ax)
-            if c >= len(artifact.maps[(enc, kind)]):
-                continue
-            m = artifact.maps[(enc, kind)][c]
-            lim = float(np.nanmax(np.abs(m))) or 1.0
-            ax.imshow(m, cmap="RdBu_r", vmin=-lim, vmax=lim)
-            tap = artifact.taps[enc][c]
-            ax.set_title(f"{tap}\n{table[(enc, kind, tap)]:.2g}", fontsize=6)
-        axes[r, 0].text(-0.08, 0.5, enc, ha="right", va="center", fontsize=7, transform=axes[r, 0].transAxes)
-    fig.suptitle(f"Response to a{'n all-zero input' if kind == 'zero' else ' mid-grey image'} (mean over channels, "
-                 f"photos' sd; title: tap, its spatial variance over the photos' variance)", fontsize=8)
+        for k, kind in enumerate(kinds):
+            for c in range(width):
+                ax = axes[r, k * width + c]
+                off_axes(ax)
+                maps = artifact.maps.get((enc, kind), [])
+                if c >= len(maps):
+                    continue
+                lim = float(np.nanmax(np.abs(maps[c]))) if np.isfinite(maps[c]).any() else 0.0
+                ax.imshow(maps[c], cmap="RdBu_r", vmin=-(lim or 1.0), vmax=lim or 1.0)
+                tap = artifact.taps[enc][c]
+                ax.set_title(f"{kind}: {tap[-14:]}\n{sizes[(enc, kind, tap)]:.2g}", fontsize=5)
+        axes[r, 0].text(-0.08, 0.5, enc.replace(" (", "\n("), ha="right", va="center", fontsize=6,
+                        transform=axes[r, 0].transAxes)
+    fig.suptitle("Response to an all-zero input (left) and a mid-grey image (right), mean over channels in the photos' "
+                 "standard deviations; title: the tap and the response's spatial variance over the photos' variance",
+                 fontsize=7)
     fig.tight_layout()
     save_figure(fig, path)
     return fig
@@ -249,8 +254,11 @@ def size_sweep(profile: Profile, specs: tuple[EncoderSpec, ...] | None = None) -
                 continue
             one = one_sided_layers(spec, size)
             train, tests, views = padding_ablation.ablation_sets(cfg)
+            # at the profile's own size the heads view Table 1's cached features; at another size a view would
+            # extract the whole set to read its head, so the heads' own features are extracted instead
+            source = view_features(views) if size == profile.image_size else None
             try:
-                seeded = probe_seeds(cfg, spec, sets=(train, tests), features=view_features(views))
+                seeded = probe_seeds(cfg, spec, sets=(train, tests), features=source)
             except (ImageTooSmallError, PaddingNotSupportedError) as err:
                 frames.append(pd.DataFrame([dict(base, status="n/a", reason=err.reason)]))
                 continue
@@ -437,3 +445,32 @@ FIG_ARTIFACT = declare("fig_since_constant_artifact", "07", "figure", made_by=pl
 SWEEP = declare("since_size_sweep", "07", "table", made_by=size_sweep, per_image=True)
 SWEEP_CONTRASTS = declare("since_size_contrasts", "07", "csv", made_by=sweep_contrasts)
 RECORD = declare("since_record", "07", "json", made_by=write)
+
+
+# ---------------------------------------------------------------- what notebook 07 and the card show
+
+
+def rowcol_view(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean accuracy of rows and columns, 'value [95% interval]', per network and tap (rows) and bins (columns)."""
+    d = table[table.axis == "mean"].copy()
+    d["cell"] = [f"{r.accuracy:.2f} [{r.accuracy_low:.2f}, {r.accuracy_high:.2f}]" for r in d.itertuples()]
+    wide = d.pivot_table(index=["encoder", "tap"], columns="bins", values="cell", aggfunc="first", sort=False)
+    wide.columns = [f"{b} bins (chance {1 / b:.3f})" for b in wide.columns]
+    grids = d.groupby(["encoder", "tap"], sort=False).grid.first()
+    return wide.assign(grid=grids).reset_index()
+
+
+def modes_view(modes: Result, natural: str) -> pd.DataFrame:
+    """Per network and mode: the mean SPC over patterns on ``natural`` with its 95% interval, or n/a and why."""
+    t = modes.table[modes.table.test_set == natural].groupby(["encoder", "setting"], sort=False).agg(
+        status=("status", "first"), reason=("reason", "first"), position_variance=("position_variance", "first"))
+    means = (padding_ablation.setting_means(modes.per_image, natural)
+             if modes.per_image is not None and len(modes.per_image) else pd.DataFrame(columns=["encoder", "setting"]))
+    out = t.reset_index().merge(means[[c for c in ("encoder", "setting", "spc", "ci_low", "ci_high") if c in means]],
+                                on=["encoder", "setting"], how="left")
+    return out.reindex(columns=["encoder", "setting", "status", "spc", "ci_low", "ci_high", "position_variance",
+                                "reason"])
+
+
+def sweep_view(sweep: Result) -> pd.DataFrame:
+    return sweep.table.drop(columns=["test_set"], errors="ignore")
