@@ -53,6 +53,7 @@ from ..primitives.specs import EncoderSpec
 
 CONSTANT_INPUTS = ("zero", "grey")  # the network's input all zero (after its preprocessing); a mid-grey image
 GREY = 0.5
+MAP_FLOOR = 0.05  # the artifact figure's colour scale spans at least +-0.05 of the photos' standard deviation
 PUBLISHED = ("No published number exists for these comparisons: the studies that use these measures (Loos & "
              "Linhardt 2025; \"Geometry without Position?\" 2026) report pretrained networks on other data and "
              "protocols, and the networks here are random-init (no pretrained transformer can be had offline).")
@@ -208,7 +209,8 @@ def plot_artifact(artifact: Artifact, path: Path) -> plt.Figure:
                 if c >= len(maps):
                     continue
                 lim = float(np.nanmax(np.abs(maps[c]))) if np.isfinite(maps[c]).any() else 0.0
-                ax.imshow(maps[c], cmap="RdBu_r", vmin=-(lim or 1.0), vmax=lim or 1.0)
+                lim = max(lim, MAP_FLOOR)  # a map of round-off is drawn flat, not stretched into a pattern
+                ax.imshow(maps[c], cmap="RdBu_r", vmin=-lim, vmax=lim)
                 tap = artifact.taps[enc][c]
                 ax.set_title(f"{kind}: {tap[-14:]}\n{sizes[(enc, kind, tap)]:.2g}", fontsize=5)
         axes[r, 0].text(-0.08, 0.5, enc.replace(" (", "\n("), ha="right", va="center", fontsize=6,
@@ -384,7 +386,12 @@ def write(profile: Profile, out: Path, since: Since, seconds: float) -> Path:
     Result(since.sweep_contrasts).save(out, SWEEP_CONTRASTS)
     record = dict(profile=profile.name, models=[s.label for s in models(profile)], sizes=list(sweep_sizes(profile)),
                   seconds=round(seconds, 1), cpu=devices.cpu_model(), cpus=os.cpu_count(), date=time.strftime("%Y-%m-%d"))
-    RECORD.path(out).write_text(json.dumps(record, indent=1) + "\n")
+    path = RECORD.path(out)
+    before = json.loads(path.read_text()) if path.exists() else {}
+    same = all(before.get(k) == record[k] for k in ("profile", "models", "sizes"))
+    if same and before.get("seconds", 0) > seconds:  # made before, read back now: keep what making them took
+        record.update({k: before[k] for k in ("seconds", "cpu", "cpus", "date") if k in before})
+    path.write_text(json.dumps(record, indent=1) + "\n")
     return RECORD.path(out)
 
 
