@@ -43,7 +43,7 @@ def test_table1_shape(table1_run):
                                    "spc_boot_low", "spc_boot_high", "train_loss", "const_loss", "const_mae",
                                    "constant_share", "readout_failed", "position_variance", "position_variance_low",
                                    "position_variance_high", "position_variance_train", "position_variance_train_low",
-                                   "position_variance_train_high"]
+                                   "position_variance_train_high", "rowcol", "rowcol_low", "rowcol_high"]
     assert profile.seeds == 3, "the paper profile reports 3 seeds"
     decides = table.arch == "posenet"  # this tiny run's VGG16 is random-init: one seed (it decides no claim)
     assert (table[decides].n_seeds == 3).all() and (table[~decides].n_seeds == profile.random_init_seeds).all()

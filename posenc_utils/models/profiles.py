@@ -242,7 +242,7 @@ def _paper() -> Profile:
         # of DUTS-TR that would be ~850 GB of features (the run's plan prints it), on these subsets ~45 GB.
         ablation_train_n=500,
         ablation_test_n=100,
-        since_in_main=False,  # notebook 07 on DUTS-TR: `make since PROFILE=paper`
+        since_in_main=False,  # notebook 07 on DUTS-TR: `make since PROFILE=paper` first, else notebook 07 computes it
     )
 
 

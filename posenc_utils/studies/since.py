@@ -414,14 +414,19 @@ def load(profile: Profile, out: Path) -> tuple[Since | None, str]:
                  read(MODE_CONTRASTS), artifact, Result(read(SWEEP), read(SWEEP, True)), read(SWEEP_CONTRASTS)), ""
 
 
-def results(profile: Profile, out: Path) -> tuple[Since | None, str]:
-    """What notebook 07 shows: computed (and written) where the profile runs it in the main job, else :func:`load`'s."""
-    if profile.since_in_main:
-        t0 = time.perf_counter()
-        since = compute(profile)
-        write(profile, out, since, time.perf_counter() - t0)
-        return since, ""
-    return load(profile, out)
+def results(profile: Profile, out: Path) -> tuple[Since, str]:
+    """What notebook 07 shows: where the profile does not run it in the main job, what ``make since`` wrote
+    (:func:`load`) where it is there and current; else computed now and written (with the reason it was computed)."""
+    why = "computed here: the profile runs notebook 07 in the main job"
+    if not profile.since_in_main:
+        found, why = load(profile, out)
+        if found is not None:
+            return found, f"read from {RECORD.path(out)} (written by `make since`)"
+        why = f"computed here, which takes a while: {why}"
+    t0 = time.perf_counter()
+    since = compute(profile)
+    write(profile, out, since, time.perf_counter() - t0)
+    return since, why
 
 
 def main(argv: list[str] | None = None) -> int:
