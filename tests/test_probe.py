@@ -230,3 +230,13 @@ def test_a_quick_card_end_to_end(tmp_path, monkeypatch, capsys):
         "tested on 4 photos" in md
     assert "A smaller setting than Table 1's (readouts trained on 16" in md.split("## Where it comes from")[1]
     assert np.isfinite(pd.read_csv(folder / "card_table1.csv").spc).all()
+    # the measures since the paper: row/column per tap, the constant-input artifact with its figure, the size sweep
+    rc = pd.read_csv(folder / "card_rowcol.csv")
+    assert set(rc.tap) >= {"all taps"} and rc.accuracy.between(0, 1).all() and (rc.bins <= rc.grid).all()
+    art = pd.read_csv(folder / "card_artifact.csv")
+    assert set(art.input) == {"zero", "grey"} and (art.artifact >= 0).all() and (folder / "card_artifact.png").exists()
+    sizes = pd.read_csv(folder / "card_sizes.csv", keep_default_na=False)
+    assert list(sizes.image_size) == [64, 65, 72] and (sizes.status == "ok").all()
+    assert list(sizes.one_sided) == [4, 0, 2]  # ResNet18 at 64 px: its stride-2 3x3 layers read one side only
+    assert "## Row/column classification" in md and "card_artifact.png" in md and "## The input-size sweep" in md
+    assert page.count("data:image/png;base64,") == 2

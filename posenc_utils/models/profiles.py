@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 # Importing the families registers them: the encoder specs below check their names and weights against them.
 from .families import RESNET152_AUTHORS_TAPS, RESNET152_FIVE_STAGES
+from .networks import timm_weights_file
 # The specs live in posenc_utils.primitives.specs; they are imported from here by most of the study, and stay importable so.
 from ..primitives.specs import FEATURE_STORAGE, INPUTS, DownstreamSpec, SpecError, EncoderSpec, ImageSetSpec, ReadoutSpec  # noqa: F401
 
@@ -17,14 +18,15 @@ PROFILES = ("quick", "offline", "paper")
 
 
 # Notebook 07's networks beside the study's encoders (beyond the paper): a ViT (absolute embedding), a Swin
-# Transformer (relative bias), a ConvNeXt (a CNN of the 2020s) and EVA-02 (absolute and rotary embeddings); random
-# init offline (no pretrained transformer can be had here), timm's weights where a user has them.
-SINCE_MODELS = (
-    EncoderSpec("timm:vit_tiny_patch16_224", "random"),
-    EncoderSpec("timm:swin_tiny_patch4_window7_224", "random"),
-    EncoderSpec("timm:convnext_atto", "random"),
-    EncoderSpec("timm:eva02_tiny_patch14_224", "random"),
-)
+# Transformer (relative bias), a ConvNeXt (a CNN of the 2020s) and EVA-02 (absolute and rotary embeddings).
+SINCE_NETWORKS = ("vit_tiny_patch16_224", "swin_tiny_patch4_window7_224", "convnext_atto", "eva02_tiny_patch14_224")
+
+
+def since_models() -> tuple[EncoderSpec, ...]:
+    """Notebook 07's networks: timm's pretrained weights where their file is on this machine
+    (:func:`~posenc_utils.models.networks.timm_weights_file`), else random init (offline, none can be had)."""
+    return tuple(EncoderSpec(f"timm:{name}", "imagenet" if timm_weights_file(name).exists() else "random")
+                 for name in SINCE_NETWORKS)
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,7 @@ class Profile:
     # encoders and ``since_models``, the input-size sweep at the image size plus each of ``size_sweep_offsets`` (on the
     # ablation sets). In the main job where ``since_in_main``, else its own command (`make since`), whose committed
     # results notebook 07 reads.
-    since_models: tuple[EncoderSpec, ...] = SINCE_MODELS
+    since_models: tuple[EncoderSpec, ...] = field(default_factory=since_models)
     size_sweep_offsets: tuple[int, ...] = (0, 1, 8)
     since_in_main: bool = True
     # What a paper test set is called here, for "paper vs reproduced" (our name -> paper's name).
