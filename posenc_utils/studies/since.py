@@ -407,7 +407,9 @@ def load(profile: Profile, out: Path) -> tuple[Since | None, str]:
 
     def read(product, frame: bool = False) -> pd.DataFrame:
         p = product.per_image_path(out) if frame else product.csv(out)
-        return pd.read_csv(p) if p.exists() and p.stat().st_size > 1 else pd.DataFrame()
+        # "n/a" is a status here, not a missing value: only empty cells are
+        return pd.read_csv(p, keep_default_na=False, na_values=[""]) if p.exists() and p.stat().st_size > 1 \
+            else pd.DataFrame()
 
     artifact = Artifact(read(ARTIFACT))
     return Since(read(ROWCOL), Result(read(MEASURES)), read(AGREEMENT), Result(read(MODES), read(MODES, True)),
