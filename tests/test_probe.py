@@ -232,7 +232,8 @@ def test_a_quick_card_end_to_end(tmp_path, monkeypatch, capsys):
     assert np.isfinite(pd.read_csv(folder / "card_table1.csv").spc).all()
     # the measures since the paper: row/column per tap, the constant-input artifact with its figure, the size sweep
     rc = pd.read_csv(folder / "card_rowcol.csv")
-    assert set(rc.tap) >= {"all taps"} and rc.accuracy.between(0, 1).all() and (rc.bins <= rc.grid).all()
+    assert {"act1", "layer1"} <= set(rc.tap) and rc.accuracy.between(0, 1).all() and (rc.bins <= rc.grid).all()
+    assert "all taps" not in set(rc.tap)  # together at layer4's 2 x 2 grid: fewer positions than 4 bins
     art = pd.read_csv(folder / "card_artifact.csv")
     assert set(art.input) == {"zero", "grey"} and (art.artifact >= 0).all() and (folder / "card_artifact.png").exists()
     sizes = pd.read_csv(folder / "card_sizes.csv", keep_default_na=False)
