@@ -5,12 +5,15 @@ a size, a count, an epoch number or an encoder list.
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 
 # Importing the families registers them: the encoder specs below check their names and weights against them.
 from .families import RESNET152_AUTHORS_TAPS, RESNET152_FIVE_STAGES
 from .networks import timm_weights_file
+from ..primitives import paths
 # The specs live in posenc_utils.primitives.specs; they are imported from here by most of the study, and stay importable so.
 from ..primitives.specs import FEATURE_STORAGE, INPUTS, DownstreamSpec, SpecError, EncoderSpec, ImageSetSpec, ReadoutSpec  # noqa: F401
 
@@ -379,3 +382,14 @@ def downstream_deviations(ds: DownstreamSpec) -> list[str]:
                f"scene around it, so its output covers the image with no invented border ({around}); with padding it "
                f"sees the image alone")
     return out
+
+
+def command_profile(prog: str, description: str, argv: list[str] | None = None) -> tuple[Profile, Path]:
+    """The profile and output folder of a command that writes results beside the study's (``make extended``,
+    ``make since``): ``--profile`` (default offline) and ``--output-dir`` (default figures/<profile>)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--profile", default="offline", help="quick | offline | paper (default offline)")
+    parser.add_argument("--output-dir", default="", help="where the study's results are (default figures/<profile>)")
+    args = parser.parse_args(argv)
+    profile = get_profile(args.profile)
+    return profile, paths.output_dir(profile.name, args.output_dir or None)

@@ -18,7 +18,6 @@ those readouts: results from another readout procedure are not mixed into the st
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -29,12 +28,12 @@ import numpy as np
 import pandas as pd
 
 from . import budget, layer_analysis
-from ..primitives import devices, paths
+from ..primitives import devices
 from ..engine import tables
 from .experiments import Result, probe_job
 from ..primitives.products import declare
 from ..engine.readout import train_readouts
-from ..models.profiles import Profile, deviations, get_profile
+from ..models.profiles import Profile, command_profile, deviations
 
 DEPTHS = (1, 2, 3)  # 1 layer: Table 1's readout, the depth part's reference
 
@@ -130,12 +129,7 @@ def results(profile: Profile, out: Path) -> tuple[Result | None, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m posenc_utils.extended", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--profile", default="offline", help="quick | offline | paper (default offline)")
-    parser.add_argument("--output-dir", default="", help="where the study's results are (default figures/<profile>)")
-    args = parser.parse_args(argv)
-    profile = get_profile(args.profile)
-    out = paths.output_dir(profile.name, args.output_dir or None)
+    profile, out = command_profile("python -m posenc_utils.extended", __doc__.split("\n\n")[0], argv)
     t0 = time.perf_counter()
     print(f"extended readouts ({profile.name}): width sweep {profile.width_sweep}, {len(readout_keys(profile))} "
           f"readouts; the budget curve to {profile.curve_max_steps} steps", flush=True)

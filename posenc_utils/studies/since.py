@@ -21,7 +21,6 @@ since`` (``python -m posenc_utils.since``) writes the results with a record and 
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -44,8 +43,8 @@ from ..engine.measures import image_groups, table_columns, variance_components
 from ..engine.plots import off_axes, save_figure
 from ..models.encoders import build_encoder, padding_reads_at, patch_grid, resize_taps
 from ..models.families import family_of
-from ..models.profiles import Profile, deviations, get_profile
-from ..primitives import devices, paths
+from ..models.profiles import Profile, command_profile, deviations
+from ..primitives import devices
 from ..primitives.borders import ImageTooSmallError, PaddingNotSupportedError
 from ..primitives.positions import POSITION_MODES
 from ..primitives.products import declare
@@ -432,12 +431,7 @@ def results(profile: Profile, out: Path) -> tuple[Since, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m posenc_utils.since", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--profile", default="offline", help="quick | offline | paper (default offline)")
-    parser.add_argument("--output-dir", default="", help="where the study's results are (default figures/<profile>)")
-    args = parser.parse_args(argv)
-    profile = get_profile(args.profile)
-    out = paths.output_dir(profile.name, args.output_dir or None)
+    profile, out = command_profile("python -m posenc_utils.since", __doc__.split("\n\n")[0], argv)
     t0 = time.perf_counter()
     print(f"notebook 07's results ({profile.name}): {len(models(profile))} networks, sizes {sweep_sizes(profile)}",
           flush=True)
