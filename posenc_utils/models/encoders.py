@@ -147,10 +147,10 @@ def shape_only(spec: EncoderSpec, image_size: int = 224) -> tuple[tuple[int, ...
     build on PyTorch's meta device, its operations counted by torch (what a run's plan sizes and times)."""
     if not family_of(spec.name).network:
         return build_encoder(spec, 0, image_size).channels, 0.0
-    module, prepare = _shape_only_module(spec, image_size)
+    module, prepare, device = _shape_only_module(spec, image_size)
     counter = FlopCounterMode(display=False)
-    with torch.device("meta"), counter:
-        outs = module(prepare(torch.zeros(1, 3, image_size, image_size)))
+    with torch.no_grad(), counter:
+        outs = module(prepare(torch.zeros(1, 3, image_size, image_size, device=device)))
     return tuple(int(o.shape[1]) for o in outs), counter.get_total_flops() / 1e9
 
 
@@ -162,22 +162,40 @@ def tap_sizes(spec: EncoderSpec, image_size: int = 224) -> tuple[tuple[int, int]
         with torch.no_grad():
             return tuple(tuple(o.shape[-2:]) for o in build_encoder(spec, 0, image_size)(
                 torch.zeros(1, 3, image_size, image_size)))
-    module, prepare = _shape_only_module(spec, image_size)
-    with torch.device("meta"):
-        outs = module(prepare(torch.zeros(1, 3, image_size, image_size)))
-    return tuple((int(o.shape[-2]), int(o.shape[-1])) for o in outs)
+    return tuple((int(o.shape[-2]), int(o.shape[-1])) for o in _shape_run(spec, image_size))
 
 
-def _shape_only_module(spec: EncoderSpec, image_size: int, padding: bool = False) -> tuple[torch.nn.Module, Callable]:
+def _shape_only_module(spec: EncoderSpec, image_size: int, padding: bool = False
+                       ) -> tuple[torch.nn.Module, Callable, torch.device]:
     """``spec``'s network built on PyTorch's meta device (no weights read or allocated; never cached), in eval mode,
-    and its input conversion; ``padding``: with ``spec``'s own padding mode set (else zero padding, as built)."""
+    its input conversion and the device to give it inputs on; ``padding``: with ``spec``'s own padding mode set (else
+    zero padding, as built). A network whose initialization has an operation the meta device lacks is built on the
+    CPU instead (random weights, still nothing read)."""
     shapes = dataclasses.replace(spec, weights="random", padding="zeros")
-    with torch.device("meta"):
+    try:
+        with torch.device("meta"):
+            module, _taps, _names = family_of(spec.name).build(shapes, 0, image_size)
+    except NotImplementedError:
         module, _taps, _names = family_of(spec.name).build(shapes, 0, image_size)
     module.eval()
     if padding and spec.padding in ("none", "reflect", "replicate", "circular"):
         set_padding(module, spec.padding)
-    return module, input_convention(shapes)[0]
+    device = next(iter(module.parameters()), torch.empty(0, device="meta")).device
+    return module, input_convention(shapes)[0], device
+
+
+def _shape_run(spec: EncoderSpec, image_size: int, padding: bool = False) -> list[torch.Tensor]:
+    """The tap maps of a shape-only build on an all-zero ``image_size`` px image."""
+    module, prepare, device = _shape_only_module(spec, image_size, padding)
+    with torch.no_grad():
+        return module(prepare(torch.zeros(1, 3, image_size, image_size, device=device)))
+
+
+def parameters(spec: EncoderSpec, image_size: int = 224) -> int:
+    """The number of parameters of ``spec``'s tapped network (up to its last tap), from a shape-only build."""
+    if not family_of(spec.name).network:
+        return 0
+    return sum(p.numel() for p in _shape_only_module(spec, image_size)[0].parameters())
 
 
 def patch_grid(spec: EncoderSpec, image_size: int) -> tuple[int, int] | None:
@@ -192,11 +210,9 @@ def runs_at(spec: EncoderSpec, image_size: int) -> bool:
     """Whether ``spec`` runs on ``image_size`` px images with its own padding (a shape-only build)."""
     if not family_of(spec.name).network:
         return True
-    module, prepare = _shape_only_module(spec, image_size, padding=True)
     try:
-        with torch.device("meta"):
-            module(prepare(torch.zeros(1, 3, image_size, image_size)))
-    except RuntimeError:
+        _shape_run(spec, image_size, padding=True)
+    except (RuntimeError, AssertionError):
         return False
     return True
 

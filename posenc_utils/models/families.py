@@ -243,28 +243,80 @@ def _checkpoint_file(spec: "EncoderSpec") -> Path | None:
 TIMM_BLOCK_TAPS = 4  # a plain transformer (ViT, DeiT: one resolution) is tapped at this many blocks, evenly spaced
 
 
-@functools.lru_cache(maxsize=16)
+def _timm_create(name: str, **options) -> nn.Module:
+    """``timm.create_model`` on PyTorch's meta device (no weights allocated), or on the CPU for a model whose
+    initialization has an operation the meta device lacks (RegNet's width rounding calls ``unique``)."""
+    import timm
+
+    try:
+        with torch.device("meta"):
+            return timm.create_model(name, pretrained=False, **options)
+    except NotImplementedError:
+        return timm.create_model(name, pretrained=False, **options)
+
+
+def _timm_runs(name: str, image_size: int, options: dict) -> bool:
+    """Whether timm's feature network of ``name`` made with ``options`` runs on ``image_size`` px images."""
+    try:
+        net = _timm_create(name, features_only=True, **options)
+        device = next(net.parameters()).device
+        with torch.no_grad():
+            net.eval()(torch.zeros(1, 3, image_size, image_size, device=device))
+    except (AssertionError, RuntimeError, ValueError, TypeError, NotImplementedError, IndexError):
+        return False
+    return True
+
+
+def timm_own_size(name: str) -> int:
+    """The input size timm's default configuration of ``name`` was made for (224 for most)."""
+    import timm
+
+    return int(timm.get_pretrained_cfg(name).input_size[-1]) if timm.get_pretrained_cfg(name) else 224
+
+
+@functools.lru_cache(maxsize=64)
 def timm_options(name: str, image_size: int) -> tuple[tuple[str, object], ...]:
     """How the study creates the timm model ``name`` for ``image_size`` px images, decided from its structure (a
-    build on PyTorch's meta device: no weights): a transformer is made for the image size (its patch grid, and
-    so its positional embedding, follows it; pretrained embeddings are resampled by timm), and a plain one (ViT,
-    DeiT) is tapped at :data:`TIMM_BLOCK_TAPS` evenly spaced blocks instead of timm's default last three."""
+    build on PyTorch's meta device: no weights): a network that takes an ``img_size`` (a transformer, an MLP-Mixer,
+    LeViT, CoAtNet) is made for the image size (its patch grid, and so its positional embedding or token-mixing
+    weights, follows it; pretrained embeddings are resampled by timm); one that cannot run at the image size even so
+    (a window size that must divide its grids) is made at its own size and fed its input resized to it
+    (``input_size``: said on the card); a plain one (ViT, DeiT) is tapped at :data:`TIMM_BLOCK_TAPS` evenly spaced
+    blocks instead of timm's default last three."""
     import timm  # optional and heavy: only a timm encoder needs it
 
     if not timm.is_model(name):
         raise ValueError(f"unknown timm model {name!r}; see timm.list_models()")
-    with torch.device("meta"):
-        full = timm.create_model(name, pretrained=False)
+    full = _timm_create(name)
     options: dict = {}
-    if hasattr(full, "patch_embed") and "img_size" in inspect.signature(type(full).__init__).parameters:
+    try:
+        _timm_create(name, img_size=image_size)
         options["img_size"] = image_size
+    except TypeError:  # no img_size: a CNN, whatever size it is given
+        pass
+    except (AssertionError, RuntimeError, ValueError):  # takes img_size, but not this one
+        options["input_size"] = timm_own_size(name)
     blocks = getattr(full, "blocks", None)  # a plain transformer: patch embedding, then blocks at one resolution
     if hasattr(full, "patch_embed") and isinstance(blocks, nn.Sequential | nn.ModuleList) \
             and hasattr(full, "forward_intermediates"):
         depth = len(blocks)
         options["out_indices"] = tuple(sorted({max(0, round((i + 1) * depth / TIMM_BLOCK_TAPS) - 1)
                                                for i in range(TIMM_BLOCK_TAPS)}))
+    made = {k: v for k, v in options.items() if k != "input_size"}
+    if "input_size" not in options and not _timm_runs(name, image_size, made):
+        own = timm_own_size(name)
+        if own != image_size and _timm_runs(name, own, {k: v for k, v in made.items() if k != "img_size"}):
+            made.pop("img_size", None)
+            options = {**made, "input_size": own}
     return tuple(options.items())
+
+
+def timm_input_size(spec: "EncoderSpec", image_size: int) -> int | None:
+    """The size a timm model is fed at when it cannot be made for ``image_size`` (its images are resized to it),
+    else None."""
+    if not spec.name.startswith("timm:"):
+        return None
+    return dict(timm_options(spec.name.removeprefix("timm:"), image_size)).get("input_size")
 
 
 def _timm_model(spec: "EncoderSpec", seed: int, pretrained: bool, image_size: int) -> nn.Module:
@@ -275,6 +327,7 @@ def _timm_model(spec: "EncoderSpec", seed: int, pretrained: bool, image_size: in
 
     name = spec.name.removeprefix("timm:")
     options = dict(timm_options(name, image_size))
+    options.pop("input_size", None)  # the network is made at its own size; _timm resizes its input
     if checkpoint_file(spec) is not None:
         state = read_checkpoint(checkpoint_file(spec))
         with torch.device("meta"):
@@ -322,6 +375,7 @@ def _timm(spec: "EncoderSpec", seed: int, image_size: int) -> Built:
     net = _timm_model(spec, seed, pretrained=spec.weights == "imagenet", image_size=image_size)
     names = tuple(net.feature_info.module_name())
     channels_last = _nhwc(net)
+    resize = timm_input_size(spec, image_size)
     if spec.taps is not None:  # keep the asked taps, in timm's order
         unknown = [t for t in spec.taps if t not in names]
         if unknown:
@@ -329,7 +383,7 @@ def _timm(spec: "EncoderSpec", seed: int, image_size: int) -> Built:
         keep = [i for i, n in enumerate(names) if n in spec.taps]
         net = _TimmSubset(net, keep)
         names = tuple(names[i] for i in keep)
-    return FeatureNet(net.eval(), channels_last), names, names
+    return FeatureNet(net.eval(), channels_last, resize), names, names
 
 
 class _TimmSubset(nn.Module):
@@ -359,7 +413,7 @@ def _timm_input(spec: "EncoderSpec") -> tuple[Callable, str]:
 def _timm_bare(spec: "EncoderSpec", image_size: int) -> nn.Module:
     random = dataclasses.replace(spec, weights="random")
     net = _timm_model(random, 0, pretrained=False, image_size=image_size)
-    return FeatureNet(set_padding(net, spec.padding), _nhwc(net))
+    return FeatureNet(set_padding(net, spec.padding), _nhwc(net), timm_input_size(spec, image_size))
 
 
 def _timm_padding(net: nn.Module, mode: str) -> None:

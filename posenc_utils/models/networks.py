@@ -21,6 +21,7 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from ..primitives.specs import EncoderSpec
 
@@ -116,18 +117,23 @@ class TapModel(nn.Module):
 class FeatureNet(nn.Module):
     """A network whose forward pass already returns its list of tap maps (timm's ``features_only``
     models), with the same ``copy`` as :class:`TapModel`. ``channels_last``: its maps come as (B, H, W, C)
-    (a Swin Transformer's stages) and are given as (B, C, H, W), as every other encoder's."""
+    (a Swin Transformer's stages) and are given as (B, C, H, W), as every other encoder's. ``resized_to``: a network
+    made for one input size only (its windows must divide its grids) is fed its images resized to that size
+    (bilinear; antialiased when shrinking), so it is probed at its own size."""
 
-    def __init__(self, net: nn.Module, channels_last: bool = False):
+    def __init__(self, net: nn.Module, channels_last: bool = False, resized_to: int | None = None):
         super().__init__()
-        self.net, self.channels_last = net, channels_last
+        self.net, self.channels_last, self.resized_to = net, channels_last, resized_to
 
     def forward(self, x):
+        if self.resized_to and tuple(x.shape[-2:]) != (self.resized_to, self.resized_to):
+            x = F.interpolate(x, size=(self.resized_to, self.resized_to), mode="bilinear", align_corners=False,
+                              antialias=x.shape[-1] > self.resized_to).contiguous(memory_format=torch.channels_last)
         outs = list(self.net(x))
         return [o.permute(0, 3, 1, 2) for o in outs] if self.channels_last else outs
 
     def copy(self) -> "FeatureNet":
-        return FeatureNet(copy.deepcopy(self.net), self.channels_last)
+        return FeatureNet(copy.deepcopy(self.net), self.channels_last, self.resized_to)
 
 
 # ---------------------------------------------------------------- preprocessing

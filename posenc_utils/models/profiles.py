@@ -25,6 +25,10 @@ PROFILES = ("quick", "offline", "paper")
 SINCE_NETWORKS = ("vit_tiny_patch16_224", "swin_tiny_patch4_window7_224", "convnext_atto", "eva02_tiny_patch14_224")
 
 
+# The quick profile's atlas (CI): a CNN, a ViT and an MLP-Mixer.
+QUICK_ATLAS = ("tv:resnet18", "timm:vit_tiny_patch16_224", "timm:mixer_s16_224")
+
+
 def since_models() -> tuple[EncoderSpec, ...]:
     """Notebook 07's networks: timm's pretrained weights where their file is on this machine
     (:func:`~posenc_utils.models.networks.timm_weights_file`), else random init (offline, none can be had)."""
@@ -102,6 +106,13 @@ class Profile:
     since_models: tuple[EncoderSpec, ...] = field(default_factory=since_models)
     size_sweep_offsets: tuple[int, ...] = (0, 1, 8)
     since_in_main: bool = True
+    # Notebook 08 (beyond the paper: the position atlas, posenc_utils.studies.atlas): ``atlas_models`` (empty: the
+    # default list, posenc_utils/studies/atlas_models.csv), each model's card made with readouts trained on the first
+    # ``atlas_train_n`` training images (None: all; a lighter card, labelled); in the main job where ``atlas_in_main``,
+    # else its own command (`make atlas`), whose committed results notebook 08 reads.
+    atlas_models: tuple[str, ...] = ()
+    atlas_train_n: int | None = None
+    atlas_in_main: bool = True
     # What a paper test set is called here, for "paper vs reproduced" (our name -> paper's name).
     paper_test_names: tuple[tuple[str, str], ...] = (
         ("photos", "PASCAL-S"), ("PASCAL-S", "PASCAL-S"), ("black", "black"), ("white", "white"), ("noise", "noise"),
@@ -184,6 +195,7 @@ def _quick() -> Profile:
         curve_max_steps=64,
         downstream=_scene_tasks(32, 32, 8, width=4, epochs=1, batch_size=8, seeds=2, blocks=4),
         seeds=2,
+        atlas_models=QUICK_ATLAS,
     )
 
 
@@ -213,6 +225,10 @@ def _offline() -> Profile:
         width_sweep=(4, 16, 64),
         extended_in_main=False,
         since_in_main=False,  # notebook 07's networks and sweeps: `make since` (see DEVELOPERS.md)
+        # The atlas's 27 networks in an hour on 2 cores: readouts on 200 training images (a full card was 128 s for
+        # ResNet18, measured here), `make atlas` with committed results.
+        atlas_train_n=200,
+        atlas_in_main=False,
         curve_train_n=100,  # Table 4's training images: the curve's small set
         # Notebook 05 within its budget: the network without padding sees the scene around the image, as deep as
         # its deepest block reaches (all five blocks: 98 px on each side, 12x the arithmetic of the padded network at
@@ -248,6 +264,7 @@ def _paper() -> Profile:
         ablation_train_n=500,
         ablation_test_n=100,
         since_in_main=False,  # notebook 07 on DUTS-TR: `make since PROFILE=paper` first, else notebook 07 computes it
+        atlas_in_main=False,  # notebook 08 on DUTS-TR: `make atlas PROFILE=paper` (on a cluster: --executor slurm)
     )
 
 

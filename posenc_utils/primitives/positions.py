@@ -93,11 +93,13 @@ def rotary_modules(net: nn.Module) -> list[tuple[nn.Module, str]]:
 
 
 def patch_size(net: nn.Module) -> tuple[int, int] | None:
-    """The patch size of a transformer's patch embedding (timm's ``patch_embed.patch_size``); None: no patches."""
+    """The patch size of a transformer's or an MLP-Mixer's patch embedding (timm's ``patch_embed.patch_size``, or a
+    Mixer's ``stem``); None: no patches."""
     for m in net.modules():
-        size = getattr(getattr(m, "patch_embed", None), "patch_size", None)
-        if size is not None:
-            return tuple(size) if not isinstance(size, int) else (size, size)
+        for part in ("patch_embed", "stem"):
+            size = getattr(getattr(m, part, None), "patch_size", None)
+            if size is not None:
+                return tuple(size) if not isinstance(size, int) else (size, size)
     return None
 
 
@@ -114,6 +116,10 @@ def set_position(net: nn.Module, mode: str, seed: int = 0) -> nn.Module:
     if mode == "kept":
         return net
     if mode == "permuted":
+        if getattr(net, "resized_to", None):
+            raise _refuse(mode, f"the network is probed at its own size ({net.resized_to} px, its input resized), so "
+                          "permuting the image's patches does not permute its tokens",
+                          "Use a model of the family that can be made for the profile's image size.")
         patch = patch_size(net)
         if patch is None:
             raise _refuse(mode, "no patch tokens: a convolutional network",

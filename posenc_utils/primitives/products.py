@@ -26,6 +26,7 @@ KINDS = {  # kind -> the files it is written as (its name + each suffix)
     "markdown": (".md",),
     "report": (".md", ".csv"),  # a claims report: its Markdown and its verdict table
     "json": (".json",),
+    "page": (".md", ".html"),  # a page of its own: Markdown and self-contained HTML
     "frame": (),  # per-image results only (``results/<name>_per_image.csv``)
 }
 BUDGET = ("table", "frame")  # a larger-budget twin: a table of its own, or its per-image frame only

@@ -47,6 +47,7 @@ from ..studies import experiments, layer_analysis, padding_ablation, since
 from ..primitives import paths
 from ..engine import tables
 from ..engine.measures import beside_spc
+from ..models.families import family_of, timm_input_size
 from ..models.networks import CheckpointError, WeightsNotFoundError, checkpoint_file
 from .plan import missing_inputs, run_plan
 from ..engine.plots import save_figure, spread_labels
@@ -54,6 +55,7 @@ from ..models.profiles import INPUTS, PROFILES, EncoderSpec, Profile, deviations
 from ..primitives.targets import PATTERNS
 
 CARD_PATTERNS = PATTERNS
+MODE_COLUMNS = ["encoder", "setting", "pattern", "test_set", "spc", "status", "reason", "position_variance"]
 ARTIFACT_SECTION, ARTIFACT_FIGURE = "The constant-input artifact", "card_artifact.png"
 DISAGREE = 0.5  # the two measures disagree where the model's places among the study's encoders differ by this much
 
@@ -71,6 +73,7 @@ class Card:
     study: pd.DataFrame  # the study's Table 1 of the same profile (empty when it has not been run)
     study_source: str
     sentences: list[str] = field(default_factory=list)
+    table1_per_image: pd.DataFrame = field(default_factory=pd.DataFrame)  # every seed's per-image results of Table 1
     seconds: float = 0.0
     # every readout seed's per-image results of the padding and positional-embedding modes (their intervals and
     # paired comparisons: posenc_utils.studies.padding_ablation.setting_means, mode_contrasts)
@@ -147,10 +150,14 @@ def read_measures(card: Card) -> list[str]:
     says, where the model stands among the study's encoders by each, and whether the two agree."""
     natural = card.profile.natural_test_set
     label = card.spec.label
+    own = timm_input_size(card.spec, card.profile.image_size)
+    resized = ([f"{label} cannot be made for {card.profile.image_size} px images (its windows or attention biases need "
+                f"its own grid), so it is probed at its own size: every image is resized to {own} px before it."]
+               if own else [])
     spc = float(_mean_on(card.table1, natural, "spc").iloc[0])
     share = _mean_on(card.table1, natural, "position_variance")
     share = float(share.iloc[0]) if len(share) else float("nan")
-    out = [f"On {natural}, the readout recovers a mean SPC of {spc:.2f} over the five patterns; position explains "
+    out = resized + [f"On {natural}, the readout recovers a mean SPC of {spc:.2f} over the five patterns; position explains "
            f"{share:.1%} of the variance of the features it reads (no readout involved)."]
     if not card.study.empty:
         others = card.study[card.study.encoder != label]
@@ -228,15 +235,22 @@ def make_card(spec: EncoderSpec, profile: Profile, output_dir: str | None = None
     """Compute every part of the card (cached: a second run reads it all back)."""
     t0 = time.perf_counter()
     cfg = card_profile(profile, spec)
-    t1 = experiments.table1(cfg).table
-    stages = layer_analysis.per_stage(cfg, (spec,)).table
-    padding, position = padding_ablation.padding_modes(cfg), padding_ablation.position_modes(cfg)
+    t1_result = experiments.table1(cfg)
+    t1 = t1_result.table
+    network = family_of(spec.name).network  # a control (PosENet) has no taps: no stages, no artifact
+    stages = layer_analysis.per_stage(cfg, (spec,)).table if network else pd.DataFrame()
+    if network:
+        padding, position = padding_ablation.padding_modes(cfg), padding_ablation.position_modes(cfg)
+    else:  # nothing to pad, no positional code: every mode n/a
+        padding = position = experiments.Result(pd.DataFrame(columns=MODE_COLUMNS), pd.DataFrame())
     study, source = study_table1(profile, output_dir)
-    sweep = since.size_sweep(cfg, (spec,))
+    sweep = since.size_sweep(cfg, (spec,)) if network else None
     card = Card(spec, profile, t1, stages, padding.table, position.table, study, source,
+                table1_per_image=t1_result.per_image if t1_result.per_image is not None else pd.DataFrame(),
                 padding_per_image=padding.per_image, position_per_image=position.per_image,
-                rowcol=since.rowcol_table(cfg, (spec,)), artifact=since.constant_artifact(cfg, (spec,)), sweep=sweep,
-                sweep_contrasts=since.sweep_contrasts(sweep, cfg))
+                rowcol=since.rowcol_table(cfg, (spec,)) if network else pd.DataFrame(),
+                artifact=since.constant_artifact(cfg, (spec,)) if network else None, sweep=sweep,
+                sweep_contrasts=since.sweep_contrasts(sweep, cfg) if network else pd.DataFrame())
     card.sentences = read_measures(card) + since_sentences(card)
     card.seconds = time.perf_counter() - t0
     return card
@@ -307,7 +321,9 @@ def _overview(card: Card) -> pd.DataFrame:
     return wide.reset_index()
 
 
-def _stages_view(card: Card) -> pd.DataFrame:
+def _stages_view(card: Card) -> pd.DataFrame | None:
+    if card.stages.empty:
+        return None
     natural = card.profile.natural_test_set
     return beside_spc(card.stages, ["encoder", "setting"], natural)[["setting", "spc", "position_variance"]]
 
@@ -437,6 +453,16 @@ def write_card(card: Card, out: Path) -> dict[str, Path]:
     return files
 
 
+def refusal(model: str, err: BaseException) -> str:
+    """A clear refusal for a model the probe could not run: the model, the reason (the error's type and message)
+    and what to do instead."""
+    reason = f"{type(err).__name__}: {err}".strip().rstrip(".")
+    return (f"{model} could not be probed: {reason}. The probe needs a network that takes (B, 3, H, W) images and "
+            f"returns feature maps at its taps (timm's features_only, or torchvision modules named with --taps). Try "
+            f"--taps with module names of the network, another image size (--profile), or the family's model made "
+            f"for its own input size; rerun with POSENC_TRACEBACK=1 to see where it failed.")
+
+
 def card_dir(spec: EncoderSpec, profile: str, output_dir: str | None = None) -> Path:
     """``figures/probe/<profile>/<model>/`` (or under ``output_dir``)."""
     return (Path(output_dir) if output_dir else paths.FIGURES_DIR) / "probe" / profile / slug(spec)
@@ -466,6 +492,11 @@ def main(argv: list[str] | None = None) -> int:
         card = make_card(spec, profile, args.output_dir or None)
     except (CheckpointError, WeightsNotFoundError, ValueError) as err:
         print(f"probe: {err}", file=sys.stderr)
+        return 2
+    except Exception as err:  # noqa: BLE001 - any model given to the probe runs or is refused, never a raw traceback
+        if os.environ.get("POSENC_TRACEBACK"):
+            raise
+        print(f"probe: {refusal(args.model, err)}", file=sys.stderr)
         return 2
     files = write_card(card, card_dir(spec, profile.name, args.output_dir or None))
     print("\n".join(f"[probe] {s}" for s in card.sentences))
