@@ -42,7 +42,7 @@ from ..engine import rowcol
 from ..engine.measures import image_groups, table_columns, variance_components
 from ..engine.plots import off_axes, save_figure
 from ..models.encoders import build_encoder, padding_reads_at, patch_grid, resize_taps
-from ..models.families import family_of
+from ..models.families import family_of, timm_input_size
 from ..models.profiles import Profile, command_profile, deviations
 from ..primitives import devices
 from ..primitives.borders import ImageTooSmallError, PaddingNotSupportedError
@@ -248,9 +248,11 @@ def size_sweep(profile: Profile, specs: tuple[EncoderSpec, ...] | None = None) -
             setting = f"{size} px"
             base = dict(encoder=spec.label, setting=setting, image_size=size, test_set=natural)
             patch = patch_grid(spec, size)
-            if not is_network(spec) or patch is not None:
+            own = timm_input_size(spec, size)
+            if not is_network(spec) or patch is not None or own:
                 why = ("no network: nothing is padded" if not is_network(spec) else
-                       f"a {patch[0]} px patch grid fixes its input size (it is built for {profile.image_size} px)")
+                       f"a {patch[0]} px patch grid fixes its input size (it is built for {profile.image_size} px)"
+                       if patch is not None else f"it runs at its own size ({own} px): its input is resized to it")
                 frames.append(pd.DataFrame([dict(base, status="n/a", reason=why)]))
                 continue
             one = one_sided_layers(spec, size)
