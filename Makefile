@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.posenc-installed
 OUT    ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup reproduce extended since quick plan paper test unit nbval bench bench-scale standin probe compare lab readme clean clean-cache
+.PHONY: help setup reproduce extended since atlas quick plan paper test unit nbval bench bench-scale standin probe compare lab readme clean clean-cache
 
 ## help: list the commands
 help:
@@ -37,6 +37,10 @@ extended: $(STAMP)
 ## since: notebook 07's networks, interventions and input-size sweep, too long for the main job (offline: see the README); notebook 07 reads the results (PROFILE=offline, OUT=dir)
 since: $(STAMP)
 	$(PY) -m posenc_utils.since --profile "$(or $(PROFILE),offline)" --output-dir "$(OUT)"
+
+## atlas: the position atlas: every family of vision network probed with the card, one job per model (offline: about an hour on 2 cores; MODELS=file, EXECUTOR=local|slurm|inline, ARGS="--partition gpu --gpus 1"); notebook 08 reads it (PROFILE=offline, OUT=dir)
+atlas: $(STAMP)
+	$(PY) -m posenc_utils.atlas --profile "$(or $(PROFILE),offline)" --output-dir "$(OUT)" --executor "$(or $(EXECUTOR),local)" $(if $(MODELS),--models "$(MODELS)") $(ARGS)
 
 ## quick: every notebook in the CI-sized quick profile (minutes on 2 cores)
 quick: $(STAMP)

@@ -33,7 +33,7 @@ def test_each_file_belongs_to_one_product(registry):
 
 def test_the_declarations_hold_together(registry):
     for p in registry.values():
-        assert p.notebook in ("", "01", "02", "03", "04", "05", "06", "07"), p
+        assert p.notebook in ("", "01", "02", "03", "04", "05", "06", "07", "08"), p
         assert p.drawn_from is None or (p.drawn_from.name in registry and p.drawn_from.kind in ("table", "csv")), p
         assert p.frame is None or p.claims, f"{p.name}: the claims read it, so it names them"
         assert p.made_by is None or callable(p.made_by), p

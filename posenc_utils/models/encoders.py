@@ -22,6 +22,7 @@ from ..primitives.cache import file_stamp
 from .families import family_of
 from .networks import IMAGENET_INPUT, UNIT_INPUT, Encoder, WeightsNotFoundError, hed_weights
 from ..primitives.positions import PositionNotSupportedError, patch_size, set_position
+from ..primitives.positions import refusal as position_refusal
 from ..primitives.specs import EncoderSpec
 
 __all__ = ["Encoder", "WeightsNotFoundError", "ImageTooSmallError", "PaddingNotSupportedError", "build_encoder",
@@ -61,7 +62,7 @@ def release_networks() -> None:
 
 def _zero_padded(spec: EncoderSpec, seed: int, image_size: int) -> Encoder:
     fam = family_of(spec.name)
-    at_zeros = dataclasses.replace(spec, padding="zeros")
+    at_zeros = dataclasses.replace(spec, padding="zeros", position="kept")  # one base for every padding and position
     return _network_at_zero_padding(at_zeros, seed, image_size if fam.size_dependent else 0, weights_stamp(at_zeros))
 
 
@@ -103,6 +104,9 @@ def build_encoder(spec: EncoderSpec, seed: int = 0, image_size: int = 224) -> En
         enc = Encoder(spec, module, taps, names, *fam.own_input(spec))
     else:
         base = _zero_padded(spec, seed, image_size)
+        refused = position_refusal(base.module, spec.position)  # before a copy of the network is made for it
+        if refused is not None:
+            raise refused
         enc = dataclasses.replace(base, spec=spec, module=base.module.copy())
         fam.padding_check(enc.module, spec.padding)
         set_padding(enc.module, spec.padding)  # nothing to do for zeros or a canvas

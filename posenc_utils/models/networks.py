@@ -14,6 +14,7 @@ import functools
 import importlib.util
 import os
 import pickle
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -96,9 +97,17 @@ class TapModel(nn.Module):
         return TapModel(net, self.taps, self.method)
 
     def _hook(self, name):
+        # the hook holds the model weakly: a strong reference would make a cycle (model -> network -> hook ->
+        # model) that only the cyclic garbage collector frees, so every copy of a network made for a padding or
+        # position mode stayed in memory until it ran (measured: +0.5 GB per mode for VGG11)
+        model = weakref.ref(self)
+
         def hook(_mod, _inp, out):
-            self._out[name] = out
-            if name == self.taps[-1] and len(self._out) == len(self.taps):
+            me = model()
+            if me is None:
+                return
+            me._out[name] = out
+            if name == me.taps[-1] and len(me._out) == len(me.taps):
                 raise TapModel._Done
 
         return hook

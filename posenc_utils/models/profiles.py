@@ -279,7 +279,7 @@ def get_profile(name: str, **overrides) -> Profile:
 
 def deviations(profile: Profile, notebook: str | None = None) -> list[str]:
     """What this profile does differently from the paper, and why (shown beside every table); ``notebook``
-    ("01" .. "07"): only those that touch that notebook's tables and figures."""
+    ("01" .. "08"): only those that touch that notebook's tables and figures."""
     out: list[str] = []
 
     def add(notebooks: str, text: str) -> None:
@@ -349,6 +349,13 @@ def deviations(profile: Profile, notebook: str | None = None) -> list[str]:
     if any(s.weights == "random" and s.name.startswith("timm:") for s in profile.since_models):
         add("07", "notebook 07's transformers, ConvNeXt and EVA-02 are random-init (seeded, frozen): no pretrained "
                   "transformer can be had offline; timm's weights are used where a user has them")
+    add("08", "beyond the paper, notebook 08 (the atlas): its networks are random-init (seeded, frozen) unless their "
+              "weights are named (the pretrained networks the machine has); a network that cannot be made for the "
+              "profile's image size is fed its images resized to its own size, and says so on its card")
+    if profile.atlas_train_n:
+        add("08", f"the atlas's cards are lighter than `make probe`'s: readouts trained on the first "
+                  f"{profile.atlas_train_n} of the {profile.train_set.n} training images, to fit its networks in an "
+                  f"hour on 2 cores")
     if profile.train_set.n:
         per_epoch = -(-profile.train_set.n // profile.readout.batch_size)
         t4 = profile.table4_train_n or profile.train_set.n

@@ -107,47 +107,61 @@ def _refuse(mode: str, reason: str, instead: str) -> PositionNotSupportedError:
     return PositionNotSupportedError(f"position {mode!r} does not apply: {reason}. {instead}", reason=reason)
 
 
+def refusal(net: nn.Module, mode: str) -> PositionNotSupportedError | None:
+    """Why position ``mode`` cannot apply to ``net`` (the error :func:`set_position` raises), or None where it can;
+    ``net`` is left as it is (checked before a copy of the network is made for the mode)."""
+    check_position_mode(mode)
+    if mode == "kept":
+        return None
+    if mode == "permuted":
+        if getattr(net, "resized_to", None):
+            return _refuse(mode, f"the network is probed at its own size ({net.resized_to} px, its input resized), so "
+                           "permuting the image's patches does not permute its tokens",
+                           "Use a model of the family that can be made for the profile's image size.")
+        if patch_size(net) is None:
+            return _refuse(mode, "no patch tokens: a convolutional network",
+                           "Its position comes from padding: use the padding modes instead.")
+        return None
+    if mode == "rotary_off":
+        return None if rotary_modules(net) else _refuse(mode, "no rotary position embedding",
+                                                         "Use zeroed or shuffled for a learned embedding.")
+    every = positional_parameters(net)
+    params = {k: v for k, v in every.items() if v[0] == "absolute"} if mode == "shifted" else every
+    if mode == "shifted" and not params:
+        return _refuse(mode, "no absolute positional embedding" + (
+            " (a relative bias is indexed by offsets, which a shift leaves unchanged)" if every else ""),
+            "Use zeroed or shuffled instead.")
+    if not params and patch_size(net) is None:
+        return PositionNotSupportedError(
+            f"position {mode!r} needs a positional embedding or a relative position bias, and this network has "
+            "neither: a convolutional network's position comes from its padding (use the padding modes instead).",
+            reason="no positional embedding: a convolutional network")
+    if not params:
+        return _refuse(mode, "no learned positional embedding" + (": its position is rotary (see rotary_off)"
+                                                                   if rotary_modules(net) else ""),
+                       "Use permuted to see what is tied to the token index.")
+    return None
+
+
 def set_position(net: nn.Module, mode: str, seed: int = 0) -> nn.Module:
     """Apply position ``mode`` to ``net`` (see the module docstring): the embedding modes change its parameters in
     place and return ``net``; ``rotary_off`` removes its rotary embeddings; ``permuted`` returns ``net`` wrapped in
     :class:`TokenPermuted`. Raises :class:`PositionNotSupportedError`, with the reason, for a mode ``net`` has no part
-    for."""
-    check_position_mode(mode)
+    for (:func:`refusal`)."""
+    refused = refusal(net, mode)
+    if refused is not None:
+        raise refused
     if mode == "kept":
         return net
     if mode == "permuted":
-        if getattr(net, "resized_to", None):
-            raise _refuse(mode, f"the network is probed at its own size ({net.resized_to} px, its input resized), so "
-                          "permuting the image's patches does not permute its tokens",
-                          "Use a model of the family that can be made for the profile's image size.")
-        patch = patch_size(net)
-        if patch is None:
-            raise _refuse(mode, "no patch tokens: a convolutional network",
-                          "Its position comes from padding: use the padding modes instead.")
-        return TokenPermuted(net, patch, seed)
+        return TokenPermuted(net, patch_size(net), seed)
     if mode == "rotary_off":
-        found = rotary_modules(net)
-        if not found:
-            raise _refuse(mode, "no rotary position embedding", "Use zeroed or shuffled for a learned embedding.")
-        for parent, name in found:
+        for parent, name in rotary_modules(net):
             setattr(parent, name, None)
         return net
     params = positional_parameters(net)
     if mode == "shifted":
         params = {k: v for k, v in params.items() if v[0] == "absolute"}
-        if not params:
-            raise _refuse(mode, "no absolute positional embedding" + (
-                " (a relative bias is indexed by offsets, which a shift leaves unchanged)"
-                if positional_parameters(net) else ""), "Use zeroed or shuffled instead.")
-    if not params and patch_size(net) is None:
-        raise PositionNotSupportedError(
-            f"position {mode!r} needs a positional embedding or a relative position bias, and this network has "
-            "neither: a convolutional network's position comes from its padding (use the padding modes instead).",
-            reason="no positional embedding: a convolutional network")
-    if not params:
-        raise _refuse(mode, "no learned positional embedding" + (": its position is rotary (see rotary_off)"
-                                                                  if rotary_modules(net) else ""),
-                      "Use permuted to see what is tied to the token index.")
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, (kind, p) in params.items():

@@ -27,6 +27,7 @@ KINDS = {  # kind -> the files it is written as (its name + each suffix)
     "report": (".md", ".csv"),  # a claims report: its Markdown and its verdict table
     "json": (".json",),
     "page": (".md", ".html"),  # a page of its own: Markdown and self-contained HTML
+    "folder": (),  # a folder of files made per item (the atlas's cards and rows): every file under ``folder``
     "frame": (),  # per-image results only (``results/<name>_per_image.csv``)
 }
 BUDGET = ("table", "frame")  # a larger-budget twin: a table of its own, or its per-image frame only
@@ -42,7 +43,7 @@ class Product:
     (under ``frame``), its larger-budget twin, the README section that shows it."""
 
     name: str
-    notebook: str  # "01".."07", or "" for the runner's own files
+    notebook: str  # "01".."08", or "" for the runner's own files
     kind: str
     role: str = ""  # "Table 1", "Fig 4"; "" where the paper has none (beyond the paper)
     made_by: Callable[..., Any] | None = None  # the experiment (or drawing function) that makes it
@@ -55,6 +56,7 @@ class Product:
     readme: str | None = None  # the README section that links it (posenc_utils.reporting.report)
     optional: bool = False  # written only where another command made its data (`make extended`)
     grid: bool = False  # a figure of image panels: its data kept in results/<name>.grid.npz, redrawn from them
+    folder: str = ""  # kind "folder": the folder (relative to the output folder) whose files are its
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -157,6 +159,6 @@ def missing(out: Path, notebook: str, optional: bool = False) -> list[str]:
 def owner(file: str) -> Product | None:
     """The product a file of an output folder belongs to (``results/...`` paths included), or None."""
     for p in REGISTRY.values():
-        if file in p.files():
+        if file in p.files() or (p.folder and file.startswith(p.folder + "/")):
             return p
     return None

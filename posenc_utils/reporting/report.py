@@ -304,6 +304,40 @@ def card_section(profile: str = "offline") -> str:
     return "\n".join(lines).rstrip()
 
 
+def atlas_section(profile: str = "offline") -> str:
+    """Markdown: the atlas (``make atlas``): what made it, its figure, the sentence per family, its table."""
+    import json
+
+    from ..studies import atlas
+
+    out = paths.FIGURES_DIR / profile
+    if not atlas.RECORD.path(out).exists() or not atlas.TABLE.csv(out).exists():
+        return f"No atlas yet: `make atlas PROFILE={profile}` makes it."
+    record = json.loads(atlas.RECORD.path(out).read_text())
+    table = pd.read_csv(atlas.TABLE.csv(out), keep_default_na=False, na_values=[""])
+    ok = table[table.status == "ok"]
+    per = record.get("per_model", {})
+    slowest = max(per.items(), key=lambda kv: kv[1].get("seconds") or 0)[0] if per else ""
+    rel = f"figures/{profile}"
+    lines = [f"The {profile} atlas: {len(ok)} of {len(table)} models probed in {record['wall_seconds'] / 60:.1f} min "
+             f"({record['executor']} executor) on {record['cpus']} CPU cores ({record['cpu']}), {record['date']}; the "
+             f"largest job's peak memory {record['peak_mb'] / 1024:.1f} GB; per model "
+             f"{min((v.get('seconds') or 0) for v in per.values()):.0f} to {per[slowest]['seconds']:.0f} s "
+             f"({slowest}). {record['setting']} The page: [`atlas_page.html`]({rel}/atlas_page.html) "
+             f"([`atlas_page.md`]({rel}/atlas_page.md)), each model's card linked from it.", "",
+             f"![the atlas]({rel}/fig_atlas.png)", ""]
+    lines += [f"- {s}" for s in atlas.family_sentences(table)]
+    fails = atlas.failures(table)
+    if len(fails):
+        lines += ["", "Not probed: " + "; ".join(f"{r.model} ({r.error.split('. ')[0]})" for r in fails.itertuples())
+                  + "."]
+    view = atlas.view(table)
+    keep = [c for c in view.columns if c in ("model", "kind", "params (M)", "spc", "share", "rowcol")
+            or c in ("SPC change, circular", "SPC change, zeroed", "SPC change, permuted")]
+    lines += ["", view[keep].to_markdown(index=False)]
+    return "\n".join(lines)
+
+
 BEFORE = paths.PROJ_ROOT / "data" / "reference" / "claims_before_referee.csv"  # the verdicts published before it
 # What the referee's second reading changed in each claim's rule or evidence (besides every readout's feature
 # scaling, per tap instead of per channel, which touches every claim decided on readouts: all but claim 9).
@@ -372,6 +406,7 @@ def main() -> int:
     text = replace_section(text, "changes", verdict_changes("offline"))
     text = replace_section(text, "benchmark", benchmark("offline"))
     text = replace_section(text, "card", card_section("offline"))
+    text = replace_section(text, "atlas", atlas_section("offline"))
     README.write_text(text)
     print(f"updated {README}")
     return 0

@@ -158,7 +158,7 @@ def job(model: str, family: str, kind: str, profile_name: str, output_dir: str |
     row.update(key=key(entry, profile), seconds=round(time.perf_counter() - t0, 1),
                peak_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
                threads=_threads(),
-               cpu=devices.cpu_model(), host=socket.gethostname(), slurm_job=os.environ.get("SLURM_JOB_ID", ""))
+               cpu=devices.cpu_model(), host=socket.gethostname(), pid=os.getpid(), slurm_job=os.environ.get("SLURM_JOB_ID", ""))
     _write_row(row_path(entry, profile_name, output_dir), row)
     return row
 

@@ -303,4 +303,5 @@ def to_markdown(table: pd.DataFrame, note: str, sentences: list[str]) -> str:
 TABLE = declare("atlas", "08", "csv", made_by=card_row)
 FIGURE = declare("fig_atlas", "08", "figure", made_by=plot_atlas)
 PAGE = declare("atlas_page", "08", "page", made_by=to_html)
+CARDS = declare("atlas_cards", "08", "folder", made_by=card_row, folder="atlas")  # each model's card and row
 RECORD = declare("atlas_record", "08", "json", made_by=card_row)
