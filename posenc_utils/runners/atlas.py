@@ -205,6 +205,16 @@ def _collect(j, entry: Entry, profile: Profile) -> dict:
                                        f"{first[0] if first else ''}); its log is in {getattr(j, 'paths', None) and j.paths.stderr}")
 
 
+def side_by_side(executor: str, n: int, jobs: int | None = None, slurm: Slurm = Slurm()) -> tuple[int, int]:
+    """(jobs at once, torch threads per job): SLURM runs every job as the cluster allows, each on its ``--cpus``;
+    locally ``jobs`` at once (default: a job per two cores), the cores shared among them; inline one, on every core."""
+    cpus = os.cpu_count() or 1
+    if executor == "slurm":
+        return max(1, n), slurm.cpus
+    at_once = 1 if executor == "inline" else max(1, jobs or cpus // 2)
+    return at_once, max(1, cpus // at_once)
+
+
 def run(entries: list[Entry], profile: Profile, output_dir: str | Path | None = None, executor: str = "local",
         jobs: int | None = None, slurm: Slurm = Slurm(), log: Callable[[str], None] = print, poll: float = 2.0
         ) -> pd.DataFrame:
@@ -216,9 +226,7 @@ def run(entries: list[Entry], profile: Profile, output_dir: str | Path | None = 
     todo = [e for e in entries if rows[e.model] is None]
     log(f"atlas ({profile.name}): {len(entries)} models, {len(entries) - len(todo)} read back, {len(todo)} to make "
         f"({executor})")
-    cpus = os.cpu_count() or 1
-    at_once = len(todo) if executor == "slurm" else 1 if executor == "inline" else max(1, jobs or max(1, cpus // 2))
-    threads = slurm.cpus if executor == "slurm" else max(1, cpus // at_once)
+    at_once, threads = side_by_side(executor, len(todo), jobs, slurm)
     out = str(output_dir) if output_dir else None
     if executor == "inline":
         for e in todo:
@@ -295,6 +303,7 @@ def make(profile: Profile, output_dir: str | Path | None = None, models_file: st
     table = run(entries, profile, output_dir, executor, jobs, slurm, log)
     wall = time.perf_counter() - t0
     record = _record(table, profile, entries, executor, wall, models_file, output_dir)
+    record["jobs_at_once"], record["threads_per_job"] = side_by_side(executor, len(entries), jobs, slurm)
     write(table, profile, output_dir, record)
     return table, record
 

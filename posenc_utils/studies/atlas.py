@@ -92,7 +92,9 @@ def atlas_profile(profile: Profile) -> Profile:
     (``atlas_train_n``: the readouts trained on the first n training images)."""
     if not profile.atlas_train_n:
         return profile
-    return profile.with_overrides(train_set=dataclasses.replace(profile.train_set, n=profile.atlas_train_n))
+    return profile.with_overrides(train_set=dataclasses.replace(profile.train_set, n=profile.atlas_train_n),
+                                  description=f"{profile.description}; the atlas's lighter card: readouts trained on "
+                                              f"the first {profile.atlas_train_n} training images")
 
 
 def setting_note(profile: Profile) -> str:
@@ -236,6 +238,13 @@ def family_sentences(table: pd.DataFrame) -> list[str]:
     return out
 
 
+def short_name(model: str) -> str:
+    """A model's name in a figure: without its library prefix and random weights (``timm:vit_tiny_patch16_224``
+    -> ``vit_tiny_patch16_224``; ``vgg16:hed`` stays)."""
+    name = model.split(":", 1)[1] if model.startswith(("tv:", "timm:")) else model
+    return name.removesuffix(":random").removesuffix(":none")
+
+
 def plot_atlas(table: pd.DataFrame, path: Path, x: str = "share", y: str = "spc") -> plt.Figure:
     """Every model placed by two measures (default: the share of variance explained by position against the
     readout's SPC), with 95% intervals, its kind marked by the marker and colour."""
@@ -249,7 +258,7 @@ def plot_atlas(table: pd.DataFrame, path: Path, x: str = "share", y: str = "spc"
                     yerr=[d[y] - d[f"{y}_low"], d[f"{y}_high"] - d[y]], fmt=MARKERS.get(kind, "P"), color=f"C{i}",
                     ms=6, lw=0.8, capsize=2, label=kind)
         for r in d.itertuples():
-            labels.append(ax.annotate(r.family if r.family != r.label else r.label, (getattr(r, x), getattr(r, y)),
+            labels.append(ax.annotate(short_name(r.model), (getattr(r, x), getattr(r, y)),
                                       fontsize=6, xytext=(3, 3), textcoords="offset points", color=f"C{i}"))
     ax.set_xlabel(names.get(x, x))
     ax.set_ylabel(names.get(y, y))
