@@ -3,7 +3,7 @@
 ``python -m posenc_utils.report`` rewrites the text between ``<!-- NAME:start -->`` and
 ``<!-- NAME:end -->`` for ``headline`` (Table 1 SPC, ours beside the paper's, and what the main
 job cost), ``padding``, ``layers`` and ``downstream`` (notebooks 03, 04 and 05), ``deviations``, ``benchmark`` (``make bench``'s
-report), ``card`` (the sample report card of ``make probe``) and ``changes`` (how the verdicts changed in the referee's
+report), ``card`` (the sample report card of ``make probe``), ``atlas`` (``make atlas``'s atlas) and ``changes`` (how the verdicts changed in the referee's
 second reading), from ``figures/offline/`` and ``figures/probe/offline/``.
 Nothing in those sections is typed by hand but what changed in each claim's rule (:data:`CHANGED`, words, no number).
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..studies import budget, claims, extended
+from ..studies import atlas, budget, claims, extended
 from . import findings
 from ..primitives import paths, products
 from ..studies import downstream as ds
@@ -306,10 +306,6 @@ def card_section(profile: str = "offline") -> str:
 
 def atlas_section(profile: str = "offline") -> str:
     """Markdown: the atlas (``make atlas``): what made it, its figure, the sentence per family, its table."""
-    import json
-
-    from ..studies import atlas
-
     out = paths.FIGURES_DIR / profile
     if not atlas.RECORD.path(out).exists() or not atlas.TABLE.csv(out).exists():
         return f"No atlas yet: `make atlas PROFILE={profile}` makes it."
@@ -319,13 +315,14 @@ def atlas_section(profile: str = "offline") -> str:
     per = record.get("per_model", {})
     slowest = max(per.items(), key=lambda kv: kv[1].get("seconds") or 0)[0] if per else ""
     rel = f"figures/{profile}"
+    html_page, md_page = atlas.PAGE.file(".html"), atlas.PAGE.file(".md")
     lines = [f"The {profile} atlas: {len(ok)} of {len(table)} models probed in {record['wall_seconds'] / 60:.1f} min "
              f"({record['executor']} executor) on {record['cpus']} CPU cores ({record['cpu']}), {record['date']}; the "
              f"largest job's peak memory {record['peak_mb'] / 1024:.1f} GB; per model "
              f"{min((v.get('seconds') or 0) for v in per.values()):.0f} to {per[slowest]['seconds']:.0f} s "
-             f"({slowest}). {record['setting']} The page: [`atlas_page.html`]({rel}/atlas_page.html) "
-             f"([`atlas_page.md`]({rel}/atlas_page.md)), each model's card linked from it.", "",
-             f"![the atlas]({rel}/fig_atlas.png)", ""]
+             f"({slowest}). {record['setting']} The page: [`{html_page}`]({rel}/{html_page}) "
+             f"([`{md_page}`]({rel}/{md_page})), each model's card linked from it.", "",
+             f"![the atlas]({rel}/{atlas.FIGURE.file('.png')})", ""]
     lines += [f"- {s}" for s in atlas.family_sentences(table)]
     fails = atlas.failures(table)
     if len(fails):

@@ -32,6 +32,8 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
+import submitit
+import torch
 
 from ..engine import tables
 from ..models.encoders import parameters, shape_only, tap_sizes
@@ -136,8 +138,6 @@ def job(model: str, family: str, kind: str, profile_name: str, output_dir: str |
     matplotlib.use("Agg")
     os.environ.setdefault("POSENC_PROGRESS", "lines")
     if threads:
-        import torch
-
         torch.set_num_threads(threads)
     t0 = time.perf_counter()
     entry, profile = Entry(model, family, kind), get_profile(profile_name)
@@ -164,8 +164,6 @@ def job(model: str, family: str, kind: str, profile_name: str, output_dir: str |
 
 
 def _threads() -> int:
-    import torch
-
     return torch.get_num_threads()
 
 
@@ -175,11 +173,6 @@ def _failed(entry: Entry, profile: Profile, error: str) -> dict:
 
 
 def _submitit(executor: str, logs: Path, slurm: Slurm, threads: int):
-    try:
-        import submitit
-    except ImportError as e:
-        raise RuntimeError("the local and slurm executors need submitit (pip install submitit, or `make setup`); "
-                           "--executor inline needs nothing") from e
     if executor == "local":
         ex = submitit.LocalExecutor(folder=str(logs))
         ex.update_parameters(timeout_min=slurm.time_min)

@@ -12,6 +12,7 @@ job per model on this machine or on SLURM, is :mod:`posenc_utils.runners.atlas`.
 """
 from __future__ import annotations
 
+import base64
 import csv
 import dataclasses
 import html
@@ -275,8 +276,6 @@ def to_html(table: pd.DataFrame, figure_png: Path, out: Path, cards: dict[str, P
             sentences: list[str]) -> str:
     """The atlas as one HTML page: the figure, a sentence per family, the table with a link to each model's card,
     and the models that failed with their error."""
-    import base64
-
     v = view(table)
     links = {r.label: cards[r.model] for r in table[table.status == "ok"].itertuples() if r.model in cards}
     v["card"] = [f'<a href="{html.escape(str(links[m].relative_to(out)))}">card</a>' if m in links else ""
@@ -298,7 +297,7 @@ def to_html(table: pd.DataFrame, figure_png: Path, out: Path, cards: dict[str, P
 
 def to_markdown(table: pd.DataFrame, note: str, sentences: list[str]) -> str:
     buf = io.StringIO()
-    buf.write(f"# The position atlas\n\n{note}\n\n![each model by two measures](fig_atlas.png)\n\n")
+    buf.write(f"# The position atlas\n\n{note}\n\n![each model by two measures]({FIGURE.file('.png')})\n\n")
     buf.write("## Where each family's position comes from\n\n" + "".join(f"- {s}\n" for s in sentences) + "\n")
     buf.write(view(table).to_markdown(index=False) + "\n")
     fails = failures(table)
