@@ -238,3 +238,10 @@ def test_one_slurm_job_per_model_and_a_rerun_submits_only_what_is_missing(out):
     said.clear()
     runner.run(CHEAP, quick, out, executor="slurm", log=said.append, poll=1.0)
     assert "1 read back, 1 to make (slurm)" in said[0]
+
+
+def test_the_paper_profile_without_its_datasets_is_refused_before_any_job(tmp_path, capsys):
+    assert runner.main(["--profile", "paper", "--output-dir", str(tmp_path), "--executor", "inline"]) == 2
+    err = capsys.readouterr().err
+    assert "the paper profile cannot make the atlas; missing" in err and "DUTS-TR" in err
+    assert not (tmp_path / "paper" / "atlas" / "rows").exists()

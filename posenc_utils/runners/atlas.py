@@ -40,6 +40,7 @@ from ..models.encoders import parameters, shape_only, tap_sizes
 from ..models.families import family_of, timm_input_size
 from ..models.profiles import PROFILES, Profile, deviations, get_profile
 from ..primitives import devices, paths
+from ..primitives.specs import EncoderSpec
 from ..studies import atlas
 from ..studies.atlas import Entry
 from . import probe
@@ -240,7 +241,9 @@ def run(entries: list[Entry], profile: Profile, output_dir: str | Path | None = 
                         _write_row(row_path(e, profile.name, output_dir), rows[model])
                     log(_said(rows[model]))
                     del running[model]
-    return pd.DataFrame([rows[e.model] for e in entries])
+    table = pd.DataFrame([rows[e.model] for e in entries])
+    table.attrs["made"] = len(todo)  # how many rows this run made (the others were read back)
+    return table
 
 
 def _said(row: dict) -> str:
@@ -292,23 +295,27 @@ def make(profile: Profile, output_dir: str | Path | None = None, models_file: st
          executor: str = "local", jobs: int | None = None, slurm: Slurm = Slurm(), log=print) -> tuple[pd.DataFrame, dict]:
     """Run (or read back) every model's job, then write the atlas; returns the table and the record."""
     entries = models(profile, models_file)
+    cfg = atlas.atlas_profile(profile)
+    missing = missing_inputs(probe.card_profile(cfg, EncoderSpec("posenet", "none")), downstream=False)
+    if missing:  # the image sets every card needs: refused once, before a job is submitted
+        raise ValueError(f"the {profile.name} profile cannot make the atlas; missing:\n- " + "\n- ".join(missing))
     t0 = time.perf_counter()
     table = run(entries, profile, output_dir, executor, jobs, slurm, log)
     wall = time.perf_counter() - t0
-    record = _record(table, profile, entries, executor, wall, models_file, output_dir)
+    made = table.attrs.get("made", 0)  # rows this run made; the rest were read back
+    record = _record(table, profile, entries, executor, wall, models_file, output_dir, made)
     record["jobs_at_once"], record["threads_per_job"] = side_by_side(executor, len(entries), jobs, slurm)
     write(table, profile, output_dir, record)
     return table, record
 
 
 def _record(table: pd.DataFrame, profile: Profile, entries: list[Entry], executor: str, wall: float,
-            models_file: str | None, output_dir) -> dict:
+            models_file: str | None, output_dir, made: int) -> dict:
     """What made the atlas: its models and setting, and the time and peak memory of each model's job (as the job
-    booked it, whether this run made it or read it back); a run that read rows back keeps the longer record of
-    the run that made them."""
+    booked it, whether this run made it or read it back); the wall time of every run that made some of its rows."""
     per = {r.model: dict(seconds=r.seconds if "seconds" in table else None, peak_mb=getattr(r, "peak_mb", None),
                          status=r.status, cpu=getattr(r, "cpu", None)) for r in table.itertuples()}
-    record = dict(profile=profile.name, models=[e.model for e in entries], models_file=str(models_file or "default"),
+    record = dict(runs=1, profile=profile.name, models=[e.model for e in entries], models_file=str(models_file or "default"),
                   setting=atlas.setting_note(profile) or "the full card", executor=executor, wall_seconds=round(wall, 1),
                   card_seconds=round(float(np.nansum([v["seconds"] or 0 for v in per.values()])), 1),
                   peak_mb=max((v["peak_mb"] or 0 for v in per.values()), default=0),
@@ -319,9 +326,13 @@ def _record(table: pd.DataFrame, profile: Profile, entries: list[Entry], executo
         before = json.loads(path.read_text())
     except (OSError, ValueError):
         before = {}
-    if before.get("models") == record["models"] and before.get("wall_seconds", 0) > wall:
-        record["wall_seconds"] = before["wall_seconds"]  # read back now: keep what making them took
-        record["date"] = before.get("date", record["date"])
+    if before.get("models") == record["models"] and made < len(entries):
+        # a run that resumed an earlier one: what making the atlas took is the earlier run's time and this one's
+        # (nothing made now: the earlier record stands)
+        record["wall_seconds"] = round(before.get("wall_seconds", 0) + (wall if made else 0), 1)
+        record["runs"] = before.get("runs", 1) + (1 if made else 0)
+        if not made:
+            record["date"] = before.get("date", record["date"])
     return record
 
 

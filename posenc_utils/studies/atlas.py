@@ -248,7 +248,7 @@ def short_name(model: str) -> str:
 
 def plot_atlas(table: pd.DataFrame, path: Path, x: str = "share", y: str = "spc") -> plt.Figure:
     """Every model placed by two measures (default: the share of variance explained by position against the
-    readout's SPC), with 95% intervals, its kind marked by the marker and colour."""
+    readout's SPC), with 95% intervals, its kind marked by the marker and colour, its family by its label."""
     ok = table[table.status == "ok"]
     fig, ax = plt.subplots(figsize=(8, 5.5))
     labels = []
@@ -259,7 +259,8 @@ def plot_atlas(table: pd.DataFrame, path: Path, x: str = "share", y: str = "spc"
                     yerr=[d[y] - d[f"{y}_low"], d[f"{y}_high"] - d[y]], fmt=MARKERS.get(kind, "P"), color=f"C{i}",
                     ms=6, lw=0.8, capsize=2, label=kind)
         for r in d.itertuples():
-            labels.append(ax.annotate(short_name(r.model), (getattr(r, x), getattr(r, y)),
+            name = r.family if (ok.family == r.family).sum() == 1 else f"{r.family} ({short_name(r.model)})"
+            labels.append(ax.annotate(name, (getattr(r, x), getattr(r, y)),
                                       fontsize=6, xytext=(3, 3), textcoords="offset points", color=f"C{i}"))
     ax.set_xlabel(names.get(x, x))
     ax.set_ylabel(names.get(y, y))
