@@ -38,7 +38,7 @@ import torch
 from ..engine import tables
 from ..models.encoders import parameters, shape_only, tap_sizes
 from ..models.families import family_of, timm_input_size
-from ..models.profiles import PROFILES, Profile, deviations, get_profile
+from ..models.profiles import PROFILES, QUICK_ATLAS, Profile, deviations, get_profile
 from ..primitives import devices, paths
 from ..primitives.specs import EncoderSpec
 from ..studies import atlas
@@ -47,6 +47,7 @@ from . import probe
 from .plan import missing_inputs
 
 ATLAS_VERSION = 1  # a row written by another version of this code is made again
+SMALL_ATLAS = QUICK_ATLAS  # what notebook 08 makes where `make atlas` has not run: a CNN, a ViT, an MLP-Mixer
 EXECUTORS = ("local", "slurm", "inline")
 
 
@@ -136,8 +137,7 @@ def job(model: str, family: str, kind: str, profile_name: str, output_dir: str |
     model that cannot be probed is a row with ``status`` "failed" and the refusal."""
     import matplotlib
 
-    matplotlib.use("Agg")
-    os.environ.setdefault("POSENC_PROGRESS", "lines")
+    matplotlib.use("Agg")  # progress as the caller set it: lines in a job's log (the command sets it), bars inline
     if threads:
         torch.set_num_threads(threads)
     t0 = time.perf_counter()
@@ -357,7 +357,10 @@ def results(profile: Profile, output_dir: str | Path | None = None, log=print) -
         table, record, why = load(profile, output_dir)
         if table is not None:
             return table, record, f"read from {atlas.RECORD.path(paths.output_dir(profile.name, output_dir))} (written by `make atlas`)"
-        why = f"made here, which takes long: {why}"
+        if not profile.atlas_models:  # the whole list is `make atlas`'s: the notebook makes a small atlas meanwhile
+            profile = profile.with_overrides(atlas_models=SMALL_ATLAS)
+            why = (f"{why}; made here for {len(SMALL_ATLAS)} models only ({', '.join(SMALL_ATLAS)}): `make atlas "
+                   f"PROFILE={profile.name}` makes the whole list, which this notebook then reads")
     table, record = make(profile, output_dir, executor="inline", log=log)
     return table, record, why
 
