@@ -30,16 +30,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import submitit
 import torch
 
 from ..engine import tables
-from ..models.encoders import parameters, shape_only, tap_sizes
+from ..models.encoders import parameters, shape_only
 from ..models.families import family_of, timm_input_size
 from ..models.profiles import PROFILES, QUICK_ATLAS, Profile, deviations, get_profile
-from ..primitives import devices, paths
+from ..primitives import cache, devices, paths
 from ..primitives.specs import EncoderSpec
 from ..studies import atlas
 from ..studies.atlas import Entry
@@ -117,17 +119,14 @@ def read_row(entry: Entry, profile: Profile, output_dir: str | Path | None = Non
 def _size(entry: Entry, profile: Profile) -> dict:
     """The model's parameters (millions) and GFLOP per image at the size it is fed (a shape-only build)."""
     spec, size = entry.spec, profile.image_size
-    if not family_of(spec.name).network:
-        return dict(params_m=0.0, gflops=0.0, input_size=size, taps=len(tap_sizes(spec, size)))
-    return dict(params_m=parameters(spec, size) / 1e6, gflops=shape_only(spec, size)[1],
-                input_size=timm_input_size(spec, size) or size, taps=len(tap_sizes(spec, size)))
+    channels, gflops = shape_only(spec, size)
+    return dict(params_m=parameters(spec, size) / 1e6, gflops=gflops, input_size=timm_input_size(spec, size) or size,
+                taps=len(channels))
 
 
 def _write_row(path: Path, row: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(row, indent=1, default=float) + "\n")
-    os.replace(tmp, path)  # whole or not at all: a killed job leaves no half row
+    with cache.atomic_path(path) as tmp:  # whole or not at all: a killed job leaves no half row
+        tmp.write_text(json.dumps(row, indent=1, default=float) + "\n")
 
 
 def job(model: str, family: str, kind: str, profile_name: str, output_dir: str | None = None,
@@ -135,8 +134,6 @@ def job(model: str, family: str, kind: str, profile_name: str, output_dir: str |
     """One model's card and row (what a SLURM or local job runs; plain arguments, so it pickles): the card written
     in ``atlas/cards/<model>/``, the row in ``atlas/rows/<model>.json``, returned. Never raises for the model: a
     model that cannot be probed is a row with ``status`` "failed" and the refusal."""
-    import matplotlib
-
     matplotlib.use("Agg")  # progress as the caller set it: lines in a job's log (the command sets it), bars inline
     if threads:
         torch.set_num_threads(threads)
@@ -260,8 +257,6 @@ def write(table: pd.DataFrame, profile: Profile, output_dir: str | Path | None, 
     out = paths.output_dir(profile.name, output_dir)
     files = {"table": tables.write_csv(table.drop(columns=["key"], errors="ignore"), atlas.TABLE.csv(out))}
     files["figure"] = atlas.FIGURE.png(out)
-    import matplotlib.pyplot as plt
-
     ok = table[table.status == "ok"]
     if len(ok):
         fig = atlas.plot_atlas(table, files["figure"])
